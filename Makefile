@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/scanbatch demo
+	$(BIN)/scanbatch serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -84,7 +84,9 @@ class JobFolder:
         photos = []
         for path, photo_type in zip(self.image_paths(item_index), photo_types, strict=True):
             data = path.read_bytes()
-            photos.append(Photo(data=data, mime_type=sniff_mime(data, index=None), photo_type=photo_type))
+            photos.append(
+                Photo(data=data, mime_type=sniff_mime(data, index=None), photo_type=photo_type)
+            )
         return photos
 
 

@@ -10,9 +10,9 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-
-# Files that ship with the repository (prompts, sample photos, sample catalog).
-SHIPPED_DATA = Path(__file__).resolve().parents[1] / "data"
+# Files that ship with the repository (prompts, sample photos, sample catalog, notebooks).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHIPPED_DATA = REPO_ROOT / "data"
 
 
 def _default_extractor() -> str:
@@ -30,11 +30,22 @@ class Settings(BaseSettings):
         description="Extractor backend: `gemini` when GEMINI_API_KEY is set, else `ocr`.",
     )
     item_concurrency: int = Field(
-        4, ge=1, le=32, description="Items of one job extracted at once."
+        10,
+        ge=1,
+        le=32,
+        description="Items of one job extracted at once (a batch holds at most 10); the Gemini "
+        "rate limit is shared by the whole process, so this cannot exceed the quota.",
     )
     runner_workers: int = Field(2, ge=1, le=16, description="Notebook executions run at once.")
     notebook_timeout: float = Field(
         900.0, gt=0, description="Wall-clock limit in seconds for one job's notebook execution."
+    )
+    plugins: str = Field(
+        "", description="Comma-separated modules imported at start that register extractors."
+    )
+    seed_catalog: Path | None = Field(
+        SHIPPED_DATA / "catalog_sample.csv",
+        description="CSV imported when the catalog is empty at server start; empty to skip.",
     )
     host: str = Field("127.0.0.1", description="Address `scanbatch serve` binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port `scanbatch serve` binds.")
@@ -47,6 +58,16 @@ class Settings(BaseSettings):
     gemini_rpm: int = Field(
         60, ge=1, description="Gemini requests per minute, shared by every item of the process."
     )
+    gemini_base_url: str | None = Field(
+        None,
+        description="Gemini endpoint; unset uses the SDK's GOOGLE_GEMINI_BASE_URL, else Google's.",
+    )
+    gemini_retry_base_delay: float = Field(
+        1.0, ge=0, description="Seconds before the first retry; doubles per retry, with jitter."
+    )
+    gemini_retry_max_delay: float = Field(
+        60.0, ge=0, description="Longest wait between retries, Retry-After included."
+    )
     prompts_dir: Path = Field(
         SHIPPED_DATA / "prompts", description="Folder of versioned prompt files."
     )
@@ -57,10 +78,31 @@ class Settings(BaseSettings):
         0.82, ge=0, le=1, description="Minimum catalog match score; below it, no match."
     )
 
+    @field_validator("seed_catalog", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
+
     @field_validator("extractor")
     @classmethod
     def _lower(cls, value: str) -> str:
         return value.strip().lower()
+
+    @property
+    def plugin_modules(self) -> list[str]:
+        return [m.strip() for m in self.plugins.split(",") if m.strip()]
+
+    def child_env(self, base: dict[str, str]) -> dict[str, str]:
+        """`base` with these settings as SCANBATCH_* variables, so a child process (a papermill
+        kernel) sees exactly what this process was configured with; an unset one is removed."""
+        env = dict(base)
+        for name in type(self).model_fields:
+            key, value = f"SCANBATCH_{name.upper()}", getattr(self, name)
+            if value is None:
+                env.pop(key, None)
+            else:  # paths resolved: the child runs in another working directory
+                env[key] = str(value.resolve() if isinstance(value, Path) else value)
+        return env
 
     @cached_property
     def store_path(self) -> Path:
@@ -76,4 +118,14 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)
+    """Settings from the environment, with a clear error naming the variable on a bad value."""
+    from pydantic import ValidationError
+
+    from scanbatch.errors import ConfigError
+
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        name = "SCANBATCH_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
+        raise ConfigError(f"{name}: {err['msg']} (got {err.get('input')!r})") from None

@@ -8,9 +8,9 @@ import importlib
 import sys
 
 from scanbatch.errors import ScanbatchError
-from scanbatch.settings import Settings
+from scanbatch.settings import load_settings
 
-COMMANDS = ("run", "keys")
+COMMANDS = ("run", "keys", "serve", "synth", "eval")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        settings = Settings()
+        settings = load_settings()
         return int(args.func(args, settings) or 0)
     except ScanbatchError as exc:
         print(f"scanbatch: error: {exc.message}", file=sys.stderr)

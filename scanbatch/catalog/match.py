@@ -1,0 +1,405 @@
+"""Match a scanned record against the catalog.
+
+Order of evidence: the context's `catalogItemId` when the catalog has it; else artist and title
+from the context; else from the extraction (context values fill what the extraction missed).
+
+Scoring (0..1). Artist and title are compared as OCR skeletons (`normalize.skeleton`).
+Candidates are found with rapidfuzz's Indel ratio (fast, forgiving), then scored with the
+normalised optimal-string-alignment similarity (1 - edits / length), which is stricter on
+substitutions: "Emma Ward" vs "Sean Ward" is 0.56, one typo in it 0.89. The artist is also
+compared by sorted words ("Dylan, Bob"). A pair scores
+``0.8 * min(artist, title) + 0.2 * max(artist, title)``: the weaker field dominates, so the
+right artist with another album's title (the record is not in the catalog yet) or the right
+title by another artist ("Greatest Hits") stays below the minimum. Fields read the wrong way
+round are tried swapped at a small discount. A title alone matches only when it is long, near
+exact and names exactly one album (scaled by 0.88, so it needs a similarity >= 0.955 at the
+default minimum); an artist alone never matches (it names a discography, not a record). Ties go to the
+lowest album id.
+
+Everything here is plain Python data built once from the snapshot, so one matcher is shared
+by the kernel's item threads without locks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import duckdb
+from rapidfuzz import fuzz, process
+from rapidfuzz.distance import OSA
+
+from scanbatch.catalog.normalize import skeleton, sort_tokens
+from scanbatch.catalog.schema import VIEW, VIEW_COLUMNS
+from scanbatch.catalog.snapshot import read_snapshot
+from scanbatch.models import CatalogMatch, Extraction, ScanContext
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIN_SCORE = 0.84  # tuned on the quality set: see docs/catalog.md
+SWAP_FACTOR = 0.97  # artist and title read the wrong way round: slightly less certain
+SORTED_FACTOR = 0.98  # words reordered
+TITLE_ONLY_FACTOR = 0.88
+TITLE_ONLY_MIN_CHARS = 10
+_ARTIST_LIMIT = 8
+_TITLE_LIMIT = 8
+_CUTOFF = 55.0
+DIGIT_MISMATCH_FACTOR = 0.85
+# A title many albums share ("Greatest Hits", "Live") is weak evidence: the artist must carry it.
+COMMON_TITLE_PENALTY = 0.04
+COMMON_TITLE_ALBUMS = 3
+_DIGITS = re.compile(r"[^0-9]")
+_EARLY_EXIT = 0.9
+_COMMON_TITLE = 40  # a title shared by more albums than this is found through the artist
+
+
+class Candidate(NamedTuple):
+    album_id: int
+    score: float
+    artist_score: float
+    title_score: float
+
+
+class LinePair(NamedTuple):
+    """Which OCR line is the artist and which the title, and how sure."""
+
+    artist: str
+    title: str
+    score: float
+
+
+def similarity(a: str, b: str) -> float:
+    """Of two skeletons: 1 - (edits, a transposition counting one) / longer length. Digits
+    that differ ("Vol. 3" vs "Vol. 9", "1969" vs "1996") are a different record, not a typo;
+    the digits OCR confuses with letters are already letters in a skeleton."""
+    sim = OSA.normalized_similarity(a, b)
+    if sim < 1.0 and _DIGITS.sub("", a) != _DIGITS.sub("", b):
+        sim *= DIGIT_MISMATCH_FACTOR
+    return sim
+
+
+def pair_score(artist: float, title: float) -> float:
+    low, high = min(artist, title), max(artist, title)
+    return 0.8 * low + 0.2 * high
+
+
+@dataclass(frozen=True)
+class _Query:
+    artist: str  # skeletons, "" when absent
+    title: str
+
+
+class CatalogMatcher:
+    def __init__(self, rows: Iterable[Sequence[Any]], min_score: float = DEFAULT_MIN_SCORE):
+        """`rows` in `schema.VIEW_COLUMNS` order (id, artist_name, album_title, ...)."""
+        self.min_score = min_score
+        self._albums: dict[int, tuple] = {}
+        self._ids: list[int] = []
+        self._album_artist: list[int] = []
+        self._album_title: list[str] = []
+        self._album_title_index: list[int] = []
+        self._artist_keys: list[str] = []
+        self._artist_sorted: list[str] = []
+        self._artist_albums: list[list[int]] = []
+        self._title_keys: list[str] = []
+        self._title_albums: list[list[int]] = []
+        self._pairs: dict[tuple[str, str], list[int]] = {}
+        artist_index: dict[str, int] = {}
+        title_index: dict[str, int] = {}
+        skeleton_cache: dict[str, str] = {}
+        for row in sorted(rows, key=lambda r: r[0]):
+            album_id, artist, title = row[0], row[1], row[2]
+            self._albums[album_id] = tuple(row)
+            position = len(self._ids)
+            self._ids.append(album_id)
+            a_key = skeleton_cache.get(artist)
+            if a_key is None:
+                a_key = skeleton_cache[artist] = skeleton(artist)
+            t_key = skeleton(title)
+            ai = artist_index.get(a_key)
+            if ai is None:
+                ai = artist_index[a_key] = len(self._artist_keys)
+                self._artist_keys.append(a_key)
+                self._artist_sorted.append(sort_tokens(a_key))
+                self._artist_albums.append([])
+            self._artist_albums[ai].append(position)
+            ti = title_index.get(t_key)
+            if ti is None:
+                ti = title_index[t_key] = len(self._title_keys)
+                self._title_keys.append(t_key)
+                self._title_albums.append([])
+            self._title_albums[ti].append(position)
+            self._pairs.setdefault((a_key, t_key), []).append(position)
+            self._album_artist.append(ai)
+            self._album_title_index.append(ti)
+            self._album_title.append(t_key)
+        self._artist_index = artist_index
+        self._title_index = title_index
+
+    # -- construction -------------------------------------------------------------------
+
+    @classmethod
+    def from_parquet(cls, path: Path | str, min_score: float = DEFAULT_MIN_SCORE) -> CatalogMatcher:
+        return cls(read_snapshot(Path(path)), min_score)
+
+    @classmethod
+    def from_connection(
+        cls, con: duckdb.DuckDBPyConnection, min_score: float = DEFAULT_MIN_SCORE
+    ) -> CatalogMatcher:
+        rows = con.execute(f"SELECT {', '.join(VIEW_COLUMNS)} FROM {VIEW}").fetchall()
+        return cls(rows, min_score)
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def get(self, album_id: int) -> dict[str, Any] | None:
+        """The snapshot row (snake_case `matchedAlbum` fields), None when unknown."""
+        row = self._albums.get(album_id)
+        return dict(zip(VIEW_COLUMNS, row, strict=True)) if row is not None else None
+
+    # -- the Matcher protocol -----------------------------------------------------------
+
+    def match(self, context: ScanContext | None, extraction: Extraction) -> CatalogMatch | None:
+        note = None
+        if context is not None and context.catalog_item_id is not None:
+            if context.catalog_item_id in self._albums:
+                return CatalogMatch(context.catalog_item_id, 1.0, "catalogItemId")
+            note = f"catalogItemId {context.catalog_item_id} is not in the catalog; ignored"
+            log.warning(note)
+        ctx_artist = context.artist_name if context else None
+        ctx_title = context.album_title if context else None
+        attempts = []
+        if ctx_artist or ctx_title:
+            attempts.append(("context", ctx_artist, ctx_title))
+        ex_artist = extraction.value("artist_name") or ctx_artist
+        ex_title = extraction.value("album_title") or ctx_title
+        if (ex_artist, ex_title) != (ctx_artist, ctx_title) and (ex_artist or ex_title):
+            attempts.append(("extraction", ex_artist, ex_title))
+        for method, artist, title in attempts:
+            best = self.best(artist, title)
+            if best is not None:
+                return CatalogMatch(best.album_id, round(best.score, 4), method, note)
+        return None
+
+    # -- matching by fields -------------------------------------------------------------
+
+    def best(self, artist: str | None, title: str | None) -> Candidate | None:
+        """The best album for these fields if it clears `min_score`, else None."""
+        query = _Query(skeleton(artist), skeleton(title))
+        if query.artist and query.title:
+            ranked = self._rank_pair(query)
+            if not ranked or ranked[0].score < self.min_score:
+                swapped = self._rank_pair(_Query(query.title, query.artist), SWAP_FACTOR)
+                ranked = sorted(ranked + swapped, key=_order)
+        elif query.title:
+            ranked = self._rank_title_only(query.title)
+        else:
+            return None  # an artist alone names a discography, not a record
+        if ranked and ranked[0].score >= self.min_score:
+            return ranked[0]
+        return None
+
+    def candidates(
+        self, artist: str | None, title: str | None, limit: int = 5
+    ) -> list[dict[str, Any]]:
+        """Ranked candidates whatever their score (for display and for OCR line assignment):
+        the view's fields plus `score`, `artist_score`, `title_score`."""
+        query = _Query(skeleton(artist), skeleton(title))
+        if query.artist and query.title:
+            ranked = self._rank_pair(query)
+            ranked += self._rank_pair(_Query(query.title, query.artist), SWAP_FACTOR)
+            ranked = _dedupe(sorted(ranked, key=_order))
+        elif query.title:
+            ranked = self._rank_title_only(query.title)
+        elif query.artist:
+            ranked = self._rank_artist_only(query.artist)
+        else:
+            ranked = []
+        out = []
+        for c in ranked[:limit]:
+            row = self.get(c.album_id) or {}
+            out.append(
+                row | {"score": c.score, "artist_score": c.artist_score, "title_score": c.title_score}
+            )
+        return out
+
+    def best_pair(self, lines: Sequence[str]) -> LinePair | None:
+        """Which of these OCR lines is the artist and which the title: the pair of lines
+        (possibly the same line, for a self-titled record) that best matches one catalog album,
+        when it clears `min_score`."""
+        keys: list[tuple[str, str]] = []
+        seen = set()
+        for line in lines:
+            key = skeleton(line)
+            if len(key) >= 2 and key not in seen:
+                seen.add(key)
+                keys.append((line, key))
+        keys = keys[:40]
+        best: tuple[float, int, int, int] | None = None  # (score, -album id, i, j)
+        for i, (_, a_key) in enumerate(keys):
+            for _, _, ai in process.extract(
+                a_key, self._artist_keys, scorer=fuzz.ratio, limit=5, score_cutoff=70
+            ):
+                a_sim = similarity(a_key, self._artist_keys[ai])
+                for position in self._artist_albums[ai]:
+                    t_key = self._album_title[position]
+                    for j, (_, line_key) in enumerate(keys):
+                        score = pair_score(a_sim, similarity(line_key, t_key))
+                        candidate = (score, -self._ids[position], i, j)
+                        if best is None or candidate > best:
+                            best = candidate
+        if best is None or best[0] < self.min_score:
+            return None
+        return LinePair(keys[best[2]][0], keys[best[3]][0], round(best[0], 4))
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _artist_sim(self, query: str, query_sorted: str, ai: int) -> float:
+        plain = similarity(query, self._artist_keys[ai])
+        if plain == 1.0:
+            return 1.0
+        return max(plain, similarity(query_sorted, self._artist_sorted[ai]) * SORTED_FACTOR)
+
+    def _rank_pair(self, query: _Query, factor: float = 1.0) -> list[Candidate]:
+        a_key, t_key = query.artist, query.title
+        exact = self._pairs.get((a_key, t_key))
+        if exact is not None:  # the common case, both read right: no scan needed
+            return [Candidate(self._ids[p], factor, 1.0, 1.0) for p in exact]
+        a_variants = _article_variants(a_key)
+        t_variants = _article_variants(t_key)
+        self_titled = a_key == t_key
+        artist_hits: set[int] = set()
+        best_artist = 0.0
+        for variant in a_variants:
+            for _, sim, ai in process.extract(
+                variant, self._artist_keys, scorer=fuzz.ratio, limit=_ARTIST_LIMIT,
+                score_cutoff=_CUTOFF,
+            ):  # fmt: skip
+                artist_hits.add(ai)
+                best_artist = max(best_artist, sim)
+        if " " in a_key and best_artist < 90:
+            for _, _, ai in process.extract(
+                sort_tokens(a_key), self._artist_sorted, scorer=fuzz.ratio, limit=4,
+                score_cutoff=70,
+            ):  # fmt: skip
+                artist_hits.add(ai)
+        positions: set[int] = set()
+        for ai in artist_hits:
+            positions.update(self._artist_albums[ai])
+        out = self._score(positions, a_variants, t_variants, self_titled, factor)
+        if out and out[0].score >= _EARLY_EXIT * factor:
+            # Both fields are close on an album of a close artist; an album found through its
+            # title alone would need an even closer artist, so it is among these already.
+            return out
+        more: set[int] = set()
+        for _, _, ti in process.extract(
+            t_key, self._title_keys, scorer=fuzz.ratio, limit=_TITLE_LIMIT, score_cutoff=_CUTOFF
+        ):
+            if len(self._title_albums[ti]) <= _COMMON_TITLE:
+                more.update(self._title_albums[ti])
+        out += self._score(more - positions, a_variants, t_variants, self_titled, factor)
+        out.sort(key=_order)
+        return out
+
+    def _score(
+        self,
+        positions: Iterable[int],
+        a_variants: tuple[str, ...],
+        t_variants: tuple[str, ...],
+        self_titled: bool,
+        factor: float,
+    ) -> list[Candidate]:
+        out = []
+        artist_cache: dict[int, float] = {}
+        for position in positions:
+            ai = self._album_artist[position]
+            a_sim = artist_cache.get(ai)
+            if a_sim is None:
+                a_sim = artist_cache[ai] = max(
+                    self._artist_sim(v, sort_tokens(v), ai) for v in a_variants
+                )
+            t_sim = max(similarity(v, self._album_title[position]) for v in t_variants)
+            score = pair_score(a_sim, t_sim)
+            if len(self._title_albums[self._album_title_index[position]]) > COMMON_TITLE_ALBUMS:
+                score -= COMMON_TITLE_PENALTY
+            if self_titled:  # one name on the cover: artist and title are one piece of evidence
+                score *= min(a_sim, t_sim)
+            out.append(Candidate(self._ids[position], score * factor, a_sim, t_sim))
+        out.sort(key=_order)
+        return out
+
+    def _rank_title_only(self, t_key: str) -> list[Candidate]:
+        hits = process.extract(
+            t_key, self._title_keys, scorer=fuzz.ratio, limit=3, score_cutoff=_CUTOFF
+        )
+        if not hits:
+            return []
+        out = []
+        sims = [similarity(t_key, self._title_keys[ti]) for _, _, ti in hits]
+        for rank, (_, _, ti) in enumerate(hits):
+            sim, albums = sims[rank], self._title_albums[ti]
+            distinctive = (
+                rank == 0
+                and len(albums) == 1
+                and len(self._title_keys[ti]) >= TITLE_ONLY_MIN_CHARS
+                and " " in self._title_keys[ti]
+                and all(other < sim - 0.08 for other in sims[1:])  # no close rival title
+            )
+            factor = TITLE_ONLY_FACTOR if distinctive else TITLE_ONLY_FACTOR * 0.8
+            out.extend(Candidate(self._ids[p], sim * factor, 0.0, sim) for p in albums)
+        out.sort(key=_order)
+        return out
+
+    def _rank_artist_only(self, a_key: str) -> list[Candidate]:
+        out = []
+        for _, sim, ai in process.extract(
+            a_key, self._artist_keys, scorer=fuzz.ratio, limit=3, score_cutoff=_CUTOFF
+        ):
+            out.extend(Candidate(self._ids[p], 0.0, sim / 100, 0.0) for p in self._artist_albums[ai])
+        out.sort(key=lambda c: (-c.artist_score, c.album_id))
+        return out
+
+
+def _article_variants(key: str) -> tuple[str, ...]:
+    """A misspelt leading "The" ("Teh", "Thd") survives normalisation; try without it too."""
+    first, _, rest = key.partition(" ")
+    if rest and 2 <= len(first) <= 4 and first[0] == "t" and OSA.distance(first, "the") <= 1:
+        return (key, rest)
+    return (key,)
+
+
+def _order(c: Candidate) -> tuple[float, int]:
+    return (-c.score, c.album_id)
+
+
+def _dedupe(ranked: list[Candidate]) -> list[Candidate]:
+    seen, out = set(), []
+    for c in ranked:
+        if c.album_id not in seen:
+            seen.add(c.album_id)
+            out.append(c)
+    return out
+
+
+_CACHE: dict[tuple[str, float], tuple[tuple[int, int], CatalogMatcher]] = {}
+
+
+def load_matcher(path: Path | str, min_score: float = DEFAULT_MIN_SCORE) -> CatalogMatcher | None:
+    """The matcher for the snapshot at `path`, rebuilt only when the file changed (the server
+    replaces it after every import); None when there is no snapshot yet."""
+    path = Path(path)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        return None
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    key = (str(path.resolve()), min_score)
+    cached = _CACHE.get(key)
+    if cached is None or cached[0] != stamp:
+        cached = _CACHE[key] = (stamp, CatalogMatcher.from_parquet(path, min_score))
+    return cached[1]

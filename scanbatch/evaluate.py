@@ -1,0 +1,413 @@
+"""Scoring a job's results against ground truth (a synthetic set's `truth.json`, or any file
+of the same shape): per-field exact match after normalisation and character similarity,
+catalog match accuracy, and confidence calibration.
+
+Pure functions: `evaluate(truth, outcomes)` takes already-loaded data; `load_truth` and
+`load_outcomes` read files (results.jsonl, a job folder, or the API's job status JSON)."""
+
+from __future__ import annotations
+
+import json
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from rapidfuzz import fuzz
+
+from scanbatch.errors import BadRequest
+from scanbatch.jobfolder import RESULTS, iter_results
+from scanbatch.models import ItemOutcome
+
+FIELDS = ("artistName", "albumTitle", "labelName", "catalogNumber", "reviewText", "upc")
+# Upper edges of the confidence buckets; the last bucket includes 1.0.
+BUCKET_EDGES = (0.5, 0.7, 0.8, 0.9, 1.0)
+
+
+# --- normalisation ---------------------------------------------------------------------------
+
+
+def _fold(text: str) -> str:
+    """Casefolded, accents stripped (é → e), compatibility forms unified (ﬁ → fi)."""
+    decomposed = unicodedata.normalize("NFKD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
+
+
+def normalize(field_name: str, value: str | None) -> str:
+    """The form two values are compared in. Text fields: case, accents, punctuation and
+    runs of whitespace do not count. Catalog numbers: separators do not count either
+    (`SP-7425` = `SP 7425` = `sp7425`). UPCs: digits only, and a 13-digit code with a
+    leading 0 is the same UPC-A as its 12 last digits (zxing reports UPC-A as EAN-13)."""
+    if value is None:
+        return ""
+    if field_name == "upc":
+        digits = re.sub(r"\D", "", value)
+        return digits[1:] if len(digits) == 13 and digits.startswith("0") else digits
+    folded = _fold(value)
+    if field_name == "catalogNumber":
+        return re.sub(r"[\W_]", "", folded)
+    return " ".join(re.sub(r"[\W_]", " ", folded).split())
+
+
+def similarity(field_name: str, predicted: str | None, true: str | None) -> float:
+    """Character-level similarity of the normalised values, 0..1 (rapidfuzz ratio)."""
+    a, b = normalize(field_name, predicted), normalize(field_name, true)
+    if not a and not b:
+        return 1.0
+    return fuzz.ratio(a, b) / 100.0
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the evaluation needs from one result, whatever file it came from."""
+
+    item_index: int
+    status: str
+    extraction: dict[str, Any]
+    matched_album_id: int | None
+
+
+def _outcome(obj: Outcome | ItemOutcome | Mapping[str, Any]) -> Outcome:
+    if isinstance(obj, Outcome):
+        return obj
+    if isinstance(obj, ItemOutcome):
+        return Outcome(obj.item_index, str(obj.status), obj.extraction or {}, obj.matched_album_id)
+    return Outcome(
+        int(obj["itemIndex"]),
+        str(obj.get("status", "completed")),
+        dict(obj.get("extraction") or {}),
+        obj.get("matchedAlbumId"),
+    )
+
+
+def _predicted(extraction: Mapping[str, Any], name: str) -> tuple[str | None, float | None]:
+    entry = extraction.get(name)
+    if entry is None:
+        return None, None
+    if isinstance(entry, Mapping):
+        value, conf = entry.get("value"), entry.get("confidence")
+        if value is None or str(value).strip() == "":
+            return None, None
+        return str(value), float(conf) if conf is not None else None
+    return (str(entry), None) if str(entry).strip() else (None, None)
+
+
+def load_truth(path: Path) -> list[dict[str, Any]]:
+    """The items of a truth file: `{"items": [...]}` (as `scanbatch synth` writes) or a bare
+    list; each item has `itemIndex` (or is taken in order) and the fields, null when unknown."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BadRequest(f"truth file {path} does not exist") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"truth file {path} is not valid JSON: {exc}") from None
+    items = data.get("items") if isinstance(data, dict) else data
+    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
+        raise BadRequest(f"truth file {path} must hold an `items` list of objects")
+    out = []
+    for pos, item in enumerate(items):
+        idx = item.get("itemIndex", pos)
+        if not isinstance(idx, int):
+            raise BadRequest(f"truth file {path}: items[{pos}].itemIndex must be an integer")
+        out.append({**item, "itemIndex": idx})
+    return out
+
+
+def load_outcomes(path: Path) -> list[Outcome]:
+    """Results from a `results.jsonl`, a job folder holding one, or a job status JSON
+    (`{"results": [...]}` as `GET /library/scan/batch/<jobId>` returns it)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / RESULTS
+    if not path.is_file():
+        raise BadRequest(f"results file {path} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError:
+        doc = None  # several lines: results.jsonl
+    if isinstance(doc, dict) and "results" in doc:
+        results = doc["results"]
+        if not isinstance(results, list):
+            raise BadRequest(f"results file {path}: `results` must be a list")
+        try:
+            return [_outcome(r) for r in results]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BadRequest(
+                f"results file {path}: a result lacks a valid itemIndex ({exc})"
+            ) from None
+    try:
+        return [_outcome(o) for o in iter_results(path)]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise BadRequest(
+            f"results file {path} is neither a job status JSON nor results.jsonl lines "
+            f"({where}: {first['msg']})"
+        ) from None
+
+
+# --- report ----------------------------------------------------------------------------------
+
+
+@dataclass
+class FieldScore:
+    n: int = 0  # items whose truth has this field
+    exact: int = 0
+    missing: int = 0  # truth has it, nothing was read
+    spurious: int = 0  # read, but the truth has no such field
+    similarity_sum: float = 0.0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.exact / self.n if self.n else None
+
+    @property
+    def similarity(self) -> float | None:
+        return self.similarity_sum / self.n if self.n else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n": self.n,
+            "exact": self.exact,
+            "accuracy": self.accuracy,
+            "similarity": self.similarity,
+            "missing": self.missing,
+            "spurious": self.spurious,
+        }
+
+
+@dataclass
+class MatchScore:
+    in_catalog: int = 0
+    in_catalog_correct: int = 0
+    wrong_album: int = 0  # in catalog, matched another album
+    not_matched: int = 0  # in catalog, no match
+    not_in_catalog: int = 0
+    not_in_catalog_correct: int = 0  # correctly left unmatched
+    false_match: int = 0  # not in catalog, matched anyway
+
+    @property
+    def accuracy(self) -> float | None:
+        n = self.in_catalog + self.not_in_catalog
+        return (self.in_catalog_correct + self.not_in_catalog_correct) / n if n else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "accuracy": self.accuracy}
+
+
+@dataclass
+class Bucket:
+    low: float
+    high: float
+    n: int = 0
+    correct: int = 0
+    confidence_sum: float = 0.0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.n if self.n else None
+
+    @property
+    def mean_confidence(self) -> float | None:
+        return self.confidence_sum / self.n if self.n else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "low": self.low,
+            "high": self.high,
+            "n": self.n,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "meanConfidence": self.mean_confidence,
+        }
+
+
+@dataclass
+class EvalReport:
+    items: int
+    results: int
+    failed: int
+    missing_results: int
+    fields: dict[str, FieldScore]
+    match: MatchScore
+    buckets: list[Bucket]
+    details: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def overall(self) -> FieldScore:
+        total = FieldScore()
+        for f in self.fields.values():
+            total.n += f.n
+            total.exact += f.exact
+            total.missing += f.missing
+            total.spurious += f.spurious
+            total.similarity_sum += f.similarity_sum
+        return total
+
+    @property
+    def ece(self) -> float | None:
+        """Expected calibration error: bucket-weighted |accuracy - mean confidence|."""
+        n = sum(b.n for b in self.buckets)
+        if not n:
+            return None
+        return sum(
+            b.n / n * abs(b.accuracy - b.mean_confidence)  # type: ignore[operator]
+            for b in self.buckets
+            if b.n
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "items": self.items,
+            "results": self.results,
+            "failed": self.failed,
+            "missingResults": self.missing_results,
+            "fields": {k: v.to_dict() for k, v in self.fields.items()},
+            "overall": self.overall.to_dict(),
+            "match": self.match.to_dict(),
+            "calibration": [b.to_dict() for b in self.buckets],
+            "ece": self.ece,
+            "details": self.details,
+        }
+
+    def format_table(self) -> str:
+        def num(v: float | None) -> str:
+            return "   -" if v is None else f"{v:.3f}"
+
+        lines = [
+            f"{self.items} items, {self.results} results "
+            f"({self.failed} failed, {self.missing_results} missing)",
+            "",
+            f"{'field':<15}{'n':>5}{'exact':>7}{'acc':>8}{'sim':>8}{'missing':>9}{'spurious':>10}",
+        ]
+        rows = [*self.fields.items(), ("all", self.overall)]
+        for name, s in rows:
+            lines.append(
+                f"{name:<15}{s.n:>5}{s.exact:>7}{num(s.accuracy):>8}{num(s.similarity):>8}"
+                f"{s.missing:>9}{s.spurious:>10}"
+            )
+        m = self.match
+        lines += [
+            "",
+            f"catalog match  {m.in_catalog_correct + m.not_in_catalog_correct}/"
+            f"{m.in_catalog + m.not_in_catalog} = {num(m.accuracy)}",
+            f"  in catalog      {m.in_catalog_correct}/{m.in_catalog} "
+            f"(wrong album {m.wrong_album}, no match {m.not_matched})",
+            f"  not in catalog  {m.not_in_catalog_correct}/{m.not_in_catalog} "
+            f"(false match {m.false_match})",
+            "",
+            f"{'confidence':<15}{'n':>5}{'correct':>9}{'acc':>8}{'conf':>8}",
+        ]
+        for b in self.buckets:
+            lines.append(
+                f"{b.low:.2f}-{b.high:.2f}{'':<6}{b.n:>5}{b.correct:>9}"
+                f"{num(b.accuracy):>8}{num(b.mean_confidence):>8}"
+            )
+        lines.append(f"ECE {num(self.ece)}")
+        return "\n".join(lines)
+
+
+def _bucket_for(buckets: list[Bucket], confidence: float) -> Bucket:
+    for b in buckets:
+        if confidence < b.high:
+            return b
+    return buckets[-1]  # 1.0 (and anything above, defensively) goes in the top bucket
+
+
+def evaluate(
+    truth: Iterable[Mapping[str, Any]],
+    outcomes: Iterable[Outcome | ItemOutcome | Mapping[str, Any]],
+) -> EvalReport:
+    """Scores `outcomes` (ItemOutcome objects, API result dicts, or what `load_outcomes`
+    returns) against `truth` items.
+    A truth item without a result counts as read nothing and matched nothing."""
+    truth_items = {int(t["itemIndex"]): t for t in truth}
+    by_index: dict[int, Outcome] = {}
+    for o in map(_outcome, outcomes):
+        if o.item_index not in truth_items:
+            raise BadRequest(
+                f"result for item {o.item_index} has no truth item (truth has items "
+                f"{min(truth_items, default=0)}..{max(truth_items, default=-1)}): are the "
+                "truth and the results from the same set?"
+            )
+        by_index[o.item_index] = o
+    fields = {name: FieldScore() for name in FIELDS}
+    match = MatchScore()
+    lows = (0.0, *BUCKET_EDGES[:-1])
+    buckets = [Bucket(lo, hi) for lo, hi in zip(lows, BUCKET_EDGES, strict=True)]
+    details = []
+    failed = 0
+    for idx in sorted(truth_items):
+        t = truth_items[idx]
+        o = by_index.get(idx)
+        if o is not None and o.status == "failed":
+            failed += 1
+        extraction = o.extraction if o is not None else {}
+        item_detail: dict[str, Any] = {"itemIndex": idx, "status": o.status if o else None}
+        for name in FIELDS:
+            true = t.get(name)
+            true = None if true is None or str(true).strip() == "" else str(true)
+            pred, conf = _predicted(extraction, name)
+            score = fields[name]
+            correct = (
+                pred is not None
+                and true is not None
+                and (normalize(name, pred) == normalize(name, true))
+            )
+            sim = similarity(name, pred, true) if true is not None and pred is not None else 0.0
+            if true is not None:
+                score.n += 1
+                score.exact += correct
+                score.similarity_sum += sim
+                score.missing += pred is None
+            elif pred is not None:
+                score.spurious += 1
+            if pred is not None and conf is not None:
+                # A value read where the truth has none is a wrong value, confidently or not.
+                b = _bucket_for(buckets, conf)
+                b.n += 1
+                b.correct += correct
+                b.confidence_sum += conf
+            item_detail[name] = {
+                "true": true,
+                "predicted": pred,
+                "confidence": conf,
+                "exact": correct,
+                "similarity": sim if true is not None else None,
+            }
+        true_id = t.get("albumId")
+        got_id = o.matched_album_id if o is not None else None
+        if true_id is not None:
+            match.in_catalog += 1
+            if got_id == true_id:
+                match.in_catalog_correct += 1
+            elif got_id is None:
+                match.not_matched += 1
+            else:
+                match.wrong_album += 1
+        else:
+            match.not_in_catalog += 1
+            if got_id is None:
+                match.not_in_catalog_correct += 1
+            else:
+                match.false_match += 1
+        item_detail["match"] = {"true": true_id, "predicted": got_id, "correct": got_id == true_id}
+        details.append(item_detail)
+    return EvalReport(
+        items=len(truth_items),
+        results=len(by_index),
+        failed=failed,
+        missing_results=len(truth_items) - len(by_index),
+        fields=fields,
+        match=match,
+        buckets=buckets,
+        details=details,
+    )

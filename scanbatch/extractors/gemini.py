@@ -1,0 +1,579 @@
+"""The `gemini` extractor: one google-genai `generate_content` call per item.
+
+The SDK is told not to retry (HttpRetryOptions(attempts=1)) so that this module's loop is the
+only one: it shares the process-wide rate limit, honours Retry-After, and knows which
+failures are worth another attempt. Every failure ends as an ExtractionError with a `code`."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+from google import genai
+from google.genai import errors as genai_errors
+from google.genai import types
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from scanbatch.errors import ConfigError, ExtractionError
+from scanbatch.extractors.base import Extractor
+from scanbatch.extractors.ratelimit import (
+    RateLimiter,
+    backoff_delay,
+    parse_duration,
+    parse_retry_after,
+    shared_limiter,
+)
+from scanbatch.models import Extraction, ExtractionField, Photo, ScanContext, Usage
+from scanbatch.prompts import load_prompt
+from scanbatch.settings import SHIPPED_DATA, Settings
+from scanbatch.upc import normalize_upc, upc_check_digit_ok
+
+log = logging.getLogger(__name__)
+
+API_KEY_ENV = "GEMINI_API_KEY"
+DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
+
+# The response schema's keys are the API's camelCase names, so what the model writes is what
+# the station's app reads.
+FIELDS: dict[str, str] = {
+    "artistName": "artist_name",
+    "albumTitle": "album_title",
+    "labelName": "label_name",
+    "catalogNumber": "catalog_number",
+    "reviewText": "review_text",
+    "upc": "upc",
+}
+FIELD_DESCRIPTIONS = {
+    "artistName": "Performing artist or band, as printed.",
+    "albumTitle": "Album title, as printed.",
+    "labelName": "Record label that released it.",
+    "catalogNumber": "The label's catalog number (not the station's shelf code).",
+    "reviewText": "Handwritten DJ review, transcribed as written.",
+    "upc": "Barcode digits, 12 (UPC-A) or 13 (EAN-13).",
+}
+
+# A UPC whose check digit fails, or that is not 12-13 digits, is a misread: kept so that a
+# human sees it, but never above this confidence.
+UPC_UNVERIFIED_CONFIDENCE = 0.3
+# The schema requires a confidence; if a model still omits it, neither trust nor discard.
+DEFAULT_CONFIDENCE = 0.5
+# Models sometimes answer "not visible" in words despite the prompt; that is an omission.
+_NON_VALUES = {"", "n/a", "na", "none", "null", "unknown", "not visible", "not available", "-"}
+
+# Finish reasons that mean the answer was withheld, not merely cut short.
+_BLOCKED_FINISH = {
+    "SAFETY",
+    "RECITATION",
+    "BLOCKLIST",
+    "PROHIBITED_CONTENT",
+    "SPII",
+    "IMAGE_SAFETY",
+    "IMAGE_PROHIBITED_CONTENT",
+    "IMAGE_RECITATION",
+    "LANGUAGE",
+}
+
+_PHOTO_TYPE_NAMES = {
+    "front": "front cover",
+    "back": "back cover",
+    "label": "center label",
+    "photo": "photo (part not stated)",
+}
+
+
+def _transport_errors() -> tuple[type[BaseException], ...]:
+    # The SDK sends with httpx2 by default and httpx when chosen; either may be installed.
+    found: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        found.append(module.TransportError)
+    return tuple(found)
+
+
+def _timeout_errors() -> tuple[type[BaseException], ...]:
+    found: list[type[BaseException]] = []
+    for name in ("httpx2", "httpx"):
+        try:
+            module = __import__(name)
+        except ImportError:
+            continue
+        found.append(module.TimeoutException)
+    return tuple(found)
+
+
+TRANSPORT_ERRORS = _transport_errors()
+TIMEOUT_ERRORS = _timeout_errors()
+
+
+class GeminiExtractor(Extractor):
+    name: ClassVar[str] = "gemini"
+
+    class Options(BaseModel):
+        model_config = ConfigDict(frozen=True, extra="forbid")
+
+        api_key: SecretStr
+        model: str = "gemini-3-flash-preview"
+        temperature: float = Field(0.1, ge=0, le=2)
+        timeout: float = Field(60.0, gt=0, description="Seconds per call.")
+        max_retries: int = Field(4, ge=0, le=10)
+        max_timeout_retries: int = Field(
+            1,
+            ge=0,
+            description="Of max_retries, how many may follow a timeout (each costs a "
+            "full timeout, so a hung model should not hold the item for minutes).",
+        )
+        rpm: int = Field(60, ge=1)
+        base_url: str | None = Field(
+            None, description="None: the SDK's GOOGLE_GEMINI_BASE_URL, else Google's endpoint."
+        )
+        prompts_dir: Path = SHIPPED_DATA / "prompts"
+        prompt_version: str = "v1"
+        retry_base_delay: float = Field(1.0, ge=0)
+        retry_max_delay: float = Field(60.0, ge=0)
+
+    def __init__(
+        self,
+        options: GeminiExtractor.Options,
+        *,
+        rate_limiter: RateLimiter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        super().__init__(options)
+        self.options: GeminiExtractor.Options = options
+        # Loaded now so that an unknown version fails before any item runs.
+        self.system_prompt = load_prompt(options.prompts_dir, options.prompt_version)
+        self._sleep = sleep
+        http_options = types.HttpOptions(
+            base_url=options.base_url,  # None: the SDK falls back to GOOGLE_GEMINI_BASE_URL
+            timeout=max(1, math.ceil(options.timeout * 1000)),  # the SDK takes milliseconds
+            retry_options=types.HttpRetryOptions(attempts=1),  # our loop is the only retry
+        )
+        self._client = genai.Client(
+            vertexai=False, api_key=options.api_key.get_secret_value(), http_options=http_options
+        )
+        self.base_url = (
+            options.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
+        )
+        self._limiter = rate_limiter or shared_limiter(
+            ("gemini", self.base_url, options.model), options.rpm
+        )
+        self._config = types.GenerateContentConfig(
+            system_instruction=self.system_prompt,
+            temperature=options.temperature,
+            response_mime_type="application/json",
+            response_schema=response_schema(),
+        )
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GeminiExtractor:
+        api_key = os.environ.get(API_KEY_ENV, "").strip()
+        if not api_key:
+            raise ConfigError(
+                f"{API_KEY_ENV} is not set: export your Gemini API key as {API_KEY_ENV} "
+                "(https://aistudio.google.com/apikey), or set SCANBATCH_EXTRACTOR=ocr to "
+                "extract offline"
+            )
+        options = cls.Options(
+            api_key=SecretStr(api_key),
+            model=settings.gemini_model,
+            temperature=settings.gemini_temperature,
+            timeout=settings.gemini_timeout,
+            max_retries=settings.gemini_max_retries,
+            rpm=settings.gemini_rpm,
+            base_url=settings.gemini_base_url,
+            prompts_dir=settings.prompts_dir,
+            prompt_version=settings.prompt_version,
+            retry_base_delay=settings.gemini_retry_base_delay,
+            retry_max_delay=settings.gemini_retry_max_delay,
+        )
+        return cls(options)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def extract(self, photos: list[Photo], context: ScanContext | None) -> Extraction:
+        if not photos:
+            raise ExtractionError("The item has no photos to send to Gemini", code="no_photos")
+        contents = build_contents(photos, context)
+        response, retries, latency_ms = self._call(contents)
+        text = response_text(response)
+        extraction = parse_extraction(text)
+        usage = response.usage_metadata
+        extraction.usage = Usage(
+            extractor=self.name,
+            model=self.options.model,
+            prompt_version=self.options.prompt_version,
+            latency_ms=latency_ms,
+            input_tokens=usage.prompt_token_count if usage else None,
+            output_tokens=_output_tokens(usage),
+            retries=retries,
+            raw_response=text,
+        )
+        return extraction
+
+    def _call(
+        self, contents: list[types.Content]
+    ) -> tuple[types.GenerateContentResponse, int, float]:
+        """The response, the number of retries it took and the successful call's latency."""
+        opts = self.options
+        retries = timeouts = 0
+        while True:
+            self._limiter.acquire()
+            started = time.perf_counter()
+            try:
+                response = self._client.models.generate_content(
+                    model=opts.model, contents=contents, config=self._config
+                )
+                return response, retries, round((time.perf_counter() - started) * 1000, 1)
+            except genai_errors.APIError as exc:
+                failure = classify_api_error(exc, opts.model)
+            except TRANSPORT_ERRORS as exc:
+                failure = classify_transport_error(exc, opts.timeout)
+            except (genai_errors.UnknownApiResponseError, json.JSONDecodeError) as exc:
+                # A 200 whose body is not JSON (a proxy's error page): the SDK cannot parse it.
+                failure = _Failure(
+                    "gemini_invalid_response",
+                    f"Gemini's HTTP response was not JSON ({type(exc).__name__}: {exc})",
+                    True,
+                )
+            if failure.code == "gemini_timeout":
+                timeouts += 1
+            exhausted = retries >= opts.max_retries or (
+                failure.code == "gemini_timeout" and timeouts > opts.max_timeout_retries
+            )
+            if not failure.retryable or exhausted:
+                raise failure.error(retries)
+            if failure.retry_after is not None:
+                if failure.retry_after > opts.retry_max_delay:
+                    raise failure.error(
+                        retries,
+                        note=f"; the server asked to wait {failure.retry_after:g} s, longer "
+                        f"than SCANBATCH_GEMINI_RETRY_MAX_DELAY ({opts.retry_max_delay:g} s)",
+                    )
+                delay = failure.retry_after
+            else:
+                delay = backoff_delay(retries, opts.retry_base_delay, opts.retry_max_delay)
+            log.info("gemini %s; retry %d in %.2f s", failure.code, retries + 1, delay)
+            self._sleep(delay)
+            retries += 1
+
+
+# --- request -----------------------------------------------------------------------------
+
+
+def response_schema() -> types.Schema:
+    """Six optional fields, each {value, confidence}: optional so the model can omit."""
+
+    def field(description: str) -> types.Schema:
+        return types.Schema(
+            type=types.Type.OBJECT,
+            description=description,
+            properties={
+                "value": types.Schema(type=types.Type.STRING),
+                "confidence": types.Schema(type=types.Type.NUMBER, minimum=0, maximum=1),
+            },
+            required=["value", "confidence"],
+            property_ordering=["value", "confidence"],
+        )
+
+    return types.Schema(
+        type=types.Type.OBJECT,
+        properties={key: field(FIELD_DESCRIPTIONS[key]) for key in FIELDS},
+        property_ordering=list(FIELDS),
+    )
+
+
+def describe_photo_type(photo_type: str) -> str:
+    key = photo_type.strip().lower()
+    return _PHOTO_TYPE_NAMES.get(key, key.replace("_", " ") or "photo")
+
+
+def user_prompt(photos: list[Photo], context: ScanContext | None) -> str:
+    """The per-item message: what the photos are and what the app already knows."""
+    count = len(photos)
+    lines = [f"{count} photo{'s' if count != 1 else ''} of one record, in this order:"]
+    for i, photo in enumerate(photos, 1):
+        lines.append(f"{i}. {describe_photo_type(photo.photo_type)} ({photo.mime_type})")
+    known = []
+    if context is not None:
+        # json.dumps quotes and escapes: the values are the app's data, never instructions.
+        if context.artist_name:
+            known.append(f"- Artist, typed in the app: {json.dumps(context.artist_name)}")
+        if context.album_title:
+            known.append(f"- Album title, typed in the app: {json.dumps(context.album_title)}")
+        if context.sticker_text:
+            known.append(f"- Sticker text, typed in the app: {json.dumps(context.sticker_text)}")
+        if context.detected_upc:
+            known.append(
+                f"- UPC read by the app's barcode scanner: {json.dumps(context.detected_upc)}"
+            )
+    if known:
+        lines += ["", "Context from the station's app (the photos win when they disagree):"]
+        lines += known
+    else:
+        lines += ["", "No context from the station's app."]
+    lines += ["", "Read the six fields from the photos and answer with JSON only."]
+    return "\n".join(lines)
+
+
+def build_contents(photos: list[Photo], context: ScanContext | None) -> list[types.Content]:
+    # Each image follows a caption naming it, so the model can tell which photo is the label.
+    parts = [types.Part.from_text(text=user_prompt(photos, context))]
+    for i, photo in enumerate(photos, 1):
+        parts.append(
+            types.Part.from_text(text=f"Photo {i}: {describe_photo_type(photo.photo_type)}")
+        )
+        parts.append(types.Part.from_bytes(data=photo.data, mime_type=photo.mime_type))
+    return [types.Content(role="user", parts=parts)]
+
+
+# --- failures ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Failure:
+    code: str
+    message: str
+    retryable: bool
+    retry_after: float | None = None
+    raw: str | None = None
+
+    def error(self, retries: int, note: str = "") -> ExtractionError:
+        tries = f" (after {retries} retr{'y' if retries == 1 else 'ies'})" if retries else ""
+        return ExtractionError(
+            f"{self.message}{tries}{note}", code=self.code, retryable=self.retryable, raw=self.raw
+        )
+
+
+def _retry_after(exc: genai_errors.APIError) -> float | None:
+    """The wait the server asked for: a Retry-After header, or the google.rpc.RetryInfo
+    detail that Gemini puts in the error body instead."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is not None:
+        seconds = parse_retry_after(headers.get("retry-after"))
+        if seconds is not None:
+            return seconds
+    details = exc.details if isinstance(exc.details, dict) else {}
+    error = details.get("error", details)
+    for detail in error.get("details", []) if isinstance(error, dict) else []:
+        if isinstance(detail, dict) and str(detail.get("@type", "")).endswith("RetryInfo"):
+            return parse_duration(detail.get("retryDelay"))
+    return None
+
+
+def classify_api_error(exc: genai_errors.APIError, model: str) -> _Failure:
+    code = exc.code
+    what = f"{code} {exc.status or ''}".strip()
+    said = f": {exc.message}" if exc.message else ""
+    raw = json.dumps(exc.details) if exc.details is not None else None
+    if code == 429:
+        return _Failure(
+            "gemini_rate_limited",
+            f"Gemini quota exceeded ({what}{said}); lower SCANBATCH_GEMINI_RPM or retry later",
+            True,
+            _retry_after(exc),
+            raw,
+        )
+    if code == 408 or 500 <= code < 600:
+        return _Failure(
+            "gemini_unavailable",
+            f"Gemini is unavailable ({what}{said})",
+            True,
+            _retry_after(exc),
+            raw,
+        )
+    # Gemini answers a bad key with 400 INVALID_ARGUMENT "API key not valid", not 401.
+    if code in (401, 403) or (code == 400 and "api key" in (exc.message or "").lower()):
+        return _Failure(
+            "gemini_auth",
+            f"Gemini rejected the API key ({what}{said}): check {API_KEY_ENV}",
+            False,
+            raw=raw,
+        )
+    if code == 404:
+        return _Failure(
+            "gemini_model_not_found",
+            f"Gemini does not know model '{model}' ({what}{said}): check SCANBATCH_GEMINI_MODEL",
+            False,
+            raw=raw,
+        )
+    return _Failure(
+        "gemini_bad_request", f"Gemini refused the request ({what}{said})", False, raw=raw
+    )
+
+
+def classify_transport_error(exc: BaseException, timeout: float) -> _Failure:
+    if isinstance(exc, TIMEOUT_ERRORS):
+        return _Failure(
+            "gemini_timeout",
+            f"Gemini did not answer within {timeout:g} s; raise SCANBATCH_GEMINI_TIMEOUT if "
+            "this repeats",
+            True,
+        )
+    return _Failure(
+        "gemini_connection",
+        f"Could not reach Gemini ({type(exc).__name__}: {exc}); check the network or the base URL",
+        True,
+    )
+
+
+# --- response ----------------------------------------------------------------------------
+
+
+def _dump(response: types.GenerateContentResponse) -> str:
+    return response.model_dump_json(
+        exclude_none=True, exclude={"sdk_http_response", "automatic_function_calling_history"}
+    )
+
+
+def _name(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(getattr(value, "value", value))
+
+
+def response_text(response: types.GenerateContentResponse) -> str:
+    """The answer's text, or an ExtractionError saying why there is none."""
+    feedback = response.prompt_feedback
+    block = _name(feedback.block_reason) if feedback else None
+    if block and block != "BLOCKED_REASON_UNSPECIFIED":
+        detail = f" ({feedback.block_reason_message})" if feedback.block_reason_message else ""
+        raise ExtractionError(
+            f"Gemini blocked the request: blockReason {block}{detail}",
+            code="gemini_blocked",
+            retryable=False,
+            raw=_dump(response),
+        )
+    if not response.candidates:
+        raise ExtractionError(
+            "Gemini returned no candidates (and no block reason)",
+            code="gemini_no_candidates",
+            retryable=True,
+            raw=_dump(response),
+        )
+    candidate = response.candidates[0]
+    finish = _name(candidate.finish_reason)
+    parts = candidate.content.parts if candidate.content and candidate.content.parts else []
+    # Thought summaries are not the answer; only the answer must parse as JSON.
+    text = "".join(p.text for p in parts if p.text and not p.thought)
+    if finish in _BLOCKED_FINISH:
+        raise ExtractionError(
+            f"Gemini withheld the answer: finishReason {finish}",
+            code="gemini_blocked",
+            retryable=False,
+            raw=text or _dump(response),
+        )
+    if not text.strip():
+        raise ExtractionError(
+            f"Gemini returned an empty response (finishReason {finish or 'none'})",
+            code="gemini_empty_response",
+            retryable=True,
+            raw=_dump(response),
+        )
+    if finish == "MAX_TOKENS":
+        # A cut-short JSON answer is reported as such rather than as a parse error.
+        try:
+            json.loads(text)
+        except json.JSONDecodeError:
+            raise ExtractionError(
+                "Gemini's answer was cut short (finishReason MAX_TOKENS)",
+                code="gemini_truncated",
+                retryable=True,
+                raw=text,
+            ) from None
+    return text
+
+
+def _output_tokens(usage: types.GenerateContentResponseUsageMetadata | None) -> int | None:
+    # Thinking tokens are billed as output; counting them keeps cost comparisons honest.
+    if usage is None or usage.candidates_token_count is None:
+        return None
+    return usage.candidates_token_count + (usage.thoughts_token_count or 0)
+
+
+_FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.S)
+
+
+def parse_extraction(text: str) -> Extraction:
+    """The six fields from the model's JSON: kept only when the value is a non-empty string,
+    confidence clamped to [0, 1], UPC normalised and its check digit verified."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        fenced = _FENCE.match(text)
+        try:
+            data = json.loads(fenced.group(1)) if fenced else None
+        except json.JSONDecodeError:
+            data = None
+        if data is None:
+            raise ExtractionError(
+                "Gemini's answer is not valid JSON",
+                code="gemini_invalid_json",
+                retryable=True,
+                raw=text,
+            ) from None
+    if not isinstance(data, dict):
+        raise ExtractionError(
+            f"Gemini's answer is JSON but not an object (got {type(data).__name__})",
+            code="gemini_invalid_json",
+            retryable=True,
+            raw=text,
+        )
+    fields: dict[str, ExtractionField] = {}
+    for key, attr in FIELDS.items():
+        item = data.get(key, data.get(attr))
+        parsed = _parse_field(item)
+        if parsed is not None and attr == "upc":
+            parsed = _check_upc(parsed)
+        if parsed is not None:
+            fields[attr] = parsed
+    return Extraction(**fields)
+
+
+def _parse_field(item: object) -> ExtractionField | None:
+    if isinstance(item, str):  # a bare value despite the schema: keep it, confidence unknown
+        value, confidence = item, None
+    elif isinstance(item, dict):
+        value, confidence = item.get("value"), item.get("confidence")
+    else:
+        return None
+    if not isinstance(value, str) or value.strip().lower() in _NON_VALUES:
+        return None
+    return ExtractionField(value=value.strip(), confidence=_clamp(confidence))
+
+
+def _clamp(confidence: object) -> float:
+    if isinstance(confidence, str):
+        try:
+            confidence = float(confidence)
+        except ValueError:
+            return DEFAULT_CONFIDENCE
+    if isinstance(confidence, bool) or not isinstance(confidence, int | float):
+        return DEFAULT_CONFIDENCE
+    if math.isnan(confidence):
+        return DEFAULT_CONFIDENCE
+    return min(1.0, max(0.0, float(confidence)))
+
+
+def _check_upc(field: ExtractionField) -> ExtractionField | None:
+    digits = normalize_upc(field.value)
+    if digits is not None and upc_check_digit_ok(digits):
+        return ExtractionField(value=digits, confidence=field.confidence)
+    if digits is None:
+        digits = re.sub(r"\D", "", field.value)
+        if not digits:  # no digits at all: not a UPC, whatever the model thought
+            return None
+    return ExtractionField(
+        value=digits, confidence=min(field.confidence, UPC_UNVERIFIED_CONFIDENCE)
+    )

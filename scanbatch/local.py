@@ -1,0 +1,71 @@
+"""Processing a batch in this process (the `scanbatch run` command): no server, no notebook.
+The server runs the same pipeline inside a papermill kernel instead."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from scanbatch.catalog import load_matcher
+from scanbatch.catalog_sync import CatalogSnapshot
+from scanbatch.extractors import create_extractor
+from scanbatch.images import check_size, sniff_mime
+from scanbatch.jobfolder import JobFolder
+from scanbatch.models import ItemOutcome, JobView
+from scanbatch.pipeline import process_folder
+from scanbatch.settings import Settings
+from scanbatch.store import JobStore
+from scanbatch.submit import create_job, write_blobs
+from scanbatch.validation import parse_manifest
+
+LOCAL_USER = "local"
+
+
+def read_images(paths: list[Path]) -> list[bytes]:
+    blobs = []
+    for index, path in enumerate(paths):
+        data = Path(path).read_bytes()
+        check_size(len(data), index=index)
+        sniff_mime(data, index=index)
+        blobs.append(data)
+    return blobs
+
+
+def run_batch(
+    store: JobStore,
+    settings: Settings,
+    manifest_text: str,
+    image_paths: list[Path],
+    *,
+    extractor_name: str | None = None,
+    user_id: str = LOCAL_USER,
+    on_item: Callable[[ItemOutcome], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> JobView:
+    """Validate, create the job, extract every item and finish the job; returns its view."""
+    name = extractor_name or settings.extractor
+    extractor = create_extractor(name, settings)  # a missing key fails here, before any work
+    manifest = parse_manifest(manifest_text, len(image_paths))
+    blobs = read_images(image_paths)
+    job_id = create_job(
+        store, settings.jobs_dir, user_id, manifest, write_blobs(blobs, manifest), extractor=name
+    )
+    store.mark_processing(job_id)
+    if on_start is not None:
+        on_start(len(manifest.items))
+
+    def record(outcome: ItemOutcome) -> None:
+        store.record_outcomes(job_id, [outcome])
+        if on_item is not None:
+            on_item(outcome)
+
+    snapshot = CatalogSnapshot(store, settings.catalog_snapshot).ensure()
+    process_folder(
+        JobFolder.for_job(settings.jobs_dir, job_id),
+        extractor,
+        matcher=load_matcher(snapshot, settings.match_min_score) if snapshot else None,
+        concurrency=settings.item_concurrency,
+        on_item=record,
+    )
+    store.finish_job(job_id)
+    return store.get_job(job_id)

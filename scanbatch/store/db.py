@@ -1,0 +1,116 @@
+"""The DuckDB connection: one owner process, a cursor per thread, writes serialised.
+
+DuckDB allows one writing process per file and a shared connection object raises when used
+from several threads, so each thread gets its own cursor of the one connection, and every
+write transaction takes a process-wide lock (two writers on the same row raise
+"Conflict on update!")."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+
+from scanbatch.errors import StoreLocked
+from scanbatch.store.migrations import MIGRATIONS_TABLE, _migrations
+
+_LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
+
+
+def _connect(path: Path) -> duckdb.DuckDBPyConnection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        return duckdb.connect(str(path))
+    except duckdb.IOException as exc:
+        held = _LOCK_HOLDER.search(str(exc))
+        if held is None:
+            raise
+        raise StoreLocked(
+            f"The store {path} is in use by process {held['pid']} ({held['exe']}), "
+            "probably a running `scanbatch serve`. DuckDB allows one process per file: "
+            "stop that process, or talk to it over HTTP, or point SCANBATCH_DATA_DIR elsewhere."
+        ) from None
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._conn = _connect(self.path)
+        self._local = threading.local()
+        self._write_lock = threading.RLock()
+        self._cursors: list[duckdb.DuckDBPyConnection] = []
+        self._cursors_lock = threading.Lock()
+        self.migrate()
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        cur = getattr(self._local, "cursor", None)
+        if cur is None:
+            cur = self._conn.cursor()
+            self._local.cursor = cur
+            with self._cursors_lock:
+                self._cursors.append(cur)
+        return cur
+
+    @contextmanager
+    def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        yield self.cursor()
+
+    @contextmanager
+    def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A serialised transaction. Any exception rolls back explicitly: after a failed
+        statement DuckDB's COMMIT would roll back silently, and we want the error instead."""
+        with self._write_lock:
+            cur = self.cursor()
+            if getattr(self._local, "in_tx", False):  # nested: join the outer transaction
+                yield cur
+                return
+            cur.execute("BEGIN TRANSACTION")
+            self._local.in_tx = True
+            try:
+                yield cur
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            finally:
+                self._local.in_tx = False
+
+    def migrate(self) -> list[int]:
+        """Apply the migrations not yet recorded, each in its own transaction, in order."""
+        applied_now = []
+        with self.write() as cur:
+            cur.execute(MIGRATIONS_TABLE)
+        done = {
+            row[0]
+            for row in self.cursor().execute("SELECT version FROM schema_migrations").fetchall()
+        }
+        for migration in _migrations():
+            if migration.version in done:
+                continue
+            with self.write() as cur:
+                for statement in _statements(migration.sql):
+                    cur.execute(statement)
+                cur.execute(
+                    "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                    [migration.version, migration.name, datetime.now(UTC)],
+                )
+            applied_now.append(migration.version)
+        return applied_now
+
+    def close(self) -> None:
+        with self._cursors_lock:
+            for cur in self._cursors:
+                with contextlib.suppress(duckdb.Error):
+                    cur.close()
+            self._cursors.clear()
+        self._conn.close()
+
+
+def _statements(sql: str) -> list[str]:
+    return [s.strip() for s in sql.split(";") if s.strip()]

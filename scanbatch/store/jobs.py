@@ -1,0 +1,426 @@
+"""The job store API: scan jobs, their per-item results and API keys, on one DuckDB file."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from scanbatch.errors import BadRequest, NotFound
+from scanbatch.models import (
+    ItemOutcome,
+    JobList,
+    JobSummary,
+    JobView,
+    Manifest,
+    MatchedAlbum,
+    ResultView,
+    Status,
+)
+from scanbatch.store.db import Database
+
+ROLES = ("dj", "musicDirector", "stationManager")
+WRITE_ROLES = frozenset({"musicDirector", "stationManager"})
+
+_SUMMARY_COLUMNS = "id, status, total_items, completed_items, failed_items, created_at, updated_at"
+_ALBUM_COLUMNS = (
+    "a.id, a.artist_name, a.album_title, a.code_letters, a.code_artist_number, "
+    "a.code_number, a.genre_name, a.format_name, a.label"
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def parse_job_id(job_id: str) -> str:
+    """The canonical form of a job id, or 400 `Invalid job ID format`."""
+    try:
+        return str(uuid.UUID(str(job_id)))
+    except ValueError:
+        raise BadRequest("Invalid job ID format") from None
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a plain SHA-256 cannot be brute-forced; no salt needed.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    id: str
+    user_id: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+    @property
+    def can_write(self) -> bool:
+        return self.role in WRITE_ROLES
+
+
+class JobStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @classmethod
+    def open(cls, path: Path) -> JobStore:
+        return cls(Database(Path(path)))
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- jobs -----------------------------------------------------------------------------
+
+    def create_job(
+        self,
+        user_id: str,
+        manifest: Manifest,
+        *,
+        job_id: str | None = None,
+        extractor: str | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
+    ) -> str:
+        """The job and one pending result row per item, in one transaction."""
+        job_id = job_id or str(uuid.uuid4())
+        now = utcnow()
+        with self.db.write() as cur:
+            cur.execute(
+                "INSERT INTO scan_jobs (id, user_id, status, total_items, manifest, extractor, "
+                "idempotency_key, request_hash, created_at, updated_at) "
+                "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    job_id,
+                    user_id,
+                    len(manifest.items),
+                    manifest.model_dump_json(by_alias=True),
+                    extractor,
+                    idempotency_key,
+                    request_hash,
+                    now,
+                    now,
+                ],
+            )
+            cur.executemany(
+                "INSERT INTO scan_results (job_id, item_index, status, image_count, photo_types, "
+                "context, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
+                [
+                    [
+                        job_id,
+                        index,
+                        item.image_count,
+                        json.dumps(item.photo_types),
+                        item.context.model_dump_json(by_alias=True, exclude_none=True)
+                        if item.context
+                        else None,
+                        now,
+                        now,
+                    ]
+                    for index, item in enumerate(manifest.items)
+                ],
+            )
+        return job_id
+
+    def _owned(self, cur: Any, job_id: str, user_id: str | None) -> tuple:
+        row = cur.execute(
+            f"SELECT {_SUMMARY_COLUMNS}, user_id FROM scan_jobs WHERE id = ?",
+            [parse_job_id(job_id)],
+        ).fetchone()
+        # Another user's job is indistinguishable from a missing one.
+        if row is None or (user_id is not None and row[-1] != user_id):
+            raise NotFound("Job not found")
+        return row
+
+    def job_extractor(self, job_id: str) -> str | None:
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT extractor FROM scan_jobs WHERE id = ?", [parse_job_id(job_id)]
+            ).fetchone()
+        return row[0] if row else None
+
+    def job_owner(self, job_id: str) -> str:
+        with self.db.read() as cur:
+            return self._owned(cur, job_id, None)[-1]
+
+    def get_job(self, job_id: str, user_id: str | None = None) -> JobView:
+        """The job with its results in item order. `user_id=None` skips the owner check
+        (the server's own bookkeeping and the local CLI)."""
+        with self.db.read() as cur:
+            row = self._owned(cur, job_id, user_id)
+            results = cur.execute(
+                "SELECT r.item_index, r.status, r.extraction, r.matched_album_id, r.match_score, "
+                "r.error_message, r.error_code, r.retryable, r.input_tokens, r.output_tokens, "
+                f"{_ALBUM_COLUMNS} FROM scan_results r "
+                "LEFT JOIN catalog_matched_album a ON a.id = r.matched_album_id "
+                "WHERE r.job_id = ? ORDER BY r.item_index",
+                [row[0]],
+            ).fetchall()
+        views, tokens_in, tokens_out = [], 0, 0
+        for r in results:
+            album = None
+            if r[10] is not None:
+                album = MatchedAlbum(
+                    id=r[10],
+                    artist_name=r[11],
+                    album_title=r[12],
+                    code_letters=r[13],
+                    code_artist_number=r[14],
+                    code_number=r[15],
+                    genre_name=r[16],
+                    format_name=r[17],
+                    label=r[18],
+                )
+            views.append(
+                ResultView(
+                    item_index=r[0],
+                    status=Status(r[1]),
+                    extraction=json.loads(r[2]) if r[2] is not None else None,
+                    matched_album_id=r[3],
+                    matched_album=album,
+                    match_score=r[4],
+                    error_message=r[5],
+                    error_code=r[6],
+                    retryable=r[7],
+                )
+            )
+            tokens_in += r[8] or 0
+            tokens_out += r[9] or 0
+        return JobView(
+            **_summary(row).model_dump(),
+            results=views,
+            input_tokens=tokens_in,
+            output_tokens=tokens_out,
+        )
+
+    def list_jobs(self, user_id: str, limit: int = 20, offset: int = 0) -> JobList:
+        with self.db.read() as cur:
+            total = cur.execute(
+                "SELECT count(*) FROM scan_jobs WHERE user_id = ?", [user_id]
+            ).fetchone()[0]
+            rows = cur.execute(
+                f"SELECT {_SUMMARY_COLUMNS} FROM scan_jobs WHERE user_id = ? "
+                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
+                [user_id, limit, offset],
+            ).fetchall()
+        return JobList(jobs=[_summary(r) for r in rows], total=total, limit=limit, offset=offset)
+
+    def find_idempotent(self, user_id: str, key: str, within: timedelta) -> tuple[str, str] | None:
+        """(job id, request hash) of the user's job created with this key within `within`."""
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT id, request_hash FROM scan_jobs WHERE user_id = ? AND idempotency_key = ? "
+                "AND created_at >= ? ORDER BY created_at DESC LIMIT 1",
+                [user_id, key, utcnow() - within],
+            ).fetchone()
+        return (str(row[0]), row[1]) if row else None
+
+    def unfinished_jobs(self) -> list[str]:
+        """Jobs left pending or processing, oldest first: what a restarted server resumes."""
+        with self.db.read() as cur:
+            rows = cur.execute(
+                "SELECT id FROM scan_jobs WHERE status IN ('pending', 'processing') "
+                "ORDER BY created_at"
+            ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def unfinished_items(self, job_id: str) -> list[int]:
+        with self.db.read() as cur:
+            rows = cur.execute(
+                "SELECT item_index FROM scan_results WHERE job_id = ? "
+                "AND status IN ('pending', 'processing') ORDER BY item_index",
+                [parse_job_id(job_id)],
+            ).fetchall()
+        return [r[0] for r in rows]
+
+    def mark_processing(self, job_id: str) -> None:
+        """The job and its unfinished items start processing."""
+        job_id = parse_job_id(job_id)
+        now = utcnow()
+        with self.db.write() as cur:
+            cur.execute(
+                "UPDATE scan_results SET status = 'processing', updated_at = ? "
+                "WHERE job_id = ? AND status = 'pending'",
+                [now, job_id],
+            )
+            cur.execute(
+                "UPDATE scan_jobs SET status = 'processing', updated_at = ? "
+                "WHERE id = ? AND status IN ('pending', 'processing')",
+                [now, job_id],
+            )
+
+    def record_outcomes(self, job_id: str, outcomes: list[ItemOutcome]) -> int:
+        """Store finished items. Idempotent: an item that is already finished keeps its first
+        outcome, so ingesting the same `results.jsonl` lines twice changes nothing. Returns
+        how many items changed."""
+        job_id = parse_job_id(job_id)
+        if not outcomes:
+            return 0
+        now = utcnow()
+        changed = 0
+        with self.db.write() as cur:
+            for o in outcomes:
+                u = o.usage
+                cur.execute(
+                    "UPDATE scan_results SET status = ?, extraction = ?, matched_album_id = ?, "
+                    "match_score = ?, match_method = ?, error_message = ?, error_code = ?, "
+                    "retryable = ?, extractor = ?, model = ?, prompt_version = ?, latency_ms = ?, "
+                    "input_tokens = ?, output_tokens = ?, retries = ?, raw_response = ?, "
+                    "updated_at = ?, completed_at = ? "
+                    "WHERE job_id = ? AND item_index = ? AND status IN ('pending', 'processing')",
+                    [
+                        o.status.value,
+                        json.dumps(o.extraction) if o.extraction is not None else None,
+                        o.matched_album_id,
+                        o.match_score,
+                        o.match_method,
+                        o.error_message,
+                        o.error_code,
+                        o.retryable,
+                        u.extractor if u else None,
+                        u.model if u else None,
+                        u.prompt_version if u else None,
+                        u.latency_ms if u else None,
+                        u.input_tokens if u else None,
+                        u.output_tokens if u else None,
+                        u.retries if u else None,
+                        u.raw_response if u else None,
+                        now,
+                        o.finished_at,
+                        job_id,
+                        o.item_index,
+                    ],
+                )
+                changed += cur.fetchone()[0]
+            if changed:
+                self._recount(cur, job_id, now)
+        return changed
+
+    def fail_unfinished(self, job_id: str, message: str, code: str = "not_processed") -> int:
+        """Items not yet finished end `failed` with `message` (a cancelled job, a notebook that
+        died). Returns how many."""
+        job_id = parse_job_id(job_id)
+        now = utcnow()
+        with self.db.write() as cur:
+            cur.execute(
+                "UPDATE scan_results SET status = 'failed', error_message = ?, error_code = ?, "
+                "retryable = true, updated_at = ?, completed_at = ? "
+                "WHERE job_id = ? AND status IN ('pending', 'processing')",
+                [message, code, now, now, job_id],
+            )
+            count = cur.fetchone()[0]
+            if count:
+                self._recount(cur, job_id, now)
+        return count
+
+    def finish_job(self, job_id: str, unfinished_message: str | None = None) -> Status:
+        """End the job: `completed` when at least one item succeeded, else `failed`. Items still
+        unfinished fail first with `unfinished_message` (default: not processed)."""
+        job_id = parse_job_id(job_id)
+        with self.db.write() as cur:
+            self.fail_unfinished(job_id, unfinished_message or "Item was not processed")
+            now = utcnow()
+            completed = cur.execute(
+                "SELECT count(*) FROM scan_results WHERE job_id = ? AND status = 'completed'",
+                [job_id],
+            ).fetchone()[0]
+            status = Status.COMPLETED if completed else Status.FAILED
+            cur.execute(
+                "UPDATE scan_jobs SET status = ?, updated_at = ?, "
+                "completed_at = coalesce(completed_at, ?) WHERE id = ?",
+                [status.value, now, now, job_id],
+            )
+        return status
+
+    def _recount(self, cur: Any, job_id: str, now: datetime) -> None:
+        cur.execute(
+            "UPDATE scan_jobs SET "
+            "completed_items = (SELECT count(*) FROM scan_results "
+            "  WHERE job_id = scan_jobs.id AND status = 'completed'), "
+            "failed_items = (SELECT count(*) FROM scan_results "
+            "  WHERE job_id = scan_jobs.id AND status = 'failed'), "
+            "updated_at = ? WHERE id = ?",
+            [now, job_id],
+        )
+
+    def delete_job(self, job_id: str, user_id: str | None = None) -> None:
+        job_id = parse_job_id(job_id)
+        # DuckDB foreign keys cannot CASCADE, and a parent whose children were deleted in the
+        # same transaction still counts as referenced (duckdb 2.0): children go first, in their
+        # own transaction. A crash between the two leaves a job with no results, which a
+        # repeated delete removes.
+        with self.db.write() as cur:
+            self._owned(cur, job_id, user_id)
+            cur.execute("DELETE FROM scan_results WHERE job_id = ?", [job_id])
+        with self.db.write() as cur:
+            cur.execute("DELETE FROM scan_jobs WHERE id = ?", [job_id])
+
+    def result_rows(self, job_id: str) -> list[dict[str, Any]]:
+        """Every column of the job's result rows, for audits and evaluation."""
+        with self.db.read() as cur:
+            rel = cur.execute(
+                "SELECT * FROM scan_results WHERE job_id = ? ORDER BY item_index",
+                [parse_job_id(job_id)],
+            )
+            names = [d[0] for d in rel.description]
+            return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
+
+    # -- API keys -------------------------------------------------------------------------
+
+    def create_key(self, user_id: str, role: str) -> tuple[ApiKey, str]:
+        """A new key; the token is returned once and only its hash is stored."""
+        if role not in ROLES:
+            raise BadRequest(f"Unknown role '{role}': use one of {', '.join(ROLES)}")
+        if not user_id.strip():
+            raise BadRequest("user must not be empty")
+        key_id = "k_" + secrets.token_hex(4)
+        token = f"sb_{key_id[2:]}_{secrets.token_urlsafe(32)}"
+        now = utcnow()
+        with self.db.write() as cur:
+            cur.execute(
+                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
+                [key_id, user_id, role, hash_token(token), now],
+            )
+        return ApiKey(key_id, user_id, role, now, None), token
+
+    def authenticate(self, token: str) -> ApiKey | None:
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT id, user_id, role, created_at, revoked_at FROM api_keys "
+                "WHERE token_hash = ? AND revoked_at IS NULL",
+                [hash_token(token)],
+            ).fetchone()
+        return ApiKey(*row) if row else None
+
+    def list_keys(self) -> list[ApiKey]:
+        with self.db.read() as cur:
+            rows = cur.execute(
+                "SELECT id, user_id, role, created_at, revoked_at FROM api_keys ORDER BY created_at"
+            ).fetchall()
+        return [ApiKey(*r) for r in rows]
+
+    def revoke_key(self, key_id: str) -> None:
+        with self.db.write() as cur:
+            cur.execute(
+                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
+                [utcnow(), key_id],
+            )
+            if cur.fetchone()[0] == 0:
+                raise NotFound(f"No active API key with id '{key_id}': see `scanbatch keys list`")
+
+
+def _summary(row: tuple) -> JobSummary:
+    return JobSummary(
+        job_id=str(row[0]),
+        status=Status(row[1]),
+        total_items=row[2],
+        completed_items=row[3],
+        failed_items=row[4],
+        created_at=row[5].astimezone(UTC),
+        updated_at=row[6].astimezone(UTC),
+    )

@@ -1,0 +1,93 @@
+"""Append-only schema migrations. Never edit a migration that has shipped: add a new one.
+`tests/test_store_schema.py` pins the schema they produce.
+
+DuckDB facts that shape this schema (measured on duckdb 2.0): foreign keys cannot CASCADE, so
+children are deleted first; an UPDATE of an indexed column of a referenced parent raises a
+foreign-key error, so `scan_jobs` indexes only columns that never change (id, user_id,
+created_at)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    sql: str
+
+
+_CORE = """
+CREATE TABLE api_keys (
+    id VARCHAR PRIMARY KEY,
+    user_id VARCHAR NOT NULL,
+    role VARCHAR NOT NULL CHECK (role IN ('dj', 'musicDirector', 'stationManager')),
+    token_hash VARCHAR NOT NULL UNIQUE,
+    created_at TIMESTAMPTZ NOT NULL,
+    revoked_at TIMESTAMPTZ
+);
+
+CREATE TABLE scan_jobs (
+    id UUID PRIMARY KEY,
+    user_id VARCHAR NOT NULL,
+    status VARCHAR NOT NULL CHECK (status IN ('pending', 'processing', 'completed', 'failed')),
+    total_items INTEGER NOT NULL CHECK (total_items BETWEEN 1 AND 10),
+    completed_items INTEGER NOT NULL DEFAULT 0,
+    failed_items INTEGER NOT NULL DEFAULT 0,
+    manifest JSON NOT NULL,
+    extractor VARCHAR,
+    idempotency_key VARCHAR,
+    request_hash VARCHAR,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    completed_at TIMESTAMPTZ
+);
+CREATE INDEX scan_jobs_user_created ON scan_jobs (user_id, created_at);
+
+CREATE TABLE scan_results (
+    job_id UUID NOT NULL REFERENCES scan_jobs (id),
+    item_index INTEGER NOT NULL,
+    status VARCHAR NOT NULL CHECK (status IN ('pending', 'processing', 'completed', 'failed')),
+    image_count INTEGER NOT NULL,
+    photo_types JSON NOT NULL,
+    context JSON,
+    extraction JSON,
+    matched_album_id INTEGER,
+    match_score DOUBLE,
+    match_method VARCHAR,
+    error_message VARCHAR,
+    error_code VARCHAR,
+    retryable BOOLEAN,
+    extractor VARCHAR,
+    model VARCHAR,
+    prompt_version VARCHAR,
+    latency_ms DOUBLE,
+    input_tokens INTEGER,
+    output_tokens INTEGER,
+    retries INTEGER,
+    raw_response VARCHAR,
+    created_at TIMESTAMPTZ NOT NULL,
+    updated_at TIMESTAMPTZ NOT NULL,
+    completed_at TIMESTAMPTZ,
+    PRIMARY KEY (job_id, item_index)
+);
+"""
+
+
+def _migrations() -> list[Migration]:
+    from scanbatch.catalog import CATALOG_MIGRATION_SQL
+
+    return [
+        Migration(1, "jobs, results and api keys", _CORE),
+        Migration(2, "library catalog", CATALOG_MIGRATION_SQL),
+    ]
+
+
+MIGRATIONS_TABLE = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version INTEGER PRIMARY KEY,
+    name VARCHAR NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL
+)
+"""

@@ -1,0 +1,55 @@
+"""Creating a job: its folder (manifest + images) and its rows, all or nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from scanbatch.jobfolder import JobFolder
+from scanbatch.models import Manifest
+from scanbatch.store import JobStore
+
+
+def create_job(
+    store: JobStore,
+    jobs_dir: Path,
+    user_id: str,
+    manifest: Manifest,
+    write_images: Callable[[JobFolder], None],
+    *,
+    extractor: str | None = None,
+    idempotency_key: str | None = None,
+    request_hash: str | None = None,
+) -> str:
+    """Write the folder first (`write_images` stores the photos, streaming if it likes), then
+    the rows. Any failure removes the folder, so a refused request leaves nothing behind; a
+    folder is only ever resumed when its rows exist."""
+    folder = JobFolder.for_job(jobs_dir, str(uuid.uuid4()))
+    try:
+        folder.create(manifest)
+        write_images(folder)
+        store.create_job(
+            user_id,
+            manifest,
+            job_id=folder.job_id,
+            extractor=extractor,
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
+    except BaseException:
+        folder.remove()
+        raise
+    return folder.job_id
+
+
+def write_blobs(images: list[bytes], manifest: Manifest) -> Callable[[JobFolder], None]:
+    """A `write_images` for photos already in memory, in manifest order."""
+
+    def write(folder: JobFolder) -> None:
+        blobs = iter(images)
+        for index, item in enumerate(manifest.items):
+            for position in range(item.image_count):
+                folder.write_image(index, position, next(blobs))
+
+    return write

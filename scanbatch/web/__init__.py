@@ -1,0 +1,45 @@
+"""The HTTP façade: `create_app(settings)` builds the Flask app that owns the job store."""
+
+from __future__ import annotations
+
+import threading
+
+from flask import Flask
+
+from scanbatch.catalog_sync import seed_catalog_if_empty
+from scanbatch.extractors import create_extractor
+from scanbatch.kernel import import_plugins
+from scanbatch.runner import JobRunner
+from scanbatch.settings import Settings, load_settings
+from scanbatch.store import JobStore
+from scanbatch.web import batch, meta
+from scanbatch.web.errors import register_error_handlers
+from scanbatch.web.uploads import MAX_REQUEST_BYTES, UploadRequest
+
+
+def create_app(settings: Settings | None = None, *, start_runner: bool = True) -> Flask:
+    settings = settings or load_settings()
+    import_plugins(settings.plugin_modules)
+    # A misconfigured extractor (e.g. gemini without GEMINI_API_KEY) stops the server here,
+    # before it accepts a batch it could not process.
+    create_extractor(settings.extractor, settings)
+    app = Flask(__name__)
+    app.request_class = UploadRequest
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.json.sort_keys = False
+    store = JobStore.open(settings.store_path)
+    seed_catalog_if_empty(store, settings.seed_catalog)
+    runner = JobRunner(store, settings)
+    app.extensions["scanbatch"] = batch.Services(settings, store, runner, threading.Lock())
+    register_error_handlers(app)
+    app.register_blueprint(batch.bp)
+    app.register_blueprint(meta.bp)
+    if start_runner:
+        runner.start()
+    return app
+
+
+def shutdown(app: Flask) -> None:
+    svc = app.extensions["scanbatch"]
+    svc.runner.stop()
+    svc.store.close()

@@ -1,0 +1,58 @@
+"""One error shape everywhere: `{"status": <code>, "message": "<what is wrong and the fix>"}`,
+for our own errors, for Flask's (404, 405, 413) and for anything unexpected (500, logged, with
+no stack trace sent to the client)."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, Response, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from scanbatch.errors import ScanbatchError
+from scanbatch.images import MAX_IMAGE_BYTES
+from scanbatch.validation import MAX_IMAGES
+
+log = logging.getLogger(__name__)
+
+
+def error_response(status: int, message: str) -> Response:
+    response = jsonify({"status": status, "message": message})
+    response.status_code = status
+    return response
+
+
+def _http_message(exc: HTTPException) -> str:
+    if exc.code == 404:
+        return f"No such endpoint: {request.method} {request.path} (see /openapi.json)"
+    if exc.code == 405:
+        allowed = (
+            ", ".join(sorted(exc.valid_methods or [])) if hasattr(exc, "valid_methods") else ""
+        )
+        return f"Method {request.method} is not allowed on {request.path}; allowed: {allowed}"
+    if exc.code == 413:
+        return (
+            f"Request too large: send at most {MAX_IMAGES} images of at most "
+            f"{MAX_IMAGE_BYTES // (1024 * 1024)} MiB each"
+        )
+    return exc.description or exc.name
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(ScanbatchError)
+    def _ours(exc: ScanbatchError) -> Response:
+        if exc.status >= 500:
+            log.error("%s %s: %s", request.method, request.path, exc.message)
+        return error_response(exc.status, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def _flask(exc: HTTPException) -> Response:
+        response = error_response(exc.code or 500, _http_message(exc))
+        if exc.code == 405 and getattr(exc, "valid_methods", None):
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception) -> Response:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return error_response(500, "Internal server error; the details are in the server log")

@@ -1,0 +1,292 @@
+"""A fake Gemini API on loopback, so the real google-genai SDK can be tested without Google.
+
+    with FakeGemini() as fake:
+        fake.script(error_reply(429, retry_after=1), extraction_reply({"artistName": ...}))
+        extractor = GeminiExtractor(GeminiExtractor.Options(api_key="k", base_url=fake.base_url))
+        ...
+        fake.requests  # every request: path, headers, parsed JSON body, arrival time
+
+It answers `POST /<version>/models/<model>:generateContent` (any version: the SDK picks v1 or
+v1beta depending on how it is configured). Each request takes the next scripted `Reply`, or
+the default when the script is empty."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+PATH_SUFFIX = ":generateContent"
+
+
+@dataclass
+class Reply:
+    """One scripted answer. `body` is sent as JSON unless it is str/bytes (sent verbatim)."""
+
+    status: int = 200
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0  # seconds before answering; past the client timeout, a timeout
+
+
+@dataclass
+class RecordedRequest:
+    path: str
+    headers: dict[str, str]
+    body: Any
+    at: float  # time.monotonic() on arrival
+
+    @property
+    def model(self) -> str:
+        return self.path.rsplit("/", 1)[-1].removesuffix(PATH_SUFFIX)
+
+    @property
+    def api_version(self) -> str:
+        return self.path.strip("/").split("/", 1)[0]
+
+
+def usage_metadata(prompt_tokens: int = 1200, output_tokens: int = 80) -> dict[str, int]:
+    return {
+        "promptTokenCount": prompt_tokens,
+        "candidatesTokenCount": output_tokens,
+        "totalTokenCount": prompt_tokens + output_tokens,
+    }
+
+
+def text_reply(
+    text: str,
+    *,
+    finish_reason: str = "STOP",
+    prompt_tokens: int = 1200,
+    output_tokens: int = 80,
+    delay: float = 0.0,
+) -> Reply:
+    """A 200 whose first candidate's text is `text` (valid JSON or not)."""
+    body = {
+        "candidates": [
+            {
+                "content": {"role": "model", "parts": [{"text": text}]},
+                "finishReason": finish_reason,
+                "index": 0,
+            }
+        ],
+        "usageMetadata": usage_metadata(prompt_tokens, output_tokens),
+        "modelVersion": "fake-gemini",
+    }
+    return Reply(body=body, delay=delay)
+
+
+SAMPLE_FIELDS: dict[str, Any] = {
+    "artistName": {"value": "Stereolab", "confidence": 0.97},
+    "albumTitle": {"value": "Dots and Loops", "confidence": 0.95},
+    "labelName": {"value": "Duophonic", "confidence": 0.9},
+    "catalogNumber": {"value": "D-UHF-D17", "confidence": 0.85},
+    "reviewText": {"value": "fav trk 3!! v. lo-fi, FCC ok", "confidence": 0.7},
+    "upc": {"value": "036172945825", "confidence": 0.92},
+}
+
+
+def extraction_reply(fields: dict[str, Any] | None = None, **kwargs: Any) -> Reply:
+    """A canned extraction: the structured output Gemini would return."""
+    return text_reply(json.dumps(SAMPLE_FIELDS if fields is None else fields), **kwargs)
+
+
+def error_reply(
+    status: int,
+    message: str = "",
+    *,
+    retry_after: float | str | None = None,
+    retry_delay: str | None = None,
+    delay: float = 0.0,
+) -> Reply:
+    """An error as Gemini sends it: `{"error": {code, message, status}}`, optionally with a
+    Retry-After header and/or a google.rpc.RetryInfo detail (`retry_delay` like "2s")."""
+    statuses = {
+        400: "INVALID_ARGUMENT",
+        401: "UNAUTHENTICATED",
+        403: "PERMISSION_DENIED",
+        404: "NOT_FOUND",
+        429: "RESOURCE_EXHAUSTED",
+        500: "INTERNAL",
+        503: "UNAVAILABLE",
+    }
+    error: dict[str, Any] = {
+        "code": status,
+        "message": message or f"fake error {status}",
+        "status": statuses.get(status, "UNKNOWN"),
+    }
+    if retry_delay is not None:
+        error["details"] = [
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": retry_delay}
+        ]
+    headers = {"Retry-After": str(retry_after)} if retry_after is not None else {}
+    return Reply(status=status, body={"error": error}, headers=headers, delay=delay)
+
+
+def timeout_reply(seconds: float = 5.0) -> Reply:
+    """Answers only after `seconds`: set it past the client's timeout."""
+    return extraction_reply(delay=seconds)
+
+
+def malformed_json_reply() -> Reply:
+    return text_reply('{"artistName": {"value": "Stereolab", "confidence": 0.9')
+
+
+def empty_text_reply() -> Reply:
+    return text_reply("")
+
+
+def no_candidates_reply() -> Reply:
+    return Reply(body={"candidates": [], "usageMetadata": usage_metadata(1200, 0)})
+
+
+def safety_block_reply(*, prompt: bool = True, finish: bool = False) -> Reply:
+    """Blocked: `prompt` sets promptFeedback.blockReason (and no candidates), `finish` a
+    candidate with finishReason SAFETY and no text."""
+    body: dict[str, Any] = {"usageMetadata": usage_metadata(1200, 0)}
+    if prompt:
+        body["promptFeedback"] = {"blockReason": "SAFETY"}
+    if finish:
+        body["candidates"] = [
+            {
+                "content": {"role": "model", "parts": []},
+                "finishReason": "SAFETY",
+                "safetyRatings": [
+                    {"category": "HARM_CATEGORY_DANGEROUS_CONTENT", "probability": "HIGH"}
+                ],
+            }
+        ]
+    return Reply(body=body)
+
+
+def finish_reason_reply(reason: str, text: str = "") -> Reply:
+    return text_reply(text, finish_reason=reason)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Server
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output clean
+
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            body = raw.decode("utf-8", "replace")
+        fake = self.server.fake
+        fake._record(RecordedRequest(self.path, dict(self.headers.items()), body, time.monotonic()))
+        if not self.path.split("?", 1)[0].endswith(PATH_SUFFIX):
+            self._send(Reply(404, {"error": {"code": 404, "message": f"no route {self.path}"}}))
+            return
+        reply = fake._next_reply()
+        if reply.delay > 0 and fake._closing.wait(reply.delay):
+            return  # the server is shutting down: drop the sleeping request
+        self._send(reply)
+
+    def _send(self, reply: Reply) -> None:
+        if isinstance(reply.body, bytes):
+            data, ctype = reply.body, "application/octet-stream"
+        elif isinstance(reply.body, str):
+            data, ctype = reply.body.encode(), "text/plain; charset=utf-8"
+        else:
+            data, ctype = json.dumps(reply.body or {}).encode(), "application/json; charset=UTF-8"
+        try:
+            self.send_response(reply.status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.end_headers()
+            self.wfile.write(data)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout): that is the point of a slow reply
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    fake: FakeGemini
+
+
+class FakeGemini:
+    """The fake server. `latency` delays every default reply (benchmarks use 1 s)."""
+
+    def __init__(self, default: Reply | None = None, *, latency: float = 0.0) -> None:
+        self.default = default if default is not None else extraction_reply()
+        self.latency = latency
+        self.requests: list[RecordedRequest] = []
+        self._queue: deque[Reply] = deque()
+        self._lock = threading.Lock()
+        self._closing = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- scripting ---
+
+    def script(self, *replies: Reply) -> FakeGemini:
+        """Queue replies for the next requests, in order; afterwards the default answers."""
+        with self._lock:
+            self._queue.extend(replies)
+        return self
+
+    def _next_reply(self) -> Reply:
+        with self._lock:
+            if self._queue:
+                return self._queue.popleft()
+        if self.latency and not self.default.delay:
+            return Reply(self.default.status, self.default.body, self.default.headers, self.latency)
+        return self.default
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    @property
+    def request_count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    def gaps(self) -> list[float]:
+        """Seconds between consecutive request arrivals."""
+        times = sorted(r.at for r in self.requests)
+        return [b - a for a, b in itertools.pairwise(times)]
+
+    # --- lifecycle ---
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError("FakeGemini is not started: use it as a context manager")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> FakeGemini:
+        self._server = _Server(("127.0.0.1", 0), _Handler)
+        self._server.fake = self
+        # A short poll interval: shutdown() waits up to one interval, once per test.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), name="fake-gemini", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> FakeGemini:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

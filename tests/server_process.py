@@ -1,0 +1,84 @@
+"""A real scanbatch server in a subprocess on 127.0.0.1, for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class ServerProcess:
+    def __init__(
+        self, data_dir: Path, extractor: str = "fake", *, first_key: bool = False, **env: str
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.first_key = first_key
+        self.banner: list[str] = []
+        self.env = {
+            **os.environ,
+            "SCANBATCH_DATA_DIR": str(self.data_dir),
+            "SCANBATCH_EXTRACTOR": extractor,
+            "SCANBATCH_PLUGINS": "tests.fakes",
+            "SCANBATCH_PORT": "0",
+            "PYTHONPATH": str(ROOT),
+            **env,
+        }
+        self.proc: subprocess.Popen | None = None
+        self.url = ""
+
+    def start(self, timeout: float = 60) -> ServerProcess:
+        # Open for the server's whole life; closed in stop().
+        self.log = open(self.data_dir.parent / "server.log", "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "server.py")]
+            + ([] if self.first_key else ["--no-first-key"]),
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=self.log,
+            text=True,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise RuntimeError(f"server exited early; see {self.log.name}")
+            self.banner.append(line.rstrip("\n"))
+            if "listening on " in line:
+                self.url = line.split("listening on ", 1)[1].split()[0]
+                return self
+        raise RuntimeError("server did not start in time")
+
+    def kill(self) -> None:
+        """kill -9: no shutdown code runs."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        self.log.close()
+
+    def wait_finished(self, job_id: str, token: str, timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            body = requests.get(
+                f"{self.url}/library/scan/batch/{job_id}",
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=10,
+            ).json()
+            if body.get("status") in ("completed", "failed"):
+                return body
+            time.sleep(0.2)
+        raise AssertionError(f"job {job_id} did not finish in {timeout} s: {body}")

@@ -1,0 +1,249 @@
+"""Matching: every kind of query, catalogItemId, ties, OCR line pairing, the Parquet snapshot,
+hydration, and quality on the 64,000-album generated catalog."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from scanbatch.catalog import (
+    CATALOG_MIGRATION_SQL,
+    CatalogMatcher,
+    export_snapshot,
+    generate_catalog,
+    import_csv,
+    load_matcher,
+    write_csv,
+)
+from scanbatch.catalog.quality import make_queries, score_queries
+from scanbatch.models import Extraction, ExtractionField, MatchedAlbum, ScanContext
+
+HEADER = "album_id,artist,title,code_letters,code_artist_number,code_number,label,genre,format,added"
+SMALL = [
+    "101,The Beatles,Abbey Road,BEA,1,1,Apple,Rock,LP,1990-01-01",
+    "102,The Beatles,Let It Be,BEA,1,2,Apple,Rock,LP,1990-01-01",
+    "103,Björk,Homogenic,BJO,1,1,One Little Indian,Electronic,LP,1998-01-01",
+    "104,Sleater-Kinney,Dig Me Out,SLE,1,1,Kill Rock Stars,Rock,LP,1997-05-01",
+    "105,Bob Dylan,Blonde on Blonde,DYL,1,1,Columbia,Rock,LP,1990-01-01",
+    "106,Bob Dylan,Greatest Hits,DYL,1,2,Columbia,Rock,LP,1990-01-01",
+    "107,Miles Davis,Greatest Hits,DAV,1,1,Columbia,Jazz,LP,1990-01-01",
+    "108,Sonic Youth,Daydream Nation,SON,1,1,Enigma,Rock,LP,1990-01-01",
+    "109,Sonic Youth,Live,SON,1,2,Enigma,Rock,LP,1990-01-01",
+    "110,Weezer,Weezer,WEE,1,1,DGC,Rock,LP,1994-01-01",
+    "111,Weezer,Weezer,WEE,1,1,DGC,Rock,CD,1994-01-01",  # the same album held on CD
+    "112,Blink-182,Enema of the State,BLI,1,1,MCA,Rock,CD,1999-01-01",
+    "113,Los Lobos,Kiko,LOS,1,1,Slash,Rock,LP,1992-01-01",
+    "114,Stereolab,Emperor Tomato Ketchup,STE,1,1,Duophonic,Electronic,LP,1996-01-01",
+]
+
+
+def build_store(tmp: Path, lines: list[str]) -> duckdb.DuckDBPyConnection:
+    path = tmp / "cat.csv"
+    path.write_text("\n".join([HEADER, *lines]) + "\n", encoding="utf-8")
+    con = duckdb.connect(str(tmp / "store.duckdb"))
+    con.execute(CATALOG_MIGRATION_SQL)
+    assert import_csv(con, path).added == len(lines)
+    return con
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> CatalogMatcher:
+    tmp = tmp_path_factory.mktemp("small")
+    con = build_store(tmp, SMALL)
+    export_snapshot(con, tmp / "catalog.parquet")
+    con.close()
+    return CatalogMatcher.from_parquet(tmp / "catalog.parquet")
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    """The 64,000-album generated catalog, through CSV, DuckDB and the Parquet snapshot."""
+    tmp = tmp_path_factory.mktemp("big")
+    rows = generate_catalog(64_000, 1)
+    with (tmp / "cat.csv").open("w", encoding="utf-8", newline="") as out:
+        write_csv(rows, out)
+    con = duckdb.connect(str(tmp / "store.duckdb"))
+    con.execute(CATALOG_MIGRATION_SQL)
+    import_csv(con, tmp / "cat.csv")
+    export_snapshot(con, tmp / "catalog.parquet")
+    con.close()
+    started = time.perf_counter()
+    matcher = CatalogMatcher.from_parquet(tmp / "catalog.parquet")
+    return rows, matcher, time.perf_counter() - started
+
+
+def ex(artist: str | None = None, title: str | None = None) -> Extraction:
+    def f(value):
+        return ExtractionField(value=value, confidence=0.9) if value is not None else None
+
+    return Extraction(artist_name=f(artist), album_title=f(title))
+
+
+def matched(m: CatalogMatcher, artist: str | None, title: str | None) -> int | None:
+    match = m.match(None, ex(artist, title))
+    return match.album_id if match else None
+
+
+@pytest.mark.parametrize(
+    ("artist", "title", "expected"),
+    [
+        ("The Beatles", "Abbey Road", 101),  # exact
+        ("BEATLES", "ABBEY ROAD", 101),  # case, no article
+        ("Beatles, The", "Abbey Road.", 101),  # library filing form, punctuation
+        ("Bjork", "Homogenic", 103),  # accents
+        ("Sleater Kinney", "Dig Me Out!", 104),  # punctuation
+        ("Bob Dylna", "Blonde on Blnde", 105),  # typos
+        ("Teh Beatles", "Let It Be", 102),  # a misspelt article
+        ("B0B DYLAN", "BL0NDE 0N BL0NDE", 105),  # OCR 0/O
+        ("5onic Youth", "Daydrearn Nation", 108),  # OCR 5/S and rn/m
+        ("B1ink-l82", "Enerna of the 5tate", 112),  # OCR 1/l, rn/m, 5/S
+        ("Dylan, Bob", "Blonde on Blonde", 105),  # surname first
+        ("Abbey Road", "The Beatles", 101),  # fields read the wrong way round
+        (None, "Emperor Tomato Ketchup", 114),  # a long, unique title alone
+    ],
+)
+def test_matches(small, artist, title, expected):
+    assert matched(small, artist, title) == expected
+
+
+@pytest.mark.parametrize(
+    ("artist", "title"),
+    [
+        ("Bob Dylan", None),  # an artist alone names a discography
+        (None, "Greatest Hits"),  # a title shared by several albums
+        (None, "Live"),  # short and generic
+        (None, "Kiko"),  # unique but too short to trust alone
+        (None, "Emperor Tomato Catsup"),  # a weak title-only resemblance
+        ("Bob Dylan", "Nashville Skyline"),  # a known artist, an album not in the catalog
+        ("Nina Simone", "Greatest Hits"),  # a known title by an unknown artist
+        ("Sonic Youth", "Goo"),
+        ("The Beatle", "Abbey Rd"),  # too garbled: no guess
+        ("Pavement", "Slanted and Enchanted"),  # not in the catalog at all
+    ],
+)
+def test_no_match_rather_than_a_wrong_one(small, artist, title):
+    assert matched(small, artist, title) is None
+
+
+def test_score_is_returned_and_exact_is_one(small):
+    exact = small.match(None, ex("The Beatles", "Abbey Road"))
+    fuzzy = small.match(None, ex("Bob Dylna", "Blonde on Blnde"))
+    assert exact.score == 1.0 and exact.method == "extraction"
+    assert small.min_score <= fuzzy.score < 1.0
+
+
+def test_ties_are_broken_by_lowest_id(small):
+    assert matched(small, "Weezer", "Weezer") == 110
+    ranked = small.candidates("Weezer", "Weezer", limit=2)
+    assert [c["id"] for c in ranked] == [110, 111]
+    assert ranked[0]["score"] == ranked[1]["score"]
+
+
+def test_catalog_item_id_known_wins(small):
+    context = ScanContext(catalog_item_id=107, artist_name="The Beatles", album_title="Let It Be")
+    match = small.match(context, ex("Bob Dylan", "Blonde on Blonde"))
+    assert (match.album_id, match.score, match.method, match.note) == (107, 1.0, "catalogItemId", None)
+
+
+def test_catalog_item_id_unknown_is_reported_and_matching_falls_through(small):
+    context = ScanContext(catalog_item_id=99999)
+    match = small.match(context, ex("Sonic Youth", "Daydream Nation"))
+    assert (match.album_id, match.method) == (108, "extraction")
+    assert "99999" in match.note and "not in the catalog" in match.note
+    assert small.match(context, ex("Pavement", "Wowee Zowee")) is None
+
+
+def test_context_first_then_extraction(small):
+    context = ScanContext(artist_name="Björk", album_title="Homogenic")
+    match = small.match(context, ex("Bob Dylan", "Blonde on Blonde"))
+    assert (match.album_id, match.method) == (103, "context")
+    # A context that matches nothing falls back to the extraction.
+    context = ScanContext(artist_name="Nobody", album_title="Nothing At All")
+    assert small.match(context, ex("Bob Dylan", "Blonde on Blonde")).method == "extraction"
+    # Context fills a field the extraction did not read.
+    match = small.match(ScanContext(artist_name="Miles Davis"), ex(None, "Greatest Hits"))
+    assert (match.album_id, match.method) == (107, "extraction")
+
+
+def test_get_returns_the_matched_album_row(small):
+    row = small.get(103)
+    assert MatchedAlbum(**row).to_json_dict()["artistName"] == "Björk"
+    assert row["code_letters"] == "BJO" and row["genre_name"] == "Electronic"
+    assert small.get(5) is None
+
+
+def test_best_pair_tells_artist_line_from_title_line(small):
+    lines = ["STEREO", "SIDE A", "DAYDREAM NATI0N", "33 1/3 RPM", "SONIC Y0UTH"]
+    pair = small.best_pair(lines)
+    assert (pair.artist, pair.title) == ("SONIC Y0UTH", "DAYDREAM NATI0N")
+    assert pair.score >= small.min_score
+    self_titled = small.best_pair(["WEEZER", "DGC RECORDS"])
+    assert (self_titled.artist, self_titled.title) == ("WEEZER", "WEEZER")
+    assert small.best_pair(["STEREO", "SIDE A", "HONEY BUNNY"]) is None
+
+
+def test_from_connection_equals_snapshot(tmp_path, small):
+    con = build_store(tmp_path, SMALL)
+    direct = CatalogMatcher.from_connection(con)
+    assert len(direct) == len(small) == len(SMALL)
+    assert direct.get(112) == small.get(112)
+
+
+def test_snapshot_is_replaced_atomically_and_matcher_reloads(tmp_path):
+    con = build_store(tmp_path, SMALL[:3])
+    snap = tmp_path / "snap" / "catalog.parquet"
+    export_snapshot(con, snap)
+    first = load_matcher(snap)
+    assert len(first) == 3 and load_matcher(snap) is first  # cached while unchanged
+    more = tmp_path / "more.csv"
+    more.write_text("\n".join([HEADER, *SMALL[3:6]]) + "\n", encoding="utf-8")
+    import_csv(con, more)
+    export_snapshot(con, snap)
+    os.utime(snap, ns=(time.time_ns() + 10**9,) * 2)  # coarse mtime clocks: force a change
+    assert len(load_matcher(snap)) == 6
+    assert [p.name for p in snap.parent.iterdir()] == ["catalog.parquet"]  # no temp left
+    assert load_matcher(tmp_path / "missing.parquet") is None
+
+
+def test_hydration_left_join_gives_matched_album_or_null(tmp_path):
+    con = build_store(tmp_path, SMALL)
+    # What the store does: LEFT JOIN its results to the view.
+    con.execute("CREATE TABLE scan_results (item_index INTEGER, matched_album_id INTEGER)")
+    con.execute("INSERT INTO scan_results VALUES (0, 103), (1, NULL), (2, 424242)")
+    cols = "m.id, m.artist_name, m.album_title, m.code_letters, m.code_artist_number, " \
+        "m.code_number, m.genre_name, m.format_name, m.label"  # fmt: skip
+    rows = con.execute(
+        f"SELECT r.item_index, {cols} FROM scan_results r "
+        "LEFT JOIN catalog_matched_album m ON m.id = r.matched_album_id ORDER BY r.item_index"
+    ).fetchall()
+    names = [c.strip().removeprefix("m.") for c in cols.split(",")]
+    hydrated = [
+        MatchedAlbum(**dict(zip(names, r[1:], strict=True))) if r[1] is not None else None
+        for r in rows
+    ]
+    assert hydrated[0].to_json_dict() == {
+        "id": 103, "artistName": "Björk", "albumTitle": "Homogenic", "codeLetters": "BJO",
+        "codeArtistNumber": 1, "codeNumber": 1, "genreName": "Electronic", "formatName": "LP",
+        "label": "One Little Indian",
+    }  # fmt: skip
+    assert hydrated[1] is None and hydrated[2] is None
+
+
+def test_quality_and_speed_on_64k_catalog(big):
+    rows, matcher, load_seconds = big
+    assert len(matcher) == 64_000
+    assert load_seconds < 5  # ~1 s on an idle 2-core machine; slack for a busy CI box
+    queries = make_queries(rows, 60, seed=3)
+    started = time.perf_counter()
+    scores = score_queries(matcher, queries)
+    per_query = (time.perf_counter() - started) / len(queries)
+    assert scores["overall"].precision >= 0.99
+    for kind in ("exact", "typo", "ocr"):
+        assert scores[kind].recall >= 0.95, kind
+    assert scores["not_in_catalog"].matched <= 1
+    assert scores["artist_only"].matched == 0
+    assert per_query < 0.1  # generous: the benchmark measures the real figures

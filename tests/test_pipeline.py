@@ -1,0 +1,75 @@
+import json
+import time
+
+from scanbatch.jobfolder import JobFolder, iter_results
+from scanbatch.models import CatalogMatch, Manifest, Status
+from scanbatch.pipeline import pending_items, process_folder
+from tests.imaging import image_bytes
+
+
+def make_folder(tmp_path, scripts):
+    items = [
+        {
+            "imageCount": 2,
+            "photoTypes": ["front", "back"],
+            "context": {"artistName": f"Artist {i}", "albumTitle": f"Title {i}", "stickerText": s},
+        }
+        for i, s in enumerate(scripts)
+    ]
+    manifest = Manifest.model_validate({"items": items})
+    folder = JobFolder.for_job(tmp_path, "job")
+    folder.create(manifest)
+    for i in range(len(items)):
+        folder.write_image(i, 0, image_bytes("JPEG"))
+        folder.write_image(i, 1, image_bytes("WEBP"))
+    return folder
+
+
+class OneMatcher:
+    def match(self, context, extraction):
+        if extraction.value("artist_name") == "Artist 0":
+            return CatalogMatch(album_id=7, score=0.97, method="extraction")
+        return None
+
+
+def test_failures_are_recorded_and_do_not_stop_other_items(tmp_path, fake_extractor):
+    folder = make_folder(tmp_path, ["", "fail", "crash", ""])
+    seen = []
+    outcomes = process_folder(folder, fake_extractor, matcher=OneMatcher(), on_item=seen.append)
+    assert len(outcomes) == len(seen) == 4
+    by_index = {o.item_index: o for o in iter_results(folder.results_path)}
+    assert by_index[0].status == Status.COMPLETED
+    assert by_index[0].extraction["artistName"] == {"value": "Artist 0", "confidence": 0.9}
+    assert (by_index[0].matched_album_id, by_index[0].match_score) == (7, 0.97)
+    assert by_index[0].usage.raw_response == "image/jpeg,image/webp"
+    assert by_index[0].usage.latency_ms is not None
+    assert by_index[3].matched_album_id is None
+    assert by_index[1].status == Status.FAILED
+    assert by_index[1].error_message == "the fake model refused"
+    assert (by_index[1].error_code, by_index[1].usage.raw_response) == ("blocked", "{}")
+    assert by_index[2].error_message == "RuntimeError: fake crash"
+    assert by_index[2].error_code == "internal_error"
+
+
+def test_items_run_concurrently_within_the_bound(tmp_path, fake_extractor):
+    folder = make_folder(tmp_path, ["sleep:0.2"] * 6)
+    started = time.perf_counter()
+    process_folder(folder, fake_extractor, concurrency=3)
+    elapsed = time.perf_counter() - started
+    assert type(fake_extractor).max_active == 3
+    assert elapsed < 1.0  # two rounds of 0.2 s, not six
+
+
+def test_items_already_in_results_are_not_extracted_again(tmp_path, fake_extractor):
+    folder = make_folder(tmp_path, ["", "", ""])
+    process_folder(folder, fake_extractor)
+    lines = folder.results_path.read_text().splitlines()
+    folder.results_path.write_text("\n".join(lines[:1]) + "\n")  # only one item survived a crash
+    assert len(pending_items(folder)) == 2
+    type(fake_extractor).reset()
+    process_folder(folder, fake_extractor)
+    assert len(type(fake_extractor).calls) == 2
+    indexes = sorted(
+        json.loads(line)["itemIndex"] for line in folder.results_path.read_text().splitlines()
+    )
+    assert indexes == [0, 1, 2]

@@ -1,0 +1,125 @@
+"""The job runner with real papermill executions of the real notebook (no HTTP)."""
+
+import time
+
+import pytest
+
+from scanbatch.runner import JobRunner
+from scanbatch.settings import Settings
+from scanbatch.submit import create_job, write_blobs
+from scanbatch.validation import parse_manifest
+from tests.imaging import image_bytes
+
+pytestmark = pytest.mark.slow
+
+
+def make_job(store, settings, scripts, extractor="fake"):
+    import json
+
+    items = [
+        {"imageCount": 1, "photoTypes": ["front"], "context": {"stickerText": s}} for s in scripts
+    ]
+    manifest = parse_manifest(json.dumps(items), len(items))
+    blobs = [image_bytes() for _ in items]
+    return create_job(
+        store,
+        settings.jobs_dir,
+        "alice",
+        manifest,
+        write_blobs(blobs, manifest),
+        extractor=extractor,
+    )
+
+
+def run_to_end(runner, store, job_id, timeout=90):
+    runner.submit(job_id)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = store.get_job(job_id)
+        if job.status.finished:
+            return job
+        time.sleep(0.2)
+    raise AssertionError("job did not finish")
+
+
+@pytest.fixture
+def runner_settings(tmp_path):
+    return Settings(
+        data_dir=tmp_path / "data",
+        extractor="fake",
+        plugins="tests.fakes",
+        notebook_timeout=20,
+        seed_catalog=None,
+    )
+
+
+@pytest.fixture
+def runner_store(runner_settings):
+    from scanbatch.store import JobStore
+
+    store = JobStore.open(runner_settings.store_path)
+    yield store
+    store.close()
+
+
+def test_a_failing_notebook_fails_its_items_with_the_reason(runner_settings, runner_store):
+    runner = JobRunner(runner_store, runner_settings)
+    runner.start()
+    try:
+        job_id = make_job(runner_store, runner_settings, ["", ""], extractor="fake-broken")
+        job = run_to_end(runner, runner_store, job_id)
+    finally:
+        runner.stop()
+    assert job.status == "failed"
+    messages = {r.error_message for r in job.results}
+    assert messages == {
+        "Processing notebook failed: ConfigError: fake-broken cannot start: FAKE_SETTING is missing"
+    }
+
+
+def test_a_hanging_notebook_is_stopped_at_the_wall_clock_limit(runner_settings, runner_store):
+    settings = runner_settings.model_copy(update={"notebook_timeout": 6.0})
+    runner = JobRunner(runner_store, settings)
+    runner.start()
+    started = time.monotonic()
+    try:
+        job_id = make_job(runner_store, settings, ["", "sleep:120"])
+        job = run_to_end(runner, runner_store, job_id)
+    finally:
+        runner.stop()
+    assert time.monotonic() - started < 40
+    assert job.status == "completed"  # the quick item finished before the limit
+    assert job.results[0].status == "completed"
+    assert "exceeded SCANBATCH_NOTEBOOK_TIMEOUT (6 s)" in job.results[1].error_message
+    assert runner.running == 0
+
+
+def test_recovery_ingests_finished_lines_and_finishes_without_a_kernel(
+    runner_settings, runner_store
+):
+    from datetime import UTC, datetime
+
+    from scanbatch.jobfolder import JobFolder, ResultsWriter
+    from scanbatch.models import ItemOutcome, Status
+
+    job_id = make_job(runner_store, runner_settings, ["", ""])
+    runner_store.mark_processing(job_id)
+    writer = ResultsWriter(JobFolder.for_job(runner_settings.jobs_dir, job_id).results_path)
+    for i in range(2):
+        writer.append(
+            ItemOutcome(item_index=i, status=Status.COMPLETED, finished_at=datetime.now(UTC))
+        )
+    runner = JobRunner(runner_store, runner_settings)
+    assert runner.recover() == []  # everything was in results.jsonl: nothing to re-run
+    assert runner_store.get_job(job_id).status == "completed"
+    assert runner.queued == 0
+
+
+def test_recovery_of_a_job_whose_folder_vanished(runner_settings, runner_store):
+    import shutil
+
+    job_id = make_job(runner_store, runner_settings, [""])
+    shutil.rmtree(runner_settings.jobs_dir / job_id)
+    JobRunner(runner_store, runner_settings).recover()
+    job = runner_store.get_job(job_id)
+    assert job.status == "failed" and "folder is missing" in job.results[0].error_message

@@ -1,0 +1,194 @@
+"""End to end against a real server on 127.0.0.1: each job runs the real processing notebook
+through papermill in a real kernel."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+import requests
+
+from scanbatch.store import JobStore
+from tests.imaging import image_bytes
+from tests.server_process import ROOT, ServerProcess
+from tests.webutil import bearer, keys
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("server") / "data"
+
+
+@pytest.fixture(scope="module")
+def tokens(data_dir):
+    store = JobStore.open(data_dir / "scanbatch.duckdb")
+    try:
+        return keys(store)
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def server(data_dir, tokens):
+    srv = ServerProcess(data_dir).start()
+    yield srv
+    srv.stop()
+
+
+def submit(server, token, scripts, fmt="JPEG", headers=None, per_item=1):
+    items = [
+        {
+            "imageCount": per_item,
+            "photoTypes": ["front", "back", "photo"][:per_item],
+            "context": {"artistName": f"Artist {i}", "albumTitle": f"Title {i}", "stickerText": s},
+        }
+        for i, s in enumerate(scripts)
+    ]
+    files = [
+        ("images", (f"p{i}", image_bytes(fmt), "application/octet-stream"))
+        for i in range(len(items) * per_item)
+    ]
+    return requests.post(
+        f"{server.url}/library/scan/batch",
+        data={"manifest": json.dumps(items)},
+        files=files,
+        headers={**bearer(token), **(headers or {})},
+        timeout=30,
+    )
+
+
+def test_happy_path_partial_failure_and_notebook(server, tokens):
+    r = submit(server, tokens["director"], ["", "fail", "", "crash"], fmt="HEIF", per_item=2)
+    assert r.status_code == 202, r.text
+    job_id = r.json()["jobId"]
+    job = server.wait_finished(job_id, tokens["director"])
+    assert job["status"] == "completed"
+    assert (job["totalItems"], job["completedItems"], job["failedItems"]) == (4, 2, 2)
+    results = job["results"]
+    assert [x["itemIndex"] for x in results] == [0, 1, 2, 3]
+    assert [x["status"] for x in results] == ["completed", "failed", "completed", "failed"]
+    assert results[0]["extraction"]["artistName"] == {"value": "Artist 0", "confidence": 0.9}
+    assert results[1]["errorMessage"] == "the fake model refused"
+    assert results[3]["errorMessage"] == "RuntimeError: fake crash"
+    html = requests.get(
+        f"{server.url}/library/scan/batch/{job_id}/notebook",
+        headers=bearer(tokens["director"]),
+        timeout=60,
+    )
+    assert html.status_code == 200 and html.headers["Content-Type"].startswith("text/html")
+    # The audit trail shows what each item sent (HEIC photos) and got back.
+    assert "image/heic" in html.text and "the fake model refused" in html.text
+    assert "Artist 2" in html.text
+
+
+def test_all_items_failing_fails_the_job(server, tokens):
+    job_id = submit(server, tokens["director"], ["fail", "fail"]).json()["jobId"]
+    job = server.wait_finished(job_id, tokens["director"])
+    assert job["status"] == "failed" and job["failedItems"] == 2
+
+
+def test_items_complete_one_by_one(server, tokens):
+    r = submit(server, tokens["director"], ["sleep:0.5", "sleep:2.5"])
+    job_id = r.json()["jobId"]
+    seen = set()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = requests.get(
+            f"{server.url}/library/scan/batch/{job_id}",
+            headers=bearer(tokens["director"]),
+            timeout=10,
+        ).json()
+        seen.add(tuple(x["status"] for x in job["results"]))
+        if job["status"] in ("completed", "failed"):
+            break
+        time.sleep(0.1)
+    assert ("completed", "processing") in seen  # GET showed the first item before the second
+
+
+def test_cancel_a_running_job(server, tokens):
+    job_id = submit(server, tokens["director"], ["", "sleep:30"]).json()["jobId"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        job = requests.get(
+            f"{server.url}/library/scan/batch/{job_id}",
+            headers=bearer(tokens["director"]),
+            timeout=10,
+        ).json()
+        if job["results"][0]["status"] == "completed":
+            break
+        time.sleep(0.1)
+    r = requests.post(
+        f"{server.url}/library/scan/batch/{job_id}/cancel",
+        headers=bearer(tokens["manager"]),
+        timeout=60,
+    )
+    assert r.status_code == 200
+    body = r.json()
+    assert body["status"] == "completed"
+    assert [x["status"] for x in body["results"]] == ["completed", "failed"]
+    assert body["results"][1]["errorMessage"] == "cancelled"
+
+
+def test_kill_9_mid_job_then_restart_completes_every_item_once(tmp_path):
+    data_dir = tmp_path / "data"
+    store = JobStore.open(data_dir / "scanbatch.duckdb")
+    token = keys(store)["director"]
+    store.close()
+    first = ServerProcess(data_dir).start()
+    scripts = ["", "", "sleep:60", "sleep:60"]
+    job_id = submit(first, token, scripts).json()["jobId"]
+    results = data_dir / "jobs" / job_id / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and (
+        not results.exists() or len(results.read_text().splitlines()) < 2
+    ):
+        time.sleep(0.1)
+    orphan_pid = int((data_dir / "jobs" / job_id / "papermill.pid").read_text())
+    first.kill()
+    done_before = [json.loads(x)["itemIndex"] for x in results.read_text().splitlines()]
+    assert sorted(done_before) == [0, 1]
+    # Resume with the slow items now quick: only the unfinished ones are extracted again.
+    manifest_path = data_dir / "jobs" / job_id / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    for item in manifest["items"]:
+        item["context"]["stickerText"] = ""
+    manifest_path.write_text(json.dumps(manifest))
+    second = ServerProcess(data_dir).start()
+    try:
+        job = second.wait_finished(job_id, token)
+    finally:
+        second.stop()
+    assert job["status"] == "completed" and job["completedItems"] == 4
+    lines = [json.loads(x) for x in results.read_text().splitlines()]
+    by_item = {}
+    for line in lines:
+        by_item.setdefault(line["itemIndex"], []).append(line)
+    # Items 0 and 1 came from the first server's kernel and were not extracted again; the
+    # first server's orphaned kernel was stopped, so no item is written twice.
+    assert sorted(by_item) == [0, 1, 2, 3]
+    assert [len(by_item[i]) for i in range(4)] == [1, 1, 1, 1]
+    with pytest.raises(ProcessLookupError):
+        os.kill(orphan_pid, 0)
+    assert not (data_dir / "jobs" / job_id / "papermill.pid").exists()
+
+
+def test_first_start_prints_a_key_and_a_curl_example_that_works(tmp_path):
+    server = ServerProcess(tmp_path / "data", first_key=True).start()
+    try:
+        banner = server.banner
+        token = banner[banner.index(next(x for x in banner if "first API key" in x)) + 1].strip()
+        curl = next(x for x in banner if x.strip().startswith("curl "))
+        out = subprocess.run(curl, shell=True, cwd=ROOT, capture_output=True, text=True, timeout=60)
+        accepted = json.loads(out.stdout)
+        assert accepted["status"] == "pending" and accepted["totalItems"] == 8
+        job = server.wait_finished(accepted["jobId"], token)
+        assert job["status"] == "completed" and job["completedItems"] == 8
+    finally:
+        server.stop()
+    # A second start finds the key and prints none.
+    again = ServerProcess(tmp_path / "data", first_key=True).start()
+    again.stop()
+    assert not any("first API key" in x for x in again.banner)

@@ -1,0 +1,68 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from scanbatch.errors import StoreLocked
+from scanbatch.store import Database, JobStore
+from scanbatch.store.migrations import _migrations
+
+
+def test_migrations_are_recorded_in_order_and_applied_once(tmp_path):
+    db = Database(tmp_path / "s.duckdb")
+    versions = [
+        r[0]
+        for r in db.cursor()
+        .execute("SELECT version FROM schema_migrations ORDER BY applied_at, version")
+        .fetchall()
+    ]
+    assert versions == [m.version for m in _migrations()] == sorted(versions)
+    db.close()
+    again = Database(tmp_path / "s.duckdb")
+    assert again.migrate() == []
+    again.close()
+
+
+def test_migration_versions_are_unique_and_consecutive():
+    versions = [m.version for m in _migrations()]
+    assert versions == list(range(1, len(versions) + 1))
+
+
+def test_a_failed_transaction_rolls_back_and_reports(tmp_path):
+    db = Database(tmp_path / "s.duckdb")
+    with pytest.raises(Exception, match="duplicate key"), db.write() as cur:
+        cur.execute("INSERT INTO api_keys VALUES ('k', 'u', 'dj', 'h', now(), NULL)")
+        cur.execute("INSERT INTO api_keys VALUES ('k', 'u', 'dj', 'h2', now(), NULL)")
+    assert db.cursor().execute("SELECT count(*) FROM api_keys").fetchone()[0] == 0
+    db.close()
+
+
+def test_store_held_by_another_process_says_who_and_what_to_do(tmp_path):
+    path = tmp_path / "s.duckdb"
+    JobStore.open(path).close()
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
+            import duckdb, sys, time
+            con = duckdb.connect({str(path)!r})
+            print("ready", flush=True)
+            sys.stdin.read()
+        """),
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        with pytest.raises(StoreLocked) as info:
+            JobStore.open(path)
+        message = info.value.message
+        assert f"process {holder.pid}" in message
+        assert "scanbatch serve" in message and "SCANBATCH_DATA_DIR" in message
+    finally:
+        holder.stdin.close()
+        holder.wait(timeout=10)

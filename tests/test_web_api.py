@@ -1,0 +1,280 @@
+"""The HTTP contract through Flask's test client (the runner is not started here: jobs stay
+pending; tests/test_server.py runs real jobs on a real server)."""
+
+import io
+import json
+import uuid
+
+import pytest
+
+from scanbatch.images import MAX_IMAGE_BYTES
+from scanbatch.web import create_app, shutdown
+from tests.imaging import image_bytes
+from tests.webutil import batch_files, bearer, keys
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings, start_runner=False)
+    yield app
+    shutdown(app)
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def tokens(app):
+    return keys(app.extensions["scanbatch"].store)
+
+
+def post(client, token, manifest, files, headers=None):
+    data = {"images": [(io.BytesIO(b), name) for name, b in files]}
+    if manifest is not None:
+        data["manifest"] = manifest
+    return client.post(
+        "/library/scan/batch",
+        data=data,
+        headers={**bearer(token), **(headers or {})},
+        content_type="multipart/form-data",
+    )
+
+
+def jobs_dir_entries(app):
+    jobs = app.extensions["scanbatch"].settings.jobs_dir
+    return sorted(p.name for p in jobs.iterdir()) if jobs.exists() else []
+
+
+def test_post_returns_202_with_location_and_stores_the_folder(app, client, tokens):
+    manifest, files = batch_files(2, 2)
+    r = post(client, tokens["director"], manifest, files)
+    assert r.status_code == 202
+    body = r.get_json()
+    assert body["status"] == "pending" and body["totalItems"] == 2
+    assert r.headers["Location"] == f"/library/scan/batch/{body['jobId']}"
+    folder = app.extensions["scanbatch"].settings.jobs_dir / body["jobId"]
+    names = sorted(p.name for p in (folder / "images").iterdir())
+    assert names == ["item00_0.jpg", "item00_1.jpg", "item01_0.jpg", "item01_1.jpg"]
+    assert jobs_dir_entries(app) == [body["jobId"]]  # no staging left behind
+    job = client.get(r.headers["Location"], headers=bearer(tokens["director"]))
+    assert job.status_code == 200
+    assert job.headers["Retry-After"] == "2"
+    assert [x["status"] for x in job.get_json()["results"]] == ["pending", "pending"]
+
+
+def test_bare_array_manifest_and_real_types_from_bytes(app, client, tokens):
+    files = [
+        ("a.jpg", image_bytes("PNG")),
+        ("b.png", image_bytes("HEIF")),
+        ("c", image_bytes("WEBP")),
+    ]
+    manifest = json.dumps([{"imageCount": 3, "photoTypes": ["front", "back", "photo"]}])
+    r = post(client, tokens["director"], manifest, files)
+    assert r.status_code == 202
+    folder = app.extensions["scanbatch"].settings.jobs_dir / r.get_json()["jobId"]
+    assert sorted(p.name for p in (folder / "images").iterdir()) == [
+        "item00_0.png",
+        "item00_1.heic",
+        "item00_2.webp",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("manifest", "n_files", "message"),
+    [
+        ('[{"imageCount": 1, "photoTypes": ["front"]}]', 0, "No images provided"),
+        (None, 1, "Missing or invalid manifest field"),
+        ("{oops", 1, "Invalid JSON in manifest field"),
+        ('{"items": []}', 1, "Manifest must contain a non-empty items array"),
+        (
+            json.dumps([{"imageCount": 1, "photoTypes": ["f"]}] * 11),
+            11,
+            "Batch cannot exceed 10 items",
+        ),
+        (
+            json.dumps([{"imageCount": 6, "photoTypes": ["f"] * 6}]),
+            6,
+            "Each item cannot exceed 5 images",
+        ),
+        (
+            '[{"imageCount": 2, "photoTypes": ["f", "b"]}]',
+            1,
+            "Image count mismatch: 1 files uploaded but manifest expects 2",
+        ),
+        (
+            '[{"imageCount": -1, "photoTypes": []}]',
+            1,
+            "items[0].imageCount must be at least 1, got -1",
+        ),
+    ],
+)
+def test_validation_messages_and_nothing_left_behind(
+    app, client, tokens, manifest, n_files, message
+):
+    files = [(f"{i}.jpg", image_bytes()) for i in range(n_files)]
+    r = post(client, tokens["director"], manifest, files)
+    assert r.status_code == 400
+    assert r.get_json() == {"status": 400, "message": message}
+    assert jobs_dir_entries(app) == []
+    assert app.extensions["scanbatch"].store.list_jobs("alice").total == 0
+
+
+def test_more_than_50_files_is_refused_while_reading(app, client, tokens):
+    manifest = json.dumps([{"imageCount": 5, "photoTypes": ["f"] * 5}] * 10)
+    r = post(
+        client, tokens["director"], manifest, [(f"{i}.jpg", b"\xff\xd8\xff") for i in range(51)]
+    )
+    assert r.get_json() == {"status": 400, "message": "Total images cannot exceed 50"}
+    assert jobs_dir_entries(app) == []
+
+
+def test_a_file_that_is_not_an_image_is_named(app, client, tokens):
+    manifest, files = batch_files(2)
+    files[1] = ("cover.jpg", b"%PDF-1.7 not really a jpeg")
+    r = post(client, tokens["director"], manifest, files)
+    assert r.status_code == 400
+    assert r.get_json()["message"].startswith("images[1] is not a supported image")
+    assert jobs_dir_entries(app) == []
+
+
+def test_an_oversized_file_is_413_and_leaves_nothing(app, client, tokens):
+    manifest, files = batch_files(1)
+    files[0] = ("big.jpg", b"\xff\xd8\xff" + b"\0" * MAX_IMAGE_BYTES)
+    r = post(client, tokens["director"], manifest, files)
+    assert r.status_code == 413
+    assert "images[0]" in r.get_json()["message"] and "10 MiB" in r.get_json()["message"]
+    assert jobs_dir_entries(app) == []
+
+
+def test_not_multipart_is_a_clear_400(client, tokens):
+    r = client.post("/library/scan/batch", json={"items": []}, headers=bearer(tokens["director"]))
+    assert r.status_code == 400 and "multipart/form-data" in r.get_json()["message"]
+
+
+def test_auth_401_403_and_other_users_job_is_404(client, tokens):
+    manifest, files = batch_files(1)
+    assert post(client, "nope", manifest, files).status_code == 401
+    r = client.get("/library/scan/batch", headers={"Authorization": "Basic abc"})
+    assert r.status_code == 401 and "Bearer" in r.get_json()["message"]
+    assert client.get("/library/scan/batch").get_json()["status"] == 401
+    r = post(client, tokens["dj"], manifest, files)
+    assert r.status_code == 403 and "dj" in r.get_json()["message"]
+    job_id = post(client, tokens["director"], manifest, files).get_json()["jobId"]
+    theirs = client.get(f"/library/scan/batch/{job_id}", headers=bearer(tokens["other"]))
+    missing = client.get(f"/library/scan/batch/{uuid.uuid4()}", headers=bearer(tokens["other"]))
+    assert theirs.get_json() == missing.get_json() == {"status": 404, "message": "Job not found"}
+    bad = client.get("/library/scan/batch/123", headers=bearer(tokens["other"]))
+    assert bad.get_json() == {"status": 400, "message": "Invalid job ID format"}
+    # A dj may read (its own, empty) list.
+    assert client.get("/library/scan/batch", headers=bearer(tokens["dj"])).status_code == 200
+
+
+def test_list_pagination_and_clamping(client, tokens):
+    manifest, files = batch_files(1)
+    ids = [post(client, tokens["director"], manifest, files).get_json()["jobId"] for _ in range(3)]
+    h = bearer(tokens["director"])
+    page = client.get("/library/scan/batch?limit=2&offset=1", headers=h).get_json()
+    assert [j["jobId"] for j in page["jobs"]] == [ids[1], ids[0]]
+    assert (page["total"], page["limit"], page["offset"]) == (3, 2, 1)
+    assert set(page["jobs"][0]) == {
+        "jobId",
+        "status",
+        "totalItems",
+        "completedItems",
+        "failedItems",
+        "createdAt",
+        "updatedAt",
+    }
+    assert client.get("/library/scan/batch?limit=500", headers=h).get_json()["limit"] == 100
+    assert client.get("/library/scan/batch?limit=0", headers=h).get_json()["limit"] == 1
+    assert client.get("/library/scan/batch", headers=h).get_json()["limit"] == 20
+    r = client.get("/library/scan/batch?offset=-1", headers=h)
+    assert r.status_code == 400 and "offset" in r.get_json()["message"]
+    r = client.get("/library/scan/batch?limit=ten", headers=h)
+    assert r.status_code == 400 and "limit must be an integer" in r.get_json()["message"]
+    assert (
+        client.get("/library/scan/batch", headers=bearer(tokens["other"])).get_json()["total"] == 0
+    )
+
+
+def test_idempotency_key(client, tokens):
+    manifest, files = batch_files(1)
+    h = {"Idempotency-Key": "abc-1"}
+    first = post(client, tokens["director"], manifest, files, h)
+    again = post(client, tokens["director"], manifest, files, h)
+    assert first.status_code == again.status_code == 202
+    assert first.get_json()["jobId"] == again.get_json()["jobId"]
+    other_user = post(client, tokens["other"], manifest, files, h)
+    assert other_user.get_json()["jobId"] != first.get_json()["jobId"]
+    changed = post(client, tokens["director"], manifest, [("x.png", image_bytes("PNG"))], h)
+    assert changed.status_code == 422 and "Idempotency-Key" in changed.get_json()["message"]
+    listing = client.get("/library/scan/batch", headers=bearer(tokens["director"])).get_json()
+    assert listing["total"] == 1
+
+
+def test_delete_by_owner_or_manager_only(app, client, tokens):
+    manifest, files = batch_files(1)
+    job_id = post(client, tokens["director"], manifest, files).get_json()["jobId"]
+    url = f"/library/scan/batch/{job_id}"
+    assert client.delete(url, headers=bearer(tokens["other"])).status_code == 404
+    assert client.delete(url, headers=bearer(tokens["dj"])).status_code == 403
+    assert client.delete(url, headers=bearer(tokens["manager"])).status_code == 204
+    assert client.get(url, headers=bearer(tokens["director"])).status_code == 404
+    assert jobs_dir_entries(app) == []
+
+
+def test_cancel_a_queued_job(client, tokens):
+    manifest, files = batch_files(2)
+    job_id = post(client, tokens["director"], manifest, files).get_json()["jobId"]
+    r = client.post(f"/library/scan/batch/{job_id}/cancel", headers=bearer(tokens["director"]))
+    body = r.get_json()
+    assert r.status_code == 200 and body["status"] == "failed"
+    assert [x["errorMessage"] for x in body["results"]] == ["cancelled", "cancelled"]
+    assert "Retry-After" not in r.headers
+
+
+def test_notebook_before_processing_is_a_clear_404(client, tokens):
+    manifest, files = batch_files(1)
+    job_id = post(client, tokens["director"], manifest, files).get_json()["jobId"]
+    r = client.get(f"/library/scan/batch/{job_id}/notebook", headers=bearer(tokens["director"]))
+    assert r.status_code == 404 and "notebook does not exist yet" in r.get_json()["message"]
+
+
+def test_flask_errors_use_the_one_shape(client, tokens):
+    assert client.get("/nope").get_json()["status"] == 404
+    r = client.put("/library/scan/batch")
+    assert r.status_code == 405 and r.get_json()["status"] == 405
+    assert "POST" in r.headers["Allow"]
+    r = client.post(
+        "/library/scan/batch",
+        data=b"x" * 10,
+        headers={"Content-Type": "multipart/form-data; boundary=x", **bearer(tokens["director"])},
+        environ_overrides={"CONTENT_LENGTH": str(600 * 1024 * 1024)},  # declared, not sent
+    )
+    assert r.status_code == 413
+    assert r.get_json()["message"].startswith("Request too large: send at most 50 images")
+
+
+def test_unexpected_errors_are_a_json_500_without_a_trace(app, client, tokens, monkeypatch):
+    store = app.extensions["scanbatch"].store
+    monkeypatch.setattr(store, "list_jobs", lambda *a: 1 / 0)
+    r = client.get("/library/scan/batch", headers=bearer(tokens["director"]))
+    assert r.status_code == 500
+    assert r.get_json() == {
+        "status": 500,
+        "message": "Internal server error; the details are in the server log",
+    }
+
+
+def test_server_refuses_to_start_with_an_unusable_extractor(settings, monkeypatch):
+    from scanbatch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="Unknown extractor 'nope'"):
+        create_app(settings.model_copy(update={"extractor": "nope"}), start_runner=False)
+
+
+def test_healthz(client):
+    body = client.get("/healthz").get_json()
+    assert body["status"] == "ok" and body["queuedJobs"] == 0

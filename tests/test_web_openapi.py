@@ -1,0 +1,59 @@
+import re
+
+import pytest
+
+from scanbatch.web import create_app, shutdown
+from scanbatch.web.openapi import openapi_document
+
+
+@pytest.fixture
+def app(settings):
+    app = create_app(settings, start_runner=False)
+    yield app
+    shutdown(app)
+
+
+def documented_routes(doc):
+    return {(path, method.upper()) for path, ops in doc["paths"].items() for method in ops}
+
+
+def app_routes(app):
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        if rule.endpoint == "static":
+            continue
+        path = re.sub(r"<(?:\w+:)?job_id>", "{jobId}", rule.rule)
+        for method in rule.methods - {"HEAD", "OPTIONS"}:
+            routes.add((path, method))
+    return routes
+
+
+def test_every_route_is_documented_and_nothing_else(app):
+    assert app_routes(app) == documented_routes(openapi_document())
+
+
+def test_served_document_describes_fields_and_errors(app):
+    doc = app.test_client().get("/openapi.json").get_json()
+    job = doc["components"]["schemas"]["Job"]["properties"]
+    for field in (
+        "jobId",
+        "status",
+        "totalItems",
+        "completedItems",
+        "failedItems",
+        "createdAt",
+        "updatedAt",
+        "results",
+    ):
+        assert field in job
+    result = doc["components"]["schemas"]["ResultView"]["properties"]
+    assert {"itemIndex", "extraction", "matchedAlbumId", "matchedAlbum", "errorMessage"} <= set(
+        result
+    )
+    post = doc["paths"]["/library/scan/batch"]["post"]
+    assert {"202", "400", "401", "403", "413", "422"} <= set(post["responses"])
+    assert "Batch cannot exceed 10 items" in post["responses"]["400"]["description"]
+    # Every $ref resolves.
+    text = str(doc)
+    for ref in set(re.findall(r"#/components/schemas/(\w+)", text)):
+        assert ref in doc["components"]["schemas"], ref
