@@ -116,7 +116,7 @@ class Photo:
 
 @dataclass(frozen=True)
 class CatalogMatch:
-    album_id: int
+    album_id: int | None  # None: no album, only a note (e.g. an unknown catalogItemId)
     score: float
     method: str  # "catalogItemId", "context", "extraction"
     note: str | None = None  # e.g. an unknown catalogItemId that was reported, not trusted
@@ -141,6 +141,7 @@ class ResultView(CamelModel):
     matched_album_id: int | None = None
     matched_album: MatchedAlbum | None = None
     match_score: float | None = None
+    match_note: str | None = None
     error_message: str | None = None
     error_code: str | None = None
     retryable: bool | None = None
@@ -181,6 +182,7 @@ class ItemOutcome(CamelModel):
     matched_album_id: int | None = None
     match_score: float | None = None
     match_method: str | None = None
+    match_note: str | None = None
     error_message: str | None = None
     error_code: str | None = None
     retryable: bool | None = None

@@ -52,13 +52,15 @@ def process_item(
         if usage.latency_ms is None:
             usage.latency_ms = round((time.perf_counter() - started) * 1000, 1)
         match = matcher.match(item.context, extraction) if matcher is not None else None
+        matched = match is not None and match.album_id is not None
         return ItemOutcome(
             item_index=index,
             status=Status.COMPLETED,
             extraction=extraction.fields_json(),
-            matched_album_id=match.album_id if match else None,
-            match_score=match.score if match else None,
-            match_method=match.method if match else None,
+            matched_album_id=match.album_id if matched else None,
+            match_score=match.score if matched else None,
+            match_method=match.method if matched else None,
+            match_note=match.note if match else None,
             usage=usage,
             finished_at=now(),
         )

@@ -114,7 +114,7 @@ class JobRunner:
                 return
         # Queued or not in this runner at all: end it here; the worker skips finished jobs.
         self._ingest(job_id, self._folder(job_id), 0)
-        self.store.finish_job(job_id, CANCELLED)
+        self.store.finish_job(job_id, CANCELLED, CANCELLED)
 
     # -- work -----------------------------------------------------------------------------
 
@@ -159,9 +159,10 @@ class JobRunner:
         if self._stopping.is_set() and job_id not in self._cancelled:
             return  # server shutting down: leave the job unfinished; the next start resumes it
         self._ingest(job_id, folder, offset)
+        code = "notebook_failed"
         if job_id in self._cancelled:
-            message = CANCELLED
-        self.store.finish_job(job_id, message)
+            message = code = CANCELLED
+        self.store.finish_job(job_id, message, code)
 
     def _execute(
         self, job_id: str, folder: JobFolder, snapshot: Path | None, offset: int

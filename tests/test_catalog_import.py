@@ -12,7 +12,9 @@ from scanbatch.errors import BadRequest
 from scanbatch.models import MatchedAlbum
 from scanbatch.settings import SHIPPED_DATA
 
-HEADER = "album_id,artist,title,code_letters,code_artist_number,code_number,label,genre,format,added"
+HEADER = (
+    "album_id,artist,title,code_letters,code_artist_number,code_number,label,genre,format,added"
+)
 
 
 @pytest.fixture
@@ -50,7 +52,7 @@ def test_view_has_the_matched_album_shape(con, tmp_path):
     path = write(
         tmp_path,
         HEADER,
-        '17,The Byrds,Mr. Tambourine Man,BYR,1,3,Columbia,Rock,LP,1999-04-01',
+        "17,The Byrds,Mr. Tambourine Man,BYR,1,3,Columbia,Rock,LP,1999-04-01",
         '18,Björk,Début,BJO,1,1,One Little Indian,Electronic,"12""",',
     )
     import_csv(con, path)
@@ -151,8 +153,9 @@ def test_reimport_updates_changed_rows_and_moves_albums(con, tmp_path):
     )
     assert (summary.added, summary.updated, summary.unchanged) == (1, 2, 1)
     view = dict(
-        con.execute("SELECT id, artist_name || ' / ' || album_title FROM catalog_matched_album")
-        .fetchall()
+        con.execute(
+            "SELECT id, artist_name || ' / ' || album_title FROM catalog_matched_album"
+        ).fetchall()
     )
     assert view == {
         1: "Alpha / First",

@@ -73,3 +73,15 @@ def test_items_already_in_results_are_not_extracted_again(tmp_path, fake_extract
         json.loads(line)["itemIndex"] for line in folder.results_path.read_text().splitlines()
     )
     assert indexes == [0, 1, 2]
+
+
+class UnknownIdMatcher:
+    def match(self, context, extraction):
+        return CatalogMatch(album_id=None, score=0.0, method="catalogItemId", note="id 9 unknown")
+
+
+def test_a_match_note_without_an_album_is_kept(tmp_path, fake_extractor):
+    folder = make_folder(tmp_path, [""])
+    (outcome,) = process_folder(folder, fake_extractor, matcher=UnknownIdMatcher())
+    assert outcome.matched_album_id is None and outcome.match_score is None
+    assert outcome.match_note == "id 9 unknown"

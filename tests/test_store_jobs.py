@@ -206,3 +206,37 @@ def test_api_keys_are_hashed_and_revocable(store):
         store.create_key("bob", "admin")
     dj, _ = store.create_key("dj1", "dj")
     assert not dj.can_write
+
+
+def test_results_are_hydrated_from_the_catalog(store):
+    from scanbatch.catalog import import_csv
+    from scanbatch.settings import SHIPPED_DATA
+
+    with store.db.write() as cur:
+        import_csv(cur, SHIPPED_DATA / "catalog_sample.csv", own_transaction=False)
+    album_id, artist = (
+        store.db.cursor()
+        .execute("SELECT id, artist_name FROM catalog_matched_album ORDER BY id LIMIT 1")
+        .fetchone()
+    )
+    job_id = store.create_job("alice", manifest(2))
+    store.record_outcomes(
+        job_id,
+        [done(0, matched_album_id=album_id, match_score=0.93), done(1, match_note="id 7 unknown")],
+    )
+    first, second = store.get_job(job_id).to_json_dict()["results"]
+    assert first["matchedAlbumId"] == album_id and first["matchScore"] == 0.93
+    assert first["matchedAlbum"]["id"] == album_id
+    assert first["matchedAlbum"]["artistName"] == artist
+    assert set(first["matchedAlbum"]) == {
+        "id",
+        "artistName",
+        "albumTitle",
+        "codeLetters",
+        "codeArtistNumber",
+        "codeNumber",
+        "genreName",
+        "formatName",
+        "label",
+    }
+    assert second["matchedAlbum"] is None and second["matchNote"] == "id 7 unknown"

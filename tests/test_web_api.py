@@ -232,6 +232,7 @@ def test_cancel_a_queued_job(client, tokens):
     body = r.get_json()
     assert r.status_code == 200 and body["status"] == "failed"
     assert [x["errorMessage"] for x in body["results"]] == ["cancelled", "cancelled"]
+    assert {x["errorCode"] for x in body["results"]} == {"cancelled"}
     assert "Retry-After" not in r.headers
 
 

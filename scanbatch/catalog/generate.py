@@ -21,6 +21,11 @@ from typing import IO
 
 from scanbatch.catalog.normalize import fold_ascii, normalize
 
+
+def _words(text: str, sep: str | None = None) -> tuple[str, ...]:
+    return tuple(text.split(sep))
+
+
 CSV_COLUMNS = (
     "album_id",
     "artist",
@@ -34,57 +39,62 @@ CSV_COLUMNS = (
     "added",
 )
 
-FIRST = (
-    "Ana Anaïs Andrés Astrid Ben Bill Billy Björn Carla Chloé Dana Daniel David Dolly Elena Eli "
-    "Emma Erik Étienne Frank François Greta Hank Hélène Ines Ingrid Isaac Jack James Jean Joan "
-    "John Jonas José Josh Judy June Kai Karen Kate Kim Lars Laura Lena Léa Leon Lucinda Luis "
-    "Łukasz Maria Mário Marta Max Mia Miles Nina Noël Nora Olga Omar Oscar Paul Pedro Ray Renée "
-    "Rosa Ruth Sam Sara Sean Sinéad Søren Stan Sun Tom Tomás Vera Victor Wanda Yoko Zoë"
-).split()
-LAST = (
-    "Adams Alvarez Anderson Baker Bauer Bell Berg Brown Carter Castro Clark Coleman Cruz Davis "
-    "Dvořák Ellis Evans Fischer Ford García Gonçalves Gray Green Hall Hansen Harris Hayes Hill "
-    "Holm Hughes Jensen Johnson Jones Kelly Kim King Klein Kowalski Lang Larsen Lee Lewis López "
-    "Marsh Martin Meyer Miller Mitchell Moore Morales Müller Murphy Nash Nguyen Núñez Nyström "
-    "O'Brien O'Neil Ødegaard Park Parker Pérez Price Quinn Reed Reyes Rivera Rossi Ruiz Ryan "
-    "Santos Schmidt Scott Shaw Silva Smith Stone Suzuki Taylor Thompson Torres Turner Vance "
-    "Vega Wagner Walker Ward Watts Weber White Wilson Wolfe Wood Young Zimmermann"
-).split()
-ADJ = (
-    "Black Blue Bright Broken Burning Cold Crystal Dark Dead Deep Electric Empty Endless Final "
-    "Frozen Gentle Giant Glass Golden Gray Green Hidden Holy Hollow Iron Last Little Lonely Lost "
-    "Loud Lucky Mad Midnight Modern Neon New Northern Old Pale Paper Perfect Pink Plastic Quiet "
-    "Radio Red Royal Sacred Savage Secret Silent Silver Slow Soft Southern Static Strange "
-    "Sweet Tender Tiny Velvet Violent Western White Wild Wooden Young"
-).split()
-NOUN = (
-    "Angel Arrow Bird Bone Bridge Cactus Canyon Castle Cathedral Cloud Comet Crow Crown Dancer "
-    "Desert Diamond Dog Dream Drum Engine Falcon Feather Fever Field Fire Flower Forest Fox "
-    "Garden Ghost Harbor Heart Horse Island Jewel Ladder Lake Light Lion Machine Mirror Moon "
-    "Mountain Ocean Owl Palace Parade Planet Prophet Rabbit River Robot Rose Saint Sea Shadow "
-    "Ship Signal Sister Snake Sparrow Star Stone Storm Sun Tiger Tower Train Tree Valley "
-    "Velvet Wave Whale Wheel Window Wire Witch Wolf"
-).split()
-PLACE = (
+FIRST = _words(
+    "Ana Anaïs Andrés Astrid Ben Bill Billy Björn Carla Chloé Dana Daniel David Dolly Elena "
+    "Eli Emma Erik Étienne Frank François Greta Hank Hélène Ines Ingrid Isaac Jack James Jean "
+    "Joan John Jonas José Josh Judy June Kai Karen Kate Kim Lars Laura Lena Léa Leon Lucinda "
+    "Luis Łukasz Maria Mário Marta Max Mia Miles Nina Noël Nora Olga Omar Oscar Paul Pedro "
+    "Ray Renée Rosa Ruth Sam Sara Sean Sinéad Søren Stan Sun Tom Tomás Vera Victor Wanda Yoko "
+    "Zoë"
+)
+LAST = _words(
+    "Adams Alvarez Anderson Baker Bauer Bell Berg Brown Carter Castro Clark Coleman Cruz "
+    "Davis Dvořák Ellis Evans Fischer Ford García Gonçalves Gray Green Hall Hansen Harris "
+    "Hayes Hill Holm Hughes Jensen Johnson Jones Kelly Kim King Klein Kowalski Lang Larsen "
+    "Lee Lewis López Marsh Martin Meyer Miller Mitchell Moore Morales Müller Murphy Nash "
+    "Nguyen Núñez Nyström O'Brien O'Neil Ødegaard Park Parker Pérez Price Quinn Reed Reyes "
+    "Rivera Rossi Ruiz Ryan Santos Schmidt Scott Shaw Silva Smith Stone Suzuki Taylor "
+    "Thompson Torres Turner Vance Vega Wagner Walker Ward Watts Weber White Wilson Wolfe Wood "
+    "Young Zimmermann"
+)
+ADJ = _words(
+    "Black Blue Bright Broken Burning Cold Crystal Dark Dead Deep Electric Empty Endless "
+    "Final Frozen Gentle Giant Glass Golden Gray Green Hidden Holy Hollow Iron Last Little "
+    "Lonely Lost Loud Lucky Mad Midnight Modern Neon New Northern Old Pale Paper Perfect Pink "
+    "Plastic Quiet Radio Red Royal Sacred Savage Secret Silent Silver Slow Soft Southern "
+    "Static Strange Sweet Tender Tiny Velvet Violent Western White Wild Wooden Young"
+)
+NOUN = _words(
+    "Angel Arrow Bird Bone Bridge Cactus Canyon Castle Cathedral Cloud Comet Crow Crown "
+    "Dancer Desert Diamond Dog Dream Drum Engine Falcon Feather Fever Field Fire Flower "
+    "Forest Fox Garden Ghost Harbor Heart Horse Island Jewel Ladder Lake Light Lion Machine "
+    "Mirror Moon Mountain Ocean Owl Palace Parade Planet Prophet Rabbit River Robot Rose "
+    "Saint Sea Shadow Ship Signal Sister Snake Sparrow Star Stone Storm Sun Tiger Tower Train "
+    "Tree Valley Velvet Wave Whale Wheel Window Wire Witch Wolf"
+)
+PLACE = _words(
     "Berlin|Brooklyn|Budapest|Chicago|Detroit|Havana|Kyoto|Lagos|Lisbon|Memphis|Montréal|"
-    "Nashville|Oslo|Paris|Reykjavík|São Paulo|Tokyo|Zürich|the Fillmore|the Roxy|the Apollo"
-).split("|")
-PHRASE = (
-    "Don't Look Back|What's Going On?|Here Comes the Night|All Tomorrow's Parties|Songs for "
-    "Nobody|Nothing Lasts Forever|Hold On!|Say It Loud|Where Did You Sleep|Let It Ride|Come "
-    "Home|Keep Moving|Slow Down, Baby|Not Yet|Why Not?|It's a Long Way|Move On Up|Tell Me "
-    "Everything|We Are Here|Wait for Me|Good Night, Sweet|Ready or Not|One More Time"
-).split("|")
+    "Nashville|Oslo|Paris|Reykjavík|São Paulo|Tokyo|Zürich|the Fillmore|the Roxy|the Apollo",
+    "|",
+)
+PHRASE = _words(
+    "Don't Look Back|What's Going On?|Here Comes the Night|All Tomorrow's Parties|"
+    "Songs for Nobody|Nothing Lasts Forever|Hold On!|Say It Loud|Where Did You Sleep|"
+    "Let It Ride|Come Home|Keep Moving|Slow Down, Baby|Not Yet|Why Not?|It's a Long Way|"
+    "Move On Up|Tell Me Everything|We Are Here|Wait for Me|Good Night, Sweet|Ready or Not|"
+    "One More Time",
+    "|",
+)
 GENRES = {  # station-like proportions (rock-heavy college radio library)
     "Rock": 30, "Pop": 9, "Electronic": 10, "Hip-Hop": 9, "Jazz": 8, "Folk": 7, "Country": 5,
     "Blues": 4, "Soul/R&B": 5, "Reggae": 3, "Classical": 3, "World": 4, "Experimental": 3,
 }  # fmt: skip
 FORMATS = {"LP": 62, '7"': 14, '12"': 10, "CD": 12, "Cassette": 2}
-LABEL_WORDS = (
+LABEL_WORDS = _words(
     "Arrow Basement Blue Cellar Circle Coast Driftwood Echo Factory Ghost Harbor Kitchen "
     "Lantern Matador Meadow Moon North Paper Parlor Polar Rooftop Signal Smoke Sparrow Static "
     "Sun Thrill Tiger Tin Velvet Warehouse Wax Yard"
-).split()
+)
 LABEL_SUFFIX = ("Records", "Recordings", "Music", "Sound", "Tapes", "Label", "Discs")
 
 _ROMAN = ("II", "III", "IV", "V")

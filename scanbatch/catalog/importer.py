@@ -185,7 +185,9 @@ def parse_csv(text: str, source: str = "CSV") -> tuple[list[_Row], ImportSummary
                 raise ValueError(f"expected {len(names)} fields, got {len(values)}")
             row = _parse_row(start, dict(zip(names, values, strict=True)))
             if row.album_id in seen_ids:
-                raise ValueError(f"album_id {row.album_id} already on line {seen_ids[row.album_id]}")
+                raise ValueError(
+                    f"album_id {row.album_id} already on line {seen_ids[row.album_id]}"
+                )
             key = row.artist_key
             if key.startswith("code:") and key in seen_codes and seen_codes[key][0] != row.artist:
                 name, other = seen_codes[key]

@@ -12,8 +12,9 @@ compared by sorted words ("Dylan, Bob"). A pair scores
 right artist with another album's title (the record is not in the catalog yet) or the right
 title by another artist ("Greatest Hits") stays below the minimum. Fields read the wrong way
 round are tried swapped at a small discount. A title alone matches only when it is long, near
-exact and names exactly one album (scaled by 0.88, so it needs a similarity >= 0.955 at the
-default minimum); an artist alone never matches (it names a discography, not a record). Ties go to the
+exact and names exactly one album (scaled by 0.88, so it needs a similarity >= 0.932 at the
+default minimum); an artist alone never matches (it names a discography, not a record).
+Ties go to the
 lowest album id.
 
 Everything here is plain Python data built once from the snapshot, so one matcher is shared
@@ -34,14 +35,14 @@ import duckdb
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
-from scanbatch.catalog.normalize import skeleton, sort_tokens
+from scanbatch.catalog.normalize import normalize, ocr_fold, skeleton, sort_tokens
 from scanbatch.catalog.schema import VIEW, VIEW_COLUMNS
 from scanbatch.catalog.snapshot import read_snapshot
 from scanbatch.models import CatalogMatch, Extraction, ScanContext
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_SCORE = 0.84  # tuned on the quality set: see docs/catalog.md
+DEFAULT_MIN_SCORE = 0.82  # tuned on the quality set: see docs/catalog.md
 SWAP_FACTOR = 0.97  # artist and title read the wrong way round: slightly less certain
 SORTED_FACTOR = 0.98  # words reordered
 TITLE_ONLY_FACTOR = 0.88
@@ -90,7 +91,7 @@ def pair_score(artist: float, title: float) -> float:
 
 @dataclass(frozen=True)
 class _Query:
-    artist: str  # skeletons, "" when absent
+    artist: str  # normalised (`normalize`), "" when absent
     title: str
 
 
@@ -102,6 +103,8 @@ class CatalogMatcher:
         self._ids: list[int] = []
         self._album_artist: list[int] = []
         self._album_title: list[str] = []
+        self._album_title_norm: list[str] = []
+        self._artist_norm: list[str] = []
         self._album_title_index: list[int] = []
         self._artist_keys: list[str] = []
         self._artist_sorted: list[str] = []
@@ -117,15 +120,18 @@ class CatalogMatcher:
             self._albums[album_id] = tuple(row)
             position = len(self._ids)
             self._ids.append(album_id)
-            a_key = skeleton_cache.get(artist)
-            if a_key is None:
-                a_key = skeleton_cache[artist] = skeleton(artist)
-            t_key = skeleton(title)
+            a_norm = skeleton_cache.get(artist)
+            if a_norm is None:
+                a_norm = skeleton_cache[artist] = normalize(artist)
+            a_key = ocr_fold(a_norm)
+            t_norm = normalize(title)
+            t_key = ocr_fold(t_norm)
             ai = artist_index.get(a_key)
             if ai is None:
                 ai = artist_index[a_key] = len(self._artist_keys)
                 self._artist_keys.append(a_key)
                 self._artist_sorted.append(sort_tokens(a_key))
+                self._artist_norm.append(a_norm)
                 self._artist_albums.append([])
             self._artist_albums[ai].append(position)
             ti = title_index.get(t_key)
@@ -138,6 +144,7 @@ class CatalogMatcher:
             self._album_artist.append(ai)
             self._album_title_index.append(ti)
             self._album_title.append(t_key)
+            self._album_title_norm.append(t_norm)
         self._artist_index = artist_index
         self._title_index = title_index
 
@@ -184,20 +191,21 @@ class CatalogMatcher:
             best = self.best(artist, title)
             if best is not None:
                 return CatalogMatch(best.album_id, round(best.score, 4), method, note)
-        return None
+        # No album, but the unknown id is still reported with the result.
+        return CatalogMatch(None, 0.0, "catalogItemId", note) if note else None
 
     # -- matching by fields -------------------------------------------------------------
 
     def best(self, artist: str | None, title: str | None) -> Candidate | None:
         """The best album for these fields if it clears `min_score`, else None."""
-        query = _Query(skeleton(artist), skeleton(title))
+        query = _Query(normalize(artist), normalize(title))
         if query.artist and query.title:
             ranked = self._rank_pair(query)
             if not ranked or ranked[0].score < self.min_score:
                 swapped = self._rank_pair(_Query(query.title, query.artist), SWAP_FACTOR)
                 ranked = sorted(ranked + swapped, key=_order)
         elif query.title:
-            ranked = self._rank_title_only(query.title)
+            ranked = self._rank_title_only(ocr_fold(query.title))
         else:
             return None  # an artist alone names a discography, not a record
         if ranked and ranked[0].score >= self.min_score:
@@ -209,22 +217,23 @@ class CatalogMatcher:
     ) -> list[dict[str, Any]]:
         """Ranked candidates whatever their score (for display and for OCR line assignment):
         the view's fields plus `score`, `artist_score`, `title_score`."""
-        query = _Query(skeleton(artist), skeleton(title))
+        query = _Query(normalize(artist), normalize(title))
         if query.artist and query.title:
             ranked = self._rank_pair(query)
             ranked += self._rank_pair(_Query(query.title, query.artist), SWAP_FACTOR)
             ranked = _dedupe(sorted(ranked, key=_order))
         elif query.title:
-            ranked = self._rank_title_only(query.title)
+            ranked = self._rank_title_only(ocr_fold(query.title))
         elif query.artist:
-            ranked = self._rank_artist_only(query.artist)
+            ranked = self._rank_artist_only(ocr_fold(query.artist))
         else:
             ranked = []
         out = []
         for c in ranked[:limit]:
             row = self.get(c.album_id) or {}
             out.append(
-                row | {"score": c.score, "artist_score": c.artist_score, "title_score": c.title_score}
+                row
+                | {"score": c.score, "artist_score": c.artist_score, "title_score": c.title_score}
             )
         return out
 
@@ -259,23 +268,28 @@ class CatalogMatcher:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _artist_sim(self, query: str, query_sorted: str, ai: int) -> float:
-        plain = similarity(query, self._artist_keys[ai])
+    def _artist_sim(self, norm: str, skel: str, ai: int) -> float:
+        # Both the plain and the OCR-folded forms: folding helps OCR errors but can turn a
+        # keyboard typo into a bigger difference ("southergn" vs "southem").
+        plain = max(
+            similarity(skel, self._artist_keys[ai]), similarity(norm, self._artist_norm[ai])
+        )
         if plain == 1.0:
             return 1.0
-        return max(plain, similarity(query_sorted, self._artist_sorted[ai]) * SORTED_FACTOR)
+        reordered = similarity(sort_tokens(skel), self._artist_sorted[ai]) * SORTED_FACTOR
+        return max(plain, reordered)
 
     def _rank_pair(self, query: _Query, factor: float = 1.0) -> list[Candidate]:
-        a_key, t_key = query.artist, query.title
+        a_key, t_key = ocr_fold(query.artist), ocr_fold(query.title)
         exact = self._pairs.get((a_key, t_key))
         if exact is not None:  # the common case, both read right: no scan needed
             return [Candidate(self._ids[p], factor, 1.0, 1.0) for p in exact]
-        a_variants = _article_variants(a_key)
-        t_variants = _article_variants(t_key)
+        a_variants = [(v, ocr_fold(v)) for v in _article_variants(query.artist)]
+        t_variants = [(v, ocr_fold(v)) for v in _article_variants(query.title)]
         self_titled = a_key == t_key
         artist_hits: set[int] = set()
         best_artist = 0.0
-        for variant in a_variants:
+        for _, variant in a_variants:
             for _, sim, ai in process.extract(
                 variant, self._artist_keys, scorer=fuzz.ratio, limit=_ARTIST_LIMIT,
                 score_cutoff=_CUTOFF,
@@ -309,8 +323,8 @@ class CatalogMatcher:
     def _score(
         self,
         positions: Iterable[int],
-        a_variants: tuple[str, ...],
-        t_variants: tuple[str, ...],
+        a_variants: list[tuple[str, str]],
+        t_variants: list[tuple[str, str]],
         self_titled: bool,
         factor: float,
     ) -> list[Candidate]:
@@ -320,10 +334,12 @@ class CatalogMatcher:
             ai = self._album_artist[position]
             a_sim = artist_cache.get(ai)
             if a_sim is None:
-                a_sim = artist_cache[ai] = max(
-                    self._artist_sim(v, sort_tokens(v), ai) for v in a_variants
-                )
-            t_sim = max(similarity(v, self._album_title[position]) for v in t_variants)
+                a_sim = artist_cache[ai] = max(self._artist_sim(n, k, ai) for n, k in a_variants)
+            t_sim = max(
+                max(similarity(k, self._album_title[position]),
+                    similarity(n, self._album_title_norm[position]))
+                for n, k in t_variants
+            )  # fmt: skip
             score = pair_score(a_sim, t_sim)
             if len(self._title_albums[self._album_title_index[position]]) > COMMON_TITLE_ALBUMS:
                 score -= COMMON_TITLE_PENALTY
@@ -360,7 +376,9 @@ class CatalogMatcher:
         for _, sim, ai in process.extract(
             a_key, self._artist_keys, scorer=fuzz.ratio, limit=3, score_cutoff=_CUTOFF
         ):
-            out.extend(Candidate(self._ids[p], 0.0, sim / 100, 0.0) for p in self._artist_albums[ai])
+            out.extend(
+                Candidate(self._ids[p], 0.0, sim / 100, 0.0) for p in self._artist_albums[ai]
+            )
         out.sort(key=lambda c: (-c.artist_score, c.album_id))
         return out
 

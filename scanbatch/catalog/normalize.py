@@ -1,7 +1,7 @@
 """Text keys for matching. Two levels:
 
-- `normalize`: what a librarian would call "the same name": case, accents, punctuation, "&" vs
-  "and" and a leading/trailing article do not matter.
+- `normalize`: what a librarian would call "the same name": case, accents, punctuation, "&" or
+  "and" (dropped: OCR loses a lone "&") and a leading/trailing article do not matter.
 - `skeleton`: `normalize` plus folding of the characters OCR confuses (0/o, 1/l/i, 5/s, 8/b,
   rn/m, vv/w). Both sides of every comparison go through it, so an exact title still compares
   equal to itself; the few extra collisions it causes are between strings that already differ
@@ -20,6 +20,7 @@ _SPECIAL = str.maketrans(
 )  # fmt: skip
 _APOSTROPHES = re.compile(r"['’‘`´]")
 _NON_ALNUM = re.compile(r"[^0-9a-z]+")
+_AND = re.compile(r"(?<=\S) (?:and )+(?=\S)")
 _OCR_SINGLE = str.maketrans({"0": "o", "1": "l", "i": "l", "5": "s", "8": "b"})
 
 
@@ -32,9 +33,10 @@ def fold_ascii(text: str) -> str:
 def normalize(text: str | None) -> str:
     if not text:
         return ""
-    s = fold_ascii(text).casefold().replace("&", " and ")
+    s = fold_ascii(text).casefold().replace("&", " ")
     s = _APOSTROPHES.sub("", s)  # "Don't" and "Dont" are the same word
     s = _NON_ALNUM.sub(" ", s).strip()
+    s = _AND.sub(" ", s).strip()  # "&", "and" or nothing (OCR drops a lone "&")
     # Libraries file "The Beatles" as "Beatles, The"; the article never decides a match.
     if s.startswith("the ") and len(s) > 4:
         s = s[4:]

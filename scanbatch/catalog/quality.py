@@ -91,7 +91,9 @@ def make_queries(rows: list[dict[str, str]], per_kind: int, seed: int = 0) -> li
     others = generate_catalog(per_kind * 3, seed + 7919)
     rng.shuffle(others)
     absent = [r for r in others if (normalize(r["artist"]), normalize(r["title"])) not in known]
-    queries.extend(Query("not_in_catalog", r["artist"], r["title"], None) for r in absent[:per_kind])
+    queries.extend(
+        Query("not_in_catalog", r["artist"], r["title"], None) for r in absent[:per_kind]
+    )
     return queries
 
 

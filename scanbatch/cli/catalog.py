@@ -88,7 +88,8 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     try:
         with db.read() as cur:
             artists, albums = cur.execute(
-                "SELECT (SELECT count(*) FROM catalog_artists), (SELECT count(*) FROM catalog_albums)"
+                "SELECT (SELECT count(*) FROM catalog_artists), "
+                "(SELECT count(*) FROM catalog_albums)"
             ).fetchone()
             genres = cur.execute(
                 "SELECT coalesce(genre, '(none)'), count(*) AS n FROM catalog_albums "

@@ -89,31 +89,20 @@ _PHOTO_TYPE_NAMES = {
 }
 
 
-def _transport_errors() -> tuple[type[BaseException], ...]:
+def _http_client_errors(name: str) -> tuple[type[BaseException], ...]:
     # The SDK sends with httpx2 by default and httpx when chosen; either may be installed.
     found: list[type[BaseException]] = []
-    for name in ("httpx2", "httpx"):
+    for module_name in ("httpx2", "httpx"):
         try:
-            module = __import__(name)
+            module = __import__(module_name)
         except ImportError:
             continue
-        found.append(module.TransportError)
+        found.append(getattr(module, name))
     return tuple(found)
 
 
-def _timeout_errors() -> tuple[type[BaseException], ...]:
-    found: list[type[BaseException]] = []
-    for name in ("httpx2", "httpx"):
-        try:
-            module = __import__(name)
-        except ImportError:
-            continue
-        found.append(module.TimeoutException)
-    return tuple(found)
-
-
-TRANSPORT_ERRORS = _transport_errors()
-TIMEOUT_ERRORS = _timeout_errors()
+TRANSPORT_ERRORS = _http_client_errors("TransportError")
+TIMEOUT_ERRORS = _http_client_errors("TimeoutException")
 
 
 class GeminiExtractor(Extractor):

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from scanbatch.catalog.schema import VIEW_COLUMNS
 from scanbatch.errors import BadRequest, NotFound
 from scanbatch.models import (
     ItemOutcome,
@@ -28,10 +29,7 @@ ROLES = ("dj", "musicDirector", "stationManager")
 WRITE_ROLES = frozenset({"musicDirector", "stationManager"})
 
 _SUMMARY_COLUMNS = "id, status, total_items, completed_items, failed_items, created_at, updated_at"
-_ALBUM_COLUMNS = (
-    "a.id, a.artist_name, a.album_title, a.code_letters, a.code_artist_number, "
-    "a.code_number, a.genre_name, a.format_name, a.label"
-)
+_ALBUM_COLUMNS = ", ".join(f"a.{name}" for name in VIEW_COLUMNS)
 
 
 def utcnow() -> datetime:
@@ -153,44 +151,35 @@ class JobStore:
         (the server's own bookkeeping and the local CLI)."""
         with self.db.read() as cur:
             row = self._owned(cur, job_id, user_id)
-            results = cur.execute(
+            rel = cur.execute(
                 "SELECT r.item_index, r.status, r.extraction, r.matched_album_id, r.match_score, "
-                "r.error_message, r.error_code, r.retryable, r.input_tokens, r.output_tokens, "
-                f"{_ALBUM_COLUMNS} FROM scan_results r "
+                "r.match_note, r.error_message, r.error_code, r.retryable, r.input_tokens, "
+                f"r.output_tokens, {_ALBUM_COLUMNS} FROM scan_results r "
                 "LEFT JOIN catalog_matched_album a ON a.id = r.matched_album_id "
                 "WHERE r.job_id = ? ORDER BY r.item_index",
                 [row[0]],
-            ).fetchall()
+            )
+            names = [d[0] for d in rel.description]
+            results = [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
         views, tokens_in, tokens_out = [], 0, 0
         for r in results:
-            album = None
-            if r[10] is not None:
-                album = MatchedAlbum(
-                    id=r[10],
-                    artist_name=r[11],
-                    album_title=r[12],
-                    code_letters=r[13],
-                    code_artist_number=r[14],
-                    code_number=r[15],
-                    genre_name=r[16],
-                    format_name=r[17],
-                    label=r[18],
-                )
+            album = {name: r[name] for name in VIEW_COLUMNS}
             views.append(
                 ResultView(
-                    item_index=r[0],
-                    status=Status(r[1]),
-                    extraction=json.loads(r[2]) if r[2] is not None else None,
-                    matched_album_id=r[3],
-                    matched_album=album,
-                    match_score=r[4],
-                    error_message=r[5],
-                    error_code=r[6],
-                    retryable=r[7],
+                    item_index=r["item_index"],
+                    status=Status(r["status"]),
+                    extraction=json.loads(r["extraction"]) if r["extraction"] else None,
+                    matched_album_id=r["matched_album_id"],
+                    matched_album=MatchedAlbum(**album) if album["id"] is not None else None,
+                    match_score=r["match_score"],
+                    match_note=r["match_note"],
+                    error_message=r["error_message"],
+                    error_code=r["error_code"],
+                    retryable=r["retryable"],
                 )
             )
-            tokens_in += r[8] or 0
-            tokens_out += r[9] or 0
+            tokens_in += r["input_tokens"] or 0
+            tokens_out += r["output_tokens"] or 0
         return JobView(
             **_summary(row).model_dump(),
             results=views,
@@ -268,7 +257,8 @@ class JobStore:
                 u = o.usage
                 cur.execute(
                     "UPDATE scan_results SET status = ?, extraction = ?, matched_album_id = ?, "
-                    "match_score = ?, match_method = ?, error_message = ?, error_code = ?, "
+                    "match_score = ?, match_method = ?, match_note = ?, error_message = ?, "
+                    "error_code = ?, "
                     "retryable = ?, extractor = ?, model = ?, prompt_version = ?, latency_ms = ?, "
                     "input_tokens = ?, output_tokens = ?, retries = ?, raw_response = ?, "
                     "updated_at = ?, completed_at = ? "
@@ -279,6 +269,7 @@ class JobStore:
                         o.matched_album_id,
                         o.match_score,
                         o.match_method,
+                        o.match_note,
                         o.error_message,
                         o.error_code,
                         o.retryable,
@@ -318,12 +309,19 @@ class JobStore:
                 self._recount(cur, job_id, now)
         return count
 
-    def finish_job(self, job_id: str, unfinished_message: str | None = None) -> Status:
+    def finish_job(
+        self,
+        job_id: str,
+        unfinished_message: str | None = None,
+        unfinished_code: str = "not_processed",
+    ) -> Status:
         """End the job: `completed` when at least one item succeeded, else `failed`. Items still
         unfinished fail first with `unfinished_message` (default: not processed)."""
         job_id = parse_job_id(job_id)
         with self.db.write() as cur:
-            self.fail_unfinished(job_id, unfinished_message or "Item was not processed")
+            self.fail_unfinished(
+                job_id, unfinished_message or "Item was not processed", unfinished_code
+            )
             now = utcnow()
             completed = cur.execute(
                 "SELECT count(*) FROM scan_results WHERE job_id = ? AND status = 'completed'",

@@ -56,6 +56,7 @@ CREATE TABLE scan_results (
     matched_album_id INTEGER,
     match_score DOUBLE,
     match_method VARCHAR,
+    match_note VARCHAR,
     error_message VARCHAR,
     error_code VARCHAR,
     retryable BOOLEAN,

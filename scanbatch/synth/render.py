@@ -74,7 +74,8 @@ def background(rng: np.random.Generator, size: int = SIZE) -> np.ndarray:
     elif kind == "stripes":
         a = rng.uniform(0, math.pi)
         f = rng.uniform(3, 9)
-        t = 0.5 + 0.5 * np.sign(np.sin((xx * math.cos(a) + yy * math.sin(a)) * f * math.pi))
+        wave = np.sin((xx * math.cos(a) + yy * math.sin(a)) * f * math.pi)
+        t = 0.5 + 0.5 * np.clip(wave * 4, -1, 1)  # hard-ish but anti-aliased edges
         t = t * 0.35  # keep stripes tame: strong stripes would hide the text
     else:
         t = np.zeros_like(xx)
