@@ -1,0 +1,128 @@
+"""Pins the schema the migrations produce. A change here must come with a new migration
+(migrations are append-only); update the pin in the same change."""
+
+from scanbatch.store import JobStore
+
+EXPECTED = """
+api_keys.id VARCHAR NOT NULL
+api_keys.user_id VARCHAR NOT NULL
+api_keys.role VARCHAR NOT NULL
+api_keys.token_hash VARCHAR NOT NULL
+api_keys.created_at TIMESTAMP WITH TIME ZONE NOT NULL
+api_keys.revoked_at TIMESTAMP WITH TIME ZONE
+catalog_albums.id INTEGER NOT NULL
+catalog_albums.artist_id INTEGER NOT NULL
+catalog_albums.title VARCHAR NOT NULL
+catalog_albums.label VARCHAR
+catalog_albums.code_number INTEGER
+catalog_albums.genre VARCHAR
+catalog_albums.format VARCHAR
+catalog_albums.added_on DATE
+catalog_albums.updated_at TIMESTAMP NOT NULL
+catalog_artists.id INTEGER NOT NULL
+catalog_artists.artist_key VARCHAR NOT NULL
+catalog_artists.name VARCHAR NOT NULL
+catalog_artists.code_letters VARCHAR
+catalog_artists.code_artist_number INTEGER
+catalog_matched_album.id INTEGER
+catalog_matched_album.artist_name VARCHAR
+catalog_matched_album.album_title VARCHAR
+catalog_matched_album.code_letters VARCHAR
+catalog_matched_album.code_artist_number INTEGER
+catalog_matched_album.code_number INTEGER
+catalog_matched_album.genre_name VARCHAR
+catalog_matched_album.format_name VARCHAR
+catalog_matched_album.label VARCHAR
+scan_jobs.id UUID NOT NULL
+scan_jobs.user_id VARCHAR NOT NULL
+scan_jobs.status VARCHAR NOT NULL
+scan_jobs.total_items INTEGER NOT NULL
+scan_jobs.completed_items INTEGER NOT NULL
+scan_jobs.failed_items INTEGER NOT NULL
+scan_jobs.manifest JSON NOT NULL
+scan_jobs.extractor VARCHAR
+scan_jobs.idempotency_key VARCHAR
+scan_jobs.request_hash VARCHAR
+scan_jobs.created_at TIMESTAMP WITH TIME ZONE NOT NULL
+scan_jobs.updated_at TIMESTAMP WITH TIME ZONE NOT NULL
+scan_jobs.completed_at TIMESTAMP WITH TIME ZONE
+scan_results.job_id UUID NOT NULL
+scan_results.item_index INTEGER NOT NULL
+scan_results.status VARCHAR NOT NULL
+scan_results.image_count INTEGER NOT NULL
+scan_results.photo_types JSON NOT NULL
+scan_results.context JSON
+scan_results.extraction JSON
+scan_results.matched_album_id INTEGER
+scan_results.match_score DOUBLE
+scan_results.match_method VARCHAR
+scan_results.match_note VARCHAR
+scan_results.error_message VARCHAR
+scan_results.error_code VARCHAR
+scan_results.retryable BOOLEAN
+scan_results.extractor VARCHAR
+scan_results.model VARCHAR
+scan_results.prompt_version VARCHAR
+scan_results.latency_ms DOUBLE
+scan_results.input_tokens INTEGER
+scan_results.output_tokens INTEGER
+scan_results.retries INTEGER
+scan_results.raw_response VARCHAR
+scan_results.created_at TIMESTAMP WITH TIME ZONE NOT NULL
+scan_results.updated_at TIMESTAMP WITH TIME ZONE NOT NULL
+scan_results.completed_at TIMESTAMP WITH TIME ZONE
+schema_migrations.version INTEGER NOT NULL
+schema_migrations.name VARCHAR NOT NULL
+schema_migrations.applied_at TIMESTAMP WITH TIME ZONE NOT NULL
+api_keys PRIMARY KEY (id)
+api_keys UNIQUE (token_hash)
+catalog_albums PRIMARY KEY (id)
+catalog_artists PRIMARY KEY (id)
+catalog_artists UNIQUE (artist_key)
+scan_jobs PRIMARY KEY (id)
+scan_results FOREIGN KEY (job_id)
+scan_results PRIMARY KEY (job_id, item_index)
+schema_migrations PRIMARY KEY (version)
+index scan_jobs_user_created ON scan_jobs
+view catalog_matched_album
+"""
+
+
+def describe(cur) -> str:
+    lines = [
+        f"{t}.{c} {dt}{'' if nullable == 'YES' else ' NOT NULL'}"
+        for t, c, dt, nullable in cur.execute(
+            "SELECT table_name, column_name, data_type, is_nullable "
+            "FROM information_schema.columns WHERE table_schema = 'main' "
+            "ORDER BY table_name, ordinal_position"
+        ).fetchall()
+    ]
+    lines += [
+        f"{t} {kind} ({', '.join(cols)})"
+        for kind, t, cols in cur.execute(
+            "SELECT constraint_type, table_name, constraint_column_names FROM duckdb_constraints() "
+            "WHERE constraint_type IN ('PRIMARY KEY', 'FOREIGN KEY', 'UNIQUE') "
+            "ORDER BY table_name, constraint_type, constraint_column_names::VARCHAR"
+        ).fetchall()
+    ]
+    lines += [
+        f"index {name} ON {t}"
+        for name, t in cur.execute(
+            "SELECT index_name, table_name FROM duckdb_indexes() ORDER BY index_name"
+        ).fetchall()
+    ]
+    lines += [
+        f"view {name}"
+        for (name,) in cur.execute(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY view_name"
+        ).fetchall()
+    ]
+    return "\n".join(lines)
+
+
+def test_final_schema_is_pinned(tmp_path):
+    store = JobStore.open(tmp_path / "s.duckdb")
+    try:
+        assert describe(store.db.cursor()) == EXPECTED.strip()
+    finally:
+        store.close()
