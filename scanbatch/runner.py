@@ -34,7 +34,7 @@ CANCELLED = "cancelled"
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, settings: Settings, *, poll_interval: float = 0.2) -> None:
+    def __init__(self, store: JobStore, settings: Settings, *, poll_interval: float = 0.1) -> None:
         self.store = store
         self.settings = settings
         self.poll_interval = poll_interval

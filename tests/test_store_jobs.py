@@ -240,3 +240,16 @@ def test_results_are_hydrated_from_the_catalog(store):
         "label",
     }
     assert second["matchedAlbum"] is None and second["matchNote"] == "id 7 unknown"
+
+
+def test_finished_job_views_are_cached_until_the_job_changes(store):
+    job_id = store.create_job("alice", manifest(1))
+    store.record_outcomes(job_id, [done(0)])
+    store.finish_job(job_id)
+    first = store.get_job(job_id, "alice")
+    assert store.get_job(job_id, "alice") is first  # served from the cache
+    with pytest.raises(NotFound):
+        store.get_job(job_id, "bob")  # the owner check still applies
+    store.delete_job(job_id, "alice")
+    with pytest.raises(NotFound):
+        store.get_job(job_id, "alice")

@@ -1,34 +1,40 @@
 """The station's library catalog: DuckDB tables and the `matchedAlbum` view, CSV import, a
-synthetic catalog generator, the Parquet snapshot the processing kernel reads, and matching."""
+synthetic catalog generator, the Parquet snapshot the processing kernel reads, and matching.
 
-from scanbatch.catalog.generate import CSV_COLUMNS, code_letters_for, generate_catalog, write_csv
-from scanbatch.catalog.importer import ImportSummary, import_csv
-from scanbatch.catalog.match import (
-    DEFAULT_MIN_SCORE,
-    Candidate,
-    CatalogMatcher,
-    LinePair,
-    load_matcher,
-)
-from scanbatch.catalog.schema import CATALOG_MIGRATION_SQL, VIEW, VIEW_COLUMNS
-from scanbatch.catalog.snapshot import export_snapshot, matched_album, read_snapshot
+Names are imported on first use: the processing kernel needs only matching, and importing
+the CSV importer would pull in pandas (about half a second) into every job's start-up."""
 
-__all__ = [
-    "CATALOG_MIGRATION_SQL",
-    "CSV_COLUMNS",
-    "DEFAULT_MIN_SCORE",
-    "VIEW",
-    "VIEW_COLUMNS",
-    "Candidate",
-    "CatalogMatcher",
-    "ImportSummary",
-    "LinePair",
-    "code_letters_for",
-    "export_snapshot",
-    "generate_catalog",
-    "import_csv",
-    "load_matcher",
-    "matched_album",
-    "read_snapshot",
-    "write_csv",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "CATALOG_MIGRATION_SQL": "schema",
+    "VIEW": "schema",
+    "VIEW_COLUMNS": "schema",
+    "CSV_COLUMNS": "generate",
+    "code_letters_for": "generate",
+    "generate_catalog": "generate",
+    "write_csv": "generate",
+    "ImportSummary": "importer",
+    "import_csv": "importer",
+    "DEFAULT_MIN_SCORE": "match",
+    "Candidate": "match",
+    "CatalogMatcher": "match",
+    "LinePair": "match",
+    "load_matcher": "match",
+    "export_snapshot": "snapshot",
+    "matched_album": "snapshot",
+    "read_snapshot": "snapshot",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'scanbatch.catalog' has no attribute '{name}'") from None
+    return getattr(importlib.import_module(f"scanbatch.catalog.{module}"), name)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,10 +28,10 @@ from scanbatch.models import (
 from scanbatch.store.db import Database
 
 ROLES = ("dj", "musicDirector", "stationManager")
+FINISHED_CACHE_SIZE = 1024
 WRITE_ROLES = frozenset({"musicDirector", "stationManager"})
 
 _SUMMARY_COLUMNS = "id, status, total_items, completed_items, failed_items, created_at, updated_at"
-_ALBUM_COLUMNS = ", ".join(f"a.{name}" for name in VIEW_COLUMNS)
 
 
 def utcnow() -> datetime:
@@ -65,6 +67,16 @@ class ApiKey:
 class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # This process is the store's only writer, so it knows exactly when these go stale.
+        # Polling clients ask for the same finished jobs and present the same tokens over and
+        # over; both caches save a DuckDB round trip per request.
+        self._cache_lock = threading.Lock()
+        self._finished: OrderedDict[str, tuple[str, JobView]] = OrderedDict()
+        self._keys: dict[str, ApiKey] = {}
+
+    def _forget(self, job_id: str) -> None:
+        with self._cache_lock:
+            self._finished.pop(job_id, None)
 
     @classmethod
     def open(cls, path: Path) -> JobStore:
@@ -149,28 +161,34 @@ class JobStore:
     def get_job(self, job_id: str, user_id: str | None = None) -> JobView:
         """The job with its results in item order. `user_id=None` skips the owner check
         (the server's own bookkeeping and the local CLI)."""
+        job_id = parse_job_id(job_id)
+        with self._cache_lock:
+            cached = self._finished.get(job_id)
+        if cached is not None:
+            owner, view = cached
+            if user_id is not None and owner != user_id:
+                raise NotFound("Job not found")
+            return view
         with self.db.read() as cur:
             row = self._owned(cur, job_id, user_id)
             rel = cur.execute(
-                "SELECT r.item_index, r.status, r.extraction, r.matched_album_id, r.match_score, "
-                "r.match_note, r.error_message, r.error_code, r.retryable, r.input_tokens, "
-                f"r.output_tokens, {_ALBUM_COLUMNS} FROM scan_results r "
-                "LEFT JOIN catalog_matched_album a ON a.id = r.matched_album_id "
-                "WHERE r.job_id = ? ORDER BY r.item_index",
+                "SELECT item_index, status, extraction, matched_album_id, match_score, "
+                "match_note, error_message, error_code, retryable, input_tokens, output_tokens "
+                "FROM scan_results WHERE job_id = ? ORDER BY item_index",
                 [row[0]],
             )
             names = [d[0] for d in rel.description]
             results = [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
+            albums = self._albums(cur, {r["matched_album_id"] for r in results})
         views, tokens_in, tokens_out = [], 0, 0
         for r in results:
-            album = {name: r[name] for name in VIEW_COLUMNS}
             views.append(
                 ResultView(
                     item_index=r["item_index"],
                     status=Status(r["status"]),
                     extraction=json.loads(r["extraction"]) if r["extraction"] else None,
                     matched_album_id=r["matched_album_id"],
-                    matched_album=MatchedAlbum(**album) if album["id"] is not None else None,
+                    matched_album=albums.get(r["matched_album_id"]),
                     match_score=r["match_score"],
                     match_note=r["match_note"],
                     error_message=r["error_message"],
@@ -180,12 +198,32 @@ class JobStore:
             )
             tokens_in += r["input_tokens"] or 0
             tokens_out += r["output_tokens"] or 0
-        return JobView(
+        view = JobView(
             **_summary(row).model_dump(),
             results=views,
             input_tokens=tokens_in,
             output_tokens=tokens_out,
         )
+        if view.status.finished:
+            with self._cache_lock:
+                self._finished[job_id] = (row[-1], view)
+                if len(self._finished) > FINISHED_CACHE_SIZE:
+                    self._finished.popitem(last=False)
+        return view
+
+    @staticmethod
+    def _albums(cur: Any, ids: set[int | None]) -> dict[int, MatchedAlbum]:
+        """Hydrate only the matched albums: joining the whole catalog view would scan all
+        64,000 albums on every poll."""
+        ids.discard(None)
+        if not ids:
+            return {}
+        rows = cur.execute(
+            f"SELECT {', '.join(VIEW_COLUMNS)} FROM catalog_matched_album "
+            "WHERE id IN (SELECT unnest(?::INTEGER[]))",
+            [sorted(ids)],
+        ).fetchall()
+        return {r[0]: MatchedAlbum(**dict(zip(VIEW_COLUMNS, r, strict=True))) for r in rows}
 
     def list_jobs(self, user_id: str, limit: int = 20, offset: int = 0) -> JobList:
         with self.db.read() as cur:
@@ -230,6 +268,7 @@ class JobStore:
     def mark_processing(self, job_id: str) -> None:
         """The job and its unfinished items start processing."""
         job_id = parse_job_id(job_id)
+        self._forget(job_id)
         now = utcnow()
         with self.db.write() as cur:
             cur.execute(
@@ -250,6 +289,7 @@ class JobStore:
         job_id = parse_job_id(job_id)
         if not outcomes:
             return 0
+        self._forget(job_id)
         now = utcnow()
         changed = 0
         with self.db.write() as cur:
@@ -296,6 +336,7 @@ class JobStore:
         """Items not yet finished end `failed` with `message` (a cancelled job, a notebook that
         died). Returns how many."""
         job_id = parse_job_id(job_id)
+        self._forget(job_id)
         now = utcnow()
         with self.db.write() as cur:
             cur.execute(
@@ -318,6 +359,7 @@ class JobStore:
         """End the job: `completed` when at least one item succeeded, else `failed`. Items still
         unfinished fail first with `unfinished_message` (default: not processed)."""
         job_id = parse_job_id(job_id)
+        self._forget(job_id)
         with self.db.write() as cur:
             self.fail_unfinished(
                 job_id, unfinished_message or "Item was not processed", unfinished_code
@@ -348,6 +390,7 @@ class JobStore:
 
     def delete_job(self, job_id: str, user_id: str | None = None) -> None:
         job_id = parse_job_id(job_id)
+        self._forget(job_id)
         # DuckDB foreign keys cannot CASCADE, and a parent whose children were deleted in the
         # same transaction still counts as referenced (duckdb 2.0): children go first, in their
         # own transaction. A crash between the two leaves a job with no results, which a
@@ -387,13 +430,20 @@ class JobStore:
         return ApiKey(key_id, user_id, role, now, None), token
 
     def authenticate(self, token: str) -> ApiKey | None:
+        token_hash = hash_token(token)
+        key = self._keys.get(token_hash)
+        if key is not None:
+            return key
         with self.db.read() as cur:
             row = cur.execute(
                 "SELECT id, user_id, role, created_at, revoked_at FROM api_keys "
                 "WHERE token_hash = ? AND revoked_at IS NULL",
-                [hash_token(token)],
+                [token_hash],
             ).fetchone()
-        return ApiKey(*row) if row else None
+        if row is None:  # unknown tokens are not cached: that cache would grow without bound
+            return None
+        key = self._keys[token_hash] = ApiKey(*row)
+        return key
 
     def list_keys(self) -> list[ApiKey]:
         with self.db.read() as cur:
@@ -403,6 +453,7 @@ class JobStore:
         return [ApiKey(*r) for r in rows]
 
     def revoke_key(self, key_id: str) -> None:
+        self._keys.clear()
         with self.db.write() as cur:
             cur.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
