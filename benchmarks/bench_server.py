@@ -101,6 +101,18 @@ def server(
         srv.stop()
 
 
+def wait_warm(url: str, timeout: float = 120) -> None:
+    """Wait until the server has a warm notebook process ready: the steady state of a running
+    server, which is what a job submitted to it meets (a job right after start-up waits for
+    the first kernel to come up)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if requests.get(f"{url}/healthz", timeout=10).json().get("warmKernels", 0) >= 1:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"no warm notebook process after {timeout} s")
+
+
 def manifest_items(scripts: list[str], per_item: int = 1) -> list[dict[str, Any]]:
     types = ["front", "back", "center_label", "photo", "photo"][:per_item]
     return [
@@ -207,6 +219,7 @@ def bench_overhead(tmp: Path, quick: bool) -> None:
         token = tokens["director"]
         walls, posts, pm_total, pm_cells = [], [], [], []
         for _ in range(runs):
+            wait_warm(srv.url)
             started = time.perf_counter()
             job_id, post = submit_small(srv.url, token, [""])
             body = wait_done(srv.url, token, job_id, poll=0.02)
@@ -254,6 +267,7 @@ def bench_overhead(tmp: Path, quick: bool) -> None:
                 token = tokens["director"]
                 timings[label] = []
                 for _ in range(n_runs):
+                    wait_warm(srv.url)
                     first = fake.request_count
                     started = time.perf_counter()
                     job_id, _post = submit_small(srv.url, token, [f"item {i}" for i in range(10)])

@@ -39,6 +39,7 @@ class JobRunner:
         self.settings = settings
         self.poll_interval = poll_interval
         self.snapshot = CatalogSnapshot(store, settings.catalog_snapshot)
+        self.pool = WarmPool(settings)
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
@@ -51,6 +52,7 @@ class JobRunner:
 
     def start(self) -> None:
         self.recover()
+        self.pool.fill(self.settings.runner_workers)
         for n in range(self.settings.runner_workers):
             t = threading.Thread(target=self._work, name=f"runner-{n}", daemon=True)
             t.start()
@@ -67,6 +69,7 @@ class JobRunner:
             _kill(proc)
         for t in self._threads:
             t.join(timeout=10)
+        self.pool.close()
 
     def recover(self) -> list[str]:
         """Jobs left pending or processing by a previous server: ingest what their kernels
@@ -167,7 +170,8 @@ class JobRunner:
     def _execute(
         self, job_id: str, folder: JobFolder, snapshot: Path | None, offset: int
     ) -> tuple[int, str | None]:
-        """One papermill run. Returns the results offset and None on success, else why not."""
+        """One papermill run in a warm process. Returns the results offset and None on
+        success, else why not."""
         params = {
             "job_dir": str(folder.path.resolve()),
             "extractor": self.store.job_extractor(job_id) or self.settings.extractor,
@@ -175,54 +179,46 @@ class JobRunner:
             "catalog_snapshot": str(snapshot.resolve()) if snapshot else "",
             "plugins": self.settings.plugin_modules,
         }
-        cmd = [
-            sys.executable,
-            "-m",
-            "papermill",
-            str(NOTEBOOK),
-            str(folder.notebook_path),
-            "-y",
-            json.dumps(params),
-            "-k",
-            "python3",
-            "--cwd",
-            str(folder.path),
-            "--no-progress-bar",
-            "--start-timeout",
-            "60",
-        ]
-        env = self.settings.child_env(dict(os.environ))
-        # Plugins (e.g. a test's fake extractor) are importable from the server's directory.
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (os.getcwd(), str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-        )
         log_path = folder.path / "papermill.log"
-        deadline = time.monotonic() + self.settings.notebook_timeout
-        with open(log_path, "ab") as log_file:
-            proc = subprocess.Popen(
-                cmd, stdout=log_file, stderr=subprocess.STDOUT, env=env, start_new_session=True
+        proc = self.pool.take()
+        if proc is None:
+            return offset, (
+                "Could not start a notebook kernel; see warm_kernels.log in SCANBATCH_DATA_DIR"
             )
-            pid_file = folder.path / PID_FILE
-            pid_file.write_text(str(proc.pid))
-            with self._lock:
-                self._procs[job_id] = proc
-            timed_out = False
+        pid_file = folder.path / PID_FILE
+        pid_file.write_text(str(proc.pid))
+        with self._lock:
+            self._procs[job_id] = proc
+        deadline = time.monotonic() + self.settings.notebook_timeout
+        timed_out = False
+        try:
+            job = {
+                "input": str(NOTEBOOK),
+                "output": str(folder.notebook_path.resolve()),
+                "parameters": params,
+                "cwd": str(folder.path.resolve()),
+                "log": str(log_path.resolve()),
+            }
             try:
-                while proc.poll() is None:
-                    offset = self._ingest(job_id, folder, offset)
-                    if time.monotonic() > deadline:
-                        timed_out = True
-                        _kill(proc)
-                        break
-                    if job_id in self._cancelled:
-                        _kill(proc)
-                        break
-                    time.sleep(self.poll_interval)
-                proc.wait()
-            finally:
-                with self._lock:
-                    self._procs.pop(job_id, None)
-                pid_file.unlink(missing_ok=True)
+                proc.stdin.write(json.dumps(job) + "\n")
+                proc.stdin.close()
+            except OSError:  # it died after saying ready; the caller retries
+                pass
+            while proc.poll() is None:
+                offset = self._ingest(job_id, folder, offset)
+                if time.monotonic() > deadline:
+                    timed_out = True
+                    _kill(proc)
+                    break
+                if job_id in self._cancelled:
+                    _kill(proc)
+                    break
+                time.sleep(self.poll_interval)
+            proc.wait()
+        finally:
+            with self._lock:
+                self._procs.pop(job_id, None)
+            pid_file.unlink(missing_ok=True)
         offset = self._ingest(job_id, folder, offset)
         if timed_out:
             return offset, (
@@ -238,6 +234,93 @@ class JobRunner:
         if outcomes:
             self.store.record_outcomes(job_id, outcomes)
         return offset
+
+
+class WarmPool:
+    """Processes of `scanbatch.warm_kernel` with a kernel started and warmed, ready for one
+    job each. Taking one starts its replacement in the background."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._ready: queue.Queue[subprocess.Popen] = queue.Queue()
+        self._all: set[subprocess.Popen] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def ready(self) -> int:
+        return self._ready.qsize()
+
+    def fill(self, count: int) -> None:
+        for _ in range(count):
+            self._spawn_async()
+
+    def _spawn_async(self) -> None:
+        threading.Thread(target=self._spawn, name="warm-kernel", daemon=True).start()
+
+    def _spawn(self) -> None:
+        env = self.settings.child_env(dict(os.environ))
+        # Plugins (e.g. a test's fake extractor) are importable from the server's directory.
+        env["PYTHONPATH"] = os.pathsep.join(
+            p for p in (os.getcwd(), str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
+        )
+        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [
+            sys.executable,
+            "-m",
+            "scanbatch.warm_kernel",
+            self.settings.extractor,
+            *self.settings.plugin_modules,
+        ]
+        with open(self.settings.data_dir / "warm_kernels.log", "ab") as log_file:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log_file,
+                env=env,
+                text=True,
+                start_new_session=True,
+            )
+        with self._lock:
+            if self._closed:
+                _kill(proc)
+                return
+            self._all.add(proc)
+        if proc.stdout.readline().strip() == "ready":
+            self._ready.put(proc)
+        else:
+            log.error("a notebook kernel failed to start; see warm_kernels.log")
+            self._discard(proc)
+
+    def take(self, timeout: float = 180.0) -> subprocess.Popen | None:
+        """A ready process (waiting for one if need be), or None if none starts in time."""
+        deadline = time.monotonic() + timeout
+        self._spawn_async()  # the replacement, or the first one if none is ready yet
+        while True:
+            try:
+                proc = self._ready.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                return None
+            if proc.poll() is None:
+                with self._lock:
+                    self._all.discard(proc)
+                return proc
+            self._discard(proc)  # died while waiting; try the next
+            self._spawn_async()
+
+    def _discard(self, proc: subprocess.Popen) -> None:
+        _kill(proc)
+        with self._lock:
+            self._all.discard(proc)
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            procs = list(self._all)
+            self._all.clear()
+        for proc in procs:
+            _kill(proc)
 
 
 def _kill(proc: subprocess.Popen) -> None:
@@ -256,7 +339,7 @@ def _kill_orphan(folder: JobFolder) -> None:
     except (OSError, ValueError):
         pid_file.unlink(missing_ok=True)
         return
-    if "papermill" in cmdline and str(folder.path) in cmdline:  # not a recycled pid
+    if "scanbatch.warm_kernel" in cmdline:  # not a recycled pid
         log.warning("job %s: stopping the orphaned notebook run (pid %d)", folder.job_id, pid)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)

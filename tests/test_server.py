@@ -192,3 +192,14 @@ def test_first_start_prints_a_key_and_a_curl_example_that_works(tmp_path):
     again = ServerProcess(tmp_path / "data", first_key=True).start()
     again.stop()
     assert not any("first API key" in x for x in again.banner)
+
+
+def test_health_reports_a_warm_notebook_process(server):
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        health = requests.get(f"{server.url}/healthz", timeout=10).json()
+        if health["warmKernels"] >= 1:
+            break
+        time.sleep(0.2)
+    assert health["status"] == "ok" and health["warmKernels"] >= 1
+    assert health["extractor"] == "fake"

@@ -20,6 +20,7 @@ def healthz() -> Response:
             "extractor": svc.settings.extractor,
             "queuedJobs": svc.runner.queued,
             "runningJobs": svc.runner.running,
+            "warmKernels": svc.runner.pool.ready,
         }
     )
 
