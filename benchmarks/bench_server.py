@@ -529,10 +529,17 @@ class Sample:
 
 
 def poll_clients(
-    url: str, token: str, job_ids: list[str], clients: int, duration: float
+    url: str,
+    token: str,
+    job_ids: list[str],
+    clients: int,
+    duration: float,
+    interval: float = 0.0,
 ) -> tuple[list[Sample], list[str]]:
     """`clients` threads, each with its own keep-alive session, alternating a job GET (round
-    robin over `job_ids`) and a list GET until `duration` passes; bounded by a request cap."""
+    robin over `job_ids`) and a list GET until `duration` passes; bounded by a request cap.
+    With `interval`, each client sends at most one request per interval (a polling app);
+    without, the next as soon as the last returns (saturation)."""
     max_requests = 200_000 // clients
     results: list[list[Sample]] = [[] for _ in range(clients)]
     errors: list[str] = []
@@ -545,7 +552,11 @@ def poll_clients(
         with requests.Session() as session:
             session.headers.update(bearer(token))
             start_gate.wait()
+            next_at = time.monotonic() + interval * n / clients  # spread the clients out
             for i in range(max_requests):
+                if interval:
+                    time.sleep(max(0.0, next_at - time.monotonic()))
+                    next_at += interval
                 if time.monotonic() >= deadline:
                     break
                 if i % 2 == 0:
@@ -590,8 +601,8 @@ def latency_line(samples: list[Sample]) -> str:
     )
 
 
-def bench_polling(tmp: Path, quick: bool) -> None:
-    header("3. Polling: 20 clients, 10,000 stored jobs, while 5 jobs run")
+def bench_polling(tmp: Path, quick: bool, pace: float = 0.5) -> None:
+    header(f"3. Polling: 20 clients (one GET per {pace:g} s each), 10,000 stored jobs, 5 jobs run")
     duration = 5.0 if quick else 30.0
     clients = 20
     started = time.perf_counter()
@@ -614,7 +625,7 @@ def bench_polling(tmp: Path, quick: bool) -> None:
         submitted = time.perf_counter()
         job_ids = [submit_small(srv.url, token, scripts)[0] for _ in range(5)]
         cpu2 = cpu_seconds(server_proc), cpu_seconds(me)
-        load, errors = poll_clients(srv.url, token, job_ids, clients, duration)
+        load, errors = poll_clients(srv.url, token, job_ids, clients, duration, pace)
         cpu3 = cpu_seconds(server_proc), cpu_seconds(me)
         mid = {
             j: requests.get(f"{srv.url}{BATCH}/{j}", headers=bearer(token), timeout=30).json()
@@ -623,6 +634,8 @@ def bench_polling(tmp: Path, quick: bool) -> None:
         after_polling = sum(1 for b in mid.values() if b["status"] in ("completed", "failed"))
         bodies = [wait_done(srv.url, token, j, timeout=240, poll=0.2) for j in job_ids]
         waited_until = time.perf_counter()
+        # Saturation, for the server's capacity: no pause between requests, jobs finished.
+        saturated, sat_errors = poll_clients(srv.url, token, job_ids, clients, 5.0)
     problems = [p for b in bodies if (p := check_all_completed(b, 10))]
     ok_ms = [s.seconds * 1000 for s in load if s.ok]
     base_ms = [s.seconds * 1000 for s in base if s.ok]
@@ -668,6 +681,10 @@ def bench_polling(tmp: Path, quick: bool) -> None:
             f"server {(b[0] - a[0]) / max(n, 1) * 1000:.1f} ms (main process, threads included), "
             f"clients {(b[1] - a[1]) / max(n, 1) * 1000:.1f} ms",
         )
+    line(
+        f"saturation: {clients} clients, no pause, 5 s",
+        f"{latency_line(saturated)}, {len(saturated) / 5.0:.0f} req/s, errors {len(sat_errors)}",
+    )
     line("errors", f"{len(errors)}" + (f" (first: {errors[0]})" if errors else ""))
     line(
         "jobs",
