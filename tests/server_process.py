@@ -12,6 +12,7 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+FINISHED = ("completed", "failed")
 
 
 class ServerProcess:
@@ -70,7 +71,9 @@ class ServerProcess:
                 self.kill()
         self.log.close()
 
-    def wait_finished(self, job_id: str, token: str, timeout: float = 90) -> dict:
+    def poll(self, job_id: str, token: str, until, timeout: float = 90) -> list[dict]:
+        """GET the job until `until(body)` holds; every body seen, in order."""
+        seen = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             body = requests.get(
@@ -78,7 +81,11 @@ class ServerProcess:
                 headers={"Authorization": f"Bearer {token}"},
                 timeout=10,
             ).json()
-            if body.get("status") in ("completed", "failed"):
-                return body
-            time.sleep(0.2)
-        raise AssertionError(f"job {job_id} did not finish in {timeout} s: {body}")
+            seen.append(body)
+            if until(body):
+                return seen
+            time.sleep(0.1)
+        raise AssertionError(f"job {job_id}: condition not met in {timeout} s: {seen[-1:]}")
+
+    def wait_finished(self, job_id: str, token: str, timeout: float = 90) -> dict:
+        return self.poll(job_id, token, lambda b: b.get("status") in FINISHED, timeout)[-1]

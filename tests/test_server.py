@@ -11,7 +11,7 @@ import requests
 
 from scanbatch.store import JobStore
 from tests.imaging import image_bytes
-from tests.server_process import ROOT, ServerProcess
+from tests.server_process import FINISHED, ROOT, ServerProcess
 from tests.webutil import bearer, keys
 
 pytestmark = pytest.mark.slow
@@ -92,34 +92,14 @@ def test_all_items_failing_fails_the_job(server, tokens):
 
 def test_items_complete_one_by_one(server, tokens):
     r = submit(server, tokens["director"], ["sleep:0.5", "sleep:2.5"])
-    job_id = r.json()["jobId"]
-    seen = set()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = requests.get(
-            f"{server.url}/library/scan/batch/{job_id}",
-            headers=bearer(tokens["director"]),
-            timeout=10,
-        ).json()
-        seen.add(tuple(x["status"] for x in job["results"]))
-        if job["status"] in ("completed", "failed"):
-            break
-        time.sleep(0.1)
-    assert ("completed", "processing") in seen  # GET showed the first item before the second
+    seen = server.poll(r.json()["jobId"], tokens["director"], lambda b: b["status"] in FINISHED)
+    states = {tuple(x["status"] for x in body["results"]) for body in seen}
+    assert ("completed", "processing") in states  # GET showed the first item before the second
 
 
 def test_cancel_a_running_job(server, tokens):
     job_id = submit(server, tokens["director"], ["", "sleep:30"]).json()["jobId"]
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        job = requests.get(
-            f"{server.url}/library/scan/batch/{job_id}",
-            headers=bearer(tokens["director"]),
-            timeout=10,
-        ).json()
-        if job["results"][0]["status"] == "completed":
-            break
-        time.sleep(0.1)
+    server.poll(job_id, tokens["director"], lambda b: b["results"][0]["status"] == "completed")
     r = requests.post(
         f"{server.url}/library/scan/batch/{job_id}/cancel",
         headers=bearer(tokens["manager"]),
