@@ -29,7 +29,7 @@ _engines: dict[int, Any] = {}  # by detector size; one in practice (the extracto
 _engine_lock = threading.Lock()  # guards creation
 _call_lock = threading.Lock()  # serialises OCR calls (see the module docstring)
 
-DEFAULT_DET_SIDE = 768
+DEFAULT_DET_SIDE = 960
 
 
 @dataclass(frozen=True)
@@ -152,9 +152,10 @@ def _get_engine(det_side: int) -> Any:
 
                 threads = max(1, min(os.cpu_count() or 1, 4))
                 # Only the models that ship in the wheel (the default config); never a download.
-                # The detector works at most at `det_side` (the default upsizes every photo
-                # to a 736 px *shorter* side): display type on a record needs no more, and
-                # detection is most of the time. Recognition still reads the full photo.
+                # The detector works at most at `det_side` (RapidOCR's default instead upsizes
+                # every photo to a 736 px *shorter* side): detection is most of the time, and
+                # 960 px still finds the small type of a center label. Recognition reads its
+                # crops from the photo as passed (up to `max_side`).
                 engine = RapidOCR(
                     params={
                         "Global.log_level": "error",

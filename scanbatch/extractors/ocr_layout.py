@@ -1,16 +1,23 @@
 """Layout heuristics of the OCR extractor: which photo is which, and which text line is which
 field. Pure functions over OCR lines and barcode reads, so they are tested without a model.
 
-Photo kinds, after mapping the many names clients use (see `canonical_kind`):
-- ``front``: the biggest text blocks are artist and title (order decided by the caller: the
-  catalog, then the app's hints, then "the upper one is the artist").
-- ``label``: the center label; a catalog-number pattern gives the catalog number, the most
-  prominent other line the label name.
-- ``back``: the barcode gives the UPC (the digits printed under the bars when the bars fail).
-- ``sticker``: the station's review sticker; the library code (``RO 5/3``) is recognised and
-  dropped, everything else in reading order is the review.
-A photo of an unknown kind (the app's ``photo``) is classified by content: a barcode makes it a
-back, a library code a sticker, a catalog-number line without big type a label, else a front.
+Photo kinds, after mapping the names clients use (`canonical_kind`):
+- ``front``: the two biggest blocks of type are artist and title (which is which is decided by
+  the caller: the catalog, then the app's hints, then "the upper one is the artist"). Rows join
+  into one block only as a wrapped name (`_joins`); a small line off to one side is a label
+  logo (weak evidence for the label name).
+- ``label``: the center label. A catalog-number line (`is_catalog_number`) is the catalog
+  number; the biggest type above it the label name; the first two name-like lines below the
+  spindle hole the artist and title.
+- ``back``: the barcode gives the UPC (else the printed digits, check digit verified); the top
+  lines artist and title, the "(P) 1990 Label" line the label, a catalog-number line the number.
+- ``sticker``: the station's review sticker. Its printed header and the library code
+  (``RO 5/3``: 1-3 letters, number/number) are dropped; the rest, in reading order, is the
+  review. The library code never counts as a catalog number anywhere.
+A photo of no known type (the app's ``photo``) is classified by content (`classify`).
+
+Every reading carries a confidence: the OCR score of its line times how much that kind of photo
+is trusted for that field (`PRIOR`); the extractor then combines readings across photos.
 """
 
 from __future__ import annotations
@@ -73,9 +80,9 @@ _NOT_CATALOG = re.compile(
 _ALNUM = re.compile(r"[A-Za-z0-9]")
 # Small print that is never artist, title or label name on a cover or label.
 _BOILERPLATE = re.compile(
-    r"^(?:stereo|mono|side\s*[ab12]|[ab]|33\s*(?:1/3|⅓)?\s*rpm|45\s*rpm|rpm|lp|ep|"
+    r"^(?:stereo|mono|side\s*[ab12]|[ab]|33\s*(?:1/3|⅓)?\s*rpm|45\s*rpm|rpm|"
     r"long\s*playing|high\s*fidelity|made\s*in\s*\w+|all\s*rights\s*reserved.*|"
-    r"(?:\(?[cp℗©]\)?\s*)?\d{4}.*|.*\bunauthori[sz]ed\b.*|digitally\s*remastered)$",
+    r"(?:\(?[cp℗©]\)|[℗©])\s*\d{4}.*|.*\bunauthori[sz]ed\b.*|digitally\s*remastered)$",
     re.I,
 )
 
@@ -162,30 +169,50 @@ class Block:
         return max(ln.right for ln in self.lines)
 
 
-def _joins(block: Block, line: OcrLine, wrap_width: float) -> bool:
+def _case_style(text: str) -> str | None:
+    letters = [c for c in text if c.isalpha()]
+    if len(letters) < 2:
+        return None  # "1971", "EP": says nothing
+    return "upper" if all(c.isupper() for c in letters) else "mixed"
+
+
+def _joins(block: Block, line: OcrLine, wrap_width: float, elsewhere: set[str]) -> bool:
     h = block.height
-    if abs(line.height - h) > 0.2 * max(h, line.height):
-        return False
     last = max(block.lines, key=lambda ln: ln.bottom)
     # Same row, the detector split words apart.
     same_row = abs(last.center[1] - line.center[1]) < 0.4 * h
     if same_row:
         gap = max(line.left - block.right, block.left - line.right)
-        return gap < 1.2 * h
-    # Next row of a wrapped line: close below, overlapping, and the row above is long
-    # (a designer wraps a name because it does not fit; two short rows are two things).
-    if block.right - block.left < wrap_width:
+        return abs(line.height - h) <= 0.2 * max(h, line.height) and gap < 1.2 * h
+    # The next row of one wrapped name. Artist and title are often set one above the other
+    # in similar type, so the rules are strict: the same size (a designer keeps the size when
+    # wrapping), the same case, a long row above (one wraps what does not fit), close below,
+    # and the rows not printed as separate lines on another photo (the label, the back).
+    if abs(line.height - h) > 0.1 * max(h, line.height):
+        return False
+    styles = {_case_style(last.text), _case_style(line.text)} - {None}
+    if len(styles) > 1 or block.right - block.left < wrap_width:
+        return False
+    if _skey(last.text) in elsewhere and _skey(line.text) in elsewhere:
         return False
     gap = line.top - block.bottom
     overlap = min(line.right, block.right) - max(line.left, block.left)
     return -0.3 * h < gap < 0.6 * h and overlap > 0.3 * min(line.width, block.right - block.left)
 
 
-def group_blocks(lines: list[OcrLine], wrap_width: float = 0.0) -> list[Block]:
+def _skey(text: str) -> str:
+    return "".join(c for c in text.casefold() if c.isalnum())
+
+
+def group_blocks(
+    lines: list[OcrLine], wrap_width: float = 0.0, elsewhere: set[str] | None = None
+) -> list[Block]:
+    """Lines grouped into blocks; `elsewhere` holds `_skey` forms of lines read on the item's
+    other photos."""
     blocks: list[Block] = []
     for line in sorted(lines, key=lambda ln: (ln.top, ln.left)):
         for block in blocks:
-            if _joins(block, line, wrap_width):
+            if _joins(block, line, wrap_width, elsewhere or set()):
                 block.lines.append(line)
                 break
         else:
@@ -277,26 +304,38 @@ def candidate_lines(lines: list[OcrLine], min_score: float) -> list[OcrLine]:
 
 
 def read_front(
-    photo: int, lines: list[OcrLine], min_score: float, size: tuple[int, int]
+    photo: int,
+    lines: list[OcrLine],
+    min_score: float,
+    size: tuple[int, int],
+    other_lines: list[str] = (),  # type: ignore[assignment]
+    label_names: list[str] = (),  # type: ignore[assignment]
 ) -> FrontReading:
+    """Blocks of display type, biggest first. `other_lines` (text read on the item's other
+    photos) keeps artist and title apart when the front sets them alike; a block that is the
+    label's name as read on the label or the back is the label's logo, not a name."""
     cands = [ln for ln in candidate_lines(lines, min_score) if not is_catalog_number(ln.text)]
-    blocks = group_blocks(cands, wrap_width=0.4 * size[0])
-    blocks.sort(key=lambda b: b.height, reverse=True)
-    used = {id(ln) for b in blocks[:2] for ln in b.lines}
+    elsewhere = {_skey(t) for t in other_lines}
+    blocks = group_blocks(cands, wrap_width=0.4 * size[0], elsewhere=elsewhere)
+    logos = {_skey(n) for n in label_names}
+    names = [b for b in blocks if _skey(b.text) not in logos] or blocks
+    names.sort(key=lambda b: b.height, reverse=True)
+    used = {id(ln) for b in names[:2] for ln in b.lines}
     others = [ln for ln in cands if id(ln) not in used]
-    return FrontReading(photo=photo, blocks=blocks, others=others)
+    return FrontReading(photo=photo, blocks=names, others=others)
 
 
 def front_label_reading(front: FrontReading, size: tuple[int, int]) -> list[Reading]:
     """A label logo printed small in a corner of the front: weak evidence for the label."""
-    w, h = size
+    w = size[0]
     big = front.blocks[0].height if front.blocks else 0.0
+    # Off to one side and in small type; only when it is the one such line (a cover with
+    # credits or a sticker has several, and then none of them is trusted).
     corner = [
         ln
         for ln in front.others
-        if ln.height < 0.6 * big
-        and (ln.center[1] < 0.2 * h or ln.center[1] > 0.8 * h)
-        and (ln.center[0] < 0.3 * w or ln.center[0] > 0.7 * w)
+        if ln.height < 0.85 * big
+        and (ln.center[0] < 0.35 * w or ln.center[0] > 0.65 * w)
         and not any(c.isdigit() for c in ln.text)
     ]
     if len(corner) != 1:
@@ -305,9 +344,9 @@ def front_label_reading(front: FrontReading, size: tuple[int, int]) -> list[Read
     return [Reading("label_name", ln.text, ln.score * PRIOR[FRONT, "label_name"], front.photo)]
 
 
-_TRACK_LINE = re.compile(r"^(?:[AB]?\d{1,2}[.)]?\s|[AB]\d\b|side\s)", re.I)
+_TRACK_LINE = re.compile(r"^(?:[AB]?\d{1,2}\s*[.)]\s*\S|[AB]?\d{1,2}\s|[AB]\d\b|side\s)", re.I)
 _RIGHTS = re.compile(
-    r"(?:\(P\)|℗|\(C\)|©|\bP\b)?\s*(?:19|20)\d\d\s+(.+?)[.,]?\s*(?:All rights.*)?$", re.I
+    r"(?:\(P\)|℗|\(C\)|©|\bP\b)?\s*(?:19|20)\d\d\s+(.+?)[.,]?\s*(?:A?ll\s*rights.*)?$", re.I
 )
 
 
@@ -411,8 +450,6 @@ def upc_readings(photo: int, lines: list[OcrLine], barcodes: list[BarcodeRead]) 
     return out
 
 
-
-
 def read_sticker(photo: int, lines: list[OcrLine], min_score: float) -> list[Reading]:
     """The review: every handwritten line but the library code, in reading order."""
     kept = []
@@ -428,8 +465,9 @@ def read_sticker(photo: int, lines: list[OcrLine], min_score: float) -> list[Rea
     text = " ".join(t for t, _ in kept)
     total = sum(len(t) for t, _ in kept)
     score = sum(ln.score * len(t) for t, ln in kept) / total
-    # Handwriting is read less reliably than type, and a review rarely needs to be exact.
-    return [Reading("review_text", text, score * 0.85, photo)]
+    # Handwriting is read less reliably than type (the recogniser drops the uneven spaces
+    # between handwritten words most often), and a review rarely needs to be exact.
+    return [Reading("review_text", text, score * 0.75, photo)]
 
 
 def normalize_spaces(text: str) -> str:
