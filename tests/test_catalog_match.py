@@ -259,3 +259,29 @@ def test_quality_and_speed_on_64k_catalog(big):
     assert scores["not_in_catalog"].matched <= 1
     assert scores["artist_only"].matched == 0
     assert per_query < 0.1  # generous: the benchmark measures the real figures
+
+
+def test_best_pair_prefers_a_distinct_title_line_over_a_self_titled_reading(tmp_path):
+    # The band has a self-titled album, but the cover shows another title (OCR dropped its
+    # space): reading it as the self-titled album would be a wrong match.
+    rows = [
+        "1464,The Red Jewels,The Red Jewels,RED,1,5,Sparrow Tapes,Country,LP,2007-11-23",
+        "1646,The Red Jewels,The Apollo,RED,1,7,Circle Tapes,Pop,LP,2010-02-01",
+    ]
+    con = build_store(tmp_path, rows)
+    matcher = CatalogMatcher.from_connection(con)
+    pair = matcher.best_pair(["The Red Jewels", "TheApollo"])
+    assert (pair.artist, pair.title) == ("The Red Jewels", "TheApollo")
+    # With no plausible title line, the self-titled reading still stands.
+    pair = matcher.best_pair(["The Red Jewels", "Sparrow Tapes"])
+    assert (pair.artist, pair.title) == ("The Red Jewels", "The Red Jewels")
+
+
+def test_a_leading_the_glued_by_ocr_still_matches(tmp_path):
+    rows = [
+        "1058,The Seas,Let It Ride (Northern Crown),SEA,1,2,Rooftop Recordings,Rock,LP,1987-10-29",
+        "1059,Thelonious Monk,Monk's Dream,MON,1,1,Columbia,Jazz,LP,1963-01-01",
+    ]
+    matcher = CatalogMatcher.from_connection(build_store(tmp_path, rows))
+    assert matcher.best("THESEAS", "LET IT RIDE (NORTHERN CROWN)").album_id == 1058
+    assert matcher.best("THELONIOUS MONK", "MONKS DREAM").album_id == 1059

@@ -84,6 +84,12 @@ def similarity(a: str, b: str) -> float:
     return sim
 
 
+def _variants(key: str) -> tuple[str, ...]:
+    """The skeleton, and without a leading "the" when that leaves a word of some length
+    ("theapollo" -> "apollo"); both are tried, so "thelonious" still matches itself."""
+    return (key, key[3:]) if key.startswith("the") and len(key) >= 7 else (key,)
+
+
 def pair_score(artist: float, title: float) -> float:
     low, high = min(artist, title), max(artist, title)
     return 0.8 * low + 0.2 * high
@@ -199,6 +205,16 @@ class CatalogMatcher:
     def best(self, artist: str | None, title: str | None) -> Candidate | None:
         """The best album for these fields if it clears `min_score`, else None."""
         query = _Query(normalize(artist), normalize(title))
+        found = self._best(query)
+        if found is None:
+            # OCR may glue a leading "The" to the next word ("THESEAS"), which normalising
+            # then cannot strip as an article: try once more without it.
+            unglued = _Query(_variants(query.artist)[-1], _variants(query.title)[-1])
+            if unglued != query:
+                found = self._best(unglued)
+        return found
+
+    def _best(self, query: _Query) -> Candidate | None:
         if query.artist and query.title:
             ranked = self._rank_pair(query)
             if not ranked or ranked[0].score < self.min_score:
@@ -241,30 +257,43 @@ class CatalogMatcher:
         """Which of these OCR lines is the artist and which the title: the pair of lines
         (possibly the same line, for a self-titled record) that best matches one catalog album,
         when it clears `min_score`."""
-        keys: list[tuple[str, str]] = []
+        # Each line with its skeleton and, when OCR glued a leading "The" to the next word
+        # ("TheApollo"), also without it: skeletons drop a leading "the " word.
+        keys: list[tuple[str, tuple[str, ...]]] = []
         seen = set()
         for line in lines:
             key = skeleton(line)
             if len(key) >= 2 and key not in seen:
                 seen.add(key)
-                keys.append((line, key))
+                keys.append((line, _variants(key)))
         keys = keys[:40]
-        best: tuple[float, int, int, int] | None = None  # (score, -album id, i, j)
-        for i, (_, a_key) in enumerate(keys):
-            for _, _, ai in process.extract(
-                a_key, self._artist_keys, scorer=fuzz.ratio, limit=5, score_cutoff=70
-            ):
-                a_sim = similarity(a_key, self._artist_keys[ai])
+        # Best two-line pair and best self-titled reading (one line as artist and title), kept
+        # apart: a cover that shows the artist above an unmatched title line ("The Red Jewels"
+        # / "TheApollo") would otherwise read as the band's self-titled album, a wrong match.
+        # A distinct pair that clears the minimum wins; the self-titled reading is the fallback.
+        best_of: dict[bool, tuple[float, int, int, int]] = {}  # (score, -album id, i, j)
+        for i, (_, a_keys) in enumerate(keys):
+            artists = {
+                ai
+                for a_key in a_keys
+                for _, _, ai in process.extract(
+                    a_key, self._artist_keys, scorer=fuzz.ratio, limit=5, score_cutoff=70
+                )
+            }
+            for ai in sorted(artists):
+                a_sim = max(similarity(k, self._artist_keys[ai]) for k in a_keys)
                 for position in self._artist_albums[ai]:
                     t_key = self._album_title[position]
-                    for j, (_, line_key) in enumerate(keys):
-                        score = pair_score(a_sim, similarity(line_key, t_key))
-                        candidate = (score, -self._ids[position], i, j)
-                        if best is None or candidate > best:
-                            best = candidate
-        if best is None or best[0] < self.min_score:
-            return None
-        return LinePair(keys[best[2]][0], keys[best[3]][0], round(best[0], 4))
+                    for j, (_, line_keys) in enumerate(keys):
+                        t_sim = max(similarity(k, t_key) for k in line_keys)
+                        candidate = (pair_score(a_sim, t_sim), -self._ids[position], i, j)
+                        if candidate > best_of.get(i == j, (-1.0, 0, 0, 0)):
+                            best_of[i == j] = candidate
+        for self_titled in (False, True):
+            best = best_of.get(self_titled)
+            if best is not None and best[0] >= self.min_score:
+                return LinePair(keys[best[2]][0], keys[best[3]][0], round(best[0], 4))
+        return None
 
     # -- internals ----------------------------------------------------------------------
 
