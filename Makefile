@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/scanbatch serve
+	$(BIN)/scanbatch serve --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

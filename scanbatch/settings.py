@@ -78,7 +78,7 @@ class Settings(BaseSettings):
         0.82, ge=0, le=1, description="Minimum catalog match score; below it, no match."
     )
 
-    @field_validator("seed_catalog", mode="before")
+    @field_validator("seed_catalog", "gemini_base_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
@@ -94,14 +94,13 @@ class Settings(BaseSettings):
 
     def child_env(self, base: dict[str, str]) -> dict[str, str]:
         """`base` with these settings as SCANBATCH_* variables, so a child process (a papermill
-        kernel) sees exactly what this process was configured with; an unset one is removed."""
+        kernel) sees exactly what this process was configured with ("" stands for None)."""
         env = dict(base)
         for name in type(self).model_fields:
-            key, value = f"SCANBATCH_{name.upper()}", getattr(self, name)
-            if value is None:
-                env.pop(key, None)
-            else:  # paths resolved: the child runs in another working directory
-                env[key] = str(value.resolve() if isinstance(value, Path) else value)
+            value = getattr(self, name)
+            if isinstance(value, Path):  # resolved: the child runs in another directory
+                value = value.resolve()
+            env[f"SCANBATCH_{name.upper()}"] = "" if value is None else str(value)
         return env
 
     @cached_property

@@ -17,8 +17,15 @@ FINISHED = ("completed", "failed")
 
 class ServerProcess:
     def __init__(
-        self, data_dir: Path, extractor: str = "fake", *, first_key: bool = False, **env: str
+        self,
+        data_dir: Path,
+        extractor: str = "fake",
+        *,
+        first_key: bool = False,
+        args: tuple[str, ...] = (),
+        **env: str,
     ) -> None:
+        self.args = args
         self.data_dir = Path(data_dir)
         self.first_key = first_key
         self.banner: list[str] = []
@@ -39,7 +46,8 @@ class ServerProcess:
         self.log = open(self.data_dir.parent / "server.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [sys.executable, str(ROOT / "server.py")]
-            + ([] if self.first_key else ["--no-first-key"]),
+            + ([] if self.first_key else ["--no-first-key"])
+            + list(self.args),
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,

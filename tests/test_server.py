@@ -183,3 +183,20 @@ def test_health_reports_a_warm_notebook_process(server):
         time.sleep(0.2)
     assert health["status"] == "ok" and health["warmKernels"] >= 1
     assert health["extractor"] == "fake"
+
+
+def test_demo_processes_the_shipped_sample_and_prints_what_was_read(tmp_path):
+    server = ServerProcess(tmp_path / "data", args=("--demo",)).start()
+    try:
+        lines = []
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline and len(lines) < 11:
+            line = server.proc.stdout.readline()
+            if line.strip():
+                lines.append(line.rstrip())
+    finally:
+        server.stop()
+    assert lines[0].startswith("Processing the sample batch")
+    assert lines[1].startswith("Sample job ") and lines[1].endswith(": completed")
+    assert lines[2].split()[:3] == ["item", "status", "artist"]
+    assert [row.split()[1] for row in lines[3:11]] == ["completed"] * 8

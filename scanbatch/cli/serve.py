@@ -21,6 +21,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     serve.add_argument(
         "--no-first-key", action="store_true", help="do not create a key on an empty store"
     )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="also process the shipped sample batch (data/sample/) and print what was read",
+    )
     serve.set_defaults(func=_serve)
 
 
@@ -34,5 +39,5 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
         settings = load_settings(**overrides)
-    serve(settings, first_key=not args.no_first_key)
+    serve(settings, first_key=not args.no_first_key, demo=args.demo)
     return 0

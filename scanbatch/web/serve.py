@@ -10,24 +10,39 @@ import json
 import shlex
 import signal
 import sys
+import threading
+import time
 from pathlib import Path
 
+from flask import Flask
 from waitress import create_server
 
+from scanbatch.local import read_images
+from scanbatch.models import JobView
 from scanbatch.settings import SHIPPED_DATA, Settings
+from scanbatch.submit import create_job, write_blobs
+from scanbatch.validation import parse_manifest
 from scanbatch.web import create_app, shutdown
 from scanbatch.web.uploads import MAX_REQUEST_BYTES
 
 FIRST_USER = "director"
 
 
-def curl_example(base_url: str, token: str, sample_dir: Path = SHIPPED_DATA / "sample") -> str:
+SAMPLE_DIR = SHIPPED_DATA / "sample"
+
+
+def sample_photos(sample_dir: Path = SAMPLE_DIR) -> list[Path]:
+    """The shipped sample's photos in manifest order (as listed in its truth.json)."""
+    truth = json.loads((sample_dir / "truth.json").read_text())
+    return [sample_dir / name for item in truth["items"] for name in item["photos"]]
+
+
+def curl_example(base_url: str, token: str, sample_dir: Path = SAMPLE_DIR) -> str:
     """A curl command that submits the shipped sample batch."""
     manifest = sample_dir / "manifest.json"
     if not manifest.exists():
         return ""
-    truth = json.loads((sample_dir / "truth.json").read_text())
-    files = [sample_dir / name for item in truth["items"] for name in item["photos"]]
+    files = sample_photos(sample_dir)
     parts = [f"-F images=@{shlex.quote(_shown(f))}" for f in files]
     return (
         f"curl -s -H 'Authorization: Bearer {token}' "
@@ -43,7 +58,63 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(Path.cwd())) if path.is_relative_to(Path.cwd()) else str(path)
 
 
-def serve(settings: Settings, *, first_key: bool = True) -> None:
+def submit_sample(app: Flask, sample_dir: Path = SAMPLE_DIR) -> str:
+    """Queue the shipped sample batch as a job of the first user, as if it had been POSTed."""
+    svc = app.extensions["scanbatch"]
+    photos = sample_photos(sample_dir)
+    manifest = parse_manifest((sample_dir / "manifest.json").read_text(), len(photos))
+    job_id = create_job(
+        svc.store,
+        svc.settings.jobs_dir,
+        FIRST_USER,
+        manifest,
+        write_blobs(read_images(photos), manifest),
+        extractor=svc.settings.extractor,
+    )
+    svc.runner.submit(job_id)
+    return job_id
+
+
+def job_table(view: JobView) -> str:
+    """The fields read per item, for a person at a terminal."""
+    rows = [("item", "status", "artist", "title", "label", "catalog no", "UPC", "match")]
+    for r in view.results:
+        fields = {name: f["value"] for name, f in (r.extraction or {}).items()}
+        match = (
+            f"#{r.matched_album_id} {r.matched_album.album_title}"
+            if r.matched_album
+            else (r.error_message or "-")
+        )
+        rows.append(
+            (
+                str(r.item_index),
+                r.status.value,
+                *(
+                    fields.get(name, "")
+                    for name in ("artistName", "albumTitle", "labelName", "catalogNumber", "upc")
+                ),
+                match,
+            )
+        )
+    widths = [min(28, max(len(row[i]) for row in rows)) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell[:28].ljust(width) for cell, width in zip(row, widths, strict=True))
+        for row in rows
+    )
+
+
+def _report_when_done(app: Flask, job_id: str) -> None:
+    store = app.extensions["scanbatch"].store
+    while True:
+        view = store.get_job(job_id)
+        if view.status.finished:
+            break
+        time.sleep(0.5)
+    print(f"\nSample job {job_id}: {view.status.value}", flush=True)
+    print(job_table(view), flush=True)
+
+
+def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> None:
     app = create_app(settings)
     server = create_server(
         app,
@@ -68,6 +139,10 @@ def serve(settings: Settings, *, first_key: bool = True) -> None:
                 f"{base_url}/library/scan/batch/<jobId>"
             )
     print(f"scanbatch listening on {base_url} (extractor: {settings.extractor})", flush=True)
+    if demo:
+        job_id = submit_sample(app)
+        print(f"Processing the sample batch (data/sample/) as job {job_id} ...", flush=True)
+        threading.Thread(target=_report_when_done, args=(app, job_id), daemon=True).start()
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
