@@ -15,7 +15,7 @@ from scanbatch.jobfolder import JobFolder
 from scanbatch.models import JobView, Manifest
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
-from scanbatch.store import ApiKey, JobStore, parse_job_id
+from scanbatch.store import JobStore, parse_job_id
 from scanbatch.submit import create_job
 from scanbatch.validation import parse_manifest
 from scanbatch.web.auth import current_key, require_write
@@ -152,31 +152,28 @@ def get_batch(job_id: str) -> Response:
     return _job_response(services().store.get_job(job_id, key.user_id))
 
 
-def _manageable(job_id: str, key: ApiKey) -> str:
-    """The job id when the caller owns it or is a stationManager; 404 otherwise."""
+def _cancel(job_id: str) -> str:
+    """Cancel the job for its owner or a stationManager (404 for anyone else: another user's
+    job is indistinguishable from a missing one). Returns the canonical job id."""
+    key = require_write()
     job_id = parse_job_id(job_id)
-    owner = None if key.role == "stationManager" else key.user_id
-    services().store.get_job(job_id, owner)
+    svc = services()
+    svc.store.get_job(job_id, None if key.role == "stationManager" else key.user_id)
+    if svc.store.unfinished_items(job_id):
+        svc.runner.cancel(job_id)
     return job_id
 
 
 @bp.post("/batch/<job_id>/cancel")
 def cancel_batch(job_id: str) -> Response:
-    key = require_write()
-    job_id = _manageable(job_id, key)
-    svc = services()
-    if svc.store.unfinished_items(job_id):
-        svc.runner.cancel(job_id)
-    return _job_response(svc.store.get_job(job_id))
+    job_id = _cancel(job_id)
+    return _job_response(services().store.get_job(job_id))
 
 
 @bp.delete("/batch/<job_id>")
 def delete_batch(job_id: str) -> Response:
-    key = require_write()
-    job_id = _manageable(job_id, key)
+    job_id = _cancel(job_id)
     svc = services()
-    if svc.store.unfinished_items(job_id):
-        svc.runner.cancel(job_id)
     svc.store.delete_job(job_id)
     JobFolder.for_job(svc.settings.jobs_dir, job_id).remove()
     return Response(status=204)
