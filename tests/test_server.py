@@ -200,3 +200,37 @@ def test_demo_processes_the_shipped_sample_and_prints_what_was_read(tmp_path):
     assert lines[1].startswith("Sample job ") and lines[1].endswith(": completed")
     assert lines[2].split()[:3] == ["item", "status", "artist"]
     assert [row.split()[1] for row in lines[3:11]] == ["completed"] * 8
+
+
+def test_gemini_through_the_server_and_the_key_never_reaches_disk(tmp_path):
+    from tests.fake_gemini import FakeGemini, extraction_reply
+
+    secret = "AIza-test-SECRET-0123456789"
+    data_dir = tmp_path / "data"
+    store = JobStore.open(data_dir / "scanbatch.duckdb")
+    token = keys(store)["director"]
+    store.close()
+    with FakeGemini(default=extraction_reply()) as fake:
+        server = ServerProcess(
+            data_dir,
+            extractor="gemini",
+            GEMINI_API_KEY=secret,
+            SCANBATCH_GEMINI_BASE_URL=fake.base_url,
+        ).start()
+        try:
+            job_id = submit(server, token, ["", ""], fmt="HEIF").json()["jobId"]
+            job = server.wait_finished(job_id, token)
+        finally:
+            server.stop()
+        assert job["status"] == "completed" and job["completedItems"] == 2
+        assert job["results"][0]["extraction"]["artistName"]["value"]
+        assert job["inputTokens"] > 0
+        sent = fake.requests[0]
+        assert sent.headers.get("x-goog-api-key") == secret  # it went where it belongs
+        assert "image/heic" in json.dumps(sent.body)
+    leaked = [
+        str(path)
+        for path in tmp_path.rglob("*")
+        if path.is_file() and secret.encode() in path.read_bytes()
+    ]
+    assert leaked == []  # not in the notebook, its logs, results.jsonl, the store or server.log
