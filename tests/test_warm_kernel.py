@@ -32,9 +32,7 @@ def test_a_failed_kernel_start_is_retried(monkeypatch):
         km.shutdown_kernel(now=True)
 
 
-def test_a_process_runs_one_job_after_saying_ready(tmp_path):
-    out = tmp_path / "out.ipynb"
-    log = tmp_path / "job.log"
+def start_ready() -> subprocess.Popen:
     proc = subprocess.Popen(
         [sys.executable, "-m", "scanbatch.warm_kernel", "fake", "tests.fakes"],
         stdin=subprocess.PIPE,
@@ -43,6 +41,13 @@ def test_a_process_runs_one_job_after_saying_ready(tmp_path):
         cwd=REPO_ROOT,
     )
     assert proc.stdout.readline().strip() == "ready"
+    return proc
+
+
+def test_a_process_runs_one_job_after_saying_ready(tmp_path):
+    out = tmp_path / "out.ipynb"
+    log = tmp_path / "job.log"
+    proc = start_ready()
     job = {  # a job folder that does not exist: the notebook fails, and says why
         "input": str(NOTEBOOK),
         "output": str(out),
@@ -65,13 +70,6 @@ def test_a_process_runs_one_job_after_saying_ready(tmp_path):
 
 
 def test_eof_before_a_job_exits_cleanly():
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scanbatch.warm_kernel", "fake", "tests.fakes"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=REPO_ROOT,
-    )
-    assert proc.stdout.readline().strip() == "ready"
+    proc = start_ready()
     proc.stdin.close()  # the server went away
     assert proc.wait(timeout=60) == 0
