@@ -242,14 +242,11 @@ def test_hydration_left_join_gives_matched_album_or_null(tmp_path):
     assert hydrated[1] is None and hydrated[2] is None
 
 
-def test_quality_and_speed_on_64k_catalog(big):
-    rows, matcher, load_seconds = big
+def test_quality_on_64k_catalog(big):
+    # Speed is measured by benchmarks/bench_catalog.py, not asserted here.
+    rows, matcher, _load_seconds = big
     assert len(matcher) == 64_000
-    assert load_seconds < 5  # ~1 s on an idle 2-core machine; slack for a busy CI box
-    queries = make_queries(rows, 60, seed=3)
-    started = time.perf_counter()
-    scores = score_queries(matcher, queries)
-    per_query = (time.perf_counter() - started) / len(queries)
+    scores = score_queries(matcher, make_queries(rows, 60, seed=3))
     assert scores["overall"].precision >= 0.99
     assert scores["exact"].recall == 1.0
     assert scores["ocr"].recall >= 0.95
@@ -258,7 +255,6 @@ def test_quality_and_speed_on_64k_catalog(big):
     assert scores["typo"].recall >= 0.9
     assert scores["not_in_catalog"].matched <= 1
     assert scores["artist_only"].matched == 0
-    assert per_query < 0.1  # generous: the benchmark measures the real figures
 
 
 def test_best_pair_prefers_a_distinct_title_line_over_a_self_titled_reading(tmp_path):

@@ -350,7 +350,7 @@ def test_retry_after_header_is_honoured(fake):
     result = make(fake, retry_base_delay=0.01).extract([photo()], None)
     assert fake.request_count == 2
     (gap,) = fake.gaps()
-    assert 0.95 <= gap < 1.8
+    assert 0.95 <= gap < 3.0  # honoured; the upper bound leaves room for a loaded machine
     assert result.usage.retries == 1
 
 
@@ -359,15 +359,16 @@ def test_retry_info_in_the_error_body_is_honoured(fake):
     fake.script(error_reply(429, retry_delay="0.6s"), error_reply(503, retry_after="0.3"))
     make(fake, retry_base_delay=0.01).extract([photo()], None)
     first, second = fake.gaps()
-    assert 0.55 <= first < 1.2
-    assert 0.28 <= second < 0.9
+    # Lower bounds are what is tested; the upper ones only leave room for a loaded machine.
+    assert 0.55 <= first < 2.0
+    assert 0.28 <= second < 1.5
 
 
 def test_retry_after_beyond_the_limit_fails_at_once(fake):
     fake.script(error_reply(429, retry_after=120))
-    started = time.monotonic()
-    error = fail(make(fake, retry_max_delay=2))
-    assert time.monotonic() - started < 1
+    slept: list[float] = []
+    error = fail(make(fake, retry_max_delay=2, sleep=slept.append))
+    assert slept == []  # no wait at all: 120 s is past the limit, so it fails at once
     assert fake.request_count == 1
     assert error.code == "gemini_rate_limited" and error.retryable
     assert "120" in error.message
@@ -391,7 +392,7 @@ def test_timeout_is_retried_once_then_fails(fake):
     assert fake.request_count == 2
     assert error.code == "gemini_timeout" and error.retryable
     assert "0.3 s" in error.message
-    assert elapsed < 2
+    assert elapsed < 2.9  # the fake answers only after 3 s: neither call waited for it
 
 
 def test_timeout_then_success(fake):

@@ -1,5 +1,4 @@
 import json
-import time
 
 from scanbatch.jobfolder import JobFolder, iter_results
 from scanbatch.models import CatalogMatch, Manifest, Status
@@ -53,11 +52,9 @@ def test_failures_are_recorded_and_do_not_stop_other_items(tmp_path, fake_extrac
 
 def test_items_run_concurrently_within_the_bound(tmp_path, fake_extractor):
     folder = make_folder(tmp_path, ["sleep:0.2"] * 6)
-    started = time.perf_counter()
     process_folder(folder, fake_extractor, concurrency=3)
-    elapsed = time.perf_counter() - started
+    # Three at once, never more: the bound holds and the items do overlap.
     assert type(fake_extractor).max_active == 3
-    assert elapsed < 1.0  # two rounds of 0.2 s, not six
 
 
 def test_items_already_in_results_are_not_extracted_again(tmp_path, fake_extractor):
