@@ -9,26 +9,14 @@ from pathlib import Path
 from scanbatch.catalog import load_matcher
 from scanbatch.catalog_sync import CatalogSnapshot
 from scanbatch.extractors import create_extractor
-from scanbatch.images import check_size, sniff_mime
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import ItemOutcome, JobView
 from scanbatch.pipeline import process_folder
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore
-from scanbatch.submit import create_job, write_blobs
-from scanbatch.validation import parse_manifest
+from scanbatch.submit import create_job_from_files
 
 LOCAL_USER = "local"
-
-
-def read_images(paths: list[Path]) -> list[bytes]:
-    blobs = []
-    for index, path in enumerate(paths):
-        data = Path(path).read_bytes()
-        check_size(len(data), index=index)
-        sniff_mime(data, index=index)
-        blobs.append(data)
-    return blobs
 
 
 def run_batch(
@@ -45,10 +33,8 @@ def run_batch(
     """Validate, create the job, extract every item and finish the job; returns its view."""
     name = extractor_name or settings.extractor
     extractor = create_extractor(name, settings)  # a missing key fails here, before any work
-    manifest = parse_manifest(manifest_text, len(image_paths))
-    blobs = read_images(image_paths)
-    job_id = create_job(
-        store, settings.jobs_dir, user_id, manifest, write_blobs(blobs, manifest), extractor=name
+    job_id, manifest = create_job_from_files(
+        store, settings.jobs_dir, user_id, manifest_text, image_paths, extractor=name
     )
     store.mark_processing(job_id)
     if on_start is not None:

@@ -11,15 +11,6 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-EXTRACTION_FIELDS = (
-    "artist_name",
-    "album_title",
-    "label_name",
-    "catalog_number",
-    "review_text",
-    "upc",
-)
-
 
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")

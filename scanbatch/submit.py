@@ -6,9 +6,11 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from scanbatch.images import check_size, sniff_mime
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import Manifest
 from scanbatch.store import JobStore
+from scanbatch.validation import parse_manifest
 
 
 def create_job(
@@ -53,3 +55,33 @@ def write_blobs(images: list[bytes], manifest: Manifest) -> Callable[[JobFolder]
                 folder.write_image(index, position, next(blobs))
 
     return write
+
+
+def read_images(paths: list[Path]) -> list[bytes]:
+    """Photos from disk, with the same size and type checks as an upload."""
+    blobs = []
+    for index, path in enumerate(paths):
+        data = Path(path).read_bytes()
+        check_size(len(data), index=index)
+        sniff_mime(data, index=index)
+        blobs.append(data)
+    return blobs
+
+
+def create_job_from_files(
+    store: JobStore,
+    jobs_dir: Path,
+    user_id: str,
+    manifest_text: str,
+    image_paths: list[Path],
+    *,
+    extractor: str | None = None,
+) -> tuple[str, Manifest]:
+    """A job from a manifest and photos on disk (the CLI and the server's demo), validated
+    exactly like an HTTP upload."""
+    manifest = parse_manifest(manifest_text, len(image_paths))
+    blobs = read_images(image_paths)
+    job_id = create_job(
+        store, jobs_dir, user_id, manifest, write_blobs(blobs, manifest), extractor=extractor
+    )
+    return job_id, manifest

@@ -7,7 +7,7 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from scanbatch.catalog import CATALOG_MIGRATION_SQL, VIEW_COLUMNS, import_csv, matched_album
+from scanbatch.catalog import CATALOG_MIGRATION_SQL, VIEW_COLUMNS, import_csv, matched_albums
 from scanbatch.errors import BadRequest
 from scanbatch.models import MatchedAlbum
 from scanbatch.settings import SHIPPED_DATA
@@ -58,15 +58,14 @@ def test_view_has_the_matched_album_shape(con, tmp_path):
     import_csv(con, path)
     cols = [d[0] for d in con.execute("SELECT * FROM catalog_matched_album").description]
     assert tuple(cols) == VIEW_COLUMNS
-    album = matched_album(con, 18)
+    album = matched_albums(con, [18])[18]
     assert album == MatchedAlbum(
         id=18, artist_name="Björk", album_title="Début", code_letters="BJO",
         code_artist_number=1, code_number=1, genre_name="Electronic", format_name='12"',
         label="One Little Indian",
     )  # fmt: skip
     assert album.to_json_dict()["codeArtistNumber"] == 1
-    assert matched_album(con, 999) is None
-    assert matched_album(con, None) is None
+    assert matched_albums(con, [999, None]) == {}
 
 
 def test_bad_rows_are_rejected_with_their_line_and_the_rest_imported(con, tmp_path):
@@ -172,7 +171,7 @@ def test_reimport_updates_changed_rows_and_moves_albums(con, tmp_path):
     rename = write(tmp_path, HEADER, "1,Alpha!,First,ALP,1,1,L,Rock,LP,2001-01-01", name="r.csv")
     assert import_csv(con, rename).updated == 1
     assert import_csv(con, rename).unchanged == 1
-    assert matched_album(con, 4).artist_name == "Alpha!"
+    assert matched_albums(con, [4])[4].artist_name == "Alpha!"
 
 
 def test_failed_write_rolls_back_everything(con, tmp_path, monkeypatch):

@@ -25,7 +25,7 @@ _EXPORTS = {
     "LinePair": "match",
     "load_matcher": "match",
     "export_snapshot": "snapshot",
-    "matched_album": "snapshot",
+    "matched_albums": "snapshot",
     "read_snapshot": "snapshot",
 }
 

@@ -5,6 +5,7 @@ store: DuckDB allows one process per database file). A Parquet file of the
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
@@ -38,11 +39,16 @@ def read_snapshot(path: Path) -> list[tuple]:
         ).fetchall()
 
 
-def matched_album(con: duckdb.DuckDBPyConnection, album_id: int | None) -> MatchedAlbum | None:
-    """The hydrated `matchedAlbum` for one id, None when the id is None or unknown."""
-    if album_id is None:
-        return None
-    row = con.execute(
-        f"SELECT {', '.join(VIEW_COLUMNS)} FROM {VIEW} WHERE id = ?", [album_id]
-    ).fetchone()
-    return MatchedAlbum(**dict(zip(VIEW_COLUMNS, row, strict=True))) if row else None
+def matched_albums(
+    con: duckdb.DuckDBPyConnection, album_ids: Iterable[int | None]
+) -> dict[int, MatchedAlbum]:
+    """The hydrated `matchedAlbum` of each known id (None and unknown ids are left out). Only
+    these rows are read: joining the whole view would scan every album on every poll."""
+    ids = sorted({i for i in album_ids if i is not None})
+    if not ids:
+        return {}
+    rows = con.execute(
+        f"SELECT {', '.join(VIEW_COLUMNS)} FROM {VIEW} WHERE id IN (SELECT unnest(?::INTEGER[]))",
+        [ids],
+    ).fetchall()
+    return {r[0]: MatchedAlbum(**dict(zip(VIEW_COLUMNS, r, strict=True))) for r in rows}

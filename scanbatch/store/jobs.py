@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from scanbatch.catalog.schema import VIEW_COLUMNS
+from scanbatch.catalog.snapshot import matched_albums
 from scanbatch.errors import BadRequest, NotFound
 from scanbatch.models import (
     ItemOutcome,
@@ -21,7 +21,6 @@ from scanbatch.models import (
     JobSummary,
     JobView,
     Manifest,
-    MatchedAlbum,
     ResultView,
     Status,
 )
@@ -154,10 +153,6 @@ class JobStore:
             ).fetchone()
         return row[0] if row else None
 
-    def job_owner(self, job_id: str) -> str:
-        with self.db.read() as cur:
-            return self._owned(cur, job_id, None)[-1]
-
     def get_job(self, job_id: str, user_id: str | None = None) -> JobView:
         """The job with its results in item order. `user_id=None` skips the owner check
         (the server's own bookkeeping and the local CLI)."""
@@ -179,7 +174,7 @@ class JobStore:
             )
             names = [d[0] for d in rel.description]
             results = [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
-            albums = self._albums(cur, {r["matched_album_id"] for r in results})
+            albums = matched_albums(cur, (r["matched_album_id"] for r in results))
         views, tokens_in, tokens_out = [], 0, 0
         for r in results:
             views.append(
@@ -210,20 +205,6 @@ class JobStore:
                 if len(self._finished) > FINISHED_CACHE_SIZE:
                     self._finished.popitem(last=False)
         return view
-
-    @staticmethod
-    def _albums(cur: Any, ids: set[int | None]) -> dict[int, MatchedAlbum]:
-        """Hydrate only the matched albums: joining the whole catalog view would scan all
-        64,000 albums on every poll."""
-        ids.discard(None)
-        if not ids:
-            return {}
-        rows = cur.execute(
-            f"SELECT {', '.join(VIEW_COLUMNS)} FROM catalog_matched_album "
-            "WHERE id IN (SELECT unnest(?::INTEGER[]))",
-            [sorted(ids)],
-        ).fetchall()
-        return {r[0]: MatchedAlbum(**dict(zip(VIEW_COLUMNS, r, strict=True))) for r in rows}
 
     def list_jobs(self, user_id: str, limit: int = 20, offset: int = 0) -> JobList:
         with self.db.read() as cur:

@@ -17,11 +17,9 @@ from pathlib import Path
 from flask import Flask
 from waitress import create_server
 
-from scanbatch.local import read_images
 from scanbatch.models import JobView
 from scanbatch.settings import SHIPPED_DATA, Settings
-from scanbatch.submit import create_job, write_blobs
-from scanbatch.validation import parse_manifest
+from scanbatch.submit import create_job_from_files
 from scanbatch.web import create_app, shutdown
 from scanbatch.web.uploads import MAX_REQUEST_BYTES
 
@@ -61,14 +59,12 @@ def _shown(path: Path) -> str:
 def submit_sample(app: Flask, sample_dir: Path = SAMPLE_DIR) -> str:
     """Queue the shipped sample batch as a job of the first user, as if it had been POSTed."""
     svc = app.extensions["scanbatch"]
-    photos = sample_photos(sample_dir)
-    manifest = parse_manifest((sample_dir / "manifest.json").read_text(), len(photos))
-    job_id = create_job(
+    job_id, _manifest = create_job_from_files(
         svc.store,
         svc.settings.jobs_dir,
         FIRST_USER,
-        manifest,
-        write_blobs(read_images(photos), manifest),
+        (sample_dir / "manifest.json").read_text(),
+        sample_photos(sample_dir),
         extractor=svc.settings.extractor,
     )
     svc.runner.submit(job_id)
