@@ -158,12 +158,57 @@ def load_outcomes(path: Path) -> list[Outcome]:
 
 
 @dataclass
+class Bucket:
+    low: float
+    high: float
+    n: int = 0
+    correct: int = 0
+    confidence_sum: float = 0.0
+
+    @property
+    def accuracy(self) -> float | None:
+        return self.correct / self.n if self.n else None
+
+    @property
+    def mean_confidence(self) -> float | None:
+        return self.confidence_sum / self.n if self.n else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "confidenceFrom": self.low,
+            "confidenceTo": self.high,
+            "n": self.n,
+            "correct": self.correct,
+            "accuracy": self.accuracy,
+            "meanConfidence": self.mean_confidence,
+        }
+
+
+def new_buckets() -> list[Bucket]:
+    lows = (0.0, *BUCKET_EDGES[:-1])
+    return [Bucket(lo, hi) for lo, hi in zip(lows, BUCKET_EDGES, strict=True)]
+
+
+def expected_calibration_error(buckets: list[Bucket]) -> float | None:
+    """Bucket-weighted |accuracy - mean confidence|; None when nothing was read."""
+    n = sum(b.n for b in buckets)
+    if not n:
+        return None
+    return sum(
+        b.n / n * abs(b.accuracy - b.mean_confidence)  # type: ignore[operator]
+        for b in buckets
+        if b.n
+    )
+
+
+@dataclass
 class FieldScore:
     n: int = 0  # items whose truth has this field
     exact: int = 0
     missing: int = 0  # truth has it, nothing was read
     spurious: int = 0  # read, but the truth has no such field
     similarity_sum: float = 0.0
+    buckets: list[Bucket] = field(default_factory=new_buckets)
 
     @property
     def accuracy(self) -> float | None:
@@ -173,6 +218,10 @@ class FieldScore:
     def similarity(self) -> float | None:
         return self.similarity_sum / self.n if self.n else None
 
+    @property
+    def ece(self) -> float | None:
+        return expected_calibration_error(self.buckets)
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "n": self.n,
@@ -181,6 +230,8 @@ class FieldScore:
             "similarity": self.similarity,
             "missing": self.missing,
             "spurious": self.spurious,
+            "calibration": [b.to_dict() for b in self.buckets],
+            "ece": self.ece,
         }
 
 
@@ -199,34 +250,23 @@ class MatchScore:
         n = self.in_catalog + self.not_in_catalog
         return (self.in_catalog_correct + self.not_in_catalog_correct) / n if n else None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "accuracy": self.accuracy}
-
-
-@dataclass
-class Bucket:
-    low: float
-    high: float
-    n: int = 0
-    correct: int = 0
-    confidence_sum: float = 0.0
+    @property
+    def precision(self) -> float | None:
+        """Of the albums matched, how many were the right one."""
+        made = self.in_catalog_correct + self.wrong_album + self.false_match
+        return self.in_catalog_correct / made if made else None
 
     @property
-    def accuracy(self) -> float | None:
-        return self.correct / self.n if self.n else None
-
-    @property
-    def mean_confidence(self) -> float | None:
-        return self.confidence_sum / self.n if self.n else None
+    def recall(self) -> float | None:
+        """Of the records in the catalog, how many were matched to the right album."""
+        return self.in_catalog_correct / self.in_catalog if self.in_catalog else None
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "low": self.low,
-            "high": self.high,
-            "n": self.n,
-            "correct": self.correct,
+            **asdict(self),
             "accuracy": self.accuracy,
-            "meanConfidence": self.mean_confidence,
+            "precision": self.precision,
+            "recall": self.recall,
         }
 
 
@@ -254,29 +294,28 @@ class EvalReport:
 
     @property
     def ece(self) -> float | None:
-        """Expected calibration error: bucket-weighted |accuracy - mean confidence|."""
-        n = sum(b.n for b in self.buckets)
-        if not n:
-            return None
-        return sum(
-            b.n / n * abs(b.accuracy - b.mean_confidence)  # type: ignore[operator]
-            for b in self.buckets
-            if b.n
-        )
+        """Expected calibration error over every field read."""
+        return expected_calibration_error(self.buckets)
 
-    def to_dict(self) -> dict[str, Any]:
+    def metrics(self) -> dict[str, Any]:
+        """The figures without the per-item details: what the metrics route returns per
+        group, and what `scanbatch eval --json` writes beside the details."""
+        overall = self.overall.to_dict()
+        del overall["calibration"], overall["ece"]  # the report-wide ones below say it
         return {
             "items": self.items,
             "results": self.results,
             "failed": self.failed,
             "missingResults": self.missing_results,
             "fields": {k: v.to_dict() for k, v in self.fields.items()},
-            "overall": self.overall.to_dict(),
+            "overall": overall,
             "match": self.match.to_dict(),
             "calibration": [b.to_dict() for b in self.buckets],
             "ece": self.ece,
-            "details": self.details,
         }
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.metrics(), "details": self.details}
 
     def format_table(self) -> str:
         def num(v: float | None) -> str:
@@ -341,8 +380,7 @@ def evaluate(
         by_index[o.item_index] = o
     fields = {name: FieldScore() for name in FIELDS}
     match = MatchScore()
-    lows = (0.0, *BUCKET_EDGES[:-1])
-    buckets = [Bucket(lo, hi) for lo, hi in zip(lows, BUCKET_EDGES, strict=True)]
+    buckets = new_buckets()
     details = []
     failed = 0
     for idx in sorted(truth_items):
@@ -372,10 +410,10 @@ def evaluate(
                 score.spurious += 1
             if pred is not None and conf is not None:
                 # A value read where the truth has none is a wrong value, confidently or not.
-                b = _bucket_for(buckets, conf)
-                b.n += 1
-                b.correct += correct
-                b.confidence_sum += conf
+                for b in (_bucket_for(buckets, conf), _bucket_for(score.buckets, conf)):
+                    b.n += 1
+                    b.correct += correct
+                    b.confidence_sum += conf
             item_detail[name] = {
                 "true": true,
                 "predicted": pred,

@@ -55,7 +55,11 @@ RESULTS = [
 
 
 def check_report(d: dict[str, Any]) -> None:
-    fields = d["fields"]
+    # Per-field calibration is checked in test_per_field_calibration_and_match_precision.
+    fields = {
+        name: {k: v for k, v in f.items() if k not in ("calibration", "ece")}
+        for name, f in d["fields"].items()
+    }
     assert fields["artistName"] == {
         "n": 3, "exact": 2, "accuracy": pytest.approx(2 / 3), "similarity": pytest.approx(2 / 3),
         "missing": 1, "spurious": 0,
@@ -76,7 +80,7 @@ def check_report(d: dict[str, Any]) -> None:
     assert d["match"] == {
         "in_catalog": 2, "in_catalog_correct": 1, "wrong_album": 1, "not_matched": 0,
         "not_in_catalog": 1, "not_in_catalog_correct": 1, "false_match": 0,
-        "accuracy": pytest.approx(2 / 3),
+        "accuracy": pytest.approx(2 / 3), "precision": 0.5, "recall": 0.5,
     }  # fmt: skip
     buckets = [(b["n"], b["correct"], b["meanConfidence"]) for b in d["calibration"]]
     assert buckets == [
@@ -156,3 +160,37 @@ def test_cli_prints_table_and_writes_json(tmp_path: Path, capsys: pytest.Capture
     with pytest.raises(SystemExit) as exc:
         parser.parse_args(["eval", str(truth)])
     assert exc.value.code == 2
+
+
+def test_per_field_calibration_and_match_precision():
+    truth = [
+        {"itemIndex": 0, "artistName": "Can", "albumTitle": "Tago Mago", "albumId": 1},
+        {"itemIndex": 1, "artistName": "Neu!", "albumTitle": "Neu!", "albumId": None},
+    ]
+    read = [
+        {
+            "itemIndex": 0,
+            "extraction": {
+                "artistName": {"value": "CAN", "confidence": 0.95},
+                "albumTitle": {"value": "Tago Mago", "confidence": 0.6},
+            },
+            "matchedAlbumId": 1,
+        },
+        {
+            "itemIndex": 1,
+            "extraction": {"artistName": {"value": "Nev", "confidence": 0.95}},
+            "matchedAlbumId": 7,
+        },
+    ]
+    m = evaluate(truth, read).metrics()
+    artist = m["fields"]["artistName"]
+    top = artist["calibration"][-1]
+    assert (top["confidenceFrom"], top["confidenceTo"], top["n"], top["correct"]) == (
+        0.9, 1.0, 2, 1)  # fmt: skip
+    assert artist["ece"] == pytest.approx(0.45)  # |0.5 - 0.95|
+    title = m["fields"]["albumTitle"]
+    assert title["ece"] == pytest.approx(0.4)  # one right at 0.6
+    assert m["ece"] == pytest.approx((2 * 0.45 + 0.4) / 3)
+    # One match right, one false match: precision 1/2; the one in-catalog record found.
+    assert (m["match"]["precision"], m["match"]["recall"]) == (0.5, 1.0)
+    assert "details" not in m

@@ -71,6 +71,21 @@ scan_results.raw_response VARCHAR
 scan_results.created_at TIMESTAMP WITH TIME ZONE NOT NULL
 scan_results.updated_at TIMESTAMP WITH TIME ZONE NOT NULL
 scan_results.completed_at TIMESTAMP WITH TIME ZONE
+scan_review_history.id VARCHAR NOT NULL
+scan_review_history.job_id UUID NOT NULL
+scan_review_history.item_index INTEGER NOT NULL
+scan_review_history.revision INTEGER NOT NULL
+scan_review_history.reviewer VARCHAR NOT NULL
+scan_review_history.reviewed_at TIMESTAMP WITH TIME ZONE NOT NULL
+scan_review_history.truth JSON NOT NULL
+scan_review_history.matched_album_id INTEGER
+scan_review_history.verdicts JSON NOT NULL
+scan_review_history.match_verdict VARCHAR NOT NULL
+scan_review_history.note VARCHAR
+scan_reviews.job_id UUID NOT NULL
+scan_reviews.item_index INTEGER NOT NULL
+scan_reviews.review_id VARCHAR NOT NULL
+scan_reviews.reviewed_at TIMESTAMP WITH TIME ZONE NOT NULL
 schema_migrations.version INTEGER NOT NULL
 schema_migrations.name VARCHAR NOT NULL
 schema_migrations.applied_at TIMESTAMP WITH TIME ZONE NOT NULL
@@ -82,6 +97,9 @@ catalog_artists UNIQUE (artist_key)
 scan_jobs PRIMARY KEY (id)
 scan_results FOREIGN KEY (job_id)
 scan_results PRIMARY KEY (job_id, item_index)
+scan_review_history PRIMARY KEY (id)
+scan_review_history UNIQUE (job_id, item_index, revision)
+scan_reviews PRIMARY KEY (job_id, item_index)
 schema_migrations PRIMARY KEY (version)
 index scan_jobs_user_created ON scan_jobs
 view catalog_matched_album
@@ -126,3 +144,21 @@ def test_final_schema_is_pinned(tmp_path):
         assert describe(store.db.cursor()) == EXPECTED.strip()
     finally:
         store.close()
+
+
+# A shipped migration never changes (stores in the field already ran it): a new one is added.
+SHIPPED = {1: "965f2c62995ae60b", 2: "39ab3d1709148a96", 3: "cd3a8704920e00e5"}
+
+
+def test_shipped_migrations_are_unchanged_and_append_only():
+    import hashlib
+
+    from scanbatch.store.migrations import _migrations
+
+    migrations = _migrations()
+    assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
+    for m in migrations:
+        if m.version in SHIPPED:
+            assert hashlib.sha256(m.sql.encode()).hexdigest()[:16] == SHIPPED[m.version], (
+                f"migration {m.version} was edited: add a new migration instead"
+            )

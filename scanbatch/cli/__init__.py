@@ -10,7 +10,7 @@ import sys
 from scanbatch.errors import ScanbatchError
 from scanbatch.settings import load_settings
 
-COMMANDS = ("run", "keys", "serve", "catalog", "synth", "eval")
+COMMANDS = ("run", "keys", "serve", "catalog", "synth", "eval", "export")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -378,6 +378,9 @@ class JobStore:
         # repeated delete removes.
         with self.db.write() as cur:
             self._owned(cur, job_id, user_id)
+            # Reviews have no foreign key (see store/reviews.py); they go with their results.
+            cur.execute("DELETE FROM scan_reviews WHERE job_id = ?", [job_id])
+            cur.execute("DELETE FROM scan_review_history WHERE job_id = ?", [job_id])
             cur.execute("DELETE FROM scan_results WHERE job_id = ?", [job_id])
         with self.db.write() as cur:
             cur.execute("DELETE FROM scan_jobs WHERE id = ?", [job_id])

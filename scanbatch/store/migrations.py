@@ -76,12 +76,39 @@ CREATE TABLE scan_results (
 """
 
 
+_REVIEWS = """
+CREATE TABLE scan_review_history (
+    id VARCHAR PRIMARY KEY,
+    job_id UUID NOT NULL,
+    item_index INTEGER NOT NULL,
+    revision INTEGER NOT NULL,
+    reviewer VARCHAR NOT NULL,
+    reviewed_at TIMESTAMPTZ NOT NULL,
+    truth JSON NOT NULL,
+    matched_album_id INTEGER,
+    verdicts JSON NOT NULL,
+    match_verdict VARCHAR NOT NULL,
+    note VARCHAR,
+    UNIQUE (job_id, item_index, revision)
+);
+
+CREATE TABLE scan_reviews (
+    job_id UUID NOT NULL,
+    item_index INTEGER NOT NULL,
+    review_id VARCHAR NOT NULL,
+    reviewed_at TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (job_id, item_index)
+);
+"""
+
+
 def _migrations() -> list[Migration]:
     from scanbatch.catalog import CATALOG_MIGRATION_SQL
 
     return [
         Migration(1, "jobs, results and api keys", _CORE),
         Migration(2, "library catalog", CATALOG_MIGRATION_SQL),
+        Migration(3, "reviews: the current truth per item and every review as history", _REVIEWS),
     ]
 
 

@@ -12,7 +12,7 @@ from scanbatch.kernel import import_plugins
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings, load_settings
 from scanbatch.store import JobStore
-from scanbatch.web import batch, meta
+from scanbatch.web import batch, meta, review
 from scanbatch.web.errors import register_error_handlers
 from scanbatch.web.uploads import MAX_REQUEST_BYTES, UploadRequest
 
@@ -33,6 +33,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
     app.extensions["scanbatch"] = batch.Services(settings, store, runner, threading.Lock())
     register_error_handlers(app)
     app.register_blueprint(batch.bp)
+    app.register_blueprint(review.bp)
     app.register_blueprint(meta.bp)
     if start_runner:
         runner.start()

@@ -10,12 +10,13 @@ from datetime import timedelta
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
-from scanbatch.errors import BadRequest, NotFound, Unprocessable
+from scanbatch.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import JobView, Manifest
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore, parse_job_id
+from scanbatch.store.reviews import ReviewStore
 from scanbatch.submit import create_job
 from scanbatch.validation import parse_manifest
 from scanbatch.web.auth import current_key, require_write
@@ -172,8 +173,20 @@ def cancel_batch(job_id: str) -> Response:
 
 @bp.delete("/batch/<job_id>")
 def delete_batch(job_id: str) -> Response:
-    job_id = _cancel(job_id)
     svc = services()
+    force = request.args.get("force", "").lower() in ("1", "true", "yes")
+    reviewed = ReviewStore(svc.store.db).count_for_job(parse_job_id(job_id))
+    if reviewed:
+        # Reviews are ground truth: they must not vanish with the job by accident.
+        if not force:
+            raise Conflict(
+                f"The job has {reviewed} reviewed item(s) whose truth would be lost: export "
+                "the golden set first (GET /library/scan/review/dataset); a stationManager "
+                "may delete anyway with ?force=true"
+            )
+        if current_key().role != "stationManager":
+            raise Forbidden("Only a stationManager may delete a job with reviewed items")
+    job_id = _cancel(job_id)
     svc.store.delete_job(job_id)
     JobFolder.for_job(svc.settings.jobs_dir, job_id).remove()
     return Response(status=204)

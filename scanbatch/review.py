@@ -1,0 +1,202 @@
+"""The auditing domain: what a reviewer says is really on an item's photos (its truth), the
+verdict of each field read against that truth, and the shapes the review API speaks.
+
+A review is ground truth: the metrics route, `scanbatch eval` and the dataset export all score
+extractions against it with `scanbatch.evaluate`, so there is one definition of "correct"."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field, StrictInt, ValidationError, field_validator
+
+from scanbatch.errors import BadRequest
+from scanbatch.evaluate import FIELDS, normalize
+from scanbatch.models import CamelModel, MatchedAlbum, Status
+
+MAX_VALUE_CHARS = 1000
+MAX_NOTE_CHARS = 2000
+
+
+class Verdict(StrEnum):
+    """How a field read compares with the truth."""
+
+    CORRECT = "correct"  # read right (or rightly nothing: neither read nor on the photos)
+    CORRECTED = "corrected"  # read, but wrong: the reviewer gave the right value
+    MISSED = "missed"  # on the photos, nothing read
+    SPURIOUS = "spurious"  # read, but the photos do not show it
+
+
+class ReviewState(StrEnum):
+    UNREVIEWED = "unreviewed"
+    REVIEWED = "reviewed"
+    ALL = "all"
+
+
+class ReviewSort(StrEnum):
+    CONFIDENCE = "confidence"  # lowest first: what most needs a human
+    NEWEST = "newest"
+
+
+class GroupBy(StrEnum):
+    NONE = "none"
+    PROMPT_VERSION = "promptVersion"
+    MODEL = "model"
+    EXTRACTOR = "extractor"
+
+
+class TruthFields(CamelModel):
+    """The six fields as they really are; null: the photos don't show it. All six are
+    required, so a reviewer cannot leave one out by accident."""
+
+    artist_name: str | None = Field(max_length=MAX_VALUE_CHARS)
+    album_title: str | None = Field(max_length=MAX_VALUE_CHARS)
+    label_name: str | None = Field(max_length=MAX_VALUE_CHARS)
+    catalog_number: str | None = Field(max_length=MAX_VALUE_CHARS)
+    review_text: str | None = Field(max_length=MAX_VALUE_CHARS)
+    upc: str | None = Field(max_length=MAX_VALUE_CHARS)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _blank_is_null(cls, value: str | None) -> str | None:
+        return value if value is None or value.strip() else None
+
+    def by_field(self) -> dict[str, str | None]:
+        return self.model_dump(by_alias=True)
+
+
+class ReviewInput(CamelModel):
+    """The body of `PUT .../items/<i>/review`."""
+
+    fields: TruthFields
+    matched_album_id: StrictInt | None = Field(ge=1)
+    note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
+
+
+class ReviewView(CamelModel):
+    """A stored review, with the verdict of each field and of the match."""
+
+    job_id: str
+    item_index: int
+    reviewer: str
+    reviewed_at: datetime
+    fields: dict[str, str | None]
+    matched_album_id: int | None
+    note: str | None
+    verdicts: dict[str, Verdict]
+    match_verdict: Verdict
+    revision: int  # 1 for the first review of the item; earlier ones are kept as history
+
+
+class PhotoRef(CamelModel):
+    index: int
+    photo_type: str
+    mime_type: str
+    url: str
+
+
+class ReviewItem(CamelModel):
+    job_id: str
+    item_index: int
+    user_id: str
+    created_at: datetime
+    status: Status
+    confidence: float | None  # the lowest field confidence; null when nothing was read
+    extraction: dict[str, Any] | None
+    matched_album_id: int | None
+    matched_album: MatchedAlbum | None
+    error_message: str | None
+    extractor: str | None
+    model: str | None
+    prompt_version: str | None
+    photos: list[PhotoRef]
+    review: ReviewView | None
+
+
+class ReviewPage(CamelModel):
+    items: list[ReviewItem]
+    total: int
+    limit: int
+    offset: int
+
+
+def _value(extraction: dict[str, Any] | None, name: str) -> str | None:
+    entry = (extraction or {}).get(name)
+    if not isinstance(entry, dict):
+        return None
+    value = entry.get("value")
+    return str(value) if value is not None and str(value).strip() else None
+
+
+def verdict(field_name: str | None, read: Any, truth: Any) -> Verdict:
+    """`field_name=None` compares album ids (the match); otherwise normalised field values."""
+    if read is None and truth is None:
+        return Verdict.CORRECT
+    if truth is None:
+        return Verdict.SPURIOUS
+    if read is None:
+        return Verdict.MISSED
+    if field_name is None:
+        same = read == truth
+    else:
+        same = normalize(field_name, str(read)) == normalize(field_name, str(truth))
+    return Verdict.CORRECT if same else Verdict.CORRECTED
+
+
+def field_verdicts(
+    extraction: dict[str, Any] | None, truth: dict[str, str | None]
+) -> dict[str, Verdict]:
+    return {name: verdict(name, _value(extraction, name), truth.get(name)) for name in FIELDS}
+
+
+def parse_review(body: Any) -> ReviewInput:
+    """The review body, or a 400 naming the first bad field and how to fix it."""
+    if not isinstance(body, dict):
+        raise BadRequest(
+            'Send the review as a JSON object: {"fields": {...six fields...}, '
+            '"matchedAlbumId": <id or null>, "note": "..."}'
+        )
+    try:
+        return ReviewInput.model_validate(body)
+    except ValidationError as exc:
+        raise BadRequest(describe_error(exc)) from None
+
+
+def describe_error(exc: ValidationError) -> str:
+    first = exc.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "body"
+    kind = first["type"]
+    if kind == "extra_forbidden":
+        top = "fields, matchedAlbumId, note"
+        allowed = ", ".join(FIELDS) if where.startswith("fields.") else top
+        return f"Unknown field '{where}': the allowed names are {allowed}"
+    if kind == "missing":
+        return (
+            f"Missing '{where}': give every one of the six fields "
+            "(null when the photos don't show it) and matchedAlbumId (null for no album)"
+        )
+    if kind == "string_too_long":
+        limit = first.get("ctx", {}).get("max_length")
+        return f"'{where}' is too long: at most {limit} characters"
+    return f"'{where}': {first['msg']}"
+
+
+# Re-exported so callers need one import for the review shapes.
+__all__ = [
+    "MAX_VALUE_CHARS",
+    "GroupBy",
+    "PhotoRef",
+    "ReviewInput",
+    "ReviewItem",
+    "ReviewPage",
+    "ReviewSort",
+    "ReviewState",
+    "ReviewView",
+    "TruthFields",
+    "Verdict",
+    "field_verdicts",
+    "parse_review",
+    "verdict",
+]

@@ -1,0 +1,311 @@
+"""Reviews in the store: the current truth per item (`scan_reviews`) and every review ever
+saved (`scan_review_history`, append-only). The server is the only writer, as for jobs.
+
+There is no foreign key from reviews to `scan_results`: duckdb 2.0 refuses updates of a
+referenced parent's rows in some cases, and results are updated while a job runs. Consistency
+is kept here instead: a review is only written for an existing, finished item, and
+`JobStore.delete_job` removes a job's reviews with its results."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from scanbatch.catalog.snapshot import matched_albums
+from scanbatch.errors import BadRequest, Conflict, NotFound
+from scanbatch.evaluate import FIELDS
+from scanbatch.models import Status
+from scanbatch.review import (
+    GroupBy,
+    PhotoRef,
+    ReviewInput,
+    ReviewItem,
+    ReviewPage,
+    ReviewSort,
+    ReviewState,
+    ReviewView,
+    Verdict,
+    field_verdicts,
+    verdict,
+)
+from scanbatch.store.db import Database
+from scanbatch.store.jobs import parse_job_id, utcnow
+
+# The item's confidence is its least confident field: the one a reviewer should look at first.
+_CONFIDENCE = (
+    "list_min(["
+    + ", ".join(
+        f"TRY_CAST(json_extract_string(r.extraction, '$.{name}.confidence') AS DOUBLE)"
+        for name in FIELDS
+    )
+    + "])"  # list_min skips NULLs: null only when nothing was read
+)
+
+_ITEM_COLUMNS = f"""
+    r.job_id, r.item_index, j.user_id, j.created_at, r.status, r.extraction,
+    r.matched_album_id, r.error_message, r.extractor, r.model, r.prompt_version, r.photo_types,
+    {_CONFIDENCE} AS confidence,
+    h.id AS review_id, h.revision, h.reviewer, h.reviewed_at, h.truth, h.matched_album_id AS
+    truth_album_id, h.verdicts, h.match_verdict, h.note
+"""
+
+_FROM = """
+    FROM scan_results r
+    JOIN scan_jobs j ON j.id = r.job_id
+    LEFT JOIN scan_reviews v ON v.job_id = r.job_id AND v.item_index = r.item_index
+    LEFT JOIN scan_review_history h ON h.id = v.review_id
+    WHERE r.status IN ('completed', 'failed')
+"""
+
+# A photo's URL, given (job id, item index, photo index); the web layer knows its routes.
+PhotoUrl = Callable[[str, int, int], str]
+# Photos of an item as (photo type, MIME type) pairs, read from the job folder.
+PhotoLister = Callable[[str, int, list[str]], list[tuple[str, str]]]
+
+
+@dataclass(frozen=True)
+class ReviewedItem:
+    """One reviewed item with what was read and what is true: the unit of the metrics and of
+    the dataset export."""
+
+    job_id: str
+    item_index: int
+    group: str | None
+    outcome: dict[str, Any]  # {itemIndex, status, extraction, matchedAlbumId}, as results.jsonl
+    truth: dict[str, Any]  # the six fields and albumId
+    photo_types: list[str]
+    context: dict[str, Any] | None
+    review: ReviewView
+
+
+class ReviewStore:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    # -- the queue ------------------------------------------------------------------------
+
+    def items(
+        self,
+        *,
+        state: ReviewState = ReviewState.UNREVIEWED,
+        sort: ReviewSort = ReviewSort.CONFIDENCE,
+        job_id: str | None = None,
+        user_id: str | None = None,
+        limit: int = 20,
+        offset: int = 0,
+        photos: PhotoLister,
+        photo_url: PhotoUrl,
+    ) -> ReviewPage:
+        where, params = [], []
+        if state is ReviewState.UNREVIEWED:
+            where.append("v.review_id IS NULL")
+        elif state is ReviewState.REVIEWED:
+            where.append("v.review_id IS NOT NULL")
+        if job_id is not None:
+            where.append("r.job_id = ?")
+            params.append(parse_job_id(job_id))
+        if user_id is not None:
+            where.append("j.user_id = ?")
+            params.append(user_id)
+        order = (
+            "confidence ASC NULLS FIRST, j.created_at, r.job_id, r.item_index"
+            if sort is ReviewSort.CONFIDENCE
+            else "j.created_at DESC, r.job_id, r.item_index"
+        )
+        filters = "".join(f" AND {w}" for w in where)
+        with self.db.read() as cur:
+            total = cur.execute(f"SELECT count(*) {_FROM}{filters}", params).fetchone()[0]
+            rel = cur.execute(
+                f"SELECT {_ITEM_COLUMNS} {_FROM}{filters} ORDER BY {order} LIMIT ? OFFSET ?",
+                [*params, limit, offset],
+            )
+            names = [d[0] for d in rel.description]
+            rows = [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
+            albums = matched_albums(cur, (r["matched_album_id"] for r in rows))
+        items = []
+        for r in rows:
+            job = str(r["job_id"])
+            types = json.loads(r["photo_types"])
+            items.append(
+                ReviewItem(
+                    job_id=job,
+                    item_index=r["item_index"],
+                    user_id=r["user_id"],
+                    created_at=r["created_at"].astimezone(UTC),
+                    status=Status(r["status"]),
+                    confidence=r["confidence"],
+                    extraction=json.loads(r["extraction"]) if r["extraction"] else None,
+                    matched_album_id=r["matched_album_id"],
+                    matched_album=albums.get(r["matched_album_id"]),
+                    error_message=r["error_message"],
+                    extractor=r["extractor"],
+                    model=r["model"],
+                    prompt_version=r["prompt_version"],
+                    photos=[
+                        PhotoRef(
+                            index=n,
+                            photo_type=photo_type,
+                            mime_type=mime,
+                            url=photo_url(job, r["item_index"], n),
+                        )
+                        for n, (photo_type, mime) in enumerate(photos(job, r["item_index"], types))
+                    ],
+                    review=_review_view(r) if r["review_id"] else None,
+                )
+            )
+        return ReviewPage(items=items, total=total, limit=limit, offset=offset)
+
+    # -- saving ---------------------------------------------------------------------------
+
+    def save(self, job_id: str, item_index: int, reviewer: str, review: ReviewInput) -> ReviewView:
+        """Store `review` as the item's truth; the one it replaces stays in the history.
+        All checks happen before anything is written."""
+        job_id = parse_job_id(job_id)
+        truth = review.fields.by_field()
+        with self.db.write() as cur:
+            row = cur.execute(
+                "SELECT status, extraction, matched_album_id FROM scan_results "
+                "WHERE job_id = ? AND item_index = ?",
+                [job_id, item_index],
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"Job not found, or it has no item {item_index}")
+            status, extraction, matched = row
+            if not Status(status).finished:
+                raise Conflict(
+                    f"Item {item_index} is still {status}: review it once it has finished"
+                )
+            if review.matched_album_id is not None and not matched_albums(
+                cur, [review.matched_album_id]
+            ):
+                raise BadRequest(
+                    f"matchedAlbumId {review.matched_album_id} is not in the catalog: search "
+                    "the catalog for the right album id, or send null for no album"
+                )
+            verdicts = field_verdicts(json.loads(extraction) if extraction else None, truth)
+            match_verdict = verdict(None, matched, review.matched_album_id)
+            revision = (
+                cur.execute(
+                    "SELECT coalesce(max(revision), 0) FROM scan_review_history "
+                    "WHERE job_id = ? AND item_index = ?",
+                    [job_id, item_index],
+                ).fetchone()[0]
+                + 1
+            )
+            review_id = str(uuid.uuid4())
+            now = utcnow()
+            cur.execute(
+                "INSERT INTO scan_review_history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    review_id,
+                    job_id,
+                    item_index,
+                    revision,
+                    reviewer,
+                    now,
+                    json.dumps(truth),
+                    review.matched_album_id,
+                    json.dumps({k: v.value for k, v in verdicts.items()}),
+                    match_verdict.value,
+                    review.note,
+                ],
+            )
+            cur.execute(
+                "INSERT INTO scan_reviews VALUES (?, ?, ?, ?) ON CONFLICT (job_id, item_index) "
+                "DO UPDATE SET review_id = excluded.review_id, reviewed_at = excluded.reviewed_at",
+                [job_id, item_index, review_id, now],
+            )
+        return ReviewView(
+            job_id=job_id,
+            item_index=item_index,
+            reviewer=reviewer,
+            reviewed_at=now,
+            fields=truth,
+            matched_album_id=review.matched_album_id,
+            note=review.note,
+            verdicts=verdicts,
+            match_verdict=match_verdict,
+            revision=revision,
+        )
+
+    def history(self, job_id: str, item_index: int) -> list[ReviewView]:
+        """Every review of the item, oldest first."""
+        with self.db.read() as cur:
+            rel = cur.execute(
+                "SELECT job_id, item_index, id AS review_id, revision, reviewer, reviewed_at, "
+                "truth, matched_album_id AS truth_album_id, verdicts, match_verdict, note "
+                "FROM scan_review_history WHERE job_id = ? AND item_index = ? ORDER BY revision",
+                [parse_job_id(job_id), item_index],
+            )
+            names = [d[0] for d in rel.description]
+            return [_review_view(dict(zip(names, r, strict=True))) for r in rel.fetchall()]
+
+    def count_for_job(self, job_id: str) -> int:
+        with self.db.read() as cur:
+            return cur.execute(
+                "SELECT count(*) FROM scan_reviews WHERE job_id = ?", [parse_job_id(job_id)]
+            ).fetchone()[0]
+
+    # -- what metrics and exports read ----------------------------------------------------
+
+    def reviewed(
+        self, *, group_by: GroupBy = GroupBy.NONE, since: datetime | None = None
+    ) -> Iterator[ReviewedItem]:
+        """Every item with a current review, oldest review first."""
+        column = {
+            GroupBy.NONE: "NULL",
+            GroupBy.PROMPT_VERSION: "r.prompt_version",
+            GroupBy.MODEL: "r.model",
+            GroupBy.EXTRACTOR: "r.extractor",
+        }[group_by]
+        params: list[Any] = []
+        filters = " AND v.review_id IS NOT NULL"
+        if since is not None:
+            filters += " AND h.reviewed_at > ?"
+            params.append(since)
+        with self.db.read() as cur:
+            rel = cur.execute(
+                f"SELECT {_ITEM_COLUMNS}, {column} AS grp, r.context, r.completed_at "
+                f"{_FROM}{filters} "
+                "ORDER BY h.reviewed_at, r.job_id, r.item_index",
+                params,
+            )
+            names = [d[0] for d in rel.description]
+            rows = [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
+        for r in rows:
+            review = _review_view(r)
+            yield ReviewedItem(
+                job_id=str(r["job_id"]),
+                item_index=r["item_index"],
+                group=r["grp"],
+                outcome={
+                    "itemIndex": r["item_index"],
+                    "status": r["status"],
+                    "extraction": json.loads(r["extraction"]) if r["extraction"] else {},
+                    "matchedAlbumId": r["matched_album_id"],
+                    "finishedAt": (r["completed_at"] or review.reviewed_at).isoformat(),
+                },
+                truth={**review.fields, "albumId": review.matched_album_id},
+                photo_types=json.loads(r["photo_types"]),
+                context=json.loads(r["context"]) if r["context"] else None,
+                review=review,
+            )
+
+
+def _review_view(r: dict[str, Any]) -> ReviewView:
+    return ReviewView(
+        job_id=str(r["job_id"]),
+        item_index=r["item_index"],
+        reviewer=r["reviewer"],
+        reviewed_at=r["reviewed_at"].astimezone(UTC),
+        fields=json.loads(r["truth"]),
+        matched_album_id=r["truth_album_id"],
+        note=r["note"],
+        verdicts={k: Verdict(v) for k, v in json.loads(r["verdicts"]).items()},
+        match_verdict=Verdict(r["match_verdict"]),
+        revision=r["revision"],
+    )

@@ -1,0 +1,58 @@
+"""JPEG thumbnails of job photos (HEIC included), made once and kept in the job folder, so a
+page of photos never decodes an original twice."""
+
+from __future__ import annotations
+
+import functools
+import io
+import os
+import uuid
+from pathlib import Path
+
+from PIL import Image, ImageOps
+
+from scanbatch.errors import BadRequest
+
+MIN_SIZE, MAX_SIZE = 16, 4096
+JPEG_QUALITY = 85
+
+
+@functools.cache
+def register_heif() -> None:
+    """Teach Pillow to open HEIC/HEIF (pillow-heif applies the EXIF rotation itself)."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+
+
+def check_size(size: int) -> int:
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise BadRequest(f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}")
+    return size
+
+
+def jpeg_thumbnail(data: bytes, size: int) -> bytes:
+    """A JPEG whose longer side is at most `size` pixels, upright."""
+    register_heif()
+    with Image.open(io.BytesIO(data)) as img:
+        img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
+        img = ImageOps.exif_transpose(img)
+        img.thumbnail((size, size))
+        out = io.BytesIO()
+        img.convert("RGB").save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+    return out.getvalue()
+
+
+def cached_thumbnail(original: Path, size: int, cache_dir: Path) -> Path:
+    """The thumbnail of `original` at `size`, made on first request and then read from
+    `cache_dir`. Written to a unique temporary name first, so two requests racing for the
+    same thumbnail never serve a half-written file."""
+    check_size(size)
+    target = cache_dir / f"{original.stem}_{size}.jpg"
+    if target.exists():
+        return target
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    tmp = cache_dir / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    tmp.write_bytes(jpeg_thumbnail(original.read_bytes(), size))
+    os.replace(tmp, target)
+    return target
