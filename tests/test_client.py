@@ -1,6 +1,7 @@
 """The Python client against a real server on 127.0.0.1 (real notebook runs, fake extractor):
 the auditing story end to end, as two music directors and a dj would live it."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -154,7 +155,7 @@ def test_wait_honours_retry_after(server, tokens):
     job = client.submit([image_bytes()], manifest({"stickerText": "sleep:3"}))
     polled = []
     client.wait(job, on_progress=lambda v: polled.append(time.monotonic()), max_interval=10)
-    gaps = [b - a for a, b in zip(polled, polled[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(polled)]
     # The server says Retry-After: 2 while the job runs; the client waits that long, not less.
     assert gaps and min(gaps) >= 1.9
 
