@@ -155,9 +155,7 @@ def test_review_saves_truth_with_verdicts_and_keeps_history(client, store, token
         "upc": field("0123", 0.5),  # not on the photos: spurious
     }  # label and catalog number not read: missed
     job = make_job(client, store, tokens["other"], [read], matched=[album_ids[0]])
-    r = put_review(
-        client, tokens["director"], job, 0, review_body(matchedAlbumId=album_ids[1])
-    )
+    r = put_review(client, tokens["director"], job, 0, review_body(matchedAlbumId=album_ids[1]))
     assert r.status_code == 200, r.get_json()
     saved = r.get_json()
     assert saved["reviewer"] == "alice" and saved["revision"] == 1
@@ -181,9 +179,12 @@ def test_review_saves_truth_with_verdicts_and_keeps_history(client, store, token
     ).get_json()
     assert [i["review"]["revision"] for i in queue["items"]] == [2]
     assert queue["items"][0]["review"]["reviewer"] == "mia"
-    assert client.get(
-        "/library/scan/review/items", headers=bearer(tokens["director"])
-    ).get_json()["total"] == 0  # nothing left unreviewed
+    assert (
+        client.get("/library/scan/review/items", headers=bearer(tokens["director"])).get_json()[
+            "total"
+        ]
+        == 0
+    )  # nothing left unreviewed
     history = client.get(
         f"/library/scan/batch/{job}/items/0/reviews", headers=bearer(tokens["director"])
     ).get_json()["reviews"]
@@ -325,9 +326,7 @@ def test_dataset_export_zip_holds_photos_truth_manifest_and_results(client, stor
     assert truth[0]["artistName"] == "Can" and truth[0]["albumId"] is None
     assert truth[0]["photos"] == ["item00_0_front_cover.jpg", "item00_1_center_label.jpg"]
     manifest = json.loads(zf.read("manifest.json"))
-    assert manifest == {
-        "items": [{"imageCount": 2, "photoTypes": ["front_cover", "center_label"]}]
-    }
+    assert manifest == {"items": [{"imageCount": 2, "photoTypes": ["front_cover", "center_label"]}]}
     assert json.loads(zf.read("results.jsonl"))["itemIndex"] == 0
     later = client.get(
         "/library/scan/review/dataset?since=2999-01-01T00:00:00Z",
@@ -358,9 +357,12 @@ def test_deleting_a_reviewed_job_needs_a_station_manager_and_force(client, store
         assert cur.execute("SELECT count(*) FROM scan_review_history").fetchone()[0] == 0
     # A job without reviews deletes as before.
     plain = make_job(client, store, tokens["director"], [{}])
-    assert client.delete(
-        f"/library/scan/batch/{plain}", headers=bearer(tokens["director"])
-    ).status_code == 204
+    assert (
+        client.delete(
+            f"/library/scan/batch/{plain}", headers=bearer(tokens["director"])
+        ).status_code
+        == 204
+    )
 
 
 def test_catalog_search_by_words_and_id(client, store, tokens, album_ids):

@@ -39,6 +39,5 @@ def handle(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-
 def _default_url(settings: Settings) -> str:
     return os.environ.get(URL_ENV) or f"http://{settings.host}:{settings.port}"
