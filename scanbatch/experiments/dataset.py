@@ -19,6 +19,7 @@ from scanbatch.errors import BadRequest
 from scanbatch.evaluate import FIELDS, load_truth
 from scanbatch.images import detect_mime
 from scanbatch.models import Manifest, Photo, ScanContext
+from scanbatch.settings import REPO_ROOT
 
 MANIFEST = "manifest.json"
 TRUTH = "truth.json"
@@ -97,6 +98,8 @@ def _read_json(path: Path, what: str) -> Any:
 def load_dataset(path: str | Path) -> Dataset:
     """The dataset in folder `path`; a clear BadRequest naming the file and field otherwise."""
     folder = Path(path)
+    if not folder.is_dir() and not folder.is_absolute() and (REPO_ROOT / folder).is_dir():
+        folder = REPO_ROOT / folder  # a notebook runs in notebooks/; paths are the repository's
     if not folder.is_dir():
         raise BadRequest(
             f"dataset {folder} is not a folder: give the folder that holds {MANIFEST} and "
