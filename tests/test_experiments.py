@@ -231,6 +231,29 @@ def test_bootstrap_weighs_items_by_fields_scored():
     assert paired_bootstrap([], []) is None
 
 
+def test_verdict_needs_the_interval_and_the_exact_test_to_agree():
+    from scanbatch.experiments.compare import PairResult, verdict
+
+    few = paired_bootstrap([1] * 8, [1] * 5 + [0] * 3)  # 8 records, 3 regressions
+    many = paired_bootstrap([1] * 80, [1] * 50 + [0] * 30)
+    same = paired_bootstrap([1, 0] * 10, [1, 0] * 10)
+    pair = PairResult(
+        "a",
+        "b",
+        80,
+        {"few": few, "many": many, "same": same, "none": None},
+        {
+            "few": mcnemar([True] * 8, [True] * 5 + [False] * 3),
+            "many": mcnemar([True] * 80, [True] * 50 + [False] * 30),
+        },
+    )
+    assert few.excludes_zero
+    assert verdict(pair, "few") == "a looks better; too few records to be sure (p=0.25)"
+    assert verdict(pair, "many") == "a better"
+    assert verdict(pair, "same") == "no clear difference"
+    assert verdict(pair, "none") == "nothing to compare"
+
+
 def test_mcnemar_exact_p_value():
     # 1 regression, 6 fixes: P(X <= 1 | n=7, 1/2) * 2 = 2 * 8/128
     t = mcnemar([True] + [False] * 6 + [True] * 3, [False] + [True] * 6 + [True] * 3)

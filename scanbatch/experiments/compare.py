@@ -40,9 +40,25 @@ class PairResult:
     candidate: str
     n: int  # items both saw (completed in every repeat, in both variants)
     intervals: dict[str, Interval | None]  # per field and OVERALL
-    tests: dict[str, McNemar]  # per field (first repeat)
+    tests: dict[str, McNemar]  # per field (first repeat); OVERALL: the sign test on items
     regressions: list[dict[str, Any]] = field(default_factory=list)
     fixes: list[dict[str, Any]] = field(default_factory=list)
+
+
+def verdict(pair: PairResult, key: str) -> str:
+    """Plain words for one field of a pair. "Better" needs the bootstrap interval to exclude 0
+    AND the exact test's p < 0.05: on a few dozen records the percentile bootstrap alone is
+    too eager (with 8 records and 3 regressions it excludes 0 while McNemar's p is 0.25)."""
+    iv = pair.intervals.get(key)
+    if iv is None:
+        return "nothing to compare"
+    if not iv.excludes_zero:
+        return "no clear difference"
+    better = pair.candidate if iv.low > 0 else pair.baseline
+    test = pair.tests.get(key)
+    if test is not None and test.p_value >= 0.05:
+        return f"{better} looks better; too few records to be sure (p={test.p_value:.2f})"
+    return f"{better} better"
 
 
 def _outcomes(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -210,6 +226,13 @@ class Comparison:
                     counts[key][pos] += 1
         for key in (*FIELDS, OVERALL):
             intervals[key] = paired_bootstrap(scored_a[key], scored_b[key], counts[key])
+        # Over all fields, the exact sign test on the items: which variant read more of the
+        # item right (McNemar's test is the same test on one binary outcome).
+        sa, sb = scored_a[OVERALL], scored_b[OVERALL]
+        tests[OVERALL] = mcnemar(
+            [x > y for x, y in zip(sa, sb, strict=True)],
+            [y > x for x, y in zip(sa, sb, strict=True)],
+        )
         result = PairResult(a_name, b_name, len(items), intervals, tests)
         for name in FIELDS:
             with_truth = [i for i in items if self.truth[i].get(name) not in (None, "")]
@@ -303,19 +326,23 @@ class Comparison:
             lines += [
                 "",
                 f"{pair.candidate} vs {pair.baseline}: accuracy difference on the {pair.n} items "
-                "both read (95 % paired bootstrap interval; McNemar p per field)",
+                "both read (95 % paired bootstrap interval; exact McNemar p, sign test p for "
+                "all fields)",
             ]
             for key in (*FIELDS, OVERALL):
                 iv = pair.intervals[key]
                 test = pair.tests.get(key)
-                verdict = "" if iv is None else (" <- more than noise" if iv.excludes_zero else "")
+                words = verdict(pair, key)
+                note = (
+                    "" if words in ("no clear difference", "nothing to compare") else f"  {words}"
+                )
                 p = f"  p={test.p_value:.3f}" if test is not None else ""
                 text = (
                     "   -"
                     if iv is None
                     else f"{iv.difference:+.3f}  [{iv.low:+.3f}, {iv.high:+.3f}]"
                 )
-                lines.append(f"  {key:<16}{text}{p}{verdict}")
+                lines.append(f"  {key:<16}{text}{p}{note}")
             lines.append(
                 f"  regressions (right in {pair.baseline}, wrong in {pair.candidate}): "
                 f"{len(pair.regressions)}; fixes: {len(pair.fixes)}"

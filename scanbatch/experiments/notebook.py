@@ -55,7 +55,22 @@ def run_or_load(
 
 def matrix_for_display(c: Comparison) -> Any:
     """The matrix with metrics as rows and one column per variant, rounded for reading."""
-    m = c.matrix()
-    if m.empty:
-        return m
-    return m.drop(columns=["cost note"]).T.map(lambda v: round(v, 3) if isinstance(v, float) else v)
+    import pandas as pd
+
+    rows = c.matrix_rows()
+    table = {r["variant"]: {k: _cell(k, v) for k, v in r.items() if k not in _HIDDEN} for r in rows}
+    return pd.DataFrame(table)
+
+
+_HIDDEN = ("variant", "cost note")
+
+
+def _cell(key: str, value: Any) -> str:
+    """Counts as whole numbers, milliseconds and tokens rounded, money to 4 places."""
+    if value is None:
+        return "-"
+    if isinstance(value, int) or key.startswith(("latency", "tokens")):
+        return f"{value:,.0f}"
+    if "USD" in key or "cost" in key or "paid" in key:
+        return f"{value:.4f}"
+    return f"{value:.3f}"

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from scanbatch.evaluate import FIELDS
-from scanbatch.experiments.compare import OVERALL, Comparison
+from scanbatch.experiments.compare import OVERALL, Comparison, verdict
 
 THUMBNAIL_PX = 120
 
@@ -114,14 +114,6 @@ def pairs_table(c: Comparison) -> Any:
         for key in (*FIELDS, OVERALL):
             iv = pair.intervals[key]
             test = pair.tests.get(key)
-            if iv is None:
-                verdict = "nothing to compare"
-            elif iv.low > 0:
-                verdict = f"{pair.candidate} better"
-            elif iv.high < 0:
-                verdict = f"{pair.baseline} better"
-            else:
-                verdict = "no clear difference"
             rows.append(
                 {
                     "candidate vs baseline": f"{pair.candidate} vs {pair.baseline}",
@@ -129,8 +121,8 @@ def pairs_table(c: Comparison) -> Any:
                     "items": pair.n,
                     "difference": None if iv is None else round(iv.difference, 3),
                     "95% interval": None if iv is None else f"[{iv.low:+.3f}, {iv.high:+.3f}]",
-                    "McNemar p": None if test is None else round(test.p_value, 4),
-                    "verdict": verdict,
+                    "exact test p": "-" if test is None else f"{test.p_value:.3f}",
+                    "verdict": verdict(pair, key),
                 }
             )
     return pd.DataFrame(rows)
