@@ -74,3 +74,12 @@ def _cell(key: str, value: Any) -> str:
     if "USD" in key or "cost" in key or "paid" in key:
         return f"{value:.4f}"
     return f"{value:.3f}"
+
+
+def show_table(frame: Any) -> None:
+    """Display a DataFrame in full: verdicts are sentences, and pandas cuts cells at 50."""
+    import pandas as pd
+    from IPython.display import display
+
+    with pd.option_context("display.max_colwidth", None, "display.max_rows", 500):
+        display(frame)
