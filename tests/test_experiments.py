@@ -80,6 +80,23 @@ def test_a_broken_dataset_names_the_file_and_the_fix(tmp_path, breakage, message
         load_dataset(folder)
 
 
+def test_a_zipped_export_is_read_like_a_folder(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "golden.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in SAMPLE.iterdir():
+            zf.write(p, f"golden-set/{p.name}")  # the export holds one folder
+    ds = load_dataset(archive, unpack_into=tmp_path / "unpacked")
+    assert len(ds.items) == 8 and ds.fingerprint == load_dataset(SAMPLE).fingerprint
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../outside.txt", "x")
+    with pytest.raises(BadRequest, match="points outside the folder"):
+        load_dataset(evil, unpack_into=tmp_path / "unpacked")
+    assert not (tmp_path / "outside.txt").exists()
+
+
 def test_truth_and_manifest_must_agree(tmp_path):
     folder = copy_sample(tmp_path)
     truth = json.loads((folder / "truth.json").read_text())

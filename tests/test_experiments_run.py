@@ -179,6 +179,26 @@ def test_a_failing_variant_shows_errors_per_item_and_does_not_stop_the_others(en
     assert fake.request_count > before
 
 
+def test_an_unforeseen_failure_is_that_items_error(env, fake, monkeypatch):
+    from scanbatch.experiments import runner
+    from scanbatch.experiments.catalog import CatalogChoice
+
+    class BrokenMatcher:  # a bug outside the extractor, where nothing expects one
+        def __len__(self):
+            return 0
+
+        def match(self, context, extraction):
+            raise RuntimeError("matcher bug")
+
+    monkeypatch.setattr(
+        runner, "choose_catalog", lambda *a, **k: CatalogChoice(BrokenMatcher(), "broken", None)
+    )
+    run = run_experiment(SAMPLE, ["gemini:v1"], settings=env, progress=False)
+    assert len(run.records) == 8
+    assert {(r["status"], r["errorCode"]) for r in run.records} == {("failed", "internal_error")}
+    assert "RuntimeError: matcher bug" in run.records[0]["errorMessage"]
+
+
 def test_validation_fails_before_any_request_or_record(env, fake):
     with pytest.raises(BadRequest, match=r"variants\[1\] \(gemini/v7\)\.prompt_version"):
         run_experiment(SAMPLE, ["gemini:v1", "gemini:v7"], settings=env, progress=False)

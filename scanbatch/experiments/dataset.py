@@ -95,9 +95,50 @@ def _read_json(path: Path, what: str) -> Any:
         raise BadRequest(f"{what} {path} is not valid JSON: {exc}") from None
 
 
-def load_dataset(path: str | Path) -> Dataset:
-    """The dataset in folder `path`; a clear BadRequest naming the file and field otherwise."""
+def unpack_zip(path: Path, into: Path) -> Path:
+    """The folder holding the dataset in zip `path` (the review export's download), unpacked
+    once under `into/<hash of the zip>/`. Members that would land outside it are refused."""
+    import zipfile
+
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    target = Path(into) / digest
+    done = target / ".unpacked"
+    if not done.exists():
+        try:
+            with zipfile.ZipFile(path) as zf:
+                root = target.resolve()
+                for member in zf.namelist():
+                    dest = (target / member).resolve()
+                    if root != dest and root not in dest.parents:
+                        raise BadRequest(
+                            f"dataset zip {path}: member {member!r} points outside the folder; "
+                            "export the dataset again"
+                        )
+                zf.extractall(target)
+        except zipfile.BadZipFile:
+            raise BadRequest(f"dataset {path} is not a valid zip file") from None
+        done.touch()
+    if (target / MANIFEST).is_file():
+        return target
+    inner = [p.parent for p in target.glob(f"*/{MANIFEST}")]
+    if len(inner) != 1:
+        raise BadRequest(
+            f"dataset zip {path} must hold one folder with {MANIFEST} and {TRUTH} "
+            f"(found {len(inner)})"
+        )
+    return inner[0]
+
+
+def load_dataset(path: str | Path, *, unpack_into: Path | None = None) -> Dataset:
+    """The dataset in folder `path` (or in a zip of one, unpacked under `unpack_into`, by
+    default the system's temporary folder); a clear BadRequest naming the file and field
+    otherwise."""
     folder = Path(path)
+    if folder.is_file() and folder.suffix.lower() == ".zip":
+        import tempfile
+
+        into = unpack_into or Path(tempfile.gettempdir()) / "scanbatch-datasets"
+        folder = unpack_zip(folder, into)
     if not folder.is_dir() and not folder.is_absolute() and (REPO_ROOT / folder).is_dir():
         folder = REPO_ROOT / folder  # a notebook runs in notebooks/; paths are the repository's
     if not folder.is_dir():

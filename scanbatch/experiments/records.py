@@ -23,6 +23,8 @@ RUN_META = "run.json"
 RUN_RESULTS = "results.jsonl"
 RUN_TRUTH = "truth.json"
 CACHE_DIR = "cache"
+DATASETS_DIR = "datasets"  # unpacked dataset zips
+RESERVED = (CACHE_DIR, DATASETS_DIR)
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -71,7 +73,7 @@ class RunWriter:
                 f"run name {name!r}: use letters, digits, '.', '_' and '-' (at most 100)"
             )
         self.path = Path(experiments_dir) / name
-        if name == CACHE_DIR or (self.path / RUN_META).exists():
+        if name in RESERVED or (self.path / RUN_META).exists():
             raise BadRequest(
                 f"run {name!r} already exists in {experiments_dir}: choose another name, or "
                 "leave it out for a dated one"

@@ -20,6 +20,7 @@ from scanbatch.experiments.catalog import CatalogChoice, choose_catalog
 from scanbatch.experiments.dataset import Dataset, DatasetItem, load_dataset
 from scanbatch.experiments.records import (
     CACHE_DIR,
+    DATASETS_DIR,
     RunRecord,
     RunWriter,
     load_run,
@@ -84,6 +85,27 @@ def _variant_meta(p: _Prepared) -> dict[str, Any]:
             options=options,
         )
     return meta
+
+
+def _run_item_safely(
+    prepared: _Prepared, item: DatasetItem, repeat: int, cache: DiskCache, matcher: Any
+) -> dict[str, Any]:
+    """`_run_item`, with anything it did not foresee (a matcher bug, a full disk for the
+    cache) turned into this item's error: one record must never end the whole run."""
+    try:
+        return _run_item(prepared, item, repeat, cache, matcher)
+    except Exception as exc:
+        log.exception("experiment item %d of %s failed", item.index, prepared.variant.label)
+        return {
+            "variant": prepared.variant.label,
+            "repeat": repeat,
+            "itemIndex": item.index,
+            "cached": False,
+            "status": "failed",
+            "errorMessage": f"{type(exc).__name__}: {exc}",
+            "errorCode": "internal_error",
+            "finishedAt": utc_now(),
+        }
 
 
 def _run_item(
@@ -193,7 +215,11 @@ def run_experiment(
         from scanbatch.errors import BadRequest
 
         raise BadRequest(f"repeat must be a whole number from 1 to 20, got {repeat!r}")
-    ds = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
+    ds = (
+        dataset
+        if isinstance(dataset, Dataset)
+        else load_dataset(dataset, unpack_into=experiments_dir(settings) / DATASETS_DIR)
+    )
     chosen = validate_variants(read_variants(variants), settings)
     catalog_choice = choose_catalog(settings, catalog, ds.meta)
     prepared = [_prepare(v, settings, catalog_choice) for v in chosen]
@@ -230,7 +256,7 @@ def run_experiment(
     ]
     try:
         futures = [
-            pool.submit(_run_item, p, item, r, cache, catalog_choice.matcher)
+            pool.submit(_run_item_safely, p, item, r, cache, catalog_choice.matcher)
             for pool, p in zip(pools, runnable, strict=True)
             for r in range(repeat)
             for item in ds.items
