@@ -59,9 +59,15 @@ def experiment() -> None:
     "variants_file",
     type=click.Path(path_type=Path),
     help="YAML or JSON file: a list of variants ({extractor, model, prompt_version, "
-    "temperature, options, name})",
+    "temperature, options, name}); YAML needs PyYAML",
 )
-@click.option("--repeat", type=click.IntRange(1, 20), default=1, show_default=True)
+@click.option(
+    "--repeat",
+    type=click.IntRange(1, 20),
+    default=1,
+    show_default=True,
+    help="run each variant k times, to see how much a model varies",
+)
 @click.option("--name", help="run name (default: a dated one)")
 @click.option(
     "--catalog",
