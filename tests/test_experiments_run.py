@@ -326,3 +326,32 @@ def test_notebook_runs_headless_with_dataset_and_variants(env, fake, tmp_path):
     assert "prices as of" in text
     assert "test-key" not in out.read_text()  # the key never reaches the notebook
     assert (env.data_dir / "experiments" / "nb" / "run.json").is_file()
+
+
+def test_any_registered_extractor_is_a_variant(env, fake):
+    # tests.fakes registers `fake` (echoes the app's context) and `fake-broken` (cannot start)
+    notices: list[str] = []
+    run = run_experiment(
+        SAMPLE,
+        ["gemini:v1", "fake", "fake-broken"],
+        settings=env,
+        progress=False,
+        on_notice=notices.append,
+    )
+    assert notices == [
+        "variant fake-broken: not runnable here: fake-broken cannot start: FAKE_SETTING is missing"
+    ]
+    c = compare(run)
+    rows = {r["variant"]: r for r in c.matrix_rows()}
+    assert rows["fake"]["results"] == 8 and rows["fake"]["failed"] == 0
+    assert rows["fake"][f"{OVERALL} acc"] == 0.0  # the sample has no context to echo
+    assert rows["fake"]["cost note"].startswith('no price for fake: add "extractors": {"fake"')
+    pair = c.pairs[0]
+    assert (pair.baseline, pair.candidate) == ("gemini/v1", "fake")
+    assert verdict_of(pair) == "gemini/v1 better"
+
+
+def verdict_of(pair) -> str:
+    from scanbatch.experiments.compare import verdict
+
+    return verdict(pair, OVERALL)

@@ -47,6 +47,7 @@ NOT_IN_CACHE_KEY = frozenset(
 )
 # Secrets come from the environment only, never from a variant (which is written to disk).
 FORBIDDEN_OPTIONS = frozenset({"api_key"})
+PROMPT_SETTINGS = frozenset({"prompt_version", "prompts_dir"})
 # Shorthands a variant may give at its top level, each the extractor option of the same name.
 SHORTHANDS = ("model", "prompt_version", "temperature")
 
@@ -253,8 +254,10 @@ def build_extractor(variant: Variant, settings: Settings, catalog: Any = None) -
     after: dict[str, Any] = {}
     for key, value in variant.overrides().items():
         value = _check_value(cls, key, value)
-        for name in (f"{variant.extractor}_{key}", key):
-            if name in Settings.model_fields and name != "extractor":
+        # `gemini_model`-style settings belong to one backend; of the unprefixed settings only
+        # the prompt ones are extractor options (a plugin's `port` is not the server's).
+        for name in (f"{variant.extractor}_{key}", key if key in PROMPT_SETTINGS else ""):
+            if name in Settings.model_fields:
                 through_settings[name] = value
                 break
         else:
