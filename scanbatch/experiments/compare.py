@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
+from scanbatch.errors import BadRequest
 from scanbatch.evaluate import FIELDS, EvalReport, evaluate, normalize
 from scanbatch.experiments.prices import PriceTable, load_prices
 from scanbatch.experiments.records import RunRecord
@@ -82,8 +83,6 @@ class Comparison:
     def __init__(
         self, run: RunRecord, *, baseline: str | None = None, prices: PriceTable | None = None
     ) -> None:
-        from scanbatch.errors import BadRequest
-
         self.run = run
         self.prices = prices or load_prices()
         self.truth = {int(t["itemIndex"]): t for t in run.truth}

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from scanbatch.errors import ConfigError, ExtractionError
+from scanbatch.errors import BadRequest, ConfigError, ExtractionError
 from scanbatch.experiments.cache import DiskCache, cache_key
 from scanbatch.experiments.catalog import CatalogChoice, choose_catalog
 from scanbatch.experiments.dataset import Dataset, DatasetItem, load_dataset
@@ -212,8 +212,6 @@ def run_experiment(
     and recorded as not runnable; the others run."""
     settings = settings or load_settings()
     if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= 20:
-        from scanbatch.errors import BadRequest
-
         raise BadRequest(f"repeat must be a whole number from 1 to 20, got {repeat!r}")
     ds = (
         dataset
