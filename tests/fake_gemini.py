@@ -8,15 +8,24 @@
 
 It answers `POST /<version>/models/<model>:generateContent` (any version: the SDK picks v1 or
 v1beta depending on how it is configured). Each request takes the next scripted `Reply`, or
-the default when the script is empty."""
+the responder's answer (when one is given and it answers), else the default.
+
+A responder answers from what the request holds, e.g. differently per system prompt
+(`system_instruction_text`) and per photo (`image_digests`), so that experiment variants
+really differ:
+
+    FakeGemini(responder=lambda req: extraction_reply(...) if "v2" in ... else None)"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import itertools
 import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -168,6 +177,30 @@ def finish_reason_reply(reason: str, text: str = "") -> Reply:
     return text_reply(text, finish_reason=reason)
 
 
+def system_instruction_text(body: Any) -> str:
+    """The system prompt the SDK sent (empty when none)."""
+    if not isinstance(body, dict):
+        return ""
+    si = body.get("systemInstruction") or body.get("system_instruction") or {}
+    return "\n".join(p.get("text", "") for p in si.get("parts", []) if isinstance(p, dict))
+
+
+def image_digests(body: Any) -> list[str]:
+    """SHA-256 (hex) of each inline image in the request, in order."""
+    found = []
+    if not isinstance(body, dict):
+        return found
+    for content in body.get("contents", []):
+        for part in content.get("parts", []):
+            data = part.get("inlineData") or part.get("inline_data")
+            if data:
+                found.append(hashlib.sha256(base64.urlsafe_b64decode(data["data"])).hexdigest())
+    return found
+
+
+Responder = Callable[[RecordedRequest], "Reply | None"]
+
+
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
@@ -183,11 +216,12 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             body = raw.decode("utf-8", "replace")
         fake = self.server.fake
-        fake._record(RecordedRequest(self.path, dict(self.headers.items()), body, time.monotonic()))
+        request = RecordedRequest(self.path, dict(self.headers.items()), body, time.monotonic())
+        fake._record(request)
         if not self.path.split("?", 1)[0].endswith(PATH_SUFFIX):
             self._send(Reply(404, {"error": {"code": 404, "message": f"no route {self.path}"}}))
             return
-        reply = fake._next_reply()
+        reply = fake._next_reply(request)
         if reply.delay > 0 and fake._closing.wait(reply.delay):
             return  # the server is shutting down: drop the sleeping request
         self._send(reply)
@@ -217,11 +251,20 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeGemini:
-    """The fake server. `latency` delays every default reply (benchmarks use 1 s)."""
+    """The fake server. `latency` delays every default (and responder) reply (benchmarks use
+    1 s). `responder`, when given, answers each request the script does not; returning None
+    leaves it to the default."""
 
-    def __init__(self, default: Reply | None = None, *, latency: float = 0.0) -> None:
+    def __init__(
+        self,
+        default: Reply | None = None,
+        *,
+        latency: float = 0.0,
+        responder: Responder | None = None,
+    ) -> None:
         self.default = default if default is not None else extraction_reply()
         self.latency = latency
+        self.responder = responder
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
@@ -237,13 +280,18 @@ class FakeGemini:
             self._queue.extend(replies)
         return self
 
-    def _next_reply(self) -> Reply:
+    def _next_reply(self, request: RecordedRequest | None = None) -> Reply:
         with self._lock:
             if self._queue:
                 return self._queue.popleft()
-        if self.latency and not self.default.delay:
-            return Reply(self.default.status, self.default.body, self.default.headers, self.latency)
-        return self.default
+        reply = None
+        if self.responder is not None and request is not None:
+            reply = self.responder(request)
+        if reply is None:
+            reply = self.default
+        if self.latency and not reply.delay:
+            return Reply(reply.status, reply.body, reply.headers, self.latency)
+        return reply
 
     def _record(self, request: RecordedRequest) -> None:
         with self._lock:

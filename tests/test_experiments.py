@@ -1,0 +1,377 @@
+"""Experiments, the parts that need no extractor: datasets, variants, statistics, prices and
+the comparison of a recorded run."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from scanbatch.errors import BadRequest, ConfigError
+from scanbatch.experiments import (
+    DEFAULT_VARIANTS,
+    build_extractor,
+    load_dataset,
+    load_prices,
+    mcnemar,
+    paired_bootstrap,
+    read_variants,
+    validate_variants,
+)
+from scanbatch.experiments.compare import OVERALL, Comparison
+from scanbatch.experiments.records import RunRecord
+from scanbatch.settings import SHIPPED_DATA, Settings
+
+SAMPLE = SHIPPED_DATA / "sample"
+
+
+@pytest.fixture
+def settings(tmp_path, monkeypatch):
+    for var in ("GEMINI_API_KEY", "SCANBATCH_DATA_DIR", "SCANBATCH_GEMINI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    return Settings(data_dir=tmp_path / "data", extractor="ocr")
+
+
+def copy_sample(tmp_path: Path) -> Path:
+    out = tmp_path / "set"
+    shutil.copytree(SAMPLE, out)
+    return out
+
+
+# --- datasets -----------------------------------------------------------------------------
+
+
+def test_sample_dataset_is_read_with_types_from_the_bytes():
+    ds = load_dataset(SAMPLE)
+    assert [i.index for i in ds.items] == list(range(8))
+    first = ds.items[0]
+    assert [p.photo_type for p in first.photos] == ["front_cover", "sticker", "center_label"]
+    assert [p.mime_type for p in first.photos] == ["image/jpeg", "image/jpeg", "image/heic"]
+    assert first.value("artistName") == "John Walker-Schmidt"
+    assert first.value("upc") is None  # null in the truth: the photos do not show it
+    assert len(ds.fingerprint) == 16 and ds.fingerprint == load_dataset(SAMPLE).fingerprint
+
+
+def test_a_synth_folder_is_read_the_same_way(tmp_path):
+    from scanbatch.synth import generate_set
+
+    generate_set(tmp_path / "synth", 2, 5, None, "easy", workers=1)
+    ds = load_dataset(tmp_path / "synth")
+    assert len(ds.items) == 2 and all(item.photos for item in ds.items)
+    assert ds.meta.get("catalog")  # synth names the catalog its records came from
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        (lambda d: (d / "truth.json").unlink(), r"has no truth\.json"),
+        (lambda d: (d / "manifest.json").write_text("{"), r"manifest .* not valid JSON"),
+        (lambda d: (d / "item00_1_sticker.jpg").unlink(), r"items\[0\]\.photos names"),
+        (lambda d: (d / "item05_0_front.jpg").write_bytes(b"not an image"), r"is not a JPEG"),
+    ],
+)
+def test_a_broken_dataset_names_the_file_and_the_fix(tmp_path, breakage, message):
+    folder = copy_sample(tmp_path)
+    breakage(folder)
+    with pytest.raises(BadRequest, match=message):
+        load_dataset(folder)
+
+
+def test_a_zipped_export_is_read_like_a_folder(tmp_path):
+    import zipfile
+
+    archive = tmp_path / "golden.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in SAMPLE.iterdir():
+            zf.write(p, f"golden-set/{p.name}")  # the export holds one folder
+    ds = load_dataset(archive, unpack_into=tmp_path / "unpacked")
+    assert len(ds.items) == 8 and ds.fingerprint == load_dataset(SAMPLE).fingerprint
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("../outside.txt", "x")
+    with pytest.raises(BadRequest, match="points outside the folder"):
+        load_dataset(evil, unpack_into=tmp_path / "unpacked")
+    assert not (tmp_path / "outside.txt").exists()
+
+
+def test_truth_and_manifest_must_agree(tmp_path):
+    folder = copy_sample(tmp_path)
+    truth = json.loads((folder / "truth.json").read_text())
+    truth["items"] = truth["items"][:-1]
+    (folder / "truth.json").write_text(json.dumps(truth))
+    with pytest.raises(BadRequest, match=r"truth\.json has 7 items but manifest\.json has 8"):
+        load_dataset(folder)
+    with pytest.raises(BadRequest, match="is not a folder"):
+        load_dataset(tmp_path / "nowhere")
+
+
+# --- variants -----------------------------------------------------------------------------
+
+
+def test_default_variants_are_two_prompts_on_gemini_and_the_offline_extractor(settings):
+    variants = validate_variants(read_variants(None), settings)
+    assert [v.label for v in variants] == ["gemini/v1", "gemini/v2", "ocr"]
+    assert len(DEFAULT_VARIANTS) == 3
+
+
+def test_short_specs_and_files(settings, tmp_path):
+    vs = read_variants(["ocr", "gemini:v2", "gemini:v1@gemini-2.5-flash"])
+    assert [(v.extractor, v.prompt_version, v.model) for v in vs] == [
+        ("ocr", None, None),
+        ("gemini", "v2", None),
+        ("gemini", "v1", "gemini-2.5-flash"),
+    ]
+    path = tmp_path / "variants.yaml"
+    path.write_text(
+        "variants:\n  - {extractor: gemini, prompt_version: v2, temperature: 0.7, name: hot}\n"
+        "  - {extractor: ocr, options: {max_side: 960}}\n"
+    )
+    vs = validate_variants(read_variants(path), settings)
+    assert [v.label for v in vs] == ["hot", "ocr max_side=960"]
+    path = tmp_path / "variants.json"
+    path.write_text(json.dumps([{"extractor": "ocr"}]))
+    assert read_variants(str(path))[0].extractor == "ocr"
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ({"extractor": "tesseract"}, r"variants\[0\] \(tesseract\)\.extractor: unknown extractor"),
+        ({"extractor": "gemini", "prompt_version": "v9"}, r"unknown prompt version 'v9'.*v1, v2"),
+        ({"extractor": "ocr", "options": {"colour": 1}}, r"no option 'colour'; its options are"),
+        ({"extractor": "ocr", "prompt_version": "v1"}, r"\.prompt_version: the ocr extractor has"),
+        ({"extractor": "gemini", "temperature": 5}, r"\.temperature: Input should be less"),
+        ({"extractor": "gemini", "options": {"api_key": "x"}}, r"secrets are never variant"),
+        ({"extractor": "gemini", "temprature": 0.2}, r"variants\[0\]\.temprature: unknown key"),
+        ({"extractor": "ocr", "options": {"max_side": "big"}}, r"\.max_side: Input should be"),
+    ],
+)
+def test_a_bad_variant_is_a_clear_error_before_anything_runs(settings, spec, message):
+    with pytest.raises(BadRequest, match=message):
+        validate_variants(read_variants([spec]), settings)
+
+
+def test_two_variants_with_one_name_are_refused(settings):
+    with pytest.raises(BadRequest, match=r"variants\[1\] \(ocr\): same name as variants\[0\]"):
+        validate_variants(read_variants(["ocr", "ocr"]), settings)
+    with pytest.raises(BadRequest, match="non-empty list"):
+        read_variants([])
+
+
+def test_build_extractor_applies_model_prompt_temperature_and_options(settings, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
+    [gem, ocr] = read_variants(
+        [
+            {
+                "extractor": "gemini",
+                "prompt_version": "v2",
+                "model": "m-x",
+                "temperature": 0.7,
+                "options": {"max_timeout_retries": 0},
+            },
+            {"extractor": "ocr", "options": {"max_side": 960}},
+        ]
+    )
+    ex = build_extractor(gem, settings)
+    try:
+        assert (ex.options.model, ex.options.prompt_version, ex.options.temperature) == (
+            "m-x",
+            "v2",
+            0.7,
+        )
+        assert ex.options.max_timeout_retries == 0
+        assert "Work in two passes" in ex.system_prompt  # the v2 prompt, not v1
+    finally:
+        ex.close()
+    assert build_extractor(ocr, settings).options.max_side == 960
+
+
+def test_gemini_without_a_key_cannot_be_built(settings):
+    with pytest.raises(ConfigError, match="GEMINI_API_KEY is not set"):
+        build_extractor(read_variants(["gemini:v1"])[0], settings)
+
+
+def test_the_second_prompt_is_a_real_different_prompt():
+    v1 = (SHIPPED_DATA / "prompts" / "v1.md").read_text()
+    v2 = (SHIPPED_DATA / "prompts" / "v2.md").read_text()
+    assert v1 != v2 and len(v2) > 1000
+    for name in ("artistName", "albumTitle", "labelName", "catalogNumber", "reviewText", "upc"):
+        assert name in v2
+
+
+# --- statistics ---------------------------------------------------------------------------
+
+
+def test_identical_variants_give_an_interval_of_zero():
+    rng = np.random.default_rng(1)
+    same = rng.integers(0, 2, 60)
+    iv = paired_bootstrap(same, same)
+    assert (iv.difference, iv.low, iv.high, iv.n) == (0.0, 0.0, 0.0, 60)
+    assert not iv.excludes_zero
+    assert mcnemar(list(same == 1), list(same == 1)).p_value == 1.0
+
+
+def test_constructed_case_interval_contains_the_true_difference():
+    # 100 records: the baseline reads 90 right, the candidate the same 90 minus 10 = 80.
+    baseline = [1] * 90 + [0] * 10
+    candidate = [1] * 80 + [0] * 20
+    iv = paired_bootstrap(baseline, candidate)
+    assert iv.difference == pytest.approx(-0.10)
+    assert iv.low <= -0.10 <= iv.high and iv.high < 0  # 10 regressions, 0 fixes: real
+    test = mcnemar([b == 1 for b in baseline], [c == 1 for c in candidate])
+    assert (test.only_baseline, test.only_candidate) == (10, 0)
+    assert test.p_value == pytest.approx(2 / 2**10)
+
+
+def test_bootstrap_interval_covers_the_true_difference_about_95_percent_of_the_time():
+    # Records drawn with known accuracies 0.85 and 0.75 (true difference -0.10), correlated as
+    # two readers of the same photos are; the interval should cover -0.10 in most repetitions.
+    rng = np.random.default_rng(7)
+    covered = 0
+    trials = 200
+    for seed in range(trials):
+        hard = rng.random(60)
+        a = (hard < 0.85).astype(float)
+        b = (hard < 0.75).astype(float)
+        iv = paired_bootstrap(a, b, resamples=1000, seed=seed)
+        covered += iv.low <= -0.10 <= iv.high
+    assert covered / trials >= 0.88
+
+
+def test_bootstrap_weighs_items_by_fields_scored():
+    # Item 0 has 3 fields scored, item 1 one: the difference is over 4 fields, not 2 items.
+    iv = paired_bootstrap([3, 1], [2, 1], [3, 1])
+    assert iv.difference == pytest.approx(-0.25)
+    assert paired_bootstrap([], []) is None
+
+
+def test_verdict_needs_the_interval_and_the_exact_test_to_agree():
+    from scanbatch.experiments.compare import PairResult, verdict
+
+    few = paired_bootstrap([1] * 8, [1] * 5 + [0] * 3)  # 8 records, 3 regressions
+    many = paired_bootstrap([1] * 80, [1] * 50 + [0] * 30)
+    same = paired_bootstrap([1, 0] * 10, [1, 0] * 10)
+    pair = PairResult(
+        "a",
+        "b",
+        80,
+        {"few": few, "many": many, "same": same, "none": None},
+        {
+            "few": mcnemar([True] * 8, [True] * 5 + [False] * 3),
+            "many": mcnemar([True] * 80, [True] * 50 + [False] * 30),
+        },
+    )
+    assert few.excludes_zero
+    assert verdict(pair, "few") == "a looks better; too few records to be sure (p=0.25)"
+    assert verdict(pair, "many") == "a better"
+    assert verdict(pair, "same") == "no clear difference"
+    assert verdict(pair, "none") == "nothing to compare"
+
+
+def test_mcnemar_exact_p_value():
+    # 1 regression, 6 fixes: P(X <= 1 | n=7, 1/2) * 2 = 2 * 8/128
+    t = mcnemar([True] + [False] * 6 + [True] * 3, [False] + [True] * 6 + [True] * 3)
+    assert (t.only_baseline, t.only_candidate) == (1, 6)
+    assert t.p_value == pytest.approx(16 / 128)
+
+
+# --- prices -------------------------------------------------------------------------------
+
+
+def test_price_table_is_dated_and_prices_tokens(tmp_path):
+    table = load_prices()
+    assert table.date and table.currency == "USD"
+    cost = table.cost("gemini", "gemini-3-flash-preview", 1_000_000, 1_000_000)
+    m = table.models["gemini-3-flash-preview"]
+    assert cost == pytest.approx(m["inputPerMillionTokens"] + m["outputPerMillionTokens"])
+    assert table.cost("ocr", None, None, None) == 0.0
+    assert table.cost("gemini", "gemini-9", 10, 10) is None
+    assert 'add "models": {"gemini-9"' in table.missing_note("gemini", "gemini-9")
+    bad = tmp_path / "prices.json"
+    bad.write_text(json.dumps({"models": {}}))
+    with pytest.raises(BadRequest, match="needs a `date`"):
+        load_prices(bad)
+    bad.write_text(json.dumps({"date": "2026-01-01", "models": {"m": {"input": "cheap"}}}))
+    with pytest.raises(BadRequest, match="`models` must map names to objects of numbers"):
+        load_prices(bad)
+
+
+# --- comparison of a recorded run ----------------------------------------------------------
+
+
+def _record(variant, idx, values, *, status="completed", tokens=(1000, 100), cached=False):
+    extraction = {k: {"value": v, "confidence": 0.9} for k, v in values.items()}
+    return {
+        "variant": variant,
+        "repeat": 0,
+        "itemIndex": idx,
+        "status": status,
+        "extraction": extraction if status == "completed" else None,
+        "matchedAlbumId": None,
+        "latencyMs": 100.0 + idx,
+        "inputTokens": tokens[0],
+        "outputTokens": tokens[1],
+        "cached": cached,
+        "errorCode": None if status == "completed" else "gemini_rate_limited",
+        "errorMessage": None if status == "completed" else "quota",
+    }
+
+
+def test_comparison_matrix_pairs_regressions_and_cost(tmp_path):
+    truth = [{"itemIndex": i, "artistName": f"A{i}", "albumTitle": f"T{i}"} for i in range(4)]
+    records = []
+    for i in range(4):
+        records.append(_record("base", i, {"artistName": f"A{i}", "albumTitle": f"T{i}"}))
+        wrong = {"artistName": "Nobody" if i < 2 else f"A{i}", "albumTitle": f"T{i}"}
+        records.append(_record("cand", i, wrong, cached=i == 3))
+    records.append(_record("fail", 0, {}, status="failed"))
+    meta = {
+        "dataset": {"path": str(tmp_path)},
+        "repeat": 1,
+        "variants": [
+            {
+                "name": "base",
+                "extractor": "gemini",
+                "runnable": True,
+                "model": "gemini-3-flash-preview",
+            },
+            {"name": "cand", "extractor": "gemini", "runnable": True, "model": "no-such-model"},
+            {
+                "name": "fail",
+                "extractor": "gemini",
+                "runnable": True,
+                "model": "gemini-3-flash-preview",
+            },
+            {"name": "off", "extractor": "gemini", "runnable": False, "reason": "no key"},
+        ],
+    }
+    c = Comparison(RunRecord(tmp_path / "r", meta, records, truth))
+    rows = {r["variant"]: r for r in c.matrix_rows()}
+    assert rows["base"]["artistName acc"] == 1.0 and rows["cand"]["artistName acc"] == 0.5
+    assert rows["base"][f"{OVERALL} acc"] == 1.0 and rows["cand"][f"{OVERALL} acc"] == 0.75
+    assert rows["base"]["latency p50 ms"] == pytest.approx(101.5)
+    price = load_prices().models["gemini-3-flash-preview"]
+    per_item = (1000 * price["inputPerMillionTokens"] + 100 * price["outputPerMillionTokens"]) / 1e6
+    assert rows["base"]["cost/1000 items USD"] == pytest.approx(per_item * 1000)
+    assert (
+        rows["cand"]["cost/1000 items USD"] is None and "no-such-model" in rows["cand"]["cost note"]
+    )
+    assert rows["cand"]["from cache"] == 1 and rows["fail"]["failed"] == 1
+    assert [v.name for v in c.not_runnable] == ["off"]
+    pair = next(p for p in c.pairs if (p.baseline, p.candidate) == ("base", "cand"))
+    assert pair.n == 4
+    assert pair.intervals["artistName"].difference == pytest.approx(-0.5)
+    assert [(r["itemIndex"], r["cand"]) for r in pair.regressions] == [(0, "Nobody"), (1, "Nobody")]
+    # the failing variant saw no item completed: no paired items with it
+    assert next(p for p in c.pairs if p.candidate == "fail").n == 0
+    dis = c.disagreements()
+    assert {(d["itemIndex"], d["field"]) for d in dis} >= {(0, "artistName"), (1, "artistName")}
+    text = c.format_text()
+    assert "not runnable: off: no key" in text
+    assert "regressions (right in base, wrong in cand): 2" in text
+    assert "fail item 0 (repeat 0): gemini_rate_limited: quota" in text
+    with pytest.raises(BadRequest, match="baseline 'off' is not a variant that ran"):
+        Comparison(RunRecord(tmp_path / "r", meta, records, truth), baseline="off")
