@@ -4,7 +4,8 @@ Order of evidence: the context's `catalogItemId` when the catalog has it; else a
 from the context; else from the extraction (context values fill what the extraction missed).
 
 Scoring (0..1). Artist and title are compared as OCR skeletons (`normalize.skeleton`).
-Candidates are found with rapidfuzz's Indel ratio (fast, forgiving), then scored with the
+Candidates are found with rapidfuzz's Indel ratio (fast, forgiving) over the keys that a
+trigram index says share the most with the query (no scan of every key), then scored with the
 normalised optimal-string-alignment similarity (1 - edits / length), which is stricter on
 substitutions: "Emma Ward" vs "Sean Ward" is 0.56, one typo in it 0.89. The artist is also
 compared by sorted words ("Dylan, Bob"). A pair scores
@@ -13,12 +14,13 @@ right artist with another album's title (the record is not in the catalog yet) o
 title by another artist ("Greatest Hits") stays below the minimum. Fields read the wrong way
 round are tried swapped at a small discount. A title alone matches only when it is long, near
 exact and names exactly one album (scaled by 0.88, so it needs a similarity >= 0.932 at the
-default minimum); an artist alone never matches (it names a discography, not a record).
-Ties go to the
-lowest album id.
+default minimum), or when it is read exactly, names exactly one album and has two words and
+8 characters (the album's own title, and no other title is that close); a title shared by
+several albums needs the artist. An artist alone never matches (it names a discography, not a
+record). Ties go to the lowest album id.
 
-Everything here is plain Python data built once from the snapshot, so one matcher is shared
-by the kernel's item threads without locks.
+Everything here is plain Python and numpy data built once from the snapshot and only read
+afterwards, so one matcher is shared by the kernel's item threads without locks.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ SWAP_FACTOR = 0.97  # artist and title read the wrong way round: slightly less c
 SORTED_FACTOR = 0.98  # words reordered
 TITLE_ONLY_FACTOR = 0.88
 TITLE_ONLY_MIN_CHARS = 10
+EXACT_TITLE_MIN_CHARS = 8
 _ARTIST_LIMIT = 8
 _TITLE_LIMIT = 8
 _CUTOFF = 55.0
@@ -530,13 +533,20 @@ class CatalogMatcher:
         out = []
         sims = [similarity(t_key, self._title_keys[ti]) for _, _, ti in hits]
         for rank, (_, _, ti) in enumerate(hits):
-            sim, albums = sims[rank], self._title_albums[ti]
+            sim, albums, key = sims[rank], self._title_albums[ti], self._title_keys[ti]
+            # One album, and either read exactly (a shorter title will do: no other title is
+            # that close) or long with no close rival title.
             distinctive = (
                 rank == 0
                 and len(albums) == 1
-                and len(self._title_keys[ti]) >= TITLE_ONLY_MIN_CHARS
-                and " " in self._title_keys[ti]
-                and all(other < sim - 0.08 for other in sims[1:])  # no close rival title
+                and " " in key
+                and (
+                    (sim == 1.0 and len(key) >= EXACT_TITLE_MIN_CHARS and not self._baseline)
+                    or (
+                        len(key) >= TITLE_ONLY_MIN_CHARS
+                        and all(other < sim - 0.08 for other in sims[1:])  # no close rival
+                    )
+                )
             )
             factor = TITLE_ONLY_FACTOR if distinctive else TITLE_ONLY_FACTOR * 0.8
             out.extend(Candidate(self._ids[p], sim * factor, 0.0, sim) for p in albums)
