@@ -78,8 +78,12 @@ class JobStore:
         # its commit, in commit order, so the view in memory is always the committed state.
         self._cache_lock = threading.Lock()
         self._views: OrderedDict[str, tuple[str, JobView]] = OrderedDict()  # id -> (owner, view)
-        self._writes = 0  # job writes so far: a read that raced a write is not cached
-        self._write_order = threading.RLock()
+        # A GET that misses reads DuckDB and keeps what it read only if no write began or was
+        # under way meanwhile: a read that raced a commit may be older than what another GET
+        # has already returned, and the writer's own re-read is the one to keep.
+        self._writes = 0  # job writes begun so far
+        self._writing = False
+        self._write_order = threading.RLock()  # one job write (and its re-read) at a time
         self._local = threading.local()
         self._keys: dict[str, ApiKey] = {}
 
@@ -90,33 +94,31 @@ class JobStore:
         Nested uses refresh once, after the outermost commit."""
         with self._write_order:
             depth = getattr(self._local, "depth", 0)
+            if depth == 0:
+                with self._cache_lock:
+                    self._writes += 1
+                    self._writing = True
             self._local.depth = depth + 1
+            fresh = None
             try:
                 with self.db.write() as cur:
                     yield cur
-            except BaseException:
                 if depth == 0:
-                    self._replace_view(job_id, None)
-                raise
+                    try:
+                        fresh = self._read_view(job_id)
+                    except Exception:
+                        # The write is committed; only the copy in memory could not be made.
+                        # The next GET reads DuckDB instead.
+                        log.exception("could not re-read job %s after a write", job_id)
             finally:
                 self._local.depth = depth
-            if depth == 0:
-                try:
-                    fresh = self._read_view(job_id)
-                except Exception:
-                    # The write is committed; only the copy in memory could not be made. The
-                    # next GET reads DuckDB instead.
-                    log.exception("could not re-read job %s after a write", job_id)
-                    fresh = None
-                self._replace_view(job_id, fresh)
-
-    def _replace_view(self, job_id: str, entry: tuple[str, JobView] | None) -> None:
-        with self._cache_lock:
-            self._writes += 1
-            if entry is None:
-                self._views.pop(job_id, None)
-            else:
-                self._cache(job_id, entry)
+                if depth == 0:
+                    with self._cache_lock:
+                        if fresh is None:
+                            self._views.pop(job_id, None)
+                        else:
+                            self._cache(job_id, fresh)
+                        self._writing = False
 
     def _cache(self, job_id: str, entry: tuple[str, JobView]) -> None:
         self._views[job_id] = entry
@@ -209,15 +211,13 @@ class JobStore:
             entry = self._views.get(job_id)
             if entry is not None:
                 self._views.move_to_end(job_id)
-            writes = self._writes
+            writes = None if self._writing else self._writes
         if entry is None:
             entry = self._read_view(job_id)
             if entry is None:
                 raise NotFound("Job not found")
             with self._cache_lock:
-                # A write that committed after this read began has its own fresh view (or
-                # removed the job): this one may be older, so it is not kept.
-                if self._writes == writes and job_id not in self._views:
+                if writes == self._writes and not self._writing and job_id not in self._views:
                     self._cache(job_id, entry)
         owner, view = entry
         # Another user's job is indistinguishable from a missing one.
