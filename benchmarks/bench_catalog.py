@@ -96,7 +96,8 @@ def main() -> None:
             found[name] = m.best(q.artist, q.title)
             cpu[name][q.kind].append((time.thread_time() - started_cpu) * 1000)
             wall[name][q.kind].append((time.perf_counter() - started) * 1000)
-        agree += _album(found["index"]) == _album(found["baseline"])
+        if q.kind != "title_only":  # the title-only rule changed on purpose
+            agree += _album(found["index"]) == _album(found["baseline"])
 
     print(
         f"\nlatency per query, {len(queries)} queries x 2 matchers, ms (goal: p99 < 5 ms for "
@@ -116,7 +117,8 @@ def main() -> None:
             f"  {kind:15} {statistics.median(w):9.2f} {p(w, 0.99):9.2f} {p(c, 0.99):8.2f} | "
             f"{p(bw, 0.99):12.2f} {p(bc, 0.99):8.2f} | {p(w, 0.99) / p(bw, 0.99):5.2f}x {verdict}"
         )
-    print(f"  same album (or none) as the baseline: {agree}/{len(queries)} queries")
+    compared = sum(q.kind != "title_only" for q in queries)
+    print(f"  same album (or none) as the baseline, title_only aside: {agree}/{compared} queries")
     batch = queries[:1000]
     started = time.perf_counter()
     for q in batch:
