@@ -15,8 +15,8 @@ title by another artist ("Greatest Hits") stays below the minimum. Fields read t
 round are tried swapped at a small discount. A title alone matches only when it is long, near
 exact and names exactly one album (scaled by 0.88, so it needs a similarity >= 0.932 at the
 default minimum), or when it is read exactly, names exactly one album and has two words and
-8 characters (the album's own title, and no other title is that close); a title shared by
-several albums needs the artist. An artist alone never matches (it names a discography, not a
+at least 8 characters (no other title is that close); a title shared by several albums needs
+the artist. An artist alone never matches (it names a discography, not a
 record). Ties go to the lowest album id.
 
 Everything here is plain Python and numpy data built once from the snapshot and only read
