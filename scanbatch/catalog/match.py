@@ -156,8 +156,13 @@ class _GramIndex(_Scan):
         super().__init__(keys)
         n = len(keys)
         codes, owners = _encode(keys)
-        pairs = np.unique(codes * max(n, 1) + owners)  # one posting per (gram, key)
-        codes, owners = pairs // max(n, 1), pairs % max(n, 1)
+        # Grouped by gram; a stable sort keeps each gram's keys in key order, so a gram a key
+        # holds twice is two neighbours, and one posting per (gram, key) is kept.
+        order = np.argsort(codes, kind="stable")
+        codes, owners = codes[order], owners[order]
+        first = np.ones(len(codes), dtype=bool)
+        first[1:] = (codes[1:] != codes[:-1]) | (owners[1:] != owners[:-1])
+        codes, owners = codes[first], owners[first]
         self._postings = owners.astype(np.int32)
         self._offsets = np.zeros(_GRAMS + 1, dtype=np.int64)
         np.cumsum(np.bincount(codes, minlength=_GRAMS), out=self._offsets[1:])
