@@ -601,8 +601,34 @@ def latency_line(samples: list[Sample]) -> str:
     )
 
 
+def view_cost(tmp: Path, calls: int = 200) -> tuple[float, float]:
+    """CPU ms of this thread per job view of a running 10-item job: from memory (what a job GET
+    does now) and read from DuckDB (what it did before issue 14, and still does once per
+    write, on the ingesting thread)."""
+    store = JobStore.open(tmp / "view-cost" / "scanbatch.duckdb")
+    try:
+        manifest = Manifest.model_validate({"items": manifest_items([""] * 10)})
+        job_id = store.create_job("alice", manifest, extractor="fake")
+        store.mark_processing(job_id)
+        figures = []
+        for read in (lambda: store.get_job(job_id, "alice"), lambda: store._read_view(job_id)):
+            started = time.thread_time()
+            for _ in range(calls):
+                read()
+            figures.append((time.thread_time() - started) / calls * 1000)
+    finally:
+        store.close()
+    return figures[0], figures[1]
+
+
 def bench_polling(tmp: Path, quick: bool, pace: float = 0.5) -> None:
     header(f"3. Polling: 20 clients (one GET per {pace:g} s each), 10,000 stored jobs, 5 jobs run")
+    memory, duckdb_read = view_cost(tmp)
+    line(
+        "job view, CPU per call (this process)",
+        f"from memory {memory * 1000:.0f} us; baseline, read from DuckDB {duckdb_read:.2f} ms "
+        f"(ratio {ratio(memory, duckdb_read)})",
+    )
     duration = 5.0 if quick else 30.0
     clients = 20
     started = time.perf_counter()
@@ -649,6 +675,7 @@ def bench_polling(tmp: Path, quick: bool, pace: float = 0.5) -> None:
         "baseline: 1 client, idle server",
         f"{latency_line(base)}, errors {len(base_errors)}",
     )
+    line("  job GET (idle)", latency_line([s for s in base if s.kind == "job"]))
     line(
         f"{clients} clients for {duration:g} s: all",
         f"{latency_line(load)}, {len(load) / duration:.0f} req/s",
@@ -697,6 +724,16 @@ def bench_polling(tmp: Path, quick: bool, pace: float = 0.5) -> None:
         + ("every result present (5 x 10 completed)" if not problems else f"PROBLEMS: {problems}"),
     )
     line("goal", "p99 < 50 ms, 0 errors, every result present")
+    # Issue 14: the job GET alone (answered from memory), idle and with the jobs running.
+    job_p99 = percentile([s.seconds * 1000 for s in load if s.ok and s.kind == "job"], 99)
+    idle_job_p99 = percentile([s.seconds * 1000 for s in base if s.ok and s.kind == "job"], 99)
+    line("goal (issue 14)", "job GET p99 < 5 ms idle, < 20 ms with 5 jobs running")
+    line(
+        "result (issue 14)",
+        f"idle {idle_job_p99:.1f} ms ({'met' if idle_job_p99 < 5 else 'NOT met'}), "
+        f"with jobs running {job_p99:.1f} ms ({'met' if job_p99 < 20 else 'NOT met'}); "
+        f"ratio to idle {ratio(job_p99, idle_job_p99)}; {load_average()}",
+    )
     line(
         "result",
         f"p99 {p99:.1f} ms ({'met' if p99 < 50 else 'NOT met'}), errors {len(errors)} "

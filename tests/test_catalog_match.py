@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections import Counter
 from pathlib import Path
 
 import duckdb
@@ -19,6 +20,7 @@ from scanbatch.catalog import (
     load_matcher,
     write_csv,
 )
+from scanbatch.catalog.normalize import skeleton
 from scanbatch.catalog.quality import make_queries, score_queries
 from scanbatch.models import Extraction, ExtractionField, MatchedAlbum, ScanContext
 
@@ -40,6 +42,9 @@ SMALL = [
     "112,Blink-182,Enema of the State,BLI,1,1,MCA,Rock,CD,1999-01-01",
     "113,Los Lobos,Kiko,LOS,1,1,Slash,Rock,LP,1992-01-01",
     "114,Stereolab,Emperor Tomato Ketchup,STE,1,1,Duophonic,Electronic,LP,1996-01-01",
+    "115,Low,Sea Hymns,LOW,1,1,Sub Pop,Rock,LP,2007-03-20",
+    "116,Emma Ward,Empty Palaces,WAR,1,1,Circle Tapes,Pop,LP,2001-01-01",
+    "117,Sean Ward,Empty Palace,WAR,2,1,Circle Tapes,Pop,LP,2002-01-01",
 ]
 
 
@@ -104,6 +109,9 @@ def matched(m: CatalogMatcher, artist: str | None, title: str | None) -> int | N
         ("Dylan, Bob", "Blonde on Blonde", 105),  # surname first
         ("Abbey Road", "The Beatles", 101),  # fields read the wrong way round
         (None, "Emperor Tomato Ketchup", 114),  # a long, unique title alone
+        (None, "SEA HYMNS", 115),  # a shorter unique title, read exactly
+        (None, "EMPTY PALACES", 116),  # exact, though another title is one letter away
+        (None, "Empty Palace", 117),
     ],
 )
 def test_matches(small, artist, title, expected):
@@ -118,6 +126,8 @@ def test_matches(small, artist, title, expected):
         (None, "Live"),  # short and generic
         (None, "Kiko"),  # unique but too short to trust alone
         (None, "Emperor Tomato Catsup"),  # a weak title-only resemblance
+        (None, "Sea Hymnz"),  # a short title with a typo: too weak alone
+        (None, "Empty Palacez"),  # a typo between two close titles: either could be meant
         ("Bob Dylan", "Nashville Skyline"),  # a known artist, an album not in the catalog
         ("Nina Simone", "Greatest Hits"),  # a known title by an unknown artist
         ("Sonic Youth", "Goo"),
@@ -253,6 +263,47 @@ def test_quality_on_64k_catalog(big):
     assert scores["typo"].recall >= 0.9
     assert scores["not_in_catalog"].matched <= 1
     assert scores["artist_only"].matched == 0
+
+
+def test_the_index_finds_what_a_full_scan_finds(big):
+    """The candidate index may leave out keys a full scan ranks in its top few only at low
+    similarity (they cannot make a match); every key that could is found, so the matches are
+    those of the full-scan matcher, except where the title-only rule changed on purpose."""
+    rows, matcher = big
+    baseline = CatalogMatcher(list(matcher._albums.values()), baseline=True)
+    queries = make_queries(rows, 40, seed=11)
+    for q in queries:
+        if q.kind == "title_only":
+            continue
+        found, expected = matcher.best(q.artist, q.title), baseline.best(q.artist, q.title)
+        assert (found and found.album_id) == (expected and expected.album_id), q
+    # The candidate search itself: the keys a full scan ranks at 88 or above, in its order.
+    for q in queries:
+        for text in (q.artist, q.title):
+            key = skeleton(text)
+            for index, scan in (
+                (matcher._artist_search, baseline._artist_search),
+                (matcher._title_search, baseline._title_search),
+            ):
+                close = [h[2] for h in scan.extract(key, 8, 55.0) if h[1] >= 88]
+                assert [h[2] for h in index.extract(key, 8, 55.0) if h[1] >= 88] == close, key
+
+
+def test_a_unique_title_read_exactly_matches_alone_and_only_its_album(big):
+    rows, matcher = big
+    count = Counter(skeleton(r["title"]) for r in rows)
+    unique = [
+        q
+        for q in make_queries(rows, 300, seed=13)
+        if q.kind == "title_only" and count[skeleton(q.title)] == 1
+    ]
+    shared = [r["title"] for r in rows[:3000] if count[skeleton(r["title"])] > 1][:100]
+    assert len(unique) >= 50 and len(shared) == 100
+    found = [matcher.best(None, q.title) for q in unique]
+    assert all(f is None or f.album_id == q.expected for f, q in zip(found, unique, strict=True))
+    assert sum(f is not None for f in found) / len(unique) >= 0.9
+    # A title several albums share still needs the artist.
+    assert [t for t in shared if matcher.best(None, t) is not None] == []
 
 
 def test_best_pair_prefers_a_distinct_title_line_over_a_self_titled_reading(tmp_path):

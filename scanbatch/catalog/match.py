@@ -4,7 +4,8 @@ Order of evidence: the context's `catalogItemId` when the catalog has it; else a
 from the context; else from the extraction (context values fill what the extraction missed).
 
 Scoring (0..1). Artist and title are compared as OCR skeletons (`normalize.skeleton`).
-Candidates are found with rapidfuzz's Indel ratio (fast, forgiving), then scored with the
+Candidates are found with rapidfuzz's Indel ratio (fast, forgiving) over the keys that a
+trigram index says share the most with the query (no scan of every key), then scored with the
 normalised optimal-string-alignment similarity (1 - edits / length), which is stricter on
 substitutions: "Emma Ward" vs "Sean Ward" is 0.56, one typo in it 0.89. The artist is also
 compared by sorted words ("Dylan, Bob"). A pair scores
@@ -13,12 +14,13 @@ right artist with another album's title (the record is not in the catalog yet) o
 title by another artist ("Greatest Hits") stays below the minimum. Fields read the wrong way
 round are tried swapped at a small discount. A title alone matches only when it is long, near
 exact and names exactly one album (scaled by 0.88, so it needs a similarity >= 0.932 at the
-default minimum); an artist alone never matches (it names a discography, not a record).
-Ties go to the
-lowest album id.
+default minimum), or when it is read exactly, names exactly one album and has two words and
+at least 8 characters (no other title is that close); a title shared by several albums needs
+the artist. An artist alone never matches (it names a discography, not a
+record). Ties go to the lowest album id.
 
-Everything here is plain Python data built once from the snapshot, so one matcher is shared
-by the kernel's item threads without locks.
+Everything here is plain Python and numpy data built once from the snapshot and only read
+afterwards, so one matcher is shared by the kernel's item threads without locks.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import duckdb
+import numpy as np
 from rapidfuzz import fuzz, process
 from rapidfuzz.distance import OSA
 
@@ -47,6 +50,7 @@ SWAP_FACTOR = 0.97  # artist and title read the wrong way round: slightly less c
 SORTED_FACTOR = 0.98  # words reordered
 TITLE_ONLY_FACTOR = 0.88
 TITLE_ONLY_MIN_CHARS = 10
+EXACT_TITLE_MIN_CHARS = 8
 _ARTIST_LIMIT = 8
 _TITLE_LIMIT = 8
 _CUTOFF = 55.0
@@ -101,9 +105,150 @@ class _Query:
     title: str
 
 
+# -- candidate search -------------------------------------------------------------------------
+
+# Trigrams of a key padded with a space, each a number: keys are `normalize`d, so their
+# characters are 0-9, a-z and space; anything else shares one code.
+_ALPHABET = "0123456789abcdefghijklmnopqrstuvwxyz "
+_SYMBOLS = len(_ALPHABET) + 1
+_GRAMS = _SYMBOLS**3
+_SYMBOL = np.full(256, len(_ALPHABET), dtype=np.int64)
+_SYMBOL[np.frombuffer(_ALPHABET.encode(), dtype=np.uint8)] = np.arange(len(_ALPHABET))
+_SYMBOL_OF = {c: i for i, c in enumerate(_ALPHABET)}
+_OTHER = len(_ALPHABET)
+# Enough that the keys a full scan would rank first are among them (the equivalence test
+# compares both on the quality set); a block this size costs rapidfuzz microseconds.
+_BLOCK = 128
+
+Hit = tuple[str, float, int]  # (key, fuzz.ratio, index), as `process.extract` returns
+
+
+def _encode(keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """(gram codes, owning key) of every trigram of every padded key, duplicates kept."""
+    padded = [f" {k} " for k in keys]
+    lengths = np.fromiter(map(len, padded), dtype=np.int64, count=len(padded))
+    symbols = _SYMBOL[np.frombuffer("".join(padded).encode("ascii", "replace"), dtype=np.uint8)]
+    owner = np.repeat(np.arange(len(padded), dtype=np.int64), lengths)
+    codes = symbols[:-2] * _SYMBOLS * _SYMBOLS + symbols[1:-1] * _SYMBOLS + symbols[2:]
+    inside = owner[:-2] == owner[2:]  # a gram must not span two keys
+    return codes[inside], owner[:-2][inside]
+
+
+class _Scan:
+    """Every key compared with the query: the search before the index (the baseline)."""
+
+    def __init__(self, keys: list[str]) -> None:
+        self._keys = keys
+
+    def extract(self, query: str, limit: int, score_cutoff: float) -> list[Hit]:
+        return process.extract(
+            query, self._keys, scorer=fuzz.ratio, limit=limit, score_cutoff=score_cutoff
+        )
+
+
+class _GramIndex(_Scan):
+    """Trigram postings over the keys. A query counts the grams it shares with each key
+    (numpy over the postings of its own grams, not a scan of every key), keeps the `_BLOCK`
+    keys with the highest share, and ranks only those with the same scorer a full scan uses.
+    A key that scores well shares most of its grams with the query, so it is in the block."""
+
+    def __init__(self, keys: list[str]) -> None:
+        super().__init__(keys)
+        n = len(keys)
+        codes, owners = _encode(keys)
+        # Grouped by gram; a stable sort keeps each gram's keys in key order, so a gram a key
+        # holds twice is two neighbours, and one posting per (gram, key) is kept.
+        order = np.argsort(codes, kind="stable")
+        codes, owners = codes[order], owners[order]
+        first = np.ones(len(codes), dtype=bool)
+        first[1:] = (codes[1:] != codes[:-1]) | (owners[1:] != owners[:-1])
+        codes, owners = codes[first], owners[first]
+        self._postings = owners.astype(np.int32)
+        self._offsets = np.zeros(_GRAMS + 1, dtype=np.int64)
+        np.cumsum(np.bincount(codes, minlength=_GRAMS), out=self._offsets[1:])
+        self._sizes = np.bincount(owners, minlength=n).astype(np.float64)
+        self._key_array = np.array(keys, dtype=object)
+
+    def extract(self, query: str, limit: int, score_cutoff: float) -> list[Hit]:
+        padded = f" {query} "
+        codes = {
+            _SYMBOL_OF.get(a, _OTHER) * _SYMBOLS * _SYMBOLS
+            + _SYMBOL_OF.get(b, _OTHER) * _SYMBOLS
+            + _SYMBOL_OF.get(c, _OTHER)
+            for a, b, c in zip(padded, padded[1:], padded[2:], strict=False)
+        }
+        offsets = self._offsets
+        parts = [self._postings[offsets[g] : offsets[g + 1]] for g in codes]
+        if not any(len(part) for part in parts):
+            return []
+        shared = np.bincount(np.concatenate(parts), minlength=len(self._keys))
+        block = np.flatnonzero(shared)
+        if len(block) > _BLOCK:
+            # By the Dice coefficient of the gram sets, not the count of shared grams: a short
+            # key ("storm" for "storms") must not lose to every long key holding the query.
+            dice = shared[block] / (self._sizes[block] + len(codes))
+            block = np.sort(block[np.argpartition(-dice, _BLOCK)[:_BLOCK]])
+        # In key order, so that ties rank as they do in a full scan.
+        hits = process.extract(
+            query,
+            self._key_array[block].tolist(),
+            scorer=fuzz.ratio,
+            limit=limit,
+            score_cutoff=score_cutoff,
+        )
+        return [(key, score, int(block[j])) for key, score, j in hits]
+
+
+class _Field:
+    """One text column (a key per artist or per album) with its digits, as arrays."""
+
+    def __init__(self, texts: list[str], digit_ids: dict[str, int]) -> None:
+        self.texts = np.array(texts, dtype=object)
+        self.digits = np.array(
+            [digit_ids.setdefault(_DIGITS.sub("", t), len(digit_ids)) for t in texts],
+            dtype=np.int64,
+        )
+        self.digit_ids = digit_ids
+
+
+class _Columns:
+    def __init__(self, m: CatalogMatcher) -> None:
+        digit_ids: dict[str, int] = {}
+        self.ids = np.array(m._ids, dtype=np.int64)
+        self.album_artist = np.array(m._album_artist, dtype=np.int64)
+        self.common_title = np.array(
+            [len(m._title_albums[ti]) > COMMON_TITLE_ALBUMS for ti in m._album_title_index],
+            dtype=bool,
+        )
+        self.artist_key = _Field(m._artist_keys, digit_ids)
+        self.artist_norm = _Field(m._artist_norm, digit_ids)
+        self.artist_sorted = _Field(m._artist_sorted, digit_ids)
+        self.title_key = _Field(m._album_title, digit_ids)
+        self.title_norm = _Field(m._album_title_norm, digit_ids)
+
+
+def _similarities(queries: list[str], field: _Field, rows: np.ndarray) -> np.ndarray:
+    """`similarity` of each query (a row of the result) with the field's texts at `rows`."""
+    sims = process.cdist(
+        queries, field.texts[rows].tolist(), scorer=OSA.normalized_similarity, dtype=np.float64
+    )
+    query_digits = np.array([field.digit_ids.get(_DIGITS.sub("", q), -1) for q in queries])
+    differ = field.digits[rows][None, :] != query_digits[:, None]
+    return np.where((sims < 1.0) & differ, sims * DIGIT_MISMATCH_FACTOR, sims)
+
+
 class CatalogMatcher:
-    def __init__(self, rows: Iterable[Sequence[Any]], min_score: float = DEFAULT_MIN_SCORE):
-        """`rows` in `schema.VIEW_COLUMNS` order (id, artist_name, album_title, ...)."""
+    def __init__(
+        self,
+        rows: Iterable[Sequence[Any]],
+        min_score: float = DEFAULT_MIN_SCORE,
+        *,
+        baseline: bool = False,
+    ) -> None:
+        """`rows` in `schema.VIEW_COLUMNS` order (id, artist_name, album_title, ...).
+        `baseline=True` is the matcher before the candidate index (issue 14): full scans and
+        the stricter title-only rule, kept as the benchmark's baseline and the equivalence
+        test's reference."""
         self.min_score = min_score
         self._albums: dict[int, tuple] = {}
         self._ids: list[int] = []
@@ -153,12 +298,21 @@ class CatalogMatcher:
             self._album_title_norm.append(t_norm)
         self._artist_index = artist_index
         self._title_index = title_index
+        # The same fields as arrays, for scoring a block of candidates in one rapidfuzz call.
+        self._columns = _Columns(self)
+        search = _Scan if baseline else _GramIndex
+        self._artist_search = search(self._artist_keys)
+        self._sorted_search = search(self._artist_sorted)
+        self._title_search = search(self._title_keys)
+        self._baseline = baseline
 
     # -- construction -------------------------------------------------------------------
 
     @classmethod
-    def from_parquet(cls, path: Path | str, min_score: float = DEFAULT_MIN_SCORE) -> CatalogMatcher:
-        return cls(read_snapshot(Path(path)), min_score)
+    def from_parquet(
+        cls, path: Path | str, min_score: float = DEFAULT_MIN_SCORE, *, baseline: bool = False
+    ) -> CatalogMatcher:
+        return cls(read_snapshot(Path(path)), min_score, baseline=baseline)
 
     @classmethod
     def from_connection(
@@ -276,9 +430,7 @@ class CatalogMatcher:
             artists = {
                 ai
                 for a_key in a_keys
-                for _, _, ai in process.extract(
-                    a_key, self._artist_keys, scorer=fuzz.ratio, limit=5, score_cutoff=70
-                )
+                for _, _, ai in self._artist_search.extract(a_key, limit=5, score_cutoff=70)
             }
             for ai in sorted(artists):
                 a_sim = max(similarity(k, self._artist_keys[ai]) for k in a_keys)
@@ -297,17 +449,6 @@ class CatalogMatcher:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _artist_sim(self, norm: str, skel: str, ai: int) -> float:
-        # Both the plain and the OCR-folded forms: folding helps OCR errors but can turn a
-        # keyboard typo into a bigger difference ("southergn" vs "southem").
-        plain = max(
-            similarity(skel, self._artist_keys[ai]), similarity(norm, self._artist_norm[ai])
-        )
-        if plain == 1.0:
-            return 1.0
-        reordered = similarity(sort_tokens(skel), self._artist_sorted[ai]) * SORTED_FACTOR
-        return max(plain, reordered)
-
     def _rank_pair(self, query: _Query, factor: float = 1.0) -> list[Candidate]:
         a_key, t_key = ocr_fold(query.artist), ocr_fold(query.title)
         exact = self._pairs.get((a_key, t_key))
@@ -319,17 +460,15 @@ class CatalogMatcher:
         artist_hits: set[int] = set()
         best_artist = 0.0
         for _, variant in a_variants:
-            for _, sim, ai in process.extract(
-                variant, self._artist_keys, scorer=fuzz.ratio, limit=_ARTIST_LIMIT,
-                score_cutoff=_CUTOFF,
-            ):  # fmt: skip
+            for _, sim, ai in self._artist_search.extract(
+                variant, limit=_ARTIST_LIMIT, score_cutoff=_CUTOFF
+            ):
                 artist_hits.add(ai)
                 best_artist = max(best_artist, sim)
         if " " in a_key and best_artist < 90:
-            for _, _, ai in process.extract(
-                sort_tokens(a_key), self._artist_sorted, scorer=fuzz.ratio, limit=4,
-                score_cutoff=70,
-            ):  # fmt: skip
+            for _, _, ai in self._sorted_search.extract(
+                sort_tokens(a_key), limit=4, score_cutoff=70
+            ):
                 artist_hits.add(ai)
         positions: set[int] = set()
         for ai in artist_hits:
@@ -340,9 +479,7 @@ class CatalogMatcher:
             # title alone would need an even closer artist, so it is among these already.
             return out
         more: set[int] = set()
-        for _, _, ti in process.extract(
-            t_key, self._title_keys, scorer=fuzz.ratio, limit=_TITLE_LIMIT, score_cutoff=_CUTOFF
-        ):
+        for _, _, ti in self._title_search.extract(t_key, limit=_TITLE_LIMIT, score_cutoff=_CUTOFF):
             if len(self._title_albums[ti]) <= _COMMON_TITLE:
                 more.update(self._title_albums[ti])
         out += self._score(more - positions, a_variants, t_variants, self_titled, factor)
@@ -357,43 +494,64 @@ class CatalogMatcher:
         self_titled: bool,
         factor: float,
     ) -> list[Candidate]:
-        out = []
-        artist_cache: dict[int, float] = {}
-        for position in positions:
-            ai = self._album_artist[position]
-            a_sim = artist_cache.get(ai)
-            if a_sim is None:
-                a_sim = artist_cache[ai] = max(self._artist_sim(n, k, ai) for n, k in a_variants)
-            t_sim = max(
-                max(similarity(k, self._album_title[position]),
-                    similarity(n, self._album_title_norm[position]))
-                for n, k in t_variants
-            )  # fmt: skip
-            score = pair_score(a_sim, t_sim)
-            if len(self._title_albums[self._album_title_index[position]]) > COMMON_TITLE_ALBUMS:
-                score -= COMMON_TITLE_PENALTY
-            if self_titled:  # one name on the cover: artist and title are one piece of evidence
-                score *= min(a_sim, t_sim)
-            out.append(Candidate(self._ids[position], score * factor, a_sim, t_sim))
-        out.sort(key=_order)
-        return out
+        block = np.fromiter(positions, dtype=np.int64)
+        if not block.size:
+            return []
+        c = self._columns
+        artists, of_album = np.unique(c.album_artist[block], return_inverse=True)
+        # Both the plain and the OCR-folded forms: folding helps OCR errors but can turn a
+        # keyboard typo into a bigger difference ("southergn" vs "southem").
+        a_sim = np.maximum.reduce(
+            [
+                _similarities([k for _, k in a_variants], c.artist_key, artists),
+                _similarities([n for n, _ in a_variants], c.artist_norm, artists),
+                _similarities([sort_tokens(k) for _, k in a_variants], c.artist_sorted, artists)
+                * SORTED_FACTOR,
+            ]
+        ).max(axis=0)[of_album]
+        t_sim = np.maximum(
+            _similarities([k for _, k in t_variants], c.title_key, block),
+            _similarities([n for n, _ in t_variants], c.title_norm, block),
+        ).max(axis=0)
+        low, high = np.minimum(a_sim, t_sim), np.maximum(a_sim, t_sim)
+        score = 0.8 * low + 0.2 * high  # `pair_score`
+        score = np.where(c.common_title[block], score - COMMON_TITLE_PENALTY, score)
+        if self_titled:  # one name on the cover: artist and title are one piece of evidence
+            score = score * low
+        score = score * factor
+        ids = c.ids[block]
+        order = np.lexsort((ids, -score))
+        return list(
+            map(
+                Candidate,
+                ids[order].tolist(),
+                score[order].tolist(),
+                a_sim[order].tolist(),
+                t_sim[order].tolist(),
+            )
+        )
 
     def _rank_title_only(self, t_key: str) -> list[Candidate]:
-        hits = process.extract(
-            t_key, self._title_keys, scorer=fuzz.ratio, limit=3, score_cutoff=_CUTOFF
-        )
+        hits = self._title_search.extract(t_key, limit=3, score_cutoff=_CUTOFF)
         if not hits:
             return []
         out = []
         sims = [similarity(t_key, self._title_keys[ti]) for _, _, ti in hits]
         for rank, (_, _, ti) in enumerate(hits):
-            sim, albums = sims[rank], self._title_albums[ti]
+            sim, albums, key = sims[rank], self._title_albums[ti], self._title_keys[ti]
+            # One album, and either read exactly (a shorter title will do: no other title is
+            # that close) or long with no close rival title.
             distinctive = (
                 rank == 0
                 and len(albums) == 1
-                and len(self._title_keys[ti]) >= TITLE_ONLY_MIN_CHARS
-                and " " in self._title_keys[ti]
-                and all(other < sim - 0.08 for other in sims[1:])  # no close rival title
+                and " " in key
+                and (
+                    (sim == 1.0 and len(key) >= EXACT_TITLE_MIN_CHARS and not self._baseline)
+                    or (
+                        len(key) >= TITLE_ONLY_MIN_CHARS
+                        and all(other < sim - 0.08 for other in sims[1:])  # no close rival
+                    )
+                )
             )
             factor = TITLE_ONLY_FACTOR if distinctive else TITLE_ONLY_FACTOR * 0.8
             out.extend(Candidate(self._ids[p], sim * factor, 0.0, sim) for p in albums)
@@ -402,9 +560,7 @@ class CatalogMatcher:
 
     def _rank_artist_only(self, a_key: str) -> list[Candidate]:
         out = []
-        for _, sim, ai in process.extract(
-            a_key, self._artist_keys, scorer=fuzz.ratio, limit=3, score_cutoff=_CUTOFF
-        ):
+        for _, sim, ai in self._artist_search.extract(a_key, limit=3, score_cutoff=_CUTOFF):
             out.extend(
                 Candidate(self._ids[p], 0.0, sim / 100, 0.0) for p in self._artist_albums[ai]
             )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import threading
 import uuid
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,8 +29,10 @@ from scanbatch.models import (
 )
 from scanbatch.store.db import Database
 
+log = logging.getLogger(__name__)
+
 ROLES = ("dj", "musicDirector", "stationManager")
-FINISHED_CACHE_SIZE = 1024
+VIEW_CACHE_SIZE = 1024  # job views kept in memory, least recently used dropped first
 WRITE_ROLES = frozenset({"musicDirector", "stationManager"})
 
 _SUMMARY_COLUMNS = "id, status, total_items, completed_items, failed_items, created_at, updated_at"
@@ -77,15 +82,59 @@ class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         # This process is the store's only writer, so it knows exactly when these go stale.
-        # Polling clients ask for the same finished jobs and present the same tokens over and
-        # over; both caches save a DuckDB round trip per request.
+        # Polling clients ask for the same jobs and present the same tokens over and over: a
+        # job GET is answered from memory, not DuckDB (whose queries compete for the CPU with
+        # the kernels). Every write method re-reads the view of the job it changed right after
+        # its commit, in commit order, so the view in memory is always the committed state.
         self._cache_lock = threading.Lock()
-        self._finished: OrderedDict[str, tuple[str, JobView]] = OrderedDict()
+        self._views: OrderedDict[str, tuple[str, JobView]] = OrderedDict()  # id -> (owner, view)
+        # A GET that misses reads DuckDB and keeps what it read only if no write began or was
+        # under way meanwhile: a read that raced a commit may be older than what another GET
+        # has already returned, and the writer's own re-read is the one to keep.
+        self._writes = 0  # job writes begun so far
+        self._writing = False
+        self._write_order = threading.RLock()  # one job write (and its re-read) at a time
+        self._local = threading.local()
         self._keys: dict[str, ApiKey] = {}
 
-    def _forget(self, job_id: str) -> None:
-        with self._cache_lock:
-            self._finished.pop(job_id, None)
+    @contextmanager
+    def _job_write(self, job_id: str) -> Iterator[Any]:
+        """A write transaction that changes `job_id`'s view; the view in memory is replaced
+        by a fresh read after the commit (dropped if the job is gone or the write failed).
+        Nested uses refresh once, after the outermost commit."""
+        with self._write_order:
+            depth = getattr(self._local, "depth", 0)
+            if depth == 0:
+                with self._cache_lock:
+                    self._writes += 1
+                    self._writing = True
+            self._local.depth = depth + 1
+            fresh = None
+            try:
+                with self.db.write() as cur:
+                    yield cur
+                if depth == 0:
+                    try:
+                        fresh = self._read_view(job_id)
+                    except Exception:
+                        # The write is committed; only the copy in memory could not be made.
+                        # The next GET reads DuckDB instead.
+                        log.exception("could not re-read job %s after a write", job_id)
+            finally:
+                self._local.depth = depth
+                if depth == 0:
+                    with self._cache_lock:
+                        if fresh is None:
+                            self._views.pop(job_id, None)
+                        else:
+                            self._cache(job_id, fresh)
+                        self._writing = False
+
+    def _cache(self, job_id: str, entry: tuple[str, JobView]) -> None:
+        self._views[job_id] = entry
+        self._views.move_to_end(job_id)
+        if len(self._views) > VIEW_CACHE_SIZE:
+            self._views.popitem(last=False)
 
     @classmethod
     def open(cls, path: Path) -> JobStore:
@@ -109,7 +158,7 @@ class JobStore:
         """The job and one pending result row per item, in one transaction."""
         job_id = job_id or str(uuid.uuid4())
         now = utcnow()
-        with self.db.write() as cur:
+        with self._job_write(job_id) as cur:
             cur.execute(
                 "INSERT INTO scan_jobs (id, user_id, status, total_items, manifest, extractor, "
                 "idempotency_key, request_hash, created_at, updated_at) "
@@ -165,17 +214,35 @@ class JobStore:
 
     def get_job(self, job_id: str, user_id: str | None = None) -> JobView:
         """The job with its results in item order. `user_id=None` skips the owner check
-        (the server's own bookkeeping and the local CLI)."""
+        (the server's own bookkeeping and the local CLI). The same object is returned until
+        the job changes."""
         job_id = parse_job_id(job_id)
         with self._cache_lock:
-            cached = self._finished.get(job_id)
-        if cached is not None:
-            owner, view = cached
-            if user_id is not None and owner != user_id:
+            entry = self._views.get(job_id)
+            if entry is not None:
+                self._views.move_to_end(job_id)
+            writes = None if self._writing else self._writes
+        if entry is None:
+            entry = self._read_view(job_id)
+            if entry is None:
                 raise NotFound("Job not found")
-            return view
+            with self._cache_lock:
+                if writes == self._writes and not self._writing and job_id not in self._views:
+                    self._cache(job_id, entry)
+        owner, view = entry
+        # Another user's job is indistinguishable from a missing one.
+        if user_id is not None and owner != user_id:
+            raise NotFound("Job not found")
+        return view
+
+    def _read_view(self, job_id: str) -> tuple[str, JobView] | None:
+        """(owner, view) of the job as DuckDB has it, None when there is no such job."""
         with self.db.read() as cur:
-            row = self._owned(cur, job_id, user_id)
+            row = cur.execute(
+                f"SELECT {_SUMMARY_COLUMNS}, user_id FROM scan_jobs WHERE id = ?", [job_id]
+            ).fetchone()
+            if row is None:
+                return None
             rel = cur.execute(
                 "SELECT item_index, status, extraction, matched_album_id, match_score, "
                 "match_note, error_message, error_code, retryable, input_tokens, output_tokens "
@@ -209,12 +276,7 @@ class JobStore:
             input_tokens=tokens_in,
             output_tokens=tokens_out,
         )
-        if view.status.finished:
-            with self._cache_lock:
-                self._finished[job_id] = (row[-1], view)
-                if len(self._finished) > FINISHED_CACHE_SIZE:
-                    self._finished.popitem(last=False)
-        return view
+        return str(row[-1]), view
 
     def list_jobs(self, user_id: str, limit: int = 20, offset: int = 0) -> JobList:
         with self.db.read() as cur:
@@ -259,9 +321,8 @@ class JobStore:
     def mark_processing(self, job_id: str) -> None:
         """The job and its unfinished items start processing."""
         job_id = parse_job_id(job_id)
-        self._forget(job_id)
         now = utcnow()
-        with self.db.write() as cur:
+        with self._job_write(job_id) as cur:
             cur.execute(
                 "UPDATE scan_results SET status = 'processing', updated_at = ? "
                 "WHERE job_id = ? AND status = 'pending'",
@@ -280,10 +341,9 @@ class JobStore:
         job_id = parse_job_id(job_id)
         if not outcomes:
             return 0
-        self._forget(job_id)
         now = utcnow()
         changed = 0
-        with self.db.write() as cur:
+        with self._job_write(job_id) as cur:
             for o in outcomes:
                 u = o.usage
                 cur.execute(
@@ -328,9 +388,8 @@ class JobStore:
         """Items not yet finished end `failed` with `message` (a cancelled job, a notebook that
         died). Returns how many."""
         job_id = parse_job_id(job_id)
-        self._forget(job_id)
         now = utcnow()
-        with self.db.write() as cur:
+        with self._job_write(job_id) as cur:
             cur.execute(
                 "UPDATE scan_results SET status = 'failed', error_message = ?, error_code = ?, "
                 "retryable = true, updated_at = ?, completed_at = ? "
@@ -351,8 +410,7 @@ class JobStore:
         """End the job: `completed` when at least one item succeeded, else `failed`. Items still
         unfinished fail first with `unfinished_message` (default: not processed)."""
         job_id = parse_job_id(job_id)
-        self._forget(job_id)
-        with self.db.write() as cur:
+        with self._job_write(job_id) as cur:
             self.fail_unfinished(
                 job_id, unfinished_message or "Item was not processed", unfinished_code
             )
@@ -382,19 +440,19 @@ class JobStore:
 
     def delete_job(self, job_id: str, user_id: str | None = None) -> None:
         job_id = parse_job_id(job_id)
-        self._forget(job_id)
         # DuckDB foreign keys cannot CASCADE, and a parent whose children were deleted in the
         # same transaction still counts as referenced (duckdb 2.0): children go first, in their
         # own transaction. A crash between the two leaves a job with no results, which a
         # repeated delete removes.
-        with self.db.write() as cur:
-            self._owned(cur, job_id, user_id)
-            # Reviews have no foreign key (see store/reviews.py); they go with their results.
-            cur.execute("DELETE FROM scan_reviews WHERE job_id = ?", [job_id])
-            cur.execute("DELETE FROM scan_review_history WHERE job_id = ?", [job_id])
-            cur.execute("DELETE FROM scan_results WHERE job_id = ?", [job_id])
-        with self.db.write() as cur:
-            cur.execute("DELETE FROM scan_jobs WHERE id = ?", [job_id])
+        with self._write_order:
+            with self._job_write(job_id) as cur:
+                self._owned(cur, job_id, user_id)
+                # Reviews have no foreign key (see store/reviews.py); they go with the results.
+                cur.execute("DELETE FROM scan_reviews WHERE job_id = ?", [job_id])
+                cur.execute("DELETE FROM scan_review_history WHERE job_id = ?", [job_id])
+                cur.execute("DELETE FROM scan_results WHERE job_id = ?", [job_id])
+            with self._job_write(job_id) as cur:
+                cur.execute("DELETE FROM scan_jobs WHERE id = ?", [job_id])
 
     def result_rows(self, job_id: str) -> list[dict[str, Any]]:
         """Every column of the job's result rows, for audits and evaluation."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -150,7 +151,40 @@ def _int_arg(name: str, default: int) -> int:
 @bp.get("/batch/<job_id>")
 def get_batch(job_id: str) -> Response:
     key = current_key()
-    return _job_response(services().store.get_job(job_id, key.user_id))
+    view = services().store.get_job(job_id, key.user_id)
+    body, etag = _encoded(view)
+    if request.if_none_match.contains_weak(etag):
+        # The app polls: an unchanged job costs it no body.
+        response = current_app.response_class(status=304)
+    else:
+        response = current_app.response_class(body, mimetype=current_app.json.mimetype)
+    response.set_etag(etag)
+    # The body belongs to one user and changes while the job runs: caches must ask each time.
+    response.headers["Cache-Control"] = "private, no-cache"
+    if not view.status.finished:
+        response.headers["Retry-After"] = str(POLL_AFTER_SECONDS)
+    return response
+
+
+# The store returns the same view object until its job changes, so a view's JSON body and
+# ETag are made once per change, not once per poll. Each entry holds its view, so an id() here
+# is never reused by another object while the entry lives.
+_ENCODED: OrderedDict[int, tuple[JobView, bytes, str]] = OrderedDict()
+_ENCODED_SIZE = 1024
+_encoded_lock = threading.Lock()
+
+
+def _encoded(view: JobView) -> tuple[bytes, str]:
+    with _encoded_lock:
+        entry = _ENCODED.get(id(view))
+    if entry is None:
+        body = current_app.json.response(view.to_json_dict()).get_data()
+        entry = (view, body, hashlib.sha256(body).hexdigest()[:32])
+        with _encoded_lock:
+            _ENCODED[id(view)] = entry
+            if len(_ENCODED) > _ENCODED_SIZE:
+                _ENCODED.popitem(last=False)
+    return entry[1], entry[2]
 
 
 def _cancel(job_id: str) -> str:
