@@ -33,9 +33,9 @@ class ServerProcess:
             **os.environ,
             "SCANBATCH_DATA_DIR": str(self.data_dir),
             "SCANBATCH_EXTRACTOR": extractor,
-            "SCANBATCH_PLUGINS": "tests.fakes",
             "SCANBATCH_PORT": "0",
-            "PYTHONPATH": str(ROOT),
+            # The fake extractors' entry points, for the server and its kernels.
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "entry_points")]),
             **env,
         }
         self.proc: subprocess.Popen | None = None
