@@ -86,16 +86,26 @@ def execute(job: dict[str, Any], km) -> str | None:
     papermill's exception."""
     import papermill
 
+    common = {
+        "parameters": job["parameters"],
+        "kernel_name": KERNEL_NAME,
+        "progress_bar": False,
+        "cwd": job["cwd"],
+    }
     try:
+        # The parameterised notebook goes to disk first, so a run killed at its time limit
+        # still leaves what it was asked to do. The run then saves once, at its end, not at
+        # every cell: each save re-validates and rewrites the whole notebook, thumbnails
+        # included (measured: 0.78 s vs 0.67 s for a 10-item job under load, 0.64 s for the
+        # old two-cell notebook).
+        papermill.execute_notebook(job["input"], job["output"], prepare_only=True, **common)
         papermill.execute_notebook(
             job["input"],
             job["output"],
-            parameters=job["parameters"],
-            kernel_name=KERNEL_NAME,
-            progress_bar=False,
-            log_output=False,
-            cwd=job["cwd"],
             km=km,
+            log_output=False,
+            request_save_on_cell_execute=False,
+            **common,
         )
     except papermill.PapermillExecutionError as exc:
         log.error("notebook failed in cell %s: %s: %s", exc.exec_count, exc.ename, exc.evalue)
