@@ -218,7 +218,9 @@ class JobRunner:
                     break
                 if job_id in self._cancelled or self._stopping.is_set():
                     break
-                time.sleep(self.poll_interval)
+                # Returns as soon as the run ends, so the last items are not a poll late.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=self.poll_interval)
         finally:
             if proc.poll() is None:  # stopped early, or this thread was interrupted
                 _kill(proc)
@@ -268,11 +270,13 @@ def run_batch(
     """Process one batch from files on disk, exactly as the server would: validate, create
     the job, execute the processing notebook on it and finish it; returns the job's view. The
     executed notebook is in the job's folder."""
+    from scanbatch.catalog_sync import seed_catalog_if_empty
     from scanbatch.extractors.base import check_extractor
     from scanbatch.submit import create_job_from_files
 
     name = extractor_name or settings.extractor
     check_extractor(name, settings)  # a missing key or a bad option fails here, before any work
+    seed_catalog_if_empty(store, settings.seed_catalog)  # as the server does: matching works
     job_id, manifest = create_job_from_files(
         store, settings.jobs_dir, user_id, manifest_text, image_paths, extractor=name
     )
