@@ -21,7 +21,7 @@ from typing import Any
 
 from scanbatch.extractors import create_extractor, extractor_names, get_extractor_class
 from scanbatch.extractors.base import Extractor
-from scanbatch.images import sniff_mime
+from scanbatch.images import SNIFF_BYTES, sniff_mime
 from scanbatch.jobfolder import JobFolder, iter_results
 from scanbatch.models import ItemOutcome, Manifest, ManifestItem, Status
 from scanbatch.pipeline import Matcher, pending_items, process_folder
@@ -64,7 +64,11 @@ def open_job(parameters: Mapping[str, Any]) -> BatchJob:
     """The job described by the notebook's parameters (pass `globals()`): settings validated,
     the extractor built (a bad option or a missing key fails here, before any item), the catalog
     snapshot loaded."""
+    from scanbatch.errors import ConfigError
+
     settings = Settings.from_kernel_parameters(dict(parameters))
+    if not parameters.get("job_dir"):
+        raise ConfigError("notebook parameter job_dir is empty: pass the job's folder")
     folder = JobFolder(Path(parameters["job_dir"]))
     manifest = folder.read_manifest()
     backend = create_extractor(settings.extractor, settings)
@@ -94,7 +98,7 @@ class BatchJob:
         self.matcher = matcher
         self.snapshot = snapshot
         self.mime_types = {
-            index: [sniff_mime(p.read_bytes()[:64], index=None) for p in folder.image_paths(index)]
+            index: [_mime(p) for p in folder.image_paths(index)]
             for index in range(len(manifest.items))
         }
         # Thumbnails are made beside the extraction (which mostly waits on the network), so
@@ -392,6 +396,11 @@ def album_label(album: Mapping[str, Any] | None) -> str:
 
 def _field_text(field: Mapping[str, Any] | None) -> str:
     return f"{field['value']} ({field['confidence']:.2f})" if field else ""
+
+
+def _mime(path: Path) -> str:
+    with open(path, "rb") as fh:
+        return sniff_mime(fh.read(SNIFF_BYTES), index=None)
 
 
 def thumbnail_html(path: Path) -> str:
