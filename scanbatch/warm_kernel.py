@@ -21,7 +21,10 @@ import logging
 import os
 import signal
 import sys
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from jupyter_client.manager import KernelManager
 
 KERNEL_NAME = "python3"
 # Below the server: on a small machine, kernels starting up would otherwise take the CPU from
@@ -53,7 +56,7 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def start_kernel():  # -> KernelManager
+def start_kernel() -> KernelManager:
     """A started and warmed kernel. A start that fails is retried: several kernels starting at
     once can race for the same ports."""
     from jupyter_client.manager import KernelManager
@@ -81,7 +84,7 @@ def start_kernel():  # -> KernelManager
     raise KernelStartError(f"kernel did not start after {START_ATTEMPTS} attempts: {last_error}")
 
 
-def execute(job: dict[str, Any], km) -> str | None:
+def execute(job: dict[str, Any], km: KernelManager) -> str | None:
     """Run the job's notebook on `km`: None on success, else why it failed, taken from
     papermill's exception."""
     import papermill
