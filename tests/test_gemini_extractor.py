@@ -450,9 +450,9 @@ def test_extractors_for_the_same_quota_share_one_window_file(fake, monkeypatch, 
     assert first._limiter.max_calls == 7 and first._limiter.period == 60
 
 
-def test_options_are_typed_and_an_unknown_one_is_named(monkeypatch):
+def test_options_are_typed_and_an_unknown_one_is_named(monkeypatch, tmp_path):
     monkeypatch.setenv("GEMINI_API_KEY", "k")
-    settings = Settings(extractor="gemini")
+    settings = Settings(extractor="gemini", data_dir=tmp_path)
     with pytest.raises(ConfigError, match="Unknown option 'temprature' for extractor 'gemini'"):
         create_extractor("gemini", settings, temprature=0.3)
     with pytest.raises(ConfigError, match="option 'temperature'"):
@@ -480,16 +480,19 @@ def test_missing_api_key_is_a_config_error(monkeypatch):
         GeminiExtractor.from_settings(Settings(extractor="gemini"))
 
 
-def test_unknown_prompt_version_fails_in_from_settings(monkeypatch):
+def test_unknown_prompt_version_fails_in_from_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("GEMINI_API_KEY", "k")
     with pytest.raises(ConfigError, match="v1"):
-        GeminiExtractor.from_settings(Settings(extractor="gemini", prompt_version="v999"))
+        GeminiExtractor.from_settings(
+            Settings(extractor="gemini", prompt_version="v999", data_dir=tmp_path)
+        )
 
 
-def test_from_settings_reads_the_gemini_settings(fake, monkeypatch):
+def test_from_settings_reads_the_gemini_settings(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("GEMINI_API_KEY", "from-env")
     settings = Settings(
         extractor="gemini",
+        data_dir=tmp_path,
         gemini_base_url=fake.base_url,
         gemini_model="gemini-x",
         gemini_temperature=0.2,

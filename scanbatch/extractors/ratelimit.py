@@ -48,8 +48,6 @@ class RateLimiter:
         self._sleep = sleep
         self._starts: list[float] = []
         self._lock = threading.Lock()
-        if self.path is not None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def acquire(self) -> float:
         """Block until a call may start; returns the seconds waited."""
@@ -71,6 +69,7 @@ class RateLimiter:
                 return delay
             # Each call opens its own file description, so flock also orders this process's
             # threads against each other and against other processes.
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
