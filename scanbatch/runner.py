@@ -107,8 +107,12 @@ class JobRunner:
         return resumed
 
     def submit(self, job_id: str) -> None:
+        """Queue the job, unless it is queued or running already: two runs of one job would
+        send its photos twice."""
         with self._lock:
-            self._finished.setdefault(job_id, threading.Event())
+            if job_id in self._finished:
+                return
+            self._finished[job_id] = threading.Event()
         self._queue.put(job_id)
 
     @property

@@ -38,7 +38,7 @@ def make_job(store, settings, scripts, extractor="fake", artist=None):
 
 
 def run_to_end(runner, store, job_id, timeout=90):
-    runner.submit(job_id)
+    runner.submit(job_id)  # a no-op for a job submitted already
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = store.get_job(job_id)
@@ -123,6 +123,25 @@ def test_recovery_ingests_finished_lines_and_finishes_without_a_kernel(
     assert runner.queued == 0
 
 
+def test_a_job_submitted_twice_runs_once(runner_settings, runner_store):
+    runner = JobRunner(runner_store, runner_settings.model_copy(update={"runner_workers": 2}))
+    runner.start()
+    try:
+        while runner.pool.ready < 2:
+            time.sleep(0.1)
+        job_id = make_job(runner_store, runner_settings, ["sleep:1.5", "sleep:1.5"])
+        runner.submit(job_id)
+        runner.submit(job_id)  # e.g. a retried request: the idle second worker must not take it
+        job = run_to_end(runner, runner_store, job_id)
+    finally:
+        runner.stop()
+    assert job.status == "completed"
+    lines = (runner_settings.jobs_dir / job_id / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # each item extracted once
+    log = (runner_settings.jobs_dir / job_id / "papermill.log").read_text()
+    assert log.count("Executing notebook") == 1
+
+
 def test_recovery_of_a_job_whose_folder_vanished(runner_settings, runner_store):
     import shutil
 
@@ -140,7 +159,9 @@ def test_two_jobs_at_once_share_one_gemini_rate_limit(runner_settings, runner_st
 
     rpm, period = 3, 2.0
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")  # kernels inherit the environment
-    with FakeGemini(default=extraction_reply()) as fake:
+    # Slow replies keep each job running for seconds after its last request, so the two jobs
+    # overlap even when one kernel is slow to begin (the machine may be busy).
+    with FakeGemini(default=extraction_reply(), latency=5.0) as fake:
         settings = runner_settings.model_copy(
             update={
                 "extractor": "gemini",
