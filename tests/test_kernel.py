@@ -3,6 +3,7 @@ kernel writes into it (built here in-process; test_server reads it through HTTP)
 
 import ast
 import json
+import os
 from pathlib import Path
 
 import papermill
@@ -20,7 +21,7 @@ PY_TYPES = {int: "int", float: "float", str: "str"}
 
 @pytest.fixture
 def clean_env(monkeypatch):
-    for name in list(__import__("os").environ):
+    for name in list(os.environ):
         if name.startswith("SCANBATCH_") or name == "GEMINI_API_KEY":
             monkeypatch.delenv(name)
 
