@@ -70,7 +70,10 @@ def main() -> None:
     # Never a real key: every request goes to the fake server on loopback.
     os.environ["GEMINI_API_KEY"] = "bench-key"
     with FakeGemini(latency=args.latency) as fake, tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(extractor="gemini", gemini_base_url=fake.base_url)
+        # A fresh data folder: the rate limit's window file lives there.
+        settings = load_settings(
+            extractor="gemini", gemini_base_url=fake.base_url, data_dir=Path(tmp)
+        )
         extractor = GeminiExtractor.from_settings(settings)
         levels = [1, settings.item_concurrency, *args.concurrency]
         levels = list(dict.fromkeys(levels))  # keep order, drop repeats

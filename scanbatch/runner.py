@@ -1,10 +1,13 @@
-"""The server's job runner: a queue and a bounded pool of papermill executions.
+"""Running jobs: every job, from the server or from `scanbatch run`, is one papermill execution
+of `notebooks/process_batch.ipynb` in a warm notebook process (`scanbatch.warm_kernel`), so
+every job leaves its executed notebook as its audit trail.
 
-Each job runs `notebooks/process_batch.ipynb` in its own OS process group (papermill and its
-kernel) under a wall-clock limit, because papermill has no execution timeout by default and
-can hang when a kernel dies. While it runs, the runner ingests `results.jsonl` line by line,
-so GET shows items completing one by one. Whatever happens to the notebook, the job ends:
-items it did not finish fail with a message saying why."""
+The server's `JobRunner` keeps a queue and a bounded pool of such processes. Each runs in its
+own OS process group under a wall-clock limit, because papermill has no execution timeout by
+default and can hang when a kernel dies. While it runs, the runner ingests `results.jsonl` line
+by line, so GET shows items completing one by one. Whatever happens to the notebook, the job
+ends: items it did not finish fail with a message saying why, taken from papermill's exception
+as the warm process reports it."""
 
 from __future__ import annotations
 
@@ -18,28 +21,40 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from scanbatch.catalog_sync import CatalogSnapshot
 from scanbatch.jobfolder import JobFolder, read_results
+from scanbatch.models import ItemOutcome, JobView
 from scanbatch.settings import REPO_ROOT, Settings
 from scanbatch.store import JobStore
 
 log = logging.getLogger(__name__)
 
 NOTEBOOK = REPO_ROOT / "notebooks" / "process_batch.ipynb"
-KERNEL_START_ATTEMPTS = 3
 PID_FILE = "papermill.pid"
 CANCELLED = "cancelled"
+WARM_LOG = "warm_kernels.log"
+LOCAL_USER = "local"
+
+OnOutcome = Callable[[ItemOutcome], None]
 
 
 class JobRunner:
-    def __init__(self, store: JobStore, settings: Settings, *, poll_interval: float = 0.1) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        settings: Settings,
+        *,
+        poll_interval: float = 0.1,
+        keep_warm: bool = True,
+    ) -> None:
         self.store = store
         self.settings = settings
         self.poll_interval = poll_interval
         self.snapshot = CatalogSnapshot(store, settings.catalog_snapshot)
-        self.pool = WarmPool(settings)
+        self.pool = WarmPool(settings, keep_warm=keep_warm)
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
@@ -92,8 +107,12 @@ class JobRunner:
         return resumed
 
     def submit(self, job_id: str) -> None:
+        """Queue the job, unless it is queued or running already: two runs of one job would
+        send its photos twice."""
         with self._lock:
-            self._finished.setdefault(job_id, threading.Event())
+            if job_id in self._finished:
+                return
+            self._finished[job_id] = threading.Event()
         self._queue.put(job_id)
 
     @property
@@ -130,7 +149,7 @@ class JobRunner:
             if job_id is None or self._stopping.is_set():
                 return
             try:
-                self._run(job_id)
+                self.process(job_id)
             except Exception:  # the runner must survive any job
                 log.exception("job %s: runner error", job_id)
                 try:
@@ -144,108 +163,155 @@ class JobRunner:
                 if event is not None:
                     event.set()
 
-    def _run(self, job_id: str) -> None:
+    def process(self, job_id: str, on_outcome: OnOutcome | None = None) -> None:
+        """Run the job's notebook to the end in this thread and finish the job in the store;
+        `on_outcome` sees each item's outcome as it is ingested."""
         if not self.store.unfinished_items(job_id):  # cancelled or deleted while queued
             return
         folder = self._folder(job_id)
         self.store.mark_processing(job_id)
         snapshot = self.snapshot.ensure()
-        offset = 0
-        message = None
-        for attempt in range(1, KERNEL_START_ATTEMPTS + 1):
-            offset, message = self._execute(job_id, folder, snapshot, offset)
-            if message is None or not _kernel_never_ran(folder.notebook_path):
-                break
-            if job_id in self._cancelled or self._stopping.is_set():
-                break
-            log.warning("job %s: kernel start failed (attempt %d): %s", job_id, attempt, message)
+        offset, message = self._execute(job_id, folder, snapshot, on_outcome)
         if self._stopping.is_set() and job_id not in self._cancelled:
             return  # server shutting down: leave the job unfinished; the next start resumes it
-        self._ingest(job_id, folder, offset)
+        self._ingest(job_id, folder, offset, on_outcome)
         code = "notebook_failed"
         if job_id in self._cancelled:
             message = code = CANCELLED
         self.store.finish_job(job_id, message, code)
 
+    def _parameters(self, job_id: str, folder: JobFolder, snapshot: Path | None) -> dict:
+        return {
+            **self.settings.kernel_parameters(),
+            "extractor": self.store.job_extractor(job_id) or self.settings.extractor,
+            "job_dir": str(folder.path.resolve()),
+            "catalog_snapshot": str(snapshot.resolve()) if snapshot else "",
+        }
+
     def _execute(
-        self, job_id: str, folder: JobFolder, snapshot: Path | None, offset: int
+        self,
+        job_id: str,
+        folder: JobFolder,
+        snapshot: Path | None,
+        on_outcome: OnOutcome | None,
     ) -> tuple[int, str | None]:
         """One papermill run in a warm process. Returns the results offset and None on
         success, else why not."""
-        params = {
-            "job_dir": str(folder.path.resolve()),
-            "extractor": self.store.job_extractor(job_id) or self.settings.extractor,
-            "item_concurrency": self.settings.item_concurrency,
-            "catalog_snapshot": str(snapshot.resolve()) if snapshot else "",
-            "plugins": self.settings.plugin_modules,
+        job = {
+            "input": str(NOTEBOOK),
+            "output": str(folder.notebook_path.resolve()),
+            "parameters": self._parameters(job_id, folder, snapshot),
+            "cwd": str(folder.path.resolve()),
+            "log": str((folder.path / "papermill.log").resolve()),
         }
-        log_path = folder.path / "papermill.log"
-        proc = self.pool.take()
+        proc, failure = self.pool.take_with(job)
         if proc is None:
-            return offset, (
-                "Could not start a notebook kernel; see warm_kernels.log in SCANBATCH_DATA_DIR"
-            )
+            return 0, f"Could not start a notebook kernel: {failure}"
         pid_file = folder.path / PID_FILE
         pid_file.write_text(str(proc.pid))
         with self._lock:
             self._procs[job_id] = proc
         deadline = time.monotonic() + self.settings.notebook_timeout
+        offset = 0
         timed_out = False
         try:
-            job = {
-                "input": str(NOTEBOOK),
-                "output": str(folder.notebook_path.resolve()),
-                "parameters": params,
-                "cwd": str(folder.path.resolve()),
-                "log": str(log_path.resolve()),
-            }
-            try:
-                proc.stdin.write(json.dumps(job) + "\n")
-                proc.stdin.close()
-            except OSError:  # it died after saying ready; the caller retries
-                pass
             while proc.poll() is None:
-                offset = self._ingest(job_id, folder, offset)
+                offset = self._ingest(job_id, folder, offset, on_outcome)
                 if time.monotonic() > deadline:
                     timed_out = True
-                    _kill(proc)
                     break
-                if job_id in self._cancelled:
-                    _kill(proc)
+                if job_id in self._cancelled or self._stopping.is_set():
                     break
-                time.sleep(self.poll_interval)
-            proc.wait()
+                # Returns as soon as the run ends, so the last items are not a poll late.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=self.poll_interval)
         finally:
+            if proc.poll() is None:  # stopped early, or this thread was interrupted
+                _kill(proc)
+            proc.wait()
             with self._lock:
                 self._procs.pop(job_id, None)
             pid_file.unlink(missing_ok=True)
-        offset = self._ingest(job_id, folder, offset)
+        offset = self._ingest(job_id, folder, offset, on_outcome)
         if timed_out:
             return offset, (
                 f"Processing notebook exceeded SCANBATCH_NOTEBOOK_TIMEOUT "
                 f"({self.settings.notebook_timeout:g} s) and was stopped"
             )
-        if proc.returncode == 0:
+        event = _last_event(proc)
+        if event.get("event") == "done":
             return offset, None
-        return offset, "Processing notebook failed: " + _notebook_error(folder, log_path)
+        if "error" in event:
+            return offset, f"Processing notebook failed: {event['error']}"
+        return offset, (
+            f"The notebook process exited (code {proc.returncode}) without a result; see "
+            "papermill.log in the job folder"
+        )
 
-    def _ingest(self, job_id: str, folder: JobFolder, offset: int) -> int:
+    def _ingest(
+        self, job_id: str, folder: JobFolder, offset: int, on_outcome: OnOutcome | None = None
+    ) -> int:
         outcomes, offset = read_results(folder.results_path, offset)
         if outcomes:
             self.store.record_outcomes(job_id, outcomes)
+            if on_outcome is not None:
+                for outcome in outcomes:
+                    on_outcome(outcome)
         return offset
+
+
+def run_batch(
+    store: JobStore,
+    settings: Settings,
+    manifest_text: str,
+    image_paths: list[Path],
+    *,
+    extractor_name: str | None = None,
+    user_id: str = LOCAL_USER,
+    on_item: OnOutcome | None = None,
+    on_start: Callable[[int], None] | None = None,
+) -> JobView:
+    """Process one batch from files on disk, exactly as the server would: validate, create
+    the job, execute the processing notebook on it and finish it; returns the job's view. The
+    executed notebook is in the job's folder."""
+    from scanbatch.catalog_sync import seed_catalog_if_empty
+    from scanbatch.extractors.base import check_extractor
+    from scanbatch.submit import create_job_from_files
+
+    name = extractor_name or settings.extractor
+    check_extractor(name, settings)  # a missing key or a bad option fails here, before any work
+    seed_catalog_if_empty(store, settings.seed_catalog)  # as the server does: matching works
+    job_id, manifest = create_job_from_files(
+        store, settings.jobs_dir, user_id, manifest_text, image_paths, extractor=name
+    )
+    if on_start is not None:
+        on_start(len(manifest.items))
+    runner = JobRunner(store, settings, keep_warm=False)
+    try:
+        runner.process(job_id, on_item)
+    finally:
+        runner.pool.close()
+    return store.get_job(job_id)
 
 
 class WarmPool:
     """Processes of `scanbatch.warm_kernel` with a kernel started and warmed, ready for one
-    job each. Taking one starts its replacement in the background."""
+    job each. With `keep_warm`, taking one starts its replacement in the background.
 
-    def __init__(self, settings: Settings) -> None:
+    Every process is started by one long-lived thread: a warm process asks Linux to kill it
+    when the thread that started it ends (PR_SET_PDEATHSIG), which must be when the server
+    ends, not when a helper thread returns."""
+
+    def __init__(self, settings: Settings, *, keep_warm: bool = True) -> None:
         self.settings = settings
-        self._ready: queue.Queue[subprocess.Popen] = queue.Queue()
+        self.keep_warm = keep_warm
+        self._ready: queue.Queue[subprocess.Popen | str] = queue.Queue()
         self._all: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
         self._closed = False
+        self._starting = 0
+        self._requests: queue.Queue[bool] = queue.Queue()
+        self._spawner: threading.Thread | None = None
 
     @property
     def ready(self) -> int:
@@ -256,87 +322,154 @@ class WarmPool:
             self._spawn_async()
 
     def _spawn_async(self) -> None:
-        threading.Thread(target=self._spawn, name="warm-kernel", daemon=True).start()
+        with self._lock:
+            if self._closed:
+                return
+            self._starting += 1
+            if self._spawner is None:
+                self._spawner = threading.Thread(
+                    target=self._spawn_loop, name="warm-spawner", daemon=True
+                )
+                self._spawner.start()
+        self._requests.put(True)
 
-    def _spawn(self) -> None:
-        env = self.settings.child_env(dict(os.environ))
-        # Plugins (e.g. a test's fake extractor) are importable from the server's directory.
-        env["PYTHONPATH"] = os.pathsep.join(
-            p for p in (os.getcwd(), str(REPO_ROOT), env.get("PYTHONPATH", "")) if p
-        )
+    def _spawn_loop(self) -> None:
+        while self._requests.get():
+            try:
+                proc = self._spawn()
+            except OSError as exc:  # cannot even start Python: every job would fail the same
+                log.error("could not start a notebook process: %s", exc)
+                proc = f"could not start a notebook process: {exc}"
+            if isinstance(proc, subprocess.Popen):
+                threading.Thread(
+                    target=self._await_ready, args=(proc,), name="warm-ready", daemon=True
+                ).start()
+                continue
+            with self._lock:
+                self._starting -= 1
+            if proc is not None:
+                self._ready.put(proc)
+
+    def _spawn(self) -> subprocess.Popen | None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [
-            sys.executable,
-            "-m",
-            "scanbatch.warm_kernel",
-            self.settings.extractor,
-            *self.settings.plugin_modules,
-        ]
-        with open(self.settings.data_dir / "warm_kernels.log", "ab") as log_file:
+        with open(self.settings.data_dir / WARM_LOG, "ab") as log_file:
             proc = subprocess.Popen(
-                cmd,
+                [sys.executable, "-m", "scanbatch.warm_kernel"],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log_file,
-                env=env,
+                env=kernel_env(),
                 text=True,
                 start_new_session=True,
             )
         with self._lock:
             if self._closed:
                 _kill(proc)
-                return
+                proc.wait()
+                return None
             self._all.add(proc)
-        if proc.stdout.readline().strip() == "ready":
-            self._ready.put(proc)
-        else:
-            log.error("a notebook kernel failed to start; see warm_kernels.log")
-            self._discard(proc)
+        return proc
 
-    def take(self, timeout: float = 180.0) -> subprocess.Popen | None:
-        """A ready process (waiting for one if need be), or None if none starts in time."""
+    def _await_ready(self, proc: subprocess.Popen) -> None:
+        event = _read_event(proc)
+        with self._lock:
+            self._starting -= 1
+        if event.get("event") == "ready":
+            self._ready.put(proc)
+            return
+        reason = event.get("error") or f"it exited with code {proc.wait()}"
+        log.error("a notebook kernel failed to start (%s); see %s", reason, WARM_LOG)
+        self._discard(proc)
+        self._ready.put(f"{reason}; see {WARM_LOG} in SCANBATCH_DATA_DIR")
+
+    def take_with(
+        self, job: dict, timeout: float = 180.0
+    ) -> tuple[subprocess.Popen | None, str | None]:
+        """A ready process that has been handed `job`, waiting for one if need be; or None and
+        why no process could take it."""
         deadline = time.monotonic() + timeout
-        self._spawn_async()  # the replacement, or the first one if none is ready yet
+        with self._lock:
+            idle = self._ready.empty() and self._starting == 0
+        if self.keep_warm or idle:
+            self._spawn_async()  # the replacement, or the first one if none is coming
         while True:
             try:
-                proc = self._ready.get(timeout=max(0.0, deadline - time.monotonic()))
+                item = self._ready.get(timeout=max(0.0, deadline - time.monotonic()))
             except queue.Empty:
-                return None
-            if proc.poll() is None:
-                with self._lock:
-                    self._all.discard(proc)
-                return proc
-            self._discard(proc)  # died while waiting; try the next
-            self._spawn_async()
+                return None, f"none was ready within {timeout:g} s; see {WARM_LOG}"
+            if isinstance(item, str):
+                return None, item
+            try:
+                item.stdin.write(json.dumps(job) + "\n")
+                item.stdin.close()
+            except BrokenPipeError:  # it died while waiting in the pool; it never saw the job
+                log.warning("a warm notebook process died while idle; taking another")
+                self._discard(item)
+                self._spawn_async()
+                continue
+            with self._lock:
+                self._all.discard(item)
+            return item, None
 
     def _discard(self, proc: subprocess.Popen) -> None:
         _kill(proc)
         with self._lock:
             self._all.discard(proc)
+        proc.wait()
 
     def close(self) -> None:
         with self._lock:
             self._closed = True
             procs = list(self._all)
             self._all.clear()
+        self._requests.put(False)
         for proc in procs:
             _kill(proc)
 
 
+def kernel_env() -> dict[str, str]:
+    """The environment of notebook processes: the server's, without any SCANBATCH_* variable.
+    Settings reach the kernel only as notebook parameters; secrets (GEMINI_API_KEY,
+    GOOGLE_GEMINI_BASE_URL) only through this environment."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("SCANBATCH_")}
+
+
+def _read_event(proc: subprocess.Popen) -> dict:
+    line = proc.stdout.readline()
+    try:
+        event = json.loads(line) if line.strip() else {}
+    except ValueError:
+        log.error("unexpected output from a notebook process: %r", line[:200])
+        return {}
+    return event if isinstance(event, dict) else {}
+
+
+def _last_event(proc: subprocess.Popen) -> dict:
+    """The last event a finished warm process reported ({} if it reported none)."""
+    last: dict = {}
+    while event := _read_event(proc):
+        last = event
+    return last
+
+
 def _kill(proc: subprocess.Popen) -> None:
-    """Kill papermill and its kernel together (they share a new session)."""
+    """Kill the warm process's group; its kernel dies with it (a parent-death signal)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
 
 
 def _kill_orphan(folder: JobFolder) -> None:
-    """A server killed with -9 leaves its papermill process group running; it would go on
-    appending to `results.jsonl` beside the resumed run, so it is stopped first."""
+    """A notebook process that outlived its server (its parent-death signal should prevent
+    that) would go on appending to `results.jsonl` beside the resumed run: stop it first."""
     pid_file = folder.path / PID_FILE
     try:
         pid = int(pid_file.read_text())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-    except (OSError, ValueError):
+    except FileNotFoundError:  # no pid file, or no such process any more
+        pid_file.unlink(missing_ok=True)
+        return
+    except ValueError:
+        log.warning("job %s: ignoring an unreadable %s", folder.job_id, PID_FILE)
         pid_file.unlink(missing_ok=True)
         return
     if "scanbatch.warm_kernel" in cmdline:  # not a recycled pid
@@ -344,28 +477,3 @@ def _kill_orphan(folder: JobFolder) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(pid, signal.SIGKILL)
     pid_file.unlink(missing_ok=True)
-
-
-def _kernel_never_ran(notebook: Path) -> bool:
-    """True when no code cell executed: the kernel failed to start (e.g. a port race)."""
-    try:
-        cells = json.loads(notebook.read_text())["cells"]
-    except (OSError, ValueError, KeyError):
-        return True
-    return all(c.get("execution_count") is None for c in cells if c["cell_type"] == "code")
-
-
-def _notebook_error(folder: JobFolder, log_path: Path) -> str:
-    try:
-        cells = json.loads(folder.notebook_path.read_text())["cells"]
-        for cell in cells:
-            for out in cell.get("outputs", []):
-                if out.get("output_type") == "error":
-                    return f"{out['ename']}: {out['evalue']}"
-    except (OSError, ValueError, KeyError):
-        pass
-    try:
-        lines = [ln for ln in log_path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        lines = []
-    return lines[-1][-500:] if lines else "no output (see papermill.log in the job folder)"

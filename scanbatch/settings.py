@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -13,6 +14,16 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 # Files that ship with the repository (prompts, sample photos, sample catalog, notebooks).
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHIPPED_DATA = REPO_ROOT / "data"
+
+
+# Settings only the server (or the CLI around the kernel) uses; every other field is a
+# parameter of the processing notebook.
+SERVER_ONLY = frozenset({"host", "port", "runner_workers", "notebook_timeout", "seed_catalog"})
+
+
+def kernel_fields() -> list[str]:
+    """Names of the settings the processing kernel receives, in declaration order."""
+    return [name for name in Settings.model_fields if name not in SERVER_ONLY]
 
 
 def _default_extractor() -> str:
@@ -33,15 +44,12 @@ class Settings(BaseSettings):
         10,
         ge=1,
         le=32,
-        description="Items of one job extracted at once (a batch holds at most 10); the Gemini "
-        "rate limit is shared by the whole process, so this cannot exceed the quota.",
+        description="Items of one job extracted at once (a batch holds at most 10); all of them "
+        "share the one Gemini rate limit.",
     )
     runner_workers: int = Field(2, ge=1, le=16, description="Notebook executions run at once.")
     notebook_timeout: float = Field(
         900.0, gt=0, description="Wall-clock limit in seconds for one job's notebook execution."
-    )
-    plugins: str = Field(
-        "", description="Comma-separated modules imported at start that register extractors."
     )
     seed_catalog: Path | None = Field(
         SHIPPED_DATA / "catalog_sample.csv",
@@ -56,7 +64,16 @@ class Settings(BaseSettings):
         4, ge=0, le=10, description="Retries of a 429/5xx/connection error."
     )
     gemini_rpm: int = Field(
-        60, ge=1, description="Gemini requests per minute, shared by every item of the process."
+        60,
+        ge=1,
+        description="Gemini requests per rate period, shared by every job of every process "
+        "using this data folder.",
+    )
+    gemini_rate_period: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds over which SCANBATCH_GEMINI_RPM is counted (Gemini counts per "
+        "minute; tests shorten it).",
     )
     gemini_base_url: str | None = Field(
         None,
@@ -88,20 +105,36 @@ class Settings(BaseSettings):
     def _lower(cls, value: str) -> str:
         return value.strip().lower()
 
-    @property
-    def plugin_modules(self) -> list[str]:
-        return [m.strip() for m in self.plugins.split(",") if m.strip()]
-
-    def child_env(self, base: dict[str, str]) -> dict[str, str]:
-        """`base` with these settings as SCANBATCH_* variables, so a child process (a papermill
-        kernel) sees exactly what this process was configured with ("" stands for None)."""
-        env = dict(base)
-        for name in type(self).model_fields:
+    def kernel_parameters(self) -> dict[str, Any]:
+        """The one channel from these settings to the processing kernel: papermill parameters
+        (`notebooks/process_batch.ipynb` declares one per name). Paths are absolute because the
+        kernel runs in the job folder. Secrets are never here: the kernel reads GEMINI_API_KEY
+        and GOOGLE_GEMINI_BASE_URL from its environment, so they never reach a notebook."""
+        params: dict[str, Any] = {}
+        for name in kernel_fields():
             value = getattr(self, name)
-            if isinstance(value, Path):  # resolved: the child runs in another directory
-                value = value.resolve()
-            env[f"SCANBATCH_{name.upper()}"] = "" if value is None else str(value)
-        return env
+            if isinstance(value, Path):
+                value = str(value.resolve())
+            params[name] = "" if value is None else value  # "" reads back as None
+        return params
+
+    @classmethod
+    def from_kernel_parameters(cls, params: dict[str, Any]) -> Settings:
+        """The settings a kernel was given, validated, ignoring any SCANBATCH_* variable (the
+        parameters are the kernel's only source; `model_validate` reads no environment)."""
+        from pydantic import ValidationError
+
+        from scanbatch.errors import ConfigError
+
+        values = {name: params[name] for name in kernel_fields() if name in params}
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            name = str(err["loc"][0]) if err["loc"] else "parameters"
+            raise ConfigError(
+                f"notebook parameter {name}: {err['msg']} (got {err.get('input')!r})"
+            ) from None
 
     @cached_property
     def store_path(self) -> Path:

@@ -1,14 +1,22 @@
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-# `tests.fakes` must be importable from papermill kernels too, which start in the repo root.
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# The fake extractors are entry points declared by a dist-info folder in tests/entry_points;
+# `tests.fakes` lives in the repository. Both must be found here and in every kernel, which
+# inherits PYTHONPATH and runs in a job folder.
+TEST_PATHS = [str(ROOT), str(ROOT / "tests" / "entry_points")]
+for _path in reversed(TEST_PATHS):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [*TEST_PATHS, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
+)
 
-from tests.fakes import FakeExtractor  # noqa: E402  (registers the `fake` extractor)
+from tests.fakes import FakeExtractor  # noqa: E402
 
 
 @pytest.fixture

@@ -1,5 +1,10 @@
 """A fake extractor: a real `Extractor` subclass whose answers come from each item's context,
-so tests can script success, failure and latency per item. Registered as `fake`."""
+so tests can script success, failure and latency per item.
+
+Registered as `fake` and `fake-broken` through the `scanbatch.extractors` entry-point group,
+like any plugin: `tests/entry_points/` holds a dist-info folder declaring them, and
+`tests/conftest.py` puts it (and the repository, for `tests.fakes`) on sys.path and on the
+PYTHONPATH that kernels inherit."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import time
 from typing import ClassVar
 
 from scanbatch.errors import ExtractionError
-from scanbatch.extractors import Extractor, register
+from scanbatch.extractors import Extractor
 from scanbatch.models import Extraction, ExtractionField, Photo, ScanContext, Usage
 
 
@@ -62,19 +67,13 @@ class FakeExtractor(Extractor):
                 cls.active -= 1
 
 
-register("fake", lambda: FakeExtractor)
-
-
 class BrokenExtractor(FakeExtractor):
     """Cannot be built: stands for a backend whose configuration is wrong in the kernel."""
 
     name = "fake-broken"
 
     @classmethod
-    def from_settings(cls, settings):
+    def from_settings(cls, settings, **overrides):
         from scanbatch.errors import ConfigError
 
         raise ConfigError("fake-broken cannot start: FAKE_SETTING is missing")
-
-
-register("fake-broken", lambda: BrokenExtractor)

@@ -23,9 +23,11 @@ class ServerProcess:
         *,
         first_key: bool = False,
         args: tuple[str, ...] = (),
+        new_session: bool = False,
         **env: str,
     ) -> None:
         self.args = args
+        self.new_session = new_session  # its own process group, which a test may kill whole
         self.data_dir = Path(data_dir)
         self.first_key = first_key
         self.banner: list[str] = []
@@ -33,9 +35,9 @@ class ServerProcess:
             **os.environ,
             "SCANBATCH_DATA_DIR": str(self.data_dir),
             "SCANBATCH_EXTRACTOR": extractor,
-            "SCANBATCH_PLUGINS": "tests.fakes",
             "SCANBATCH_PORT": "0",
-            "PYTHONPATH": str(ROOT),
+            # The fake extractors' entry points, for the server and its kernels.
+            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "entry_points")]),
             **env,
         }
         self.proc: subprocess.Popen | None = None
@@ -53,6 +55,7 @@ class ServerProcess:
             stdout=subprocess.PIPE,
             stderr=self.log,
             text=True,
+            start_new_session=self.new_session,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

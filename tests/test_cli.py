@@ -90,6 +90,20 @@ def test_run_processes_a_batch_and_prints_the_status_json(env, capsys):
     assert job["results"][0]["extraction"]["artistName"]["value"] == "A0"
     assert "items" in err  # the progress bar went to stderr
     assert (env / "data" / "jobs" / job["jobId"] / "results.jsonl").exists()
+    # The same path as the server's: the job ran through the processing notebook.
+    executed = json.loads(
+        (env / "data" / "jobs" / job["jobId"] / "process_batch.ipynb").read_text()
+    )
+    outputs = json.dumps(executed["cells"])
+    assert "Item 1: failed" in outputs and "the fake model refused" in outputs
+
+
+def test_run_refuses_a_bad_setting_before_creating_the_job(env, capsys, monkeypatch):
+    manifest, *images = write_batch(env, [""])
+    monkeypatch.delenv("GEMINI_API_KEY", raising=False)
+    assert main(["run", "--extractor", "gemini", "--manifest", manifest, *images]) == 1
+    assert "GEMINI_API_KEY is not set" in capsys.readouterr().err
+    assert not (env / "data" / "jobs").exists() or not any((env / "data" / "jobs").iterdir())
 
 
 def test_run_rejects_a_bad_manifest_with_the_station_message(env, capsys):

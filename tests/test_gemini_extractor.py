@@ -49,10 +49,16 @@ def _no_env_base_url(monkeypatch):
     monkeypatch.delenv("GOOGLE_GENAI_API_VERSION", raising=False)
 
 
+def gemini_options(**overrides) -> GeminiExtractor.Options:
+    """Options as the settings object makes them (its defaults are the only ones), overridden."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GEMINI_API_KEY", "test-key")  # settings_options requires one
+        values = GeminiExtractor.settings_options(Settings(extractor="gemini"))
+    return GeminiExtractor.Options(**{**values, **overrides})
+
+
 def make(fake: FakeGemini, limiter: RateLimiter | None = None, sleep=time.sleep, **overrides):
-    options = GeminiExtractor.Options(
-        api_key="test-key", base_url=fake.base_url, **{**FAST, **overrides}
-    )
+    options = gemini_options(base_url=fake.base_url, **{**FAST, **overrides})
     # A private limiter per test: the process-wide one would carry state between tests.
     return GeminiExtractor(options, rate_limiter=limiter or RateLimiter(10_000), sleep=sleep)
 
@@ -140,7 +146,7 @@ def test_sdk_default_api_version_with_base_url_and_env_var(fake, monkeypatch):
     # the fake answers any version, so this records the fact rather than depending on it.
     make(fake).extract([photo()], None)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.base_url)
-    options = GeminiExtractor.Options(api_key="k", **FAST)  # no base_url: the SDK reads the env
+    options = gemini_options(**FAST)  # no base_url: the SDK reads the env
     GeminiExtractor(options, rate_limiter=RateLimiter(100)).extract([photo()], None)
     assert [r.api_version for r in fake.requests] == ["v1", "v1"]
 
@@ -405,7 +411,7 @@ def test_connection_errors_are_retried_then_fail():
     with FakeGemini() as closed:
         url = closed.base_url  # the port is free again once the server closes
     delays: list[float] = []
-    options = GeminiExtractor.Options(api_key="k", base_url=url, **{**FAST, "max_retries": 2})
+    options = gemini_options(base_url=url, **{**FAST, "max_retries": 2})
     extractor = GeminiExtractor(options, rate_limiter=RateLimiter(100), sleep=delays.append)
     error = fail(extractor)
     assert error.code == "gemini_connection" and error.retryable
@@ -431,13 +437,38 @@ def test_concurrent_items_share_the_rate_limit(fake):
     assert len(set(configs)) == 1
 
 
-def test_extractors_for_the_same_quota_share_one_limiter(fake, monkeypatch):
+def test_extractors_for_the_same_quota_share_one_window_file(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("GEMINI_API_KEY", "k")
-    settings = Settings(gemini_base_url=fake.base_url, gemini_rpm=7, extractor="gemini")
+    settings = Settings(
+        data_dir=tmp_path, gemini_base_url=fake.base_url, gemini_rpm=7, extractor="gemini"
+    )
     first = GeminiExtractor.from_settings(settings)
     second = create_extractor("gemini", settings)
-    assert first._limiter is second._limiter
+    other_model = create_extractor("gemini", settings, model="gemini-other")
+    assert first._limiter.path == second._limiter.path != other_model._limiter.path
+    assert first._limiter.path.parent == tmp_path / "ratelimit"
     assert first._limiter.max_calls == 7 and first._limiter.period == 60
+
+
+def test_options_are_typed_and_an_unknown_one_is_named(monkeypatch, tmp_path):
+    monkeypatch.setenv("GEMINI_API_KEY", "k")
+    settings = Settings(extractor="gemini", data_dir=tmp_path)
+    with pytest.raises(ConfigError, match="Unknown option 'temprature' for extractor 'gemini'"):
+        create_extractor("gemini", settings, temprature=0.3)
+    with pytest.raises(ConfigError, match="option 'temperature'"):
+        create_extractor("gemini", settings, temperature="hot")
+    built = create_extractor("gemini", settings, temperature=0.4, prompt_version="v1")
+    assert built.options.temperature == 0.4
+    assert built.options.model == settings.gemini_model  # the rest from the settings object
+
+
+def test_the_settings_object_is_the_only_source_of_defaults():
+    required = {
+        name for name, field in GeminiExtractor.Options.model_fields.items() if field.is_required()
+    }
+    # Everything a setting covers has no default of its own here.
+    covered = set(gemini_options().model_dump()) - {"max_timeout_retries"}
+    assert covered <= required
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -449,16 +480,19 @@ def test_missing_api_key_is_a_config_error(monkeypatch):
         GeminiExtractor.from_settings(Settings(extractor="gemini"))
 
 
-def test_unknown_prompt_version_fails_in_from_settings(monkeypatch):
+def test_unknown_prompt_version_fails_in_from_settings(monkeypatch, tmp_path):
     monkeypatch.setenv("GEMINI_API_KEY", "k")
     with pytest.raises(ConfigError, match="v1"):
-        GeminiExtractor.from_settings(Settings(extractor="gemini", prompt_version="v999"))
+        GeminiExtractor.from_settings(
+            Settings(extractor="gemini", prompt_version="v999", data_dir=tmp_path)
+        )
 
 
-def test_from_settings_reads_the_gemini_settings(fake, monkeypatch):
+def test_from_settings_reads_the_gemini_settings(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("GEMINI_API_KEY", "from-env")
     settings = Settings(
         extractor="gemini",
+        data_dir=tmp_path,
         gemini_base_url=fake.base_url,
         gemini_model="gemini-x",
         gemini_temperature=0.2,

@@ -1,5 +1,6 @@
 """The job runner with real papermill executions of the real notebook (no HTTP)."""
 
+import json
 import time
 
 import pytest
@@ -13,11 +14,16 @@ from tests.imaging import image_bytes
 pytestmark = pytest.mark.slow
 
 
-def make_job(store, settings, scripts, extractor="fake"):
+def make_job(store, settings, scripts, extractor="fake", artist=None):
     import json
 
     items = [
-        {"imageCount": 1, "photoTypes": ["front"], "context": {"stickerText": s}} for s in scripts
+        {
+            "imageCount": 1,
+            "photoTypes": ["front"],
+            "context": {"stickerText": s, **({"artistName": artist} if artist else {})},
+        }
+        for s in scripts
     ]
     manifest = parse_manifest(json.dumps(items), len(items))
     blobs = [image_bytes() for _ in items]
@@ -32,7 +38,7 @@ def make_job(store, settings, scripts, extractor="fake"):
 
 
 def run_to_end(runner, store, job_id, timeout=90):
-    runner.submit(job_id)
+    runner.submit(job_id)  # a no-op for a job submitted already
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = store.get_job(job_id)
@@ -47,7 +53,6 @@ def runner_settings(tmp_path):
     return Settings(
         data_dir=tmp_path / "data",
         extractor="fake",
-        plugins="tests.fakes",
         notebook_timeout=20,
         seed_catalog=None,
     )
@@ -92,6 +97,9 @@ def test_a_hanging_notebook_is_stopped_at_the_wall_clock_limit(runner_settings, 
     assert job.results[0].status == "completed"
     assert "exceeded SCANBATCH_NOTEBOOK_TIMEOUT (6 s)" in job.results[1].error_message
     assert runner.running == 0
+    # The killed run still left its notebook, with the parameters it was given.
+    notebook = (settings.jobs_dir / job_id / "process_batch.ipynb").read_text()
+    assert "injected-parameters" in notebook and "notebook_timeout" not in notebook
 
 
 def test_recovery_ingests_finished_lines_and_finishes_without_a_kernel(
@@ -115,6 +123,25 @@ def test_recovery_ingests_finished_lines_and_finishes_without_a_kernel(
     assert runner.queued == 0
 
 
+def test_a_job_submitted_twice_runs_once(runner_settings, runner_store):
+    runner = JobRunner(runner_store, runner_settings.model_copy(update={"runner_workers": 2}))
+    runner.start()
+    try:
+        while runner.pool.ready < 2:
+            time.sleep(0.1)
+        job_id = make_job(runner_store, runner_settings, ["sleep:1.5", "sleep:1.5"])
+        runner.submit(job_id)
+        runner.submit(job_id)  # e.g. a retried request: the idle second worker must not take it
+        job = run_to_end(runner, runner_store, job_id)
+    finally:
+        runner.stop()
+    assert job.status == "completed"
+    lines = (runner_settings.jobs_dir / job_id / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 2  # each item extracted once
+    log = (runner_settings.jobs_dir / job_id / "papermill.log").read_text()
+    assert log.count("Executing notebook") == 1
+
+
 def test_recovery_of_a_job_whose_folder_vanished(runner_settings, runner_store):
     import shutil
 
@@ -123,3 +150,56 @@ def test_recovery_of_a_job_whose_folder_vanished(runner_settings, runner_store):
     JobRunner(runner_store, runner_settings).recover()
     job = runner_store.get_job(job_id)
     assert job.status == "failed" and "folder is missing" in job.results[0].error_message
+
+
+def test_two_jobs_at_once_share_one_gemini_rate_limit(runner_settings, runner_store, monkeypatch):
+    """Two runner workers, each job in its own kernel process: together they never send more
+    than the configured requests per period (the window is one file in the data folder)."""
+    from tests.fake_gemini import FakeGemini, extraction_reply
+
+    rpm, period = 3, 2.0
+    monkeypatch.setenv("GEMINI_API_KEY", "test-key")  # kernels inherit the environment
+    # Slow replies keep each job running for seconds after its last request, so the two jobs
+    # overlap even when one kernel is slow to begin (the machine may be busy).
+    with FakeGemini(default=extraction_reply(), latency=5.0) as fake:
+        settings = runner_settings.model_copy(
+            update={
+                "extractor": "gemini",
+                "runner_workers": 2,
+                "gemini_rpm": rpm,
+                "gemini_rate_period": period,
+                "gemini_base_url": fake.base_url,
+                "notebook_timeout": 120,
+            }
+        )
+        runner = JobRunner(runner_store, settings)
+        runner.start()
+        try:
+            while runner.pool.ready < 2:  # both kernels warm, so the jobs do run together
+                time.sleep(0.1)
+            jobs = [
+                make_job(runner_store, settings, [""] * 4, extractor="gemini", artist=name)
+                for name in ("Job A", "Job B")
+            ]
+            for job_id in jobs:
+                runner.submit(job_id)
+            views = [run_to_end(runner, runner_store, job_id, timeout=120) for job_id in jobs]
+        finally:
+            runner.stop()
+        requests = sorted(fake.requests, key=lambda r: r.at)
+    assert [v.status for v in views] == ["completed", "completed"]
+    assert len(requests) == 8
+    starts = [r.at for r in requests]
+    # The window is kept at the sender; arrival here adds the HTTP round trip's jitter (up to
+    # a few tenths of a second under load), hence the slack. Two windows, one per job, would
+    # put twice rpm requests within a few milliseconds.
+    for i in range(len(starts) - rpm):
+        assert starts[i + rpm] - starts[i] >= period * 0.75, starts
+    # The two notebooks ran at the same time, so the limit held across jobs, not per job.
+    runs = []
+    for job_id in jobs:
+        notebook = json.loads((settings.jobs_dir / job_id / "process_batch.ipynb").read_text())
+        meta = notebook["metadata"]["papermill"]
+        runs.append((meta["start_time"], meta["end_time"]))
+    (a_start, a_end), (b_start, b_end) = runs
+    assert a_start < b_end and b_start < a_end

@@ -11,6 +11,7 @@ import requests
 
 from scanbatch.store import JobStore
 from tests.imaging import image_bytes
+from tests.procs import children, descendants, wait_gone
 from tests.server_process import FINISHED, ROOT, ServerProcess
 from tests.webutil import bearer, keys
 
@@ -38,14 +39,15 @@ def server(data_dir, tokens):
     srv.stop()
 
 
-def submit(server, token, scripts, fmt="JPEG", headers=None, per_item=1):
+def submit(server, token, scripts, fmt="JPEG", headers=None, per_item=1, records=None):
+    records = records or [(f"Artist {i}", f"Title {i}") for i in range(len(scripts))]
     items = [
         {
             "imageCount": per_item,
             "photoTypes": ["front", "back", "photo"][:per_item],
-            "context": {"artistName": f"Artist {i}", "albumTitle": f"Title {i}", "stickerText": s},
+            "context": {"artistName": artist, "albumTitle": title, "stickerText": s},
         }
-        for i, s in enumerate(scripts)
+        for s, (artist, title) in zip(scripts, records, strict=True)
     ]
     files = [
         ("images", (f"p{i}", image_bytes(fmt), "application/octet-stream"))
@@ -61,7 +63,12 @@ def submit(server, token, scripts, fmt="JPEG", headers=None, per_item=1):
 
 
 def test_happy_path_partial_failure_and_notebook(server, tokens):
-    r = submit(server, tokens["director"], ["", "fail", "", "crash"], fmt="HEIF", per_item=2)
+    # Item 2 is an album of the seeded sample catalog, so it matches.
+    records = [("Artist 0", "Title 0"), ("Artist 1", "Title 1"), ("Mia Hall", "Red Valley")]
+    records.append(("Artist 3", "Title 3"))
+    r = submit(
+        server, tokens["director"], ["", "fail", "", "crash"], "HEIF", per_item=2, records=records
+    )
     assert r.status_code == 202, r.text
     job_id = r.json()["jobId"]
     job = server.wait_finished(job_id, tokens["director"])
@@ -79,9 +86,20 @@ def test_happy_path_partial_failure_and_notebook(server, tokens):
         timeout=60,
     )
     assert html.status_code == 200 and html.headers["Content-Type"].startswith("text/html")
-    # The audit trail shows what each item sent (HEIC photos) and got back.
-    assert "image/heic" in html.text and "the fake model refused" in html.text
-    assert "Artist 2" in html.text
+    page = html.text
+    # The audit trail, for a person: each item in item order with thumbnails of its photos,
+    # what was sent (HEIC photos), what came back, the match with its album and library code,
+    # and errors in words; then a summary.
+    positions = [page.index(f"Item {i}: ") for i in range(4)]
+    assert positions == sorted(positions)
+    assert page.count("data:image/jpeg;base64,") >= 8  # a thumbnail per photo
+    assert "image/heic" in page and "the fake model refused" in page
+    assert "Trying again will not help." in page and "RuntimeError: fake crash" in page
+    item2 = page[positions[2] : positions[3]]
+    assert "Mia Hall" in item2 and "Red Valley" in item2 and "HAL 1/1" in item2
+    assert "1003" in item2 and "score" in item2
+    assert "Summary" in page
+    assert results[2]["matchedAlbumId"] == 1003
 
 
 def test_all_items_failing_fails_the_job(server, tokens):
@@ -153,6 +171,37 @@ def test_kill_9_mid_job_then_restart_completes_every_item_once(tmp_path):
     with pytest.raises(ProcessLookupError):
         os.kill(orphan_pid, 0)
     assert not (data_dir / "jobs" / job_id / "papermill.pid").exists()
+
+
+@pytest.mark.parametrize("target", ["process group", "server alone"])
+def test_kill_9_of_the_server_ends_its_kernels(tmp_path, target):
+    """Kernels run in sessions of their own (so the runner can kill one job's group): a server
+    killed with -9, alone or with its group, must still take them with it, or an orphan would
+    go on sending photos to Gemini beside the restarted server's run."""
+    import signal
+
+    data_dir = tmp_path / "data"
+    store = JobStore.open(data_dir / "scanbatch.duckdb")
+    token = keys(store)["director"]
+    store.close()
+    server = ServerProcess(data_dir, new_session=True).start()
+    try:
+        job_id = submit(server, token, ["", "sleep:60"]).json()["jobId"]
+        server.poll(job_id, token, lambda b: b["results"][0]["status"] == "completed")
+        tree = descendants(server.proc.pid)
+        running = int((data_dir / "jobs" / job_id / "papermill.pid").read_text())
+        assert running in tree and children(running)  # the job's process and its kernel
+        if target == "process group":
+            os.killpg(server.proc.pid, signal.SIGKILL)
+        else:
+            os.kill(server.proc.pid, signal.SIGKILL)
+        server.proc.wait()
+        assert wait_gone(tree) == []  # the warm processes and every kernel
+    finally:
+        server.stop()
+    # The sleeping item was not finished by an orphan.
+    lines = (data_dir / "jobs" / job_id / "results.jsonl").read_text().splitlines()
+    assert [json.loads(x)["itemIndex"] for x in lines] == [0]
 
 
 def test_first_start_prints_a_key_and_a_curl_example_that_works(tmp_path):

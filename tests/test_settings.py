@@ -30,12 +30,25 @@ def test_bad_values_name_the_variable(monkeypatch):
         load_settings()
 
 
-def test_child_env_carries_the_exact_configuration(tmp_path, monkeypatch):
-    settings = Settings(data_dir=tmp_path / "d", extractor="fake", seed_catalog=None)
-    env = settings.child_env({"SCANBATCH_SEED_CATALOG": "x.csv", "KEEP": "1"})
-    assert env["KEEP"] == "1"
-    assert env["SCANBATCH_SEED_CATALOG"] == ""  # None here, so not the inherited x.csv
-    assert env["SCANBATCH_DATA_DIR"] == str((tmp_path / "d").resolve())
-    for key, value in env.items():
-        monkeypatch.setenv(key, value)
-    assert Settings() == settings.model_copy(update={"data_dir": (tmp_path / "d").resolve()})
+def test_kernel_parameters_carry_the_exact_configuration_and_no_secret(tmp_path, monkeypatch):
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza-secret")
+    settings = Settings(
+        data_dir=tmp_path / "d", extractor="gemini", gemini_rpm=7, runner_workers=3, port=1
+    )
+    params = settings.kernel_parameters()
+    assert params["data_dir"] == str((tmp_path / "d").resolve())  # the kernel runs elsewhere
+    assert params["gemini_rpm"] == 7 and params["gemini_base_url"] == ""
+    assert not {"runner_workers", "port", "host", "notebook_timeout"} & set(params)
+    assert "AIza-secret" not in repr(params)
+    # What the kernel rebuilds is what the server has, whatever SCANBATCH_* says there.
+    monkeypatch.setenv("SCANBATCH_GEMINI_RPM", "999")
+    again = Settings.from_kernel_parameters(params)
+    for name in params:
+        expected = getattr(settings, name)
+        expected = expected.resolve() if isinstance(expected, Path) else expected
+        assert getattr(again, name) == expected, name
+
+
+def test_a_bad_kernel_parameter_is_named():
+    with pytest.raises(ConfigError, match="notebook parameter gemini_rpm"):
+        Settings.from_kernel_parameters({"gemini_rpm": 0})

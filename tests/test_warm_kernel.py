@@ -1,15 +1,20 @@
-"""The warm notebook process: kernel start with retry, then exactly one job."""
+"""The warm notebook process: kernel start with retry (the only one), exactly one job, its
+outcome reported from papermill's exception, and no kernel left behind."""
 
 import json
+import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from jupyter_client.manager import KernelManager
 
 from scanbatch import warm_kernel
-from scanbatch.runner import NOTEBOOK
+from scanbatch.runner import NOTEBOOK, kernel_env
 from scanbatch.settings import REPO_ROOT
+from tests.procs import alive, children, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -25,26 +30,28 @@ def test_a_failed_kernel_start_is_retried(monkeypatch):
         return real_start(self, **kw)
 
     monkeypatch.setattr(KernelManager, "start_kernel", flaky_start)
-    km = warm_kernel.start_kernel("fake", ["tests.fakes"])
+    km = warm_kernel.start_kernel()
     try:
         assert km.is_alive() and len(calls) == 2
     finally:
         km.shutdown_kernel(now=True)
 
 
-def start_ready() -> subprocess.Popen:
+def start_ready(**popen) -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scanbatch.warm_kernel", "fake", "tests.fakes"],
+        [sys.executable, "-m", "scanbatch.warm_kernel"],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
         cwd=REPO_ROOT,
+        env=kernel_env(),
+        **popen,
     )
-    assert proc.stdout.readline().strip() == "ready"
+    assert json.loads(proc.stdout.readline()) == {"event": "ready"}
     return proc
 
 
-def test_a_process_runs_one_job_after_saying_ready(tmp_path):
+def test_a_failing_job_reports_papermills_error(tmp_path):
     out = tmp_path / "out.ipynb"
     log = tmp_path / "job.log"
     proc = start_ready()
@@ -58,18 +65,57 @@ def test_a_process_runs_one_job_after_saying_ready(tmp_path):
     proc.stdin.write(json.dumps(job) + "\n")
     proc.stdin.close()
     assert proc.wait(timeout=120) == 1
+    event = json.loads(proc.stdout.readline())
+    assert event["event"] == "failed"
+    assert event["error"].startswith("FileNotFoundError: ") and "manifest.json" in event["error"]
     executed = json.loads(out.read_text())
-    errors = [
-        o for c in executed["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"
-    ]
-    assert errors and errors[0]["ename"] == "FileNotFoundError"
     # The warm-up ran silently: the notebook's own cells are numbered from 1.
     counts = [c["execution_count"] for c in executed["cells"] if c["cell_type"] == "code"]
     assert counts[0] == 1
     assert "notebook failed" in log.read_text()
 
 
-def test_eof_before_a_job_exits_cleanly():
+def test_eof_before_a_job_exits_cleanly_and_ends_its_kernel():
     proc = start_ready()
+    kernels = children(proc.pid)
+    assert kernels  # the kernel is this process's child
     proc.stdin.close()  # the server went away
     assert proc.wait(timeout=60) == 0
+    assert wait_gone(kernels) == []
+
+
+def test_the_process_and_its_kernel_die_with_their_parent(tmp_path):
+    """A parent killed with -9 runs no clean-up, and here the warm process's stdin stays open
+    (this test holds the pipe), so only the parent-death signal can end it: it must, and the
+    kernel with it, although both run in sessions of their own."""
+    pid_file = tmp_path / "pids"
+    stdin_read, stdin_write = os.pipe()
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "p = subprocess.Popen([sys.executable, '-m', 'scanbatch.warm_kernel'],"
+            f" stdin={stdin_read}, stdout=subprocess.PIPE, start_new_session=True)\n"
+            "p.stdout.readline()\n"
+            f"open({str(pid_file)!r}, 'w').write(str(p.pid))\n"
+            "time.sleep(600)\n",
+        ],
+        cwd=REPO_ROOT,
+        env=kernel_env(),
+        pass_fds=(stdin_read,),
+    )
+    os.close(stdin_read)
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() or not pid_file.read_text():
+            assert time.monotonic() < deadline and parent.poll() is None
+            time.sleep(0.1)
+        warm = int(pid_file.read_text())
+        kernels = children(warm)
+        assert alive(warm) and kernels
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait()
+        assert wait_gone([warm, *kernels]) == []
+    finally:
+        os.close(stdin_write)

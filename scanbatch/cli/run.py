@@ -10,8 +10,8 @@ from pathlib import Path
 from tqdm import tqdm
 
 from scanbatch.extractors import extractor_names
-from scanbatch.local import run_batch
 from scanbatch.models import ItemOutcome
+from scanbatch.runner import run_batch
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore
 

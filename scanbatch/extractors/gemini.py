@@ -20,10 +20,10 @@ from typing import Any, ClassVar
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from scanbatch.errors import ConfigError, ExtractionError
-from scanbatch.extractors.base import Extractor
+from scanbatch.extractors.base import Extractor, ExtractorOptions
 from scanbatch.extractors.ratelimit import (
     RateLimiter,
     backoff_delay,
@@ -33,7 +33,7 @@ from scanbatch.extractors.ratelimit import (
 )
 from scanbatch.models import Extraction, ExtractionField, Photo, ScanContext, Usage
 from scanbatch.prompts import load_prompt
-from scanbatch.settings import SHIPPED_DATA, Settings
+from scanbatch.settings import Settings
 from scanbatch.upc import normalize_upc, upc_check_digit_ok
 
 log = logging.getLogger(__name__)
@@ -108,28 +108,30 @@ TIMEOUT_ERRORS = _http_client_errors("TimeoutException")
 class GeminiExtractor(Extractor):
     name: ClassVar[str] = "gemini"
 
-    class Options(BaseModel):
-        model_config = ConfigDict(frozen=True, extra="forbid")
+    class Options(ExtractorOptions):
+        """Every default comes from the settings object (`settings_options`); only what no
+        setting covers has one here."""
 
         api_key: SecretStr
-        model: str = "gemini-3-flash-preview"
-        temperature: float = Field(0.1, ge=0, le=2)
-        timeout: float = Field(60.0, gt=0, description="Seconds per call.")
-        max_retries: int = Field(4, ge=0, le=10)
+        model: str
+        temperature: float = Field(ge=0, le=2)
+        timeout: float = Field(gt=0, description="Seconds per call.")
+        max_retries: int = Field(ge=0, le=10)
         max_timeout_retries: int = Field(
             1,
             ge=0,
             description="Of max_retries, how many may follow a timeout (each costs a "
             "full timeout, so a hung model should not hold the item for minutes).",
         )
-        rpm: int = Field(60, ge=1)
+        rpm: int = Field(ge=1)
+        rate_period: float = Field(gt=0, description="Seconds over which rpm is counted.")
         base_url: str | None = Field(
-            None, description="None: the SDK's GOOGLE_GEMINI_BASE_URL, else Google's endpoint."
+            description="None: the SDK's GOOGLE_GEMINI_BASE_URL, else Google's endpoint."
         )
-        prompts_dir: Path = SHIPPED_DATA / "prompts"
-        prompt_version: str = "v1"
-        retry_base_delay: float = Field(1.0, ge=0)
-        retry_max_delay: float = Field(60.0, ge=0)
+        prompts_dir: Path
+        prompt_version: str
+        retry_base_delay: float = Field(ge=0)
+        retry_max_delay: float = Field(ge=0)
 
     def __init__(
         self,
@@ -154,9 +156,8 @@ class GeminiExtractor(Extractor):
         self.base_url = (
             options.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
         )
-        self._limiter = rate_limiter or shared_limiter(
-            ("gemini", self.base_url, options.model), options.rpm
-        )
+        # Without a shared limiter (built by from_options), a private in-memory window.
+        self._limiter = rate_limiter or RateLimiter(options.rpm, options.rate_period)
         self._config = types.GenerateContentConfig(
             system_instruction=self.system_prompt,
             temperature=options.temperature,
@@ -165,7 +166,7 @@ class GeminiExtractor(Extractor):
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> GeminiExtractor:
+    def settings_options(cls, settings: Settings) -> dict[str, Any]:
         api_key = os.environ.get(API_KEY_ENV, "").strip()
         if not api_key:
             raise ConfigError(
@@ -173,20 +174,36 @@ class GeminiExtractor(Extractor):
                 "(https://aistudio.google.com/apikey), or set SCANBATCH_EXTRACTOR=ocr to "
                 "extract offline"
             )
-        options = cls.Options(
-            api_key=SecretStr(api_key),
-            model=settings.gemini_model,
-            temperature=settings.gemini_temperature,
-            timeout=settings.gemini_timeout,
-            max_retries=settings.gemini_max_retries,
-            rpm=settings.gemini_rpm,
-            base_url=settings.gemini_base_url,
-            prompts_dir=settings.prompts_dir,
-            prompt_version=settings.prompt_version,
-            retry_base_delay=settings.gemini_retry_base_delay,
-            retry_max_delay=settings.gemini_retry_max_delay,
+        return {
+            "api_key": api_key,
+            "model": settings.gemini_model,
+            "temperature": settings.gemini_temperature,
+            "timeout": settings.gemini_timeout,
+            "max_retries": settings.gemini_max_retries,
+            "rpm": settings.gemini_rpm,
+            "rate_period": settings.gemini_rate_period,
+            "base_url": settings.gemini_base_url,
+            "prompts_dir": settings.prompts_dir,
+            "prompt_version": settings.prompt_version,
+            "retry_base_delay": settings.gemini_retry_base_delay,
+            "retry_max_delay": settings.gemini_retry_max_delay,
+        }
+
+    @classmethod
+    def from_options(cls, options: ExtractorOptions, settings: Settings) -> GeminiExtractor:
+        assert isinstance(options, GeminiExtractor.Options)
+        base_url = options.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
+        # One budget per endpoint and model for every job of every process on this data folder.
+        limiter = shared_limiter(
+            settings.data_dir,
+            ("gemini", base_url, options.model),
+            options.rpm,
+            options.rate_period,
         )
-        return cls(options)
+        return cls(options, rate_limiter=limiter)
+
+    def request_info(self) -> dict[str, str]:
+        return {"model": self.options.model, "prompt version": self.options.prompt_version}
 
     def close(self) -> None:
         self._client.close()

@@ -18,11 +18,11 @@ from itertools import pairwise
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 from rapidfuzz import fuzz
 
 from scanbatch.extractors import ocr_engine, ocr_layout
-from scanbatch.extractors.base import Extractor
+from scanbatch.extractors.base import Extractor, ExtractorOptions
 from scanbatch.extractors.ocr_layout import BACK, FRONT, LABEL, STICKER, Reading
 from scanbatch.models import Extraction, ExtractionField, Photo, ScanContext, Usage
 from scanbatch.settings import Settings
@@ -66,7 +66,7 @@ def _key(value: str) -> str:
 class OcrExtractor(Extractor):
     name = "ocr"
 
-    class Options(BaseModel):
+    class Options(ExtractorOptions):
         max_side: int = Field(
             1280, ge=320, le=4096, description="Photos are downscaled to this longer side."
         )
@@ -84,13 +84,15 @@ class OcrExtractor(Extractor):
             0.8, ge=0, le=1, description="Catalog pair score needed to decide artist vs title."
         )
 
-    def __init__(self, options: BaseModel | None = None, catalog: PairRanker | None = None):
+    def __init__(
+        self, options: ExtractorOptions | None = None, catalog: PairRanker | None = None
+    ) -> None:
         super().__init__(options)
         self.catalog = catalog
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> OcrExtractor:
-        return cls(catalog=load_catalog(settings.catalog_snapshot, settings.match_min_score))
+    def from_options(cls, options: ExtractorOptions, settings: Settings) -> OcrExtractor:
+        return cls(options, load_catalog(settings.catalog_snapshot, settings.match_min_score))
 
     # -- the interface -----------------------------------------------------------------------
 

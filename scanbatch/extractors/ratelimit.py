@@ -1,21 +1,30 @@
 """Rate limiting and backoff for remote extractors.
 
-The pipeline calls `extract` from a thread pool, and several jobs' kernels may share a
-process, so the limiter is thread-safe and shared by key (see `shared_limiter`)."""
+Gemini counts requests per key and minute, whichever process sends them, so the window lives
+in a file under the data folder, locked with `fcntl.flock`: every thread of every kernel (the
+server runs several jobs at once, and `scanbatch run` may run beside it) draws from one
+budget."""
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
+import os
 import random
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+RATE_DIR = "ratelimit"
 
 
 class RateLimiter:
-    """At most `max_calls` acquisitions in any `period` seconds (a sliding window log).
+    """At most `max_calls` acquisitions in any `period` seconds (a sliding window log), kept in
+    the JSON file `path` when given (shared by every process that uses it), else in memory.
 
     A window rather than even spacing: a 10-item batch goes out at once (one round trip, not
     ten), while a minute's total never exceeds the quota, which Gemini counts per minute."""
@@ -25,49 +34,83 @@ class RateLimiter:
         max_calls: int,
         period: float = 60.0,
         *,
-        clock: Callable[[], float] = time.monotonic,
+        path: Path | None = None,
+        clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if max_calls < 1 or period <= 0:
             raise ValueError("RateLimiter needs max_calls >= 1 and period > 0")
         self.max_calls = max_calls
         self.period = period
+        self.path = Path(path) if path is not None else None
+        # Wall-clock time: the window is read by other processes and may outlive a reboot.
         self._clock = clock
         self._sleep = sleep
-        self._starts: deque[float] = deque()
+        self._starts: list[float] = []
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
         """Block until a call may start; returns the seconds waited."""
         waited = 0.0
         while True:
-            with self._lock:
-                now = self._clock()
-                while self._starts and now - self._starts[0] >= self.period:
-                    self._starts.popleft()
-                if len(self._starts) < self.max_calls:
-                    self._starts.append(now)
-                    return waited
-                delay = self._starts[0] + self.period - now
-            # Sleep outside the lock so other threads can see the window too; re-check after,
+            delay = self._take()
+            if delay is None:
+                return waited
+            # Wait outside the lock so other callers can see the window too; re-check after,
             # since another waiter may have taken the slot that freed up.
             self._sleep(delay)
             waited += delay
 
+    def _take(self) -> float | None:
+        """Record a start now and return None, or return how long until a slot frees up."""
+        with self._lock:
+            if self.path is None:
+                delay, self._starts = self._window(self._starts)
+                return delay
+            # Each call opens its own file description, so flock also orders this process's
+            # threads against each other and against other processes.
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                with os.fdopen(os.dup(fd), "r+") as fh:
+                    text = fh.read()
+                    starts = _parse_window(text)
+                    delay, starts = self._window(starts)
+                    if delay is None:
+                        fh.seek(0)
+                        fh.truncate()
+                        fh.write(json.dumps(starts))
+                        fh.flush()
+                return delay
+            finally:
+                os.close(fd)  # releases the lock
 
-_SHARED: dict[tuple[object, ...], RateLimiter] = {}
-_SHARED_LOCK = threading.Lock()
+    def _window(self, starts: list[float]) -> tuple[float | None, list[float]]:
+        now = self._clock()
+        # Starts in the future mean the clock went back: they cannot be trusted to expire.
+        live = [t for t in starts if now - self.period < t <= now]
+        if len(live) < self.max_calls:
+            return None, [*live, now]
+        return min(live) + self.period - now, live
 
 
-def shared_limiter(key: tuple[object, ...], max_calls: int, period: float = 60.0) -> RateLimiter:
-    """The process-wide limiter for `key` (e.g. endpoint and model): every extractor built
-    for the same quota shares one window, whichever job or thread built it."""
-    full_key = (*key, max_calls, period)
-    with _SHARED_LOCK:
-        limiter = _SHARED.get(full_key)
-        if limiter is None:
-            limiter = _SHARED[full_key] = RateLimiter(max_calls, period)
-        return limiter
+def _parse_window(text: str) -> list[float]:
+    try:
+        starts = json.loads(text) if text.strip() else []
+    except ValueError:  # a torn write cannot happen under the lock; a foreign file can
+        return []
+    return [float(t) for t in starts if isinstance(t, int | float)]
+
+
+def shared_limiter(
+    data_dir: Path, key: tuple[object, ...], max_calls: int, period: float = 60.0
+) -> RateLimiter:
+    """The limiter for one quota (e.g. endpoint and model) under `data_dir`: every extractor
+    built for it, in any process, shares one window file."""
+    digest = hashlib.sha256(repr(key).encode()).hexdigest()[:16]
+    slug = "".join(ch if ch.isalnum() else "-" for ch in str(key[0]))[:20]
+    return RateLimiter(max_calls, period, path=Path(data_dir) / RATE_DIR / f"{slug}-{digest}.json")
 
 
 def backoff_delay(

@@ -8,7 +8,6 @@ from flask import Flask
 
 from scanbatch.catalog_sync import seed_catalog_if_empty
 from scanbatch.extractors import create_extractor
-from scanbatch.kernel import import_plugins
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings, load_settings
 from scanbatch.store import JobStore
@@ -19,7 +18,6 @@ from scanbatch.web.uploads import MAX_REQUEST_BYTES, UploadRequest
 
 def create_app(settings: Settings | None = None, *, start_runner: bool = True) -> Flask:
     settings = settings or load_settings()
-    import_plugins(settings.plugin_modules)
     # A misconfigured extractor (e.g. gemini without GEMINI_API_KEY) stops the server here,
     # before it accepts a batch it could not process.
     create_extractor(settings.extractor, settings)

@@ -1,0 +1,143 @@
+"""The processing notebook's parameters, pinned against the settings object, and the report the
+kernel writes into it (built here in-process; test_server reads it through HTTP)."""
+
+import ast
+import json
+import os
+from pathlib import Path
+
+import papermill
+import pytest
+
+from scanbatch.catalog import CatalogMatcher
+from scanbatch.kernel import JOB_PARAMETERS, notebook_parameters, open_job, parameters_source
+from scanbatch.models import Manifest
+from scanbatch.runner import NOTEBOOK
+from scanbatch.settings import REPO_ROOT, SERVER_ONLY, Settings, kernel_fields
+from tests.imaging import image_bytes
+
+PY_TYPES = {int: "int", float: "float", str: "str"}
+
+
+@pytest.fixture
+def clean_env(monkeypatch):
+    for name in list(os.environ):
+        if name.startswith("SCANBATCH_") or name == "GEMINI_API_KEY":
+            monkeypatch.delenv(name)
+
+
+def test_the_notebooks_parameters_are_the_settings_kernel_fields(clean_env):
+    declared = papermill.inspect_notebook(str(NOTEBOOK))
+    assert list(declared) == [*JOB_PARAMETERS, *kernel_fields()] == notebook_parameters()
+    assert set(kernel_fields()) == set(Settings.model_fields) - SERVER_ONLY
+    defaults = Settings()
+    for name in kernel_fields():
+        param = declared[name]
+        field = Settings.model_fields[name]
+        value = ast.literal_eval(param["default"])
+        expected = getattr(defaults, name)
+        if isinstance(expected, Path):  # declared relative to the repository
+            assert param["inferred_type_name"] == "str"
+            assert expected in (Path(value), REPO_ROOT / value), name
+        elif expected is None:  # declared as "", which the settings read as None
+            assert (param["inferred_type_name"], value) == ("str", ""), name
+        else:
+            assert param["inferred_type_name"] == PY_TYPES[type(expected)], name
+            assert value == expected, name
+        assert param["help"] == " ".join(field.description.split()), name
+    # And the server sends exactly these, with a value for each.
+    assert set(Settings().kernel_parameters()) == set(kernel_fields())
+
+
+def test_the_parameters_cell_is_the_generated_one_and_the_notebook_names_its_kernel():
+    notebook = json.loads(NOTEBOOK.read_text())
+    cells = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
+    assert len(cells) == 1 and "".join(cells[0]["source"]) == parameters_source()
+    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
+    # Thin: every code cell is a line or two that calls the package.
+    code = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"][1:]
+    assert all(len(src.splitlines()) <= 3 for src in code)
+    assert all(c["outputs"] == [] for c in notebook["cells"] if c["cell_type"] == "code")
+
+
+def make_job(tmp_path, records):
+    from scanbatch.jobfolder import JobFolder
+
+    items = [
+        {
+            "imageCount": 2,
+            "photoTypes": ["front", "back"],
+            "context": {"artistName": artist, "albumTitle": title, "stickerText": script},
+        }
+        for artist, title, script in records
+    ]
+    folder = JobFolder.for_job(tmp_path / "jobs", "job-1")
+    folder.create(Manifest.model_validate({"items": items}))
+    for i in range(len(items)):
+        folder.write_image(i, 0, image_bytes("JPEG"))
+        folder.write_image(i, 1, image_bytes("HEIF"))
+    return folder
+
+
+def test_the_report_reads_top_to_bottom(tmp_path, fake_extractor, clean_env, monkeypatch):
+    import duckdb
+
+    from scanbatch.catalog import CATALOG_MIGRATION_SQL, export_snapshot
+
+    con = duckdb.connect(":memory:")
+    con.execute(CATALOG_MIGRATION_SQL)
+    con.execute(
+        "INSERT INTO catalog_artists VALUES (1, 'name:cocteau twins', 'Cocteau Twins', 'COC', 12)"
+    )
+    con.execute(
+        "INSERT INTO catalog_albums (id, artist_id, title, label, code_number) "
+        "VALUES (7, 1, 'Treasure', '4AD', 3)"
+    )
+    snapshot = tmp_path / "catalog.parquet"
+    export_snapshot(con, snapshot)
+    assert CatalogMatcher.from_parquet(snapshot).get(7)["code_letters"] == "COC"
+    folder = make_job(
+        tmp_path,
+        [("Nobody", "Nothing", "fail"), ("Cocteau Twins", "Treasure", ""), ("X", "Y", "crash")],
+    )
+    monkeypatch.setenv("GEMINI_API_KEY", "AIza-never-shown")
+    params = {
+        **Settings(data_dir=tmp_path, extractor="fake").kernel_parameters(),
+        "job_dir": str(folder.path),
+        "catalog_snapshot": str(snapshot),
+    }
+    job = open_job(params)
+    manifest = str(job.manifest_table())
+    assert "image/jpeg, image/heic" in manifest and "Cocteau Twins" in manifest
+    assert len(job.process()) == 3
+    report = str(job.items_report())
+    positions = [report.index(f"Item {i}: ") for i in range(3)]
+    assert positions == sorted(positions)
+    first, second, third = (
+        report[positions[0] : positions[1]],
+        report[positions[1] : positions[2]],
+        report[positions[2] :],
+    )
+    assert first.count("data:image/jpeg;base64,") == 2  # both photos, as thumbnails
+    assert "the fake model refused" in first and "Trying again will not help." in first
+    assert "extractor</td><td style='text-align:left'>fake" in second
+    assert "Cocteau Twins" in second and "0.90" in second  # a field with its confidence
+    assert "Treasure" in second and "COC 12/3" in second and "score" in second
+    assert "RuntimeError: fake crash" in third
+    summary = str(job.summary())
+    assert (
+        "1 completed, 2 failed" in summary and "#7 Cocteau Twins – Treasure [COC 12/3]" in summary
+    )
+    assert "AIza-never-shown" not in manifest + report + summary
+
+
+def test_a_bad_parameter_fails_the_job_before_any_item(tmp_path, clean_env):
+    from scanbatch.errors import ConfigError
+
+    folder = make_job(tmp_path, [("A", "B", "")])
+    params = {**Settings(data_dir=tmp_path).kernel_parameters(), "job_dir": str(folder.path)}
+    with pytest.raises(ConfigError, match="Unknown extractor 'nope'"):
+        open_job({**params, "extractor": "nope"})
+    with pytest.raises(ConfigError, match="notebook parameter item_concurrency"):
+        open_job({**params, "extractor": "fake", "item_concurrency": 0})
+    assert not folder.results_path.exists()
