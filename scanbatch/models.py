@@ -3,12 +3,20 @@ JSON is camelCase as in the station's contract; Python attributes are snake_case
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 
@@ -229,7 +237,10 @@ class Accepted(CamelModel):
 
 class JobListQuery(CamelModel):
     """Query of `GET /library/scan/batch`. `limit` is clamped (the station's contract), not
-    refused; `offset` past the last job gives an empty page."""
+    refused; `offset` past the last job gives an empty page. Unknown parameters are ignored
+    (clients add cache busters)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
     limit: int = Field(20, description="page size; clamped to 1..100")
     offset: int = Field(0, ge=0, le=2**31 - 1)
@@ -273,3 +284,50 @@ class KeyCreated(KeyView):
 
 class KeyList(CamelModel):
     keys: list[KeyView]
+
+
+class ScanForm(BaseModel):
+    """The text fields of `POST /library/scan` (snake_case, as the station's backend reads
+    them). Empty fields count as absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    photo_types: list[Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]] = (
+        Field(
+            default_factory=list,
+            max_length=MAX_IMAGES_PER_ITEM,
+            description='one per image, as a JSON array string (["front", "back"]) or '
+            "comma-separated (front,back); default: photo for each",
+        )
+    )
+    catalog_item_id: int | None = Field(None, ge=0, le=2**31 - 1)
+    sticker_text: str | None = Field(None, max_length=10_000)
+    detected_upc: str | None = Field(None, max_length=100)
+    artist_name: str | None = Field(None, max_length=1000)
+    album_title: str | None = Field(None, max_length=1000)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_absent(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("photo_types", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except (ValueError, RecursionError):
+                    raise ValueError(
+                        'is not a valid JSON array: send ["front", "back"] or front,back'
+                    ) from None
+            return [part for part in text.split(",")]
+        return value
+
+    def context(self) -> ScanContext | None:
+        fields = self.model_dump(exclude={"photo_types"}, exclude_none=True)
+        return ScanContext(**fields) if fields else None

@@ -47,6 +47,25 @@ class Settings(BaseSettings):
         SHIPPED_DATA / "catalog_sample.csv",
         description="CSV imported when the catalog is empty at server start; empty to skip.",
     )
+    scan_timeout: float = Field(
+        60.0,
+        gt=0,
+        le=600,
+        description="Seconds `POST /library/scan` waits for its one record; past it, a 504.",
+    )
+    http_connection_limit: int = Field(
+        1000,
+        ge=10,
+        le=10000,
+        description="Open client connections the server accepts at once (idle ones included).",
+    )
+    http_channel_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Seconds a connection may send nothing (e.g. a stalled partial request) "
+        "before the server closes it.",
+    )
     host: str = Field("127.0.0.1", description="Address `scanbatch serve` binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port `scanbatch serve` binds.")
     gemini_model: str = Field("gemini-3-flash-preview", description="Gemini model name.")

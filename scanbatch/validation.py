@@ -165,14 +165,14 @@ def field_error(exc: ValidationError, where: str, model: type[BaseModel] | None 
     loc = [str(p) for p in err["loc"]]
     kind = err["type"]
     if kind == "extra_forbidden":
-        parent = _path(where, loc[:-1])
+        parent = _path(where, loc[:-1]) or "the body"
         allowed = _allowed_keys(model, loc[:-1])
         hint = f": allowed keys are {', '.join(allowed)}" if allowed else ""
         return f"{parent} has unknown key '{_short(loc[-1])}'{hint}"
     path = _path(where, loc)
     if kind == "missing":
         return f"{path} is required"
-    if loc and loc[0] == "photoTypes":
+    if loc and loc[0] in ("photoTypes", "photo_types") and kind != "value_error":
         return f'{_path(where, loc[:1])} must be a list of non-empty strings (e.g. ["front"])'
     if kind in _NAMES:
         return f"{path} must be {_NAMES[kind]}, got {_short(err.get('input'))}"

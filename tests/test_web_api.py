@@ -255,7 +255,7 @@ def test_flask_errors_use_the_one_shape(client, tokens):
         environ_overrides={"CONTENT_LENGTH": str(600 * 1024 * 1024)},  # declared, not sent
     )
     assert r.status_code == 413
-    assert r.get_json()["message"].startswith("Request too large: send at most 50 images")
+    assert r.get_json()["message"].startswith("Request too large: the body may be at most")
 
 
 def test_unexpected_errors_are_a_json_500_without_a_trace(app, client, tokens, monkeypatch):

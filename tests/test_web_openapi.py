@@ -1,6 +1,7 @@
 import re
 
 import pytest
+from pydantic.alias_generators import to_camel
 
 from scanbatch.web import create_app, shutdown
 from scanbatch.web.openapi import openapi_document
@@ -22,7 +23,7 @@ def app_routes(app):
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = re.sub(r"<(?:\w+:)?job_id>", "{jobId}", rule.rule)
+        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + to_camel(m[1]) + "}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             routes.add((path, method))
     return routes
@@ -34,7 +35,7 @@ def test_every_route_is_documented_and_nothing_else(app):
 
 def test_served_document_describes_fields_and_errors(app):
     doc = app.test_client().get("/openapi.json").get_json()
-    job = doc["components"]["schemas"]["Job"]["properties"]
+    job = doc["components"]["schemas"]["JobView"]["properties"]
     for field in (
         "jobId",
         "status",
