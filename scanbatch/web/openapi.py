@@ -158,6 +158,7 @@ def _operation(op: Operation, refs: dict) -> dict[str, Any]:
     responses = dict(op.responses)
     if not op.public:
         responses.setdefault(401, "Missing, malformed, invalid or revoked API token")
+    responses.setdefault(500, "Unexpected server error; the details are in the server log")
     out["responses"] = {
         str(status): _reply(status, reply, refs) for status, reply in sorted(responses.items())
     }
