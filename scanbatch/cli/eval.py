@@ -19,8 +19,9 @@ def command(truth: Path, results: Path, json_out: Path | None) -> None:
     """Score a job's results against ground truth.
 
     TRUTH is a truth.json (from `scanbatch synth` or a review export). RESULTS is a
-    results.jsonl, a job folder, or a job status JSON (GET /library/scan/batch/<id>). Per-field exact match (after normalising case, accents,
-    punctuation; UPC digits) and similarity, catalog match accuracy and confidence calibration.
+    results.jsonl, a job folder, or a job status JSON (GET /library/scan/batch/<id>).
+    Per-field exact match (after normalising case, accents, punctuation; UPC digits) and
+    similarity, catalog match accuracy and confidence calibration.
     """
     from scanbatch.evaluate import evaluate, load_outcomes, load_truth
 
