@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     extractor: str = Field(
         default_factory=_default_extractor,
         description="Extractor backend: `gemini` when GEMINI_API_KEY is set, else `ocr`.",
+        json_schema_extra={"shown_default": "`gemini` if `GEMINI_API_KEY` is set, else `ocr`"},
     )
     item_concurrency: int = Field(
         10,

@@ -91,9 +91,9 @@ class ResponseChecker:
             for err in self._validator(root).iter_errors(response.get_json()):
                 self.errors.append(f"{where}: {err.json_path}: {err.message[:200]}")
         for header, spec in documented.get("headers", {}).items():
-            if header in response.headers and spec["schema"].get("type") == "integer":
-                if not response.headers[header].isdigit():
-                    self.errors.append(f"{where}: header {header} is not an integer")
+            is_int = spec["schema"].get("type") == "integer"
+            if is_int and header in response.headers and not response.headers[header].isdigit():
+                self.errors.append(f"{where}: header {header} is not an integer")
         return response
 
     def assert_clean(self) -> None:
