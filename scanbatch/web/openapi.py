@@ -59,7 +59,13 @@ class Operation:
 
 OPERATIONS: list[Operation] = []
 
-JOB_ID = {"name": "jobId", "in": "path", "required": True, "schema": {"type": "string"}}
+JOB_ID = {
+    "name": "jobId",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "format": "uuid"},
+    "description": "a job's UUID; anything else is a 400 `Invalid job ID format`",
+}
 
 
 def operation(
