@@ -1,5 +1,5 @@
 """The one settings object. Every field reads ``SCANBATCH_<NAME>`` from the environment; the
-README's configuration table is generated from the same fields (``scanbatch settings``)."""
+README's configuration table is generated from the same fields (`scanbatch.cli.docs`, by cog)."""
 
 from __future__ import annotations
 
