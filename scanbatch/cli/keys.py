@@ -31,6 +31,10 @@ def command() -> None:
     """
 
 
+class ServerUnreachable(ScanbatchError):
+    pass
+
+
 class ServerClient:
     """The running server, as the local owner of its data dir."""
 
@@ -60,7 +64,7 @@ class ServerClient:
                 **kwargs,
             )
         except requests.RequestException as exc:
-            raise ScanbatchError(f"The server at {self.url} did not answer: {exc}") from None
+            raise ServerUnreachable(f"The server at {self.url} did not answer: {exc}") from None
         try:
             body = r.json()
         except ValueError:
@@ -74,11 +78,14 @@ def _local_or_server(local: Callable[[JobStore], T], remote: Callable[[ServerCli
     s = settings()
     try:
         store = JobStore.open(s.store_path)
-    except StoreLocked:
+    except StoreLocked as locked:
         client = ServerClient.from_runtime_file(s)
         if client is None:  # held by something that is not our server: say so
             raise
-        return remote(client)
+        try:
+            return remote(client)
+        except ServerUnreachable as exc:  # a stale file from a killed server
+            raise ScanbatchError(f"{locked.message} ({exc.message})") from None
     try:
         return local(store)
     finally:
