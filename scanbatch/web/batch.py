@@ -188,7 +188,8 @@ def submit_batch() -> Response:
     request.environ[STAGING_KEY] = staging
     try:
         files = uploaded_images(MULTIPART_HINT)
-        manifest_raw = single_field("manifest")
+        # No images is the station's first check, before anything about the manifest.
+        manifest_raw = single_field("manifest") if files else None
         manifest = parse_manifest(manifest_raw, len(files))
         mimes = [f.mime_type() for f in files]
         request_hash = _request_hash(manifest_raw, files)
