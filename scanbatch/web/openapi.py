@@ -131,11 +131,26 @@ def _reply(status: int, reply: Response, refs: dict) -> dict[str, Any]:
     return {"description": _REASONS.get(status, "OK"), "content": _content(refs[reply])}
 
 
+def _inline(node: Any, defs: dict[str, Any]) -> Any:
+    """`node` with `#/$defs/X` references replaced by X (a query parameter's schema must stand
+    alone: an Enum field would otherwise point into the model's own `$defs`)."""
+    if isinstance(node, dict):
+        ref = node.get("$ref", "")
+        if ref.startswith("#/$defs/"):
+            siblings = {k: v for k, v in node.items() if k != "$ref"}
+            return {**_inline(defs[ref.removeprefix("#/$defs/")], defs), **siblings}
+        return {k: _inline(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline(v, defs) for v in node]
+    return node
+
+
 def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
     schema = model.model_json_schema(by_alias=True)
+    defs = schema.get("$defs", {})
     params = []
     for name, prop in schema.get("properties", {}).items():
-        prop = dict(prop)
+        prop = dict(_inline(prop, defs))
         description = prop.pop("description", None)
         prop.pop("title", None)
         param = {"name": name, "in": "query", "required": False, "schema": prop}
