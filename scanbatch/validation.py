@@ -92,40 +92,32 @@ def _load_json(raw: str | bytes) -> Any:
             raw = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise BadRequest("Invalid JSON in manifest field: it is not UTF-8 text") from None
-    if _depth_over(raw, MAX_MANIFEST_DEPTH):
-        raise BadRequest(
-            f"Invalid JSON in manifest field: nested more than {MAX_MANIFEST_DEPTH} levels deep "
-            '(a manifest is {"items": [{"imageCount", "photoTypes", "context": {...}}]})'
-        )
+    too_deep = BadRequest(
+        f"Invalid JSON in manifest field: nested more than {MAX_MANIFEST_DEPTH} levels deep "
+        '(a manifest is {"items": [{"imageCount", "photoTypes", "context": {...}}]})'
+    )
     try:
-        return json.loads(raw)
-    except (ValueError, RecursionError):
+        data = json.loads(raw)
+    except RecursionError:  # json.loads recurses once per level: a few thousand exhaust it
+        raise too_deep from None
+    except ValueError:
         raise BadRequest("Invalid JSON in manifest field") from None
+    if _depth_over(data, MAX_MANIFEST_DEPTH):
+        raise too_deep
+    return data
 
 
-def _depth_over(text: str, limit: int) -> bool:
-    """Whether brackets outside strings nest deeper than `limit`, without parsing: json.loads
-    recurses once per level and a few thousand levels exhaust Python's stack."""
-    if text.count("[") + text.count("{") <= limit:
-        return False
-    depth = 0
-    in_string = escaped = False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
+def _depth_over(data: Any, limit: int) -> bool:
+    """Whether containers nest deeper than `limit`; iterative, so any depth json.loads
+    returned is safe to measure (printing or validating it would recurse)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
             if depth > limit:
                 return True
-        elif ch in "]}":
-            depth -= 1
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
     return False
 
 
