@@ -175,3 +175,12 @@ def test_readme_is_in_step_with_the_code():
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_run_refuses_a_pixel_bomb_like_an_upload(env, runner):
+    from tests.imaging import png_header
+
+    manifest, image = write_batch(env, [""])
+    Path(image).write_bytes(png_header(13000, 13000))
+    result = runner.invoke(cli, ["run", "--extractor", "fake", "--manifest", manifest, image])
+    assert result.exit_code == 1 and "images[0] is 13000x13000 pixels" in result.stderr
