@@ -33,6 +33,7 @@ from scanbatch.models import (
     Status,
 )
 from scanbatch.pipeline import process_item
+from scanbatch.settings import Settings
 from scanbatch.validation import validate_model
 from scanbatch.web.auth import require_write
 from scanbatch.web.forms import single_field, uploaded_images
@@ -106,7 +107,7 @@ class _Scanner:
     """One extractor per app (the OCR one loads its models once) and a bound on concurrent
     scans: each holds an extractor call, and the server's kernels need the CPU too."""
 
-    def __init__(self, app_settings) -> None:
+    def __init__(self, app_settings: Settings) -> None:
         self.settings = app_settings
         self._extractor: Extractor | None = None
         self._lock = threading.Lock()
@@ -121,11 +122,15 @@ class _Scanner:
             return self._extractor
 
 
+_SCANNER_LOCK = threading.Lock()
+
+
 def _scanner() -> _Scanner:
     ext = current_app.extensions
-    if "scanbatch.scan" not in ext:
-        ext["scanbatch.scan"] = _Scanner(ext["scanbatch"].settings)
-    return ext["scanbatch.scan"]
+    with _SCANNER_LOCK:  # one per app, made on first use (most servers never get a scan)
+        if "scanbatch.scan" not in ext:
+            ext["scanbatch.scan"] = _Scanner(ext["scanbatch"].settings)
+        return ext["scanbatch.scan"]
 
 
 @bp.post("")
