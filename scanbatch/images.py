@@ -1,10 +1,18 @@
-"""Image type detection from the bytes (never the filename) and the per-file size limit."""
+"""Image type detection from the bytes (never the filename), the per-file size limit, and the
+pixel limit read from the image's header (never by decoding it)."""
 
 from __future__ import annotations
+
+import warnings
+from pathlib import Path
 
 from scanbatch.errors import BadRequest
 
 MAX_IMAGE_BYTES = 10 * 1024 * 1024
+# 50 megapixels: a 48 MP phone photo (8064x6048) passes, the app sends at most 2048 px a side.
+# A small file can declare a huge canvas (a 46 KB 1-bit PNG of 13000x13000 took an OCR kernel
+# to 1.1 GiB), so the bytes limit alone does not bound memory.
+MAX_IMAGE_PIXELS = 50_000_000
 
 EXTENSIONS = {
     "image/jpeg": ".jpg",
@@ -64,3 +72,36 @@ def check_size(size: int, *, index: int) -> None:
             f"images[{index}] is {size} bytes; each file must be at most "
             f"{MAX_IMAGE_BYTES} bytes (10 MiB): resize or recompress it"
         )
+
+
+def check_pixels(path: Path, mime: str, *, index: int | None) -> tuple[int, int]:
+    """(width, height) from the file's header, or a 400 naming the file when it declares more
+    than MAX_IMAGE_PIXELS or its header cannot be read. Nothing is decoded: Pillow's `open`
+    reads only the header."""
+    from PIL import Image
+
+    if mime in ("image/heic", "image/heif"):
+        import pillow_heif
+
+        pillow_heif.register_heif_opener()
+    where = f"images[{index}]" if index is not None else str(path)
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns past its own limit and raises past twice it; ours is lower.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                width, height = img.size
+    except Image.DecompressionBombError:
+        width = height = None
+    except Exception as exc:
+        raise BadRequest(
+            f"{where} looks like {mime} but its header cannot be read ({type(exc).__name__}): "
+            "send the photo as saved by the camera or an image editor"
+        ) from None
+    if width is None or width * height > MAX_IMAGE_PIXELS:
+        size = f"{width}x{height} pixels" if width else "more pixels than Pillow will open"
+        raise BadRequest(
+            f"{where} is {size}; each photo may have at most {MAX_IMAGE_PIXELS:,} pixels "
+            "(50 megapixels): downscale it (the app sends at most 2048 px a side)"
+        )
+    return width, height

@@ -3,12 +3,20 @@ JSON is camelCase as in the station's contract; Python attributes are snake_case
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 from pydantic.alias_generators import to_camel
 
 
@@ -35,21 +43,34 @@ class Status(StrEnum):
 class ScanContext(CamelModel):
     """What the app already knows about a record (all optional)."""
 
-    catalog_item_id: int | None = None
+    catalog_item_id: int | None = Field(default=None, strict=True)
     sticker_text: str | None = None
     detected_upc: str | None = Field(default=None, alias="detectedUPC")
     artist_name: str | None = None
     album_title: str | None = None
 
 
+MAX_ITEMS = 10
+MAX_IMAGES = 50
+MAX_IMAGES_PER_ITEM = 5
+
+
 class ManifestItem(CamelModel):
-    image_count: int
-    photo_types: list[str]
+    image_count: int = Field(ge=1, le=MAX_IMAGES_PER_ITEM, strict=True)
+    photo_types: list[Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]] = (
+        Field(
+            min_length=1,
+            max_length=MAX_IMAGES_PER_ITEM,
+            description="one per image: front, back, photo, front_cover, center_label, ...",
+        )
+    )
     context: ScanContext | None = None
 
 
 class Manifest(CamelModel):
-    items: list[ManifestItem]
+    """The multipart `manifest` field: `{"items": [...]}`, or the bare array the app sends."""
+
+    items: list[ManifestItem] = Field(min_length=1, max_length=MAX_ITEMS)
 
     @property
     def total_images(self) -> int:
@@ -96,6 +117,21 @@ class Extraction(CamelModel):
         return f.value if f is not None else None
 
 
+FIELD_NAMES = ("artistName", "albumTitle", "labelName", "catalogNumber", "reviewText", "upc")
+# The API's `extraction`: kept a plain dict at run time (it is stored and passed on as JSON), but
+# documented exactly: the six fields, each present only when read.
+_EXTRACTION_JSON = {
+    "type": "object",
+    "propertyNames": {"enum": list(FIELD_NAMES)},
+    "additionalProperties": ExtractionField.model_json_schema(),
+    "description": "the fields read, each present only when read",
+}
+ExtractionJson = Annotated[dict[str, Any], WithJsonSchema(_EXTRACTION_JSON)]
+OptionalExtractionJson = Annotated[
+    dict[str, Any] | None, WithJsonSchema({"anyOf": [_EXTRACTION_JSON, {"type": "null"}]})
+]
+
+
 @dataclass(frozen=True)
 class Photo:
     """One photo of an item, as the extractor sees it."""
@@ -128,7 +164,7 @@ class MatchedAlbum(CamelModel):
 class ResultView(CamelModel):
     item_index: int
     status: Status
-    extraction: dict[str, Any] | None = None
+    extraction: OptionalExtractionJson = None
     matched_album_id: int | None = None
     matched_album: MatchedAlbum | None = None
     match_score: float | None = None
@@ -179,3 +215,119 @@ class ItemOutcome(CamelModel):
     retryable: bool | None = None
     usage: Usage | None = None
     finished_at: datetime
+
+
+# -- shapes of the HTTP API that are not stored: OpenAPI components are generated from these --
+
+
+class ErrorBody(BaseModel):
+    """Every error: what is wrong and how to fix it."""
+
+    model_config = ConfigDict(title="Error")
+
+    status: int = Field(description="the HTTP status code")
+    message: str = Field(description="what is wrong and how to fix it")
+
+
+class Accepted(CamelModel):
+    job_id: str = Field(json_schema_extra={"format": "uuid"})
+    status: Status
+    total_items: int
+
+
+class JobListQuery(CamelModel):
+    """Query of `GET /library/scan/batch`. `limit` is clamped (the station's contract), not
+    refused; `offset` past the last job gives an empty page. Unknown parameters are ignored
+    (clients add cache busters)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    limit: int = Field(20, description="page size; clamped to 1..100")
+    offset: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class ScanResponse(CamelModel):
+    """`POST /library/scan`: one record, read and matched synchronously."""
+
+    extraction: ExtractionJson
+    matched_album_id: int | None = None
+    matched_album: MatchedAlbum | None = None
+
+
+class Health(CamelModel):
+    status: str
+    version: str
+    extractor: str
+    queued_jobs: int
+    running_jobs: int
+    warm_kernels: int
+
+
+class KeyCreate(CamelModel):
+    """Body of `POST /admin/keys`."""
+
+    user: str = Field(min_length=1, max_length=200, pattern=r"\S")
+    role: Literal["dj", "musicDirector", "stationManager"]
+
+
+class KeyView(CamelModel):
+    id: str
+    user_id: str
+    role: str
+    created_at: datetime
+    revoked_at: datetime | None = None
+
+
+class KeyCreated(KeyView):
+    token: str = Field(description="shown once; only its hash is stored")
+
+
+class KeyList(CamelModel):
+    keys: list[KeyView]
+
+
+class ScanForm(BaseModel):
+    """The text fields of `POST /library/scan` (snake_case, as the station's backend reads
+    them). Empty fields count as absent."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    photo_types: list[Annotated[str, StringConstraints(min_length=1, strip_whitespace=True)]] = (
+        Field(
+            default_factory=list,
+            max_length=MAX_IMAGES_PER_ITEM,
+            description='one per image, as a JSON array string (["front", "back"]) or '
+            "comma-separated (front,back); default: photo for each",
+        )
+    )
+    catalog_item_id: int | None = Field(None, ge=0, le=2**31 - 1)
+    sticker_text: str | None = Field(None, max_length=10_000)
+    detected_upc: str | None = Field(None, max_length=100)
+    artist_name: str | None = Field(None, max_length=1000)
+    album_title: str | None = Field(None, max_length=1000)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _empty_is_absent(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("photo_types", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if value is None:
+            return []
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    return json.loads(text)
+                except (ValueError, RecursionError):
+                    raise ValueError(
+                        'is not a valid JSON array: send ["front", "back"] or front,back'
+                    ) from None
+            return [part for part in text.split(",")]
+        return value
+
+    def context(self) -> ScanContext | None:
+        fields = self.model_dump(exclude={"photo_types"}, exclude_none=True)
+        return ScanContext(**fields) if fields else None

@@ -9,15 +9,17 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from uuid import UUID
 
-from pydantic import Field, StrictInt, ValidationError, field_validator
+from pydantic import AwareDatetime, Field, StrictInt, field_validator
 
-from scanbatch.errors import BadRequest
 from scanbatch.evaluate import FIELDS, normalize
 from scanbatch.models import CamelModel, MatchedAlbum, Status
 
 MAX_VALUE_CHARS = 1000
 MAX_NOTE_CHARS = 2000
+MAX_PAGE = 100
+MAX_SEARCH = 50
 
 
 class Verdict(StrEnum):
@@ -151,52 +153,41 @@ def field_verdicts(
     return {name: verdict(name, _value(extraction, name), truth.get(name)) for name in FIELDS}
 
 
-def parse_review(body: Any) -> ReviewInput:
-    """The review body, or a 400 naming the first bad field and how to fix it."""
-    if not isinstance(body, dict):
-        raise BadRequest(
-            'Send the review as a JSON object: {"fields": {...six fields...}, '
-            '"matchedAlbumId": <id or null>, "note": "..."}'
-        )
-    try:
-        return ReviewInput.model_validate(body)
-    except ValidationError as exc:
-        raise BadRequest(describe_error(exc)) from None
+class ReviewItemsQuery(CamelModel):
+    """Query of `GET /library/scan/review/items`."""
+
+    state: ReviewState = ReviewState.UNREVIEWED
+    sort: ReviewSort = ReviewSort.CONFIDENCE
+    job_id: UUID | None = Field(None, description="only this job's items")
+    user_id: str | None = Field(None, description="only this user's uploads")
+    limit: int = Field(20, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0, le=2**31 - 1)
 
 
-def describe_error(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "body"
-    kind = first["type"]
-    if kind == "extra_forbidden":
-        top = "fields, matchedAlbumId, note"
-        allowed = ", ".join(FIELDS) if where.startswith("fields.") else top
-        return f"Unknown field '{where}': the allowed names are {allowed}"
-    if kind == "missing":
-        return (
-            f"Missing '{where}': give every one of the six fields "
-            "(null when the photos don't show it) and matchedAlbumId (null for no album)"
-        )
-    if kind == "string_too_long":
-        limit = first.get("ctx", {}).get("max_length")
-        return f"'{where}' is too long: at most {limit} characters"
-    return f"'{where}': {first['msg']}"
+class MetricsQuery(CamelModel):
+    group_by: GroupBy = GroupBy.NONE
 
 
-# Re-exported so callers need one import for the review shapes.
-__all__ = [
-    "MAX_VALUE_CHARS",
-    "GroupBy",
-    "PhotoRef",
-    "ReviewInput",
-    "ReviewItem",
-    "ReviewPage",
-    "ReviewSort",
-    "ReviewState",
-    "ReviewView",
-    "TruthFields",
-    "Verdict",
-    "field_verdicts",
-    "parse_review",
-    "verdict",
-]
+class DatasetQuery(CamelModel):
+    since: AwareDatetime | None = Field(None, description="only reviews saved after this time")
+
+
+class PhotoQuery(CamelModel):
+    size: int | None = Field(
+        None, ge=16, le=4096, description="a JPEG whose longer side is at most this"
+    )
+
+
+class CatalogQuery(CamelModel):
+    q: str = Field(
+        min_length=1, max_length=200, description="words of the artist and title, or an album id"
+    )
+    limit: int = Field(10, ge=1, le=MAX_SEARCH)
+
+
+class AlbumList(CamelModel):
+    albums: list[MatchedAlbum]
+
+
+class ReviewHistory(CamelModel):
+    reviews: list[ReviewView]

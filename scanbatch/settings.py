@@ -1,5 +1,5 @@
 """The one settings object. Every field reads ``SCANBATCH_<NAME>`` from the environment; the
-README's configuration table is generated from the same fields (``scanbatch settings``)."""
+README's configuration table is generated from the same fields (`scanbatch.cli.docs`, by cog)."""
 
 from __future__ import annotations
 
@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     extractor: str = Field(
         default_factory=_default_extractor,
         description="Extractor backend: `gemini` when GEMINI_API_KEY is set, else `ocr`.",
+        json_schema_extra={"shown_default": "`gemini` if `GEMINI_API_KEY` is set, else `ocr`"},
     )
     item_concurrency: int = Field(
         10,
@@ -54,6 +55,25 @@ class Settings(BaseSettings):
     seed_catalog: Path | None = Field(
         SHIPPED_DATA / "catalog_sample.csv",
         description="CSV imported when the catalog is empty at server start; empty to skip.",
+    )
+    scan_timeout: float = Field(
+        60.0,
+        gt=0,
+        le=600,
+        description="Seconds `POST /library/scan` waits for its one record; past it, a 504.",
+    )
+    http_connection_limit: int = Field(
+        1000,
+        ge=10,
+        le=10000,
+        description="Open client connections the server accepts at once (idle ones included).",
+    )
+    http_channel_timeout: float = Field(
+        10.0,
+        gt=0,
+        le=600,
+        description="Seconds a connection may send nothing (e.g. a stalled partial request) "
+        "before the server closes it.",
     )
     host: str = Field("127.0.0.1", description="Address `scanbatch serve` binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port `scanbatch serve` binds.")

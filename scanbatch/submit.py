@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-from scanbatch.images import check_size, sniff_mime
+from scanbatch.images import check_pixels, check_size, sniff_mime
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import Manifest
 from scanbatch.store import JobStore
@@ -58,12 +58,12 @@ def write_blobs(images: list[bytes], manifest: Manifest) -> Callable[[JobFolder]
 
 
 def read_images(paths: list[Path]) -> list[bytes]:
-    """Photos from disk, with the same size and type checks as an upload."""
+    """Photos from disk, with the same size, type and pixel checks as an upload."""
     blobs = []
     for index, path in enumerate(paths):
         data = Path(path).read_bytes()
         check_size(len(data), index=index)
-        sniff_mime(data, index=index)
+        check_pixels(Path(path), sniff_mime(data, index=index), index=index)
         blobs.append(data)
     return blobs
 

@@ -11,9 +11,6 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from scanbatch.errors import BadRequest
-
-MIN_SIZE, MAX_SIZE = 16, 4096
 JPEG_QUALITY = 85
 
 
@@ -23,12 +20,6 @@ def register_heif() -> None:
     import pillow_heif
 
     pillow_heif.register_heif_opener()
-
-
-def check_size(size: int) -> int:
-    if not MIN_SIZE <= size <= MAX_SIZE:
-        raise BadRequest(f"size must be between {MIN_SIZE} and {MAX_SIZE} pixels, got {size}")
-    return size
 
 
 def jpeg_thumbnail(data: bytes, size: int) -> bytes:
@@ -47,7 +38,6 @@ def cached_thumbnail(original: Path, size: int, cache_dir: Path) -> Path:
     """The thumbnail of `original` at `size`, made on first request and then read from
     `cache_dir`. Written to a unique temporary name first, so two requests racing for the
     same thumbnail never serve a half-written file."""
-    check_size(size)
     target = cache_dir / f"{original.stem}_{size}.jpg"
     if target.exists():
         return target

@@ -1,28 +1,57 @@
 """The manifest checks of the station's contract, in its order and with its exact messages,
-then a clear message naming the field for every other malformed value."""
+then a clear message naming the field for every other malformed value.
+
+The shapes and bounds live on the pydantic models (`scanbatch.models`); this module runs the
+station's ordered checks first and turns any other validation error of those models into one
+sentence that names the field."""
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar, get_args
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from scanbatch.errors import BadRequest
-from scanbatch.models import Manifest
+from scanbatch.models import (
+    MAX_IMAGES,
+    MAX_IMAGES_PER_ITEM,
+    MAX_ITEMS,
+    Manifest,
+    ManifestItem,
+)
 
-MAX_ITEMS = 10
-MAX_IMAGES = 50
-MAX_IMAGES_PER_ITEM = 5
+__all__ = [
+    "MAX_IMAGES",
+    "MAX_IMAGES_PER_ITEM",
+    "MAX_ITEMS",
+    "MAX_MANIFEST_DEPTH",
+    "field_error",
+    "parse_manifest",
+]
 
-_CONTEXT_TYPES = {
-    "catalogItemId": "an integer",
-    "stickerText": "a string",
-    "detectedUPC": "a string",
-    "artistName": "a string",
-    "albumTitle": "a string",
+# A valid manifest nests 4 deep ({"items": [{"context": {...}}]}); anything much deeper is an
+# attack on the parser (json.loads recurses) or on whoever prints the value.
+MAX_MANIFEST_DEPTH = 8
+
+M = TypeVar("M", bound=BaseModel)
+
+_NAMES = {
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "int_from_float": "an integer",
+    "string_type": "a string",
+    "list_type": "a list",
+    "dict_type": "an object",
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "bool_type": "true or false",
+    "uuid_parsing": "a UUID",
+    "uuid_type": "a UUID",
+    "datetime_parsing": "an ISO 8601 time with its zone, e.g. 2026-11-26T09:00:00Z",
+    "datetime_from_date_parsing": "an ISO 8601 time with its zone, e.g. 2026-11-26T09:00:00Z",
+    "timezone_aware": "an ISO 8601 time with its zone, e.g. 2026-11-26T09:00:00Z",
 }
-_ITEM_KEYS = ("imageCount", "photoTypes", "context")
 
 
 def parse_manifest(raw: str | bytes | None, file_count: int) -> Manifest:
@@ -31,15 +60,12 @@ def parse_manifest(raw: str | bytes | None, file_count: int) -> Manifest:
         raise BadRequest("No images provided")
     if raw is None or not isinstance(raw, str | bytes) or not str(raw).strip():
         raise BadRequest("Missing or invalid manifest field")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise BadRequest("Invalid JSON in manifest field") from None
+    data = _load_json(raw)
     items = data.get("items") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise BadRequest("Manifest must contain a non-empty items array")
     if isinstance(data, dict) and (extra := sorted(set(data) - {"items"})):
-        raise BadRequest(f"manifest has unknown key '{extra[0]}': only 'items' is allowed")
+        raise BadRequest(f"manifest has unknown key '{_short(extra[0])}': only 'items' is allowed")
     if len(items) > MAX_ITEMS:
         raise BadRequest(f"Batch cannot exceed {MAX_ITEMS} items")
     counts = [_image_count(item, i) for i, item in enumerate(items)]
@@ -52,66 +78,140 @@ def parse_manifest(raw: str | bytes | None, file_count: int) -> Manifest:
         raise BadRequest(
             f"Image count mismatch: {file_count} files uploaded but manifest expects {expected}"
         )
+    parsed = []
     for i, item in enumerate(items):
-        _check_item(item, i)
+        types = item.get("photoTypes")
+        if isinstance(types, list) and types and len(types) != item["imageCount"]:
+            raise BadRequest(
+                f"items[{i}].photoTypes has {len(types)} entries but imageCount is "
+                f"{item['imageCount']}: give one photo type per image"
+            )
+        parsed.append(validate_model(ManifestItem, item, f"items[{i}]"))
+    return Manifest(items=parsed)
+
+
+def _load_json(raw: str | bytes) -> Any:
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest("Invalid JSON in manifest field: it is not UTF-8 text") from None
+    too_deep = BadRequest(
+        f"Invalid JSON in manifest field: nested more than {MAX_MANIFEST_DEPTH} levels deep "
+        '(a manifest is {"items": [{"imageCount", "photoTypes", "context": {...}}]})'
+    )
     try:
-        return Manifest.model_validate({"items": items})
-    except ValidationError as exc:  # every case above should have caught it first
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise BadRequest(f"manifest {where}: {err['msg']}") from None
+        data = json.loads(raw)
+    except RecursionError:  # json.loads recurses once per level: a few thousand exhaust it
+        raise too_deep from None
+    except ValueError:
+        raise BadRequest("Invalid JSON in manifest field") from None
+    if _depth_over(data, MAX_MANIFEST_DEPTH):
+        raise too_deep
+    return data
+
+
+def _depth_over(data: Any, limit: int) -> bool:
+    """Whether containers nest deeper than `limit`; iterative, so any depth json.loads
+    returned is safe to measure (printing or validating it would recurse)."""
+    stack = [(data, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    text = value if isinstance(value, str) else json.dumps(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _image_count(item: Any, i: int) -> int:
     if not isinstance(item, dict):
         raise BadRequest(f"items[{i}] must be an object with imageCount and photoTypes")
     count = item.get("imageCount")
-    # bool is an int in Python; `true` is not an image count.
     if "imageCount" not in item:
         raise BadRequest(f"items[{i}].imageCount is required: an integer from 1 to 5")
+    # bool is an int in Python; `true` is not an image count.
     if not isinstance(count, int) or isinstance(count, bool):
         raise BadRequest(
-            f"items[{i}].imageCount must be an integer from 1 to 5, got {json.dumps(count)}"
+            f"items[{i}].imageCount must be an integer from 1 to 5, got {_short(count)}"
         )
     if count < 1:
         raise BadRequest(f"items[{i}].imageCount must be at least 1, got {count}")
     return count
 
 
-def _check_item(item: dict[str, Any], i: int) -> None:
-    if extra := sorted(set(item) - set(_ITEM_KEYS)):
-        raise BadRequest(
-            f"items[{i}] has unknown key '{extra[0]}': allowed keys are {', '.join(_ITEM_KEYS)}"
-        )
-    types = item.get("photoTypes")
-    if not isinstance(types, list) or not all(isinstance(t, str) and t.strip() for t in types):
-        raise BadRequest(
-            f'items[{i}].photoTypes must be a list of non-empty strings (e.g. ["front", "back"])'
-        )
-    if len(types) != item["imageCount"]:
-        raise BadRequest(
-            f"items[{i}].photoTypes has {len(types)} entries but imageCount is "
-            f"{item['imageCount']}: give one photo type per image"
-        )
-    context = item.get("context")
-    if context is None:
-        return
-    if not isinstance(context, dict):
-        raise BadRequest(f"items[{i}].context must be an object")
-    for key, value in context.items():
-        if key not in _CONTEXT_TYPES:
-            raise BadRequest(
-                f"items[{i}].context has unknown key '{key}': allowed keys are "
-                f"{', '.join(_CONTEXT_TYPES)}"
-            )
-        if value is None:
-            continue
-        ok = (
-            isinstance(value, int) and not isinstance(value, bool)
-            if key == "catalogItemId"
-            else isinstance(value, str)
-        )
-        if not ok:
-            raise BadRequest(
-                f"items[{i}].context.{key} must be {_CONTEXT_TYPES[key]}, got {json.dumps(value)}"
-            )
+def validate_model(model: type[M], data: Any, where: str) -> M:
+    """`model` validated from `data`, or a 400 naming the first bad field under `where`."""
+    try:
+        # by_name=False: the wire format is camelCase only, as the station sends it.
+        return model.model_validate(data, by_name=False)
+    except ValidationError as exc:
+        raise BadRequest(field_error(exc, where, model)) from None
+
+
+def field_error(exc: ValidationError, where: str, model: type[BaseModel] | None = None) -> str:
+    """One sentence for the first error of `exc`: the field's path, what it must be, what came."""
+    err = exc.errors()[0]
+    loc = [str(p) for p in err["loc"]]
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _path(where, loc[:-1]) or "the body"
+        allowed = _allowed_keys(model, loc[:-1])
+        hint = f": allowed keys are {', '.join(allowed)}" if allowed else ""
+        return f"{parent} has unknown key '{_short(loc[-1])}'{hint}"
+    path = _path(where, loc)
+    if kind == "missing":
+        return f"{path} is required"
+    if loc and loc[0] in ("photoTypes", "photo_types") and kind != "value_error":
+        return f'{_path(where, loc[:1])} must be a list of non-empty strings (e.g. ["front"])'
+    if kind in _NAMES:
+        return f"{path} must be {_NAMES[kind]}, got {_short(err.get('input'))}"
+    ctx = err.get("ctx") or {}
+    if kind == "greater_than_equal":
+        return f"{path} must be at least {ctx.get('ge')}, got {_short(err.get('input'))}"
+    if kind == "less_than_equal":
+        return f"{path} must be at most {ctx.get('le')}, got {_short(err.get('input'))}"
+    if kind == "enum":
+        return f"{path} must be one of {ctx.get('expected')}, got {_short(err.get('input'))}"
+    if kind == "string_too_long":
+        return f"{path} is too long: at most {ctx.get('max_length')} characters"
+    if kind == "string_too_short":
+        return f"{path} must not be empty"
+    return f"{path}: {err['msg']}"
+
+
+def _path(where: str, loc: list[str]) -> str:
+    out = where
+    for part in loc:
+        out += f"[{part}]" if part.isdigit() else (f".{part}" if out else part)
+    return out
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: list[str]) -> list[str]:
+    """The wire names of the object at `loc` inside `model` (nested models and lists of them
+    are followed), or [] when `loc` leads elsewhere."""
+    for part in loc:
+        if model is None:
+            return []
+        if part.isdigit():
+            continue  # a list index: the list's item model is already the one found
+        fields = {f.alias or name: f for name, f in model.model_fields.items()}
+        found = fields.get(part) or model.model_fields.get(part)
+        model = _model_in(found.annotation) if found is not None else None
+    return [f.alias or name for name, f in model.model_fields.items()] if model else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None

@@ -13,6 +13,9 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 FINISHED = ("completed", "failed")
+# Base URLs of the servers tests started: their responses are checked against /openapi.json
+# (tests/conftest.py), other loopback servers (the fake Gemini) are not.
+SERVER_URLS: set[str] = set()
 
 
 class ServerProcess:
@@ -65,6 +68,7 @@ class ServerProcess:
             self.banner.append(line.rstrip("\n"))
             if "listening on " in line:
                 self.url = line.split("listening on ", 1)[1].split()[0]
+                SERVER_URLS.add(self.url)
                 return self
         raise RuntimeError("server did not start in time")
 

@@ -8,14 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 
-from scanbatch.cli import _Parser
-from scanbatch.cli import eval as eval_cli
+from scanbatch.cli import cli
 from scanbatch.errors import BadRequest
 from scanbatch.evaluate import evaluate, load_outcomes, load_truth, normalize
 from scanbatch.jobfolder import ResultsWriter
 from scanbatch.models import ItemOutcome, Status
-from scanbatch.settings import Settings
 
 TRUTH = {
     "items": [
@@ -147,19 +146,16 @@ def test_bad_files_are_named(tmp_path: Path) -> None:
         load_truth(tmp_path / "nope.json")
 
 
-def test_cli_prints_table_and_writes_json(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_prints_table_and_writes_json(tmp_path: Path) -> None:
     truth = tmp_path / "truth.json"
     truth.write_text(json.dumps(TRUTH))
-    parser = _Parser(prog="scanbatch")
-    eval_cli.register(parser.add_subparsers(parser_class=_Parser))
     out = tmp_path / "report" / "eval.json"
-    args = parser.parse_args(["eval", str(truth), str(_jsonl(tmp_path)), "--json", str(out)])
-    assert args.func(args, Settings()) == 0
-    assert "catalog match  2/3" in capsys.readouterr().out
+    runner = CliRunner()
+    result = runner.invoke(cli, ["eval", str(truth), str(_jsonl(tmp_path)), "--json", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "catalog match  2/3" in result.stdout
     check_report(json.loads(out.read_text()))
-    with pytest.raises(SystemExit) as exc:
-        parser.parse_args(["eval", str(truth)])
-    assert exc.value.code == 2
+    assert runner.invoke(cli, ["eval", str(truth)]).exit_code == 2
 
 
 def test_per_field_calibration_and_match_precision():

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from scanbatch.errors import BadRequest, NotFound
-from scanbatch.models import ItemOutcome, Manifest, Status, Usage
+from scanbatch.models import ItemOutcome, Manifest, ManifestItem, Status, Usage
 
 
 def manifest(n=3):
@@ -146,7 +146,9 @@ def test_unfinished_jobs_are_listed_for_recovery(store):
 
 
 def test_failed_write_leaves_no_partial_job(store):
-    bad = Manifest.model_validate({"items": [{"imageCount": 1, "photoTypes": ["f"]}] * 11})
+    # The model refuses 11 items; construct one anyway to reach the database's own CHECK.
+    item = ManifestItem(image_count=1, photo_types=["f"])
+    bad = Manifest.model_construct(items=[item] * 11)
     with pytest.raises(Exception, match="CHECK constraint"):
         store.create_job("alice", bad)  # total_items CHECK fails after nothing else was written
     assert store.list_jobs("alice").total == 0

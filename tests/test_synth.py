@@ -9,14 +9,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
-from scanbatch.cli import _Parser
-from scanbatch.cli import synth as synth_cli
+from scanbatch.cli import cli
 from scanbatch.errors import BadRequest
 from scanbatch.images import EXTENSIONS, sniff_mime
 from scanbatch.models import Manifest
-from scanbatch.settings import Settings
 from scanbatch.synth import generate_set
 from scanbatch.synth.records import BUILTIN, draw_records, load_catalog
 
@@ -81,21 +80,16 @@ def test_truth_lists_fields_and_photos(synth_set: Path) -> None:
 
 
 def test_same_seed_same_bytes_through_the_cli(synth_set: Path, tmp_path: Path) -> None:
-    parser = _Parser(prog="scanbatch")
-    synth_cli.register(parser.add_subparsers(parser_class=_Parser))
-    args = parser.parse_args(["synth", "--items", str(N_ITEMS), "--seed", "11", "--workers", "1",
-                              str(tmp_path / "b")])  # fmt: skip
-    assert args.func(args, Settings()) == 0
+    result = CliRunner().invoke(cli, ["synth", "--items", str(N_ITEMS), "--seed", "11",
+                                       "--workers", "1", str(tmp_path / "b")])  # fmt: skip
+    assert result.exit_code == 0, result.output
     assert _digest(tmp_path / "b") == _digest(synth_set)
 
 
-def test_bad_item_count_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
-    parser = _Parser(prog="scanbatch")
-    synth_cli.register(parser.add_subparsers(parser_class=_Parser))
-    with pytest.raises(SystemExit) as exc:
-        parser.parse_args(["synth", "--items", "0", "out"])
-    assert exc.value.code == 2
-    assert "at least 1" in capsys.readouterr().err
+def test_bad_item_count_exits_2() -> None:
+    result = CliRunner().invoke(cli, ["synth", "--items", "0", "out"])
+    assert result.exit_code == 2
+    assert "x>=1" in result.stderr and "--items" in result.stderr
 
 
 def test_other_seed_other_records() -> None:

@@ -115,3 +115,47 @@ def test_unknown_top_level_key_is_named():
 def test_null_context_values_are_allowed():
     manifest = parse_manifest(json.dumps([item(context={"artistName": None})]), 1)
     assert manifest.items[0].context.artist_name is None
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        "[" * 982 + "]" * 982,
+        '[{"imageCount": 1, "photoTypes": ["f"], "context": '
+        + '{"a": ' * 20000
+        + "1"
+        + "}" * 20000
+        + "}]",
+        '[{"imageCount": 1, "photoTypes": ["f"], "context": {"catalogItemId": '
+        + "[" * 5000
+        + "]" * 5000
+        + "}}]",
+        "[" * 100_000,
+    ],
+    ids=["bare-982", "context-20000", "value-5000", "unclosed"],
+)
+def test_deeply_nested_manifest_is_a_400_naming_the_manifest(raw):
+    message = error_of(raw, 1)
+    assert message.startswith("Invalid JSON in manifest field")
+    assert len(message) < 300
+
+
+def test_brackets_inside_strings_do_not_count_as_nesting():
+    sticker = "[[[[[[[[[[{{{{{{{{{{ \\" + '" ]]]'
+    manifest = parse_manifest(json.dumps([item(context={"stickerText": sticker})]), 1)
+    assert manifest.items[0].context.sticker_text == sticker
+
+
+def test_manifest_bytes_must_be_utf8():
+    assert "not UTF-8" in error_of(b'[{"imageCount": 1, "photoTypes": ["\xff"]}]', 1)
+
+
+def test_snake_case_keys_are_not_accepted_in_the_manifest():
+    assert "unknown key 'image_count'" in error_of(
+        json.dumps([{"imageCount": 1, "photoTypes": ["f"], "image_count": 1}]), 1
+    )
+
+
+def test_long_bad_values_are_shortened_in_messages():
+    message = error_of(json.dumps([item(context={"artistName": ["x" * 5000]})]), 1)
+    assert "items[0].context.artistName must be a string" in message and len(message) < 200

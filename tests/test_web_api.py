@@ -10,14 +10,16 @@ import pytest
 from scanbatch.images import MAX_IMAGE_BYTES
 from scanbatch.web import create_app, shutdown
 from tests.imaging import image_bytes
-from tests.webutil import batch_files, bearer, keys
+from tests.webutil import ResponseChecker, batch_files, bearer, keys
 
 
 @pytest.fixture
 def app(settings):
     app = create_app(settings, start_runner=False)
+    checker = ResponseChecker(app)
     yield app
     shutdown(app)
+    checker.assert_clean()  # every response of the test matched /openapi.json
 
 
 @pytest.fixture
@@ -255,7 +257,7 @@ def test_flask_errors_use_the_one_shape(client, tokens):
         environ_overrides={"CONTENT_LENGTH": str(600 * 1024 * 1024)},  # declared, not sent
     )
     assert r.status_code == 413
-    assert r.get_json()["message"].startswith("Request too large: send at most 50 images")
+    assert r.get_json()["message"].startswith("Request too large: the body may be at most")
 
 
 def test_unexpected_errors_are_a_json_500_without_a_trace(app, client, tokens, monkeypatch):
@@ -279,3 +281,162 @@ def test_server_refuses_to_start_with_an_unusable_extractor(settings, monkeypatc
 def test_healthz(client):
     body = client.get("/healthz").get_json()
     assert body["status"] == "ok" and body["queuedJobs"] == 0
+
+
+# -- the probe's cases (issue 13) --
+
+
+def test_a_deeply_nested_manifest_is_a_400_not_a_500(app, client, tokens):
+    for manifest in ("[" * 982 + "]" * 982, '{"items": [' + '{"a": ' * 20000 + "1" + "}" * 20000):
+        r = post(client, tokens["director"], manifest, [("a.jpg", image_bytes())])
+        assert r.status_code == 400
+        assert r.get_json()["message"].startswith("Invalid JSON in manifest field")
+    assert jobs_dir_entries(app) == []
+
+
+def test_a_pixel_bomb_is_refused_at_upload_naming_the_file(app, client, tokens):
+    from tests.imaging import png_header
+
+    for side in (13000, 30000):
+        manifest = json.dumps([{"imageCount": 2, "photoTypes": ["front", "back"]}])
+        files = [("ok.jpg", image_bytes()), ("bomb.png", png_header(side, side))]
+        r = post(client, tokens["director"], manifest, files)
+        assert r.status_code == 400
+        message = r.get_json()["message"]
+        assert message.startswith("images[1] is ") and "50,000,000 pixels" in message
+    assert jobs_dir_entries(app) == []
+
+
+def test_abandoned_staging_is_removed_at_start(settings):
+    jobs = settings.jobs_dir
+    left = [jobs / ".incoming-0b7c", jobs / ".scan-1d2e"]
+    for folder in left:
+        folder.mkdir(parents=True)
+        (folder / "00").write_bytes(b"\0" * 1024)
+    job = jobs / "3f1c0a52-0b7c-4d4e-8f00-000000000000"
+    job.mkdir()
+    app = create_app(settings, start_runner=False)
+    try:
+        assert not any(f.exists() for f in left)
+        assert job.exists()  # job folders are the runner's business, not staging
+    finally:
+        shutdown(app)
+
+
+def test_a_big_manifest_field_says_the_field_limit(client, tokens):
+    r = post(
+        client, tokens["director"], "[" + " " * (1024 * 1024) + "]", [("a.jpg", image_bytes())]
+    )
+    assert r.status_code == 413
+    message = r.get_json()["message"]
+    assert "form field is over 256 KiB" in message and "images of" not in message
+
+
+def test_too_many_parts_says_the_part_limit(client, tokens):
+    data = {f"f{i}": "x" for i in range(1001)}
+    r = client.post(
+        "/library/scan/batch",
+        data=data,
+        headers=bearer(tokens["director"]),
+        content_type="multipart/form-data",
+    )
+    assert r.status_code == 413
+    assert r.get_json()["message"].startswith("Too many form parts: a request may have at most")
+
+
+def test_no_files_and_not_multipart_is_no_images_provided_first(client, tokens):
+    h = bearer(tokens["director"])
+    for kwargs in (
+        {"data": {"manifest": '[{"imageCount": 1, "photoTypes": ["f"]}]'}},  # urlencoded
+        {"json": [{"imageCount": 1, "photoTypes": ["f"]}]},
+        {"data": b"", "content_type": "text/plain"},
+    ):
+        r = client.post("/library/scan/batch", headers=h, **kwargs)
+        assert r.status_code == 400
+        message = r.get_json()["message"]
+        assert message.startswith("No images provided: ") and "multipart/form-data" in message
+
+
+def test_two_manifest_fields_are_refused(app, client, tokens):
+    manifest, files = batch_files(1)
+    r = client.post(
+        "/library/scan/batch",
+        data={
+            "images": [(io.BytesIO(b), n) for n, b in files],
+            "manifest": [manifest, '[{"imageCount": 9}]'],
+        },
+        headers=bearer(tokens["director"]),
+        content_type="multipart/form-data",
+    )
+    assert r.status_code == 400 and "'manifest' was sent 2 times" in r.get_json()["message"]
+    assert jobs_dir_entries(app) == []
+
+
+def test_a_manifest_that_is_not_utf8_is_refused(app, client, tokens):
+    boundary = "b0und"
+    manifest = b'[{"imageCount": 1, "photoTypes": ["fr\xffont"]}]'
+    body = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="manifest"\r\n\r\n'.encode()
+        + manifest
+        + f'\r\n--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="a.jpg"'
+        "\r\nContent-Type: image/jpeg\r\n\r\n".encode()
+        + image_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    r = client.post(
+        "/library/scan/batch",
+        data=body,
+        headers={
+            "Content-Type": f"multipart/form-data; boundary={boundary}",
+            **bearer(tokens["director"]),
+        },
+    )
+    assert r.status_code == 400 and "not valid UTF-8" in r.get_json()["message"]
+    assert jobs_dir_entries(app) == []
+
+
+def test_a_station_manager_administers_every_job(client, tokens):
+    manifest, files = batch_files(1)
+    job_id = post(client, tokens["director"], manifest, files).get_json()["jobId"]
+    url = f"/library/scan/batch/{job_id}"
+    manager = bearer(tokens["manager"])
+    assert client.get(url, headers=manager).get_json()["jobId"] == job_id
+    assert client.get(url + "/notebook", headers=manager).status_code == 404  # not written yet
+    assert client.post(url + "/cancel", headers=manager).get_json()["jobId"] == job_id
+    # Others still cannot see it, and the list stays each caller's own.
+    assert client.get(url, headers=bearer(tokens["other"])).status_code == 404
+    assert client.get("/library/scan/batch", headers=manager).get_json()["total"] == 0
+
+
+def test_keys_through_the_server_take_effect_at_once(client, tokens):
+    manager = bearer(tokens["manager"])
+    r = client.post("/admin/keys", json={"user": "newbie", "role": "dj"}, headers=manager)
+    assert r.status_code == 201
+    created = r.get_json()
+    assert created["userId"] == "newbie" and created["token"].startswith("sb_")
+    new = bearer(created["token"])
+    assert client.get("/library/scan/batch", headers=new).status_code == 200
+    listing = client.get("/admin/keys", headers=manager).get_json()["keys"]
+    assert created["id"] in [k["id"] for k in listing]
+    assert all("token" not in k for k in listing)
+    r = client.delete(f"/admin/keys/{created['id']}", headers=manager)
+    assert r.status_code == 200 and r.get_json()["revokedAt"]
+    assert client.get("/library/scan/batch", headers=new).status_code == 401
+    assert client.delete(f"/admin/keys/{created['id']}", headers=manager).status_code == 404
+
+
+def test_only_a_station_manager_manages_keys(client, tokens):
+    for who in ("director", "dj"):
+        r = client.get("/admin/keys", headers=bearer(tokens[who]))
+        assert r.status_code == 403 and "stationManager" in r.get_json()["message"]
+    manager = bearer(tokens["manager"])
+    r = client.post("/admin/keys", json={"user": "x", "role": "admin"}, headers=manager)
+    assert r.status_code == 400 and "role" in r.get_json()["message"]
+    r = client.post("/admin/keys", data="user=x", headers=manager)
+    assert r.status_code == 400 and "application/json" in r.get_json()["message"]
+
+
+def test_list_offset_out_of_range_is_a_400(client, tokens):
+    h = bearer(tokens["director"])
+    r = client.get("/library/scan/batch?offset=99999999999999999999", headers=h)
+    assert r.status_code == 400 and r.get_json()["message"].startswith("offset must be at most")

@@ -1,16 +1,20 @@
 import re
 
 import pytest
+from pydantic.alias_generators import to_camel
 
 from scanbatch.web import create_app, shutdown
 from scanbatch.web.openapi import openapi_document
+from tests.webutil import ResponseChecker
 
 
 @pytest.fixture
 def app(settings):
     app = create_app(settings, start_runner=False)
+    checker = ResponseChecker(app)
     yield app
     shutdown(app)
+    checker.assert_clean()  # every response of the test matched /openapi.json
 
 
 def documented_routes(doc):
@@ -22,8 +26,7 @@ def app_routes(app):
     for rule in app.url_map.iter_rules():
         if rule.endpoint == "static":
             continue
-        path = re.sub(r"<(?:\w+:)?job_id>", "{jobId}", rule.rule)
-        path = path.replace("<item_index>", "{itemIndex}").replace("<n>", "{n}")
+        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + to_camel(m[1]) + "}", rule.rule)
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             routes.add((path, method))
     return routes
@@ -35,7 +38,7 @@ def test_every_route_is_documented_and_nothing_else(app):
 
 def test_served_document_describes_fields_and_errors(app):
     doc = app.test_client().get("/openapi.json").get_json()
-    job = doc["components"]["schemas"]["Job"]["properties"]
+    job = doc["components"]["schemas"]["JobView"]["properties"]
     for field in (
         "jobId",
         "status",

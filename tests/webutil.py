@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from tests.imaging import image_bytes
 
@@ -34,3 +35,96 @@ def keys(store):
 
 def bearer(token):
     return {"Authorization": f"Bearer {token}"}
+
+
+class ContractChecker:
+    """Checks responses against the app's /openapi.json: the status must be documented for the
+    operation, the media type too, and a JSON body must match the documented schema. Errors
+    are collected; `assert_clean()` fails the test that received a drifting response."""
+
+    def __init__(self) -> None:
+        import jsonschema
+
+        import scanbatch.web  # noqa: F401  (its blueprints document their routes on import)
+        from scanbatch.web.openapi import openapi_document
+
+        self.doc = openapi_document()
+        self.errors: list[str] = []
+        self.checked = 0
+        self._validator = jsonschema.Draft202012Validator
+        self._templates = [
+            (re.compile("^" + re.sub(r"\\{\w+\\}", "[^/]+", re.escape(p)) + "$"), p)
+            for p in sorted(self.doc["paths"], key=lambda p: p.count("{"))
+        ]
+
+    def template_of(self, path: str) -> str | None:
+        return next((t for rx, t in self._templates if rx.match(path)), None)
+
+    def check(self, method, template, path, status, mimetype, body, headers) -> None:
+        """`body` is the raw bytes; `template` the OpenAPI path, None when no route matched."""
+        self.checked += 1
+        where = f"{method} {path} -> {status}"
+        op = self.doc["paths"].get(template, {}).get(method.lower()) if template else None
+        if op is None:  # no route matched (or not this method): Flask's own 404/405
+            try:
+                shape = set(json.loads(body)) if mimetype == "application/json" else None
+            except ValueError:
+                shape = None
+            if shape != {"status", "message"}:
+                self.errors.append(f"{where}: unrouted response is not the error shape")
+            return
+        documented = op["responses"].get(str(status))
+        if documented is None:
+            self.errors.append(f"{where}: status not documented")
+            return
+        content = documented.get("content")
+        if content is None:
+            if body:
+                self.errors.append(f"{where}: body where none is documented")
+            return
+        key = mimetype if mimetype in content else mimetype.split("/")[0] + "/*"
+        if key not in content:
+            self.errors.append(f"{where}: {mimetype} not documented ({list(content)})")
+            return
+        schema = content[key].get("schema")
+        if mimetype == "application/json" and schema:
+            root = {**schema, "components": self.doc["components"]}
+            for err in self._validator(root).iter_errors(json.loads(body)):
+                self.errors.append(f"{where}: {err.json_path}: {err.message[:200]}")
+        for header, spec in documented.get("headers", {}).items():
+            is_int = spec["schema"].get("type") == "integer"
+            if is_int and header in headers and not headers[header].isdigit():
+                self.errors.append(f"{where}: header {header} is not an integer")
+
+    def assert_clean(self) -> None:
+        assert self.errors == [], "\n".join(self.errors)
+
+
+class ResponseChecker(ContractChecker):
+    """Installed on a Flask app as an after-request hook, so every test that uses the app
+    checks the contract as it goes."""
+
+    def __init__(self, app) -> None:
+        super().__init__()
+        app.after_request(self._hook)
+
+    def _hook(self, response):
+        from flask import request
+        from pydantic.alias_generators import to_camel
+
+        rule = request.url_rule
+        template = (
+            re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + to_camel(m[1]) + "}", rule.rule)
+            if rule is not None
+            else None
+        )
+        self.check(
+            request.method,
+            template,
+            request.path,
+            response.status_code,
+            response.mimetype,
+            response.get_data(),
+            response.headers,
+        )
+        return response

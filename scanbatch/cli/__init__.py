@@ -1,47 +1,87 @@
-"""The `scanbatch` command. Each subcommand lives in its own module under `scanbatch.cli` and
-exposes `register(subparsers)`; its handler takes `(args, settings)` and returns an exit code."""
+"""The `scanbatch` command, on click. Each subcommand lives in its own module under
+`scanbatch.cli` and exposes `command` (a click command or group); adding one is one
+`cli.add_command(...)` line below. Handlers load the settings themselves (`settings()`), so
+`--help` works even when the environment is misconfigured."""
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import sys
 
+import click
+
 from scanbatch.errors import ScanbatchError
-from scanbatch.settings import load_settings
-
-COMMANDS = ("run", "keys", "serve", "catalog", "synth", "eval", "export")
+from scanbatch.settings import Settings, load_settings
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one clear line, exit status 2
-        self.exit(2, f"{self.prog}: error: {message}\n")
+class CommandError(click.ClickException):
+    """A ScanbatchError shown as one line, exit status 1 (usage errors stay 2)."""
+
+    exit_code = 1
+
+    def show(self, file=None) -> None:
+        click.echo(f"scanbatch: error: {self.message}", err=True)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="scanbatch",
-        description="Read photos of vinyl records and match them against the library catalog.",
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    sub.required = True
-    for name in COMMANDS:
-        importlib.import_module(f"scanbatch.cli.{name}").register(sub)
-    return parser
+class ScanbatchGroup(click.Group):
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except ScanbatchError as exc:
+            raise CommandError(exc.message) from None
+
+
+def settings(**overrides: object) -> Settings:
+    return load_settings(**overrides)
+
+
+def finish(code: int) -> None:
+    """End the command with `code` (0 returns normally)."""
+    if code:
+        click.get_current_context().exit(code)
+
+
+@click.group(
+    cls=ScanbatchGroup,
+    # A fixed width: the README's command reference is generated from this help (cog).
+    context_settings={
+        "help_option_names": ["-h", "--help"],
+        "max_content_width": 100,
+        "terminal_width": 100,
+    },
+)
+def cli() -> None:
+    """Read photos of vinyl records and match them against the library catalog."""
+
+
+def _register() -> None:
+    from scanbatch.cli import catalog, eval, experiment, export, keys, run, serve, synth
+
+    cli.add_command(run.command)
+    cli.add_command(keys.command)
+    cli.add_command(serve.command)
+    cli.add_command(catalog.command)
+    cli.add_command(synth.command)
+    cli.add_command(eval.command)
+    cli.add_command(export.command)
+    cli.add_command(experiment.experiment)
+
+
+_register()
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command line; returns the exit status (the console script's entry point)."""
     try:
-        settings = load_settings()
-        return int(args.func(args, settings) or 0)
-    except ScanbatchError as exc:
-        print(f"scanbatch: error: {exc.message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("scanbatch: interrupted", file=sys.stderr)
+        cli.main(args=argv, prog_name="scanbatch", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("scanbatch: interrupted", err=True)
         return 130
+    return 0
 
 
 if __name__ == "__main__":

@@ -3,36 +3,18 @@ counts, refresh the Parquet snapshot the processing kernel matches against."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+import click
+
+from scanbatch.cli import finish, settings
 from scanbatch.settings import Settings
 
 
-def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("catalog", help="Import, generate and inspect the catalog.")
-    sub = parser.add_subparsers(dest="catalog_command", metavar="SUBCOMMAND")
-    sub.required = True
-
-    p = sub.add_parser("import", help="Upsert albums from a CSV file (see docs/catalog.md).")
-    p.add_argument("file", type=Path, help="CSV file with a header line.")
-    p.set_defaults(func=cmd_import)
-
-    p = sub.add_parser("generate", help="Write a deterministic synthetic catalog as CSV.")
-    p.add_argument("--albums", type=int, required=True, help="Number of albums.")
-    p.add_argument("--seed", type=int, default=0, help="Random seed (same seed, same file).")
-    p.add_argument("--out", type=Path, help="Output file (default: standard output).")
-    p.add_argument(
-        "--import", dest="do_import", action="store_true", help="Also import it into the store."
-    )
-    p.set_defaults(func=cmd_generate)
-
-    p = sub.add_parser("stats", help="Counts of artists and albums, and the snapshot's state.")
-    p.set_defaults(func=cmd_stats)
-
-    p = sub.add_parser("snapshot", help="Rewrite the Parquet snapshot from the store.")
-    p.set_defaults(func=cmd_snapshot)
+@click.group("catalog")
+def command() -> None:
+    """Import, generate and inspect the catalog."""
 
 
 def _open_store(settings: Settings):
@@ -60,31 +42,44 @@ def _import_file(path: Path, settings: Settings) -> int:
     return 1 if summary.rejected else 0
 
 
-def cmd_import(args: argparse.Namespace, settings: Settings) -> int:
-    return _import_file(args.file, settings)
+@command.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def cmd_import(file: Path) -> None:
+    """Upsert albums from a CSV file.
+
+    FILE has a header line; its columns are described in docs/catalog.md.
+    """
+    finish(_import_file(file, settings()))
 
 
-def cmd_generate(args: argparse.Namespace, settings: Settings) -> int:
+@command.command("generate")
+@click.option("--albums", type=click.IntRange(min=0), required=True, help="Number of albums.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same file.")
+@click.option("--out", type=click.Path(path_type=Path), help="Output file (default: stdout).")
+@click.option("--import", "do_import", is_flag=True, help="Also import it into the store.")
+def cmd_generate(albums: int, seed: int, out: Path | None, do_import: bool) -> None:
+    """Write a deterministic synthetic catalog as CSV."""
     from scanbatch.catalog import generate_catalog, write_csv
-    from scanbatch.errors import BadRequest
 
-    if args.albums < 0:
-        raise BadRequest("--albums must be >= 0")
-    if args.do_import and args.out is None:
-        raise BadRequest("--import needs --out FILE.csv (the file that gets imported)")
-    rows = generate_catalog(args.albums, args.seed)
-    if args.out is None:
+    if do_import and out is None:
+        raise click.UsageError("--import needs --out FILE.csv (the file that gets imported)")
+    rows = generate_catalog(albums, seed)
+    if out is None:
         write_csv(rows, sys.stdout)
-        return 0
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("w", encoding="utf-8", newline="") as out:
-        write_csv(rows, out)
-    print(f"wrote {len(rows)} albums to {args.out}", file=sys.stderr)
-    return _import_file(args.out, settings) if args.do_import else 0
+        return
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", encoding="utf-8", newline="") as fh:
+        write_csv(rows, fh)
+    click.echo(f"wrote {len(rows)} albums to {out}", err=True)
+    if do_import:
+        finish(_import_file(out, settings()))
 
 
-def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
-    store, db = _open_store(settings)
+@command.command("stats")
+def cmd_stats() -> None:
+    """Counts of artists and albums, and the snapshot's state."""
+    settings_ = settings()
+    store, db = _open_store(settings_)
     try:
         with db.read() as cur:
             artists, albums = cur.execute(
@@ -100,19 +95,20 @@ def cmd_stats(args: argparse.Namespace, settings: Settings) -> int:
     print(f"artists: {artists}\nalbums: {albums}")
     for genre, n in genres:
         print(f"  {genre}: {n}")
-    snap = settings.catalog_snapshot
+    snap = settings_.catalog_snapshot
     print(f"snapshot: {snap} ({'present' if snap.exists() else 'missing'})")
-    return 0
 
 
-def cmd_snapshot(args: argparse.Namespace, settings: Settings) -> int:
+@command.command("snapshot")
+def cmd_snapshot() -> None:
+    """Rewrite the Parquet snapshot the processing kernel matches against."""
     from scanbatch.catalog import export_snapshot
 
-    store, db = _open_store(settings)
+    settings_ = settings()
+    store, db = _open_store(settings_)
     try:
         with db.read() as cur:
-            export_snapshot(cur, settings.catalog_snapshot)
+            export_snapshot(cur, settings_.catalog_snapshot)
     finally:
         store.close()
-    print(f"wrote {settings.catalog_snapshot}")
-    return 0
+    print(f"wrote {settings_.catalog_snapshot}")

@@ -7,39 +7,19 @@ a past run again.
     scanbatch experiment list
     scanbatch experiment compare <run> [--baseline NAME]
 
-A click group, so the click-based CLI adds it with one `add_command(experiment)`; until then
-`python -m scanbatch.cli.experiment ...` runs it."""
+"""
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from scanbatch.errors import ScanbatchError
-from scanbatch.settings import Settings, load_settings
+from scanbatch.cli import ScanbatchGroup, settings
 
 
-def _settings() -> Settings:
-    try:
-        return load_settings()
-    except ScanbatchError as exc:
-        raise click.ClickException(exc.message) from None
-
-
-class _Group(click.Group):
-    """Every ScanbatchError becomes one clear line and exit status 1, never a traceback."""
-
-    def invoke(self, ctx: click.Context) -> object:
-        try:
-            return super().invoke(ctx)
-        except ScanbatchError as exc:
-            raise click.ClickException(exc.message) from None
-
-
-@click.group(cls=_Group, name="experiment")
+@click.group(cls=ScanbatchGroup, name="experiment")
 def experiment() -> None:
     """Compare prompt, model and extractor variants on a labelled dataset."""
 
@@ -104,7 +84,7 @@ def run_cmd(
     run = run_experiment(
         dataset,
         variants,
-        settings=_settings(),
+        settings=settings(),
         repeat=repeat,
         name=name,
         catalog=catalog,
@@ -123,7 +103,7 @@ def list_cmd() -> None:
     """Past runs, newest first."""
     from scanbatch.experiments import experiments_dir, list_runs
 
-    root = experiments_dir(_settings())
+    root = experiments_dir(settings())
     runs = list_runs(root)
     if not runs:
         click.echo(f"no experiment runs in {root} yet: `experiment run DATASET` makes one")
@@ -144,7 +124,7 @@ def compare_cmd(run: str, baseline: str | None, prices: Path | None, json_out: P
     """Print the comparison of a past RUN (a name from `list`, or its folder)."""
     from scanbatch.experiments import compare, experiments_dir, load_prices, load_run
 
-    record = load_run(experiments_dir(_settings()), run)
+    record = load_run(experiments_dir(settings()), run)
     comparison = compare(record, baseline=baseline, prices=load_prices(prices))
     click.echo(comparison.format_text())
     _write_json(comparison, json_out)
@@ -177,7 +157,3 @@ def _write_json(comparison: object, out: Path | None) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     click.echo(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    sys.exit(experiment())

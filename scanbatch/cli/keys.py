@@ -1,65 +1,149 @@
-"""`scanbatch keys create|list|revoke`: API keys for the HTTP API, stored hashed."""
+"""`scanbatch keys create|list|revoke`: API keys for the HTTP API, stored hashed.
+
+The store has one owner process. When a server holds it, these commands go through that
+server's `/admin/keys` routes (its address and a local stationManager token are in
+`<data dir>/server.json`, readable only by the data dir's owner), so a key works at once."""
 
 from __future__ import annotations
 
-import argparse
+import json
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
 
+import click
+
+from scanbatch.cli import settings
+from scanbatch.errors import ScanbatchError, StoreLocked
 from scanbatch.settings import Settings
-from scanbatch.store import ROLES, JobStore
+from scanbatch.store import ROLES, ApiKey, JobStore
+
+T = TypeVar("T")
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    keys = sub.add_parser("keys", help="Manage API keys", description=__doc__)
-    keys_sub = keys.add_subparsers(dest="keys_command", metavar="ACTION", parser_class=type(keys))
-    keys_sub.required = True
+@click.group("keys")
+def command() -> None:
+    """Manage API keys (through the server while it runs).
 
-    create = keys_sub.add_parser(
-        "create",
-        help="Issue a key; prints the token alone on stdout, once",
-        description="Issue an API key bound to a user and a role. The token is printed once "
-        "and stored only as a hash: keep it.",
+    While `scanbatch serve` holds the store, these commands go through its /admin/keys routes
+    with the local token in <data dir>/server.json, so a new key works at once.
+    """
+
+
+class ServerUnreachable(ScanbatchError):
+    pass
+
+
+class ServerClient:
+    """The running server, as the local owner of its data dir."""
+
+    def __init__(self, url: str, token: str) -> None:
+        self.url = url.rstrip("/")
+        self.token = token
+
+    @classmethod
+    def from_runtime_file(cls, s: Settings) -> ServerClient | None:
+        from scanbatch.web.serve import runtime_file
+
+        try:
+            info = json.loads(runtime_file(s).read_text())
+            return cls(info["url"], info["token"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        import requests
+
+        try:
+            r = requests.request(
+                method,
+                self.url + path,
+                headers={"Authorization": f"Bearer {self.token}"},
+                timeout=30,
+                **kwargs,
+            )
+        except requests.RequestException as exc:
+            raise ServerUnreachable(f"The server at {self.url} did not answer: {exc}") from None
+        try:
+            body = r.json()
+        except ValueError:
+            body = {"message": r.text[:200]}
+        if r.status_code >= 400:
+            raise ScanbatchError(f"{body.get('message')} (HTTP {r.status_code} from {self.url})")
+        return body
+
+
+def _local_or_server(local: Callable[[JobStore], T], remote: Callable[[ServerClient], T]) -> T:
+    s = settings()
+    try:
+        store = JobStore.open(s.store_path)
+    except StoreLocked as locked:
+        client = ServerClient.from_runtime_file(s)
+        if client is None:  # held by something that is not our server: say so
+            raise
+        try:
+            return remote(client)
+        except ServerUnreachable as exc:  # a stale file from a killed server
+            raise ScanbatchError(f"{locked.message} ({exc.message})") from None
+    try:
+        return local(store)
+    finally:
+        store.close()
+
+
+def _key(d: dict[str, Any]) -> ApiKey:
+    revoked = d.get("revokedAt")
+    return ApiKey(
+        d["id"],
+        d["userId"],
+        d["role"],
+        datetime.fromisoformat(d["createdAt"]),
+        datetime.fromisoformat(revoked) if revoked else None,
     )
-    create.add_argument("--user", required=True, help="user the key acts as")
-    create.add_argument("--role", required=True, choices=ROLES, help="dj may read; others write")
-    create.set_defaults(func=_create)
-
-    ls = keys_sub.add_parser("list", help="List keys (never the tokens)")
-    ls.set_defaults(func=_list)
-
-    revoke = keys_sub.add_parser("revoke", help="Revoke a key by its id (see `keys list`)")
-    revoke.add_argument("key_id", help="the key's id, e.g. k_1a2b3c4d")
-    revoke.set_defaults(func=_revoke)
 
 
-def _create(args: argparse.Namespace, settings: Settings) -> int:
-    store = JobStore.open(settings.store_path)
-    try:
-        _key, token = store.create_key(args.user, args.role)
-    finally:
-        store.close()
-    print(token)
-    return 0
+@command.command("create")
+@click.option("--user", required=True, help="User the key acts as.")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(ROLES),
+    help="dj may read; musicDirector and stationManager may also write.",
+)
+def create(user: str, role: str) -> None:
+    """Issue a key bound to a user and a role. The token is printed once, alone on stdout,
+    and stored only as a hash: keep it."""
+    _key_obj, token = _local_or_server(
+        lambda store: store.create_key(user, role),
+        lambda server: (
+            None,
+            server.call("POST", "/admin/keys", json={"user": user, "role": role})["token"],
+        ),
+    )
+    click.echo(token)
 
 
-def _list(args: argparse.Namespace, settings: Settings) -> int:
-    store = JobStore.open(settings.store_path)
-    try:
-        keys = store.list_keys()
-    finally:
-        store.close()
-    print(f"{'ID':<12} {'USER':<20} {'ROLE':<15} {'CREATED':<26} REVOKED")
+@command.command("list")
+def list_() -> None:
+    """List keys (never the tokens)."""
+    keys = _local_or_server(
+        lambda store: store.list_keys(),
+        lambda server: [_key(k) for k in server.call("GET", "/admin/keys")["keys"]],
+    )
+    click.echo(f"{'ID':<12} {'USER':<20} {'ROLE':<15} {'CREATED':<26} REVOKED")
     for k in keys:
         revoked = k.revoked_at.isoformat(timespec="seconds") if k.revoked_at else "-"
         created = k.created_at.isoformat(timespec="seconds")
-        print(f"{k.id:<12} {k.user_id:<20} {k.role:<15} {created:<26} {revoked}")
-    return 0
+        click.echo(f"{k.id:<12} {k.user_id:<20} {k.role:<15} {created:<26} {revoked}")
 
 
-def _revoke(args: argparse.Namespace, settings: Settings) -> int:
-    store = JobStore.open(settings.store_path)
-    try:
-        store.revoke_key(args.key_id)
-    finally:
-        store.close()
-    print(f"revoked {args.key_id}")
-    return 0
+@command.command("revoke")
+@click.argument("key_id")
+def revoke(key_id: str) -> None:
+    """Revoke a key by its id (see `keys list`), e.g. k_1a2b3c4d."""
+    _local_or_server(
+        lambda store: store.revoke_key(key_id),
+        lambda server: server.call("DELETE", f"/admin/keys/{quote(key_id, safe='')}"),
+    )
+    click.echo(f"revoked {key_id}")

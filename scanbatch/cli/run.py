@@ -1,4 +1,5 @@
-"""`scanbatch run`: process one batch locally and print its status JSON."""
+"""`scanbatch run`: process one batch locally and print its status JSON. The click command only
+wraps the options; `_run` does the work."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+import click
 from tqdm import tqdm
 
+from scanbatch.cli import finish, settings
 from scanbatch.extractors import extractor_names
 from scanbatch.models import ItemOutcome
 from scanbatch.runner import run_batch
@@ -16,24 +19,41 @@ from scanbatch.settings import Settings
 from scanbatch.store import JobStore
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    run = sub.add_parser(
-        "run",
-        help="Process a batch locally (no server) and print its status JSON",
-        description="Validate the manifest, extract every item with the chosen extractor, match "
-        "it against the catalog, and print the job in the API's shape on stdout. Progress goes "
-        "to stderr. Images are given in manifest order.",
-    )
-    run.add_argument(
-        "--manifest", required=True, type=Path, help="manifest JSON ({items:[...]} or [...])"
-    )
-    run.add_argument(
-        "--extractor",
-        choices=extractor_names(),
-        help="backend (default: SCANBATCH_EXTRACTOR, else gemini with GEMINI_API_KEY, else ocr)",
-    )
-    run.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="photos, in order")
-    run.set_defaults(func=_run)
+@click.command("run")
+@click.option(
+    "--manifest",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Manifest JSON ({items:[...]} or [...]).",
+)
+@click.option(
+    "--extractor",
+    callback=lambda ctx, param, value: _known_extractor(value),
+    help="Backend: gemini, ocr or one a plugin registers (default: SCANBATCH_EXTRACTOR, else "
+    "gemini with GEMINI_API_KEY, else ocr).",
+)
+@click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
+def command(manifest: Path, extractor: str | None, images: tuple[Path, ...]) -> None:
+    """Process a batch locally (no server) and print its status JSON.
+
+    Validates the manifest, extracts every item with the chosen extractor, matches it against
+    the catalog, and prints the job in the API's shape on stdout. Progress goes to stderr.
+    IMAGES are given in manifest order.
+    """
+    args = argparse.Namespace(manifest=manifest, extractor=extractor, images=list(images))
+    finish(_run(args, settings()))
+
+
+def _known_extractor(name: str | None) -> str | None:
+    # Checked when the command runs, after SCANBATCH_PLUGINS registered their extractors.
+    if name is None:
+        return None
+    from scanbatch.kernel import import_plugins
+
+    import_plugins(settings().plugin_modules)
+    if name not in extractor_names():
+        raise click.BadParameter(f"'{name}' is not one of {', '.join(extractor_names())}")
+    return name
 
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:

@@ -2,42 +2,35 @@
 
 from __future__ import annotations
 
-import argparse
 import logging
 
-from scanbatch.settings import Settings
+import click
+
+from scanbatch.cli import settings
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    serve = sub.add_parser(
-        "serve",
-        help="Run the HTTP API (owns the store; runs jobs through papermill)",
-        description="Serve the station's batch endpoints with waitress. Resumes unfinished "
-        "jobs on start. On a store with no API key, creates one and prints it with a curl "
-        "example that submits the shipped sample batch.",
-    )
-    serve.add_argument("--host", help="address to bind (default SCANBATCH_HOST, 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default SCANBATCH_PORT, 8000; 0: any)")
-    serve.add_argument(
-        "--no-first-key", action="store_true", help="do not create a key on an empty store"
-    )
-    serve.add_argument(
-        "--demo",
-        action="store_true",
-        help="also process the shipped sample batch (data/sample/) and print what was read",
-    )
-    serve.set_defaults(func=_serve)
+@click.command("serve")
+@click.option("--host", help="Address to bind (default SCANBATCH_HOST, 127.0.0.1).")
+@click.option(
+    "--port", type=click.IntRange(0, 65535), help="Port (default SCANBATCH_PORT, 8000; 0: any)."
+)
+@click.option("--no-first-key", is_flag=True, help="Do not create a key on an empty store.")
+@click.option(
+    "--demo",
+    is_flag=True,
+    help="Also process the shipped sample batch (data/sample/) and print what was read.",
+)
+def command(host: str | None, port: int | None, no_first_key: bool, demo: bool) -> None:
+    """Run the HTTP API (owns the store; runs jobs through papermill).
 
-
-def _serve(args: argparse.Namespace, settings: Settings) -> int:
-    from scanbatch.settings import load_settings
+    Serves the station's endpoints with waitress and resumes unfinished jobs on start. On a
+    store with no API key, creates one and prints it with a curl example that submits the
+    shipped sample batch.
+    """
     from scanbatch.web.serve import serve
 
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
-    overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    if overrides:
-        settings = load_settings(**overrides)
-    serve(settings, first_key=not args.no_first_key, demo=args.demo)
-    return 0
+    overrides = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    serve(settings(**overrides), first_key=not no_first_key, demo=demo)

@@ -505,7 +505,8 @@ class JobStore:
             ).fetchall()
         return [ApiKey(*r) for r in rows]
 
-    def revoke_key(self, key_id: str) -> None:
+    def revoke_key(self, key_id: str) -> ApiKey:
+        """Revoke at once: the token cache is cleared, so the next request with it is a 401."""
         self._keys.clear()
         with self.db.write() as cur:
             cur.execute(
@@ -514,6 +515,11 @@ class JobStore:
             )
             if cur.fetchone()[0] == 0:
                 raise NotFound(f"No active API key with id '{key_id}': see `scanbatch keys list`")
+            row = cur.execute(
+                "SELECT id, user_id, role, created_at, revoked_at FROM api_keys WHERE id = ?",
+                [key_id],
+            ).fetchone()
+        return ApiKey(*row)
 
 
 def _summary(row: tuple) -> JobSummary:

@@ -3,10 +3,16 @@
 
 from __future__ import annotations
 
+import hmac
+from datetime import UTC, datetime
+
 from flask import current_app, g, request
 
 from scanbatch.errors import Forbidden, Unauthorized
 from scanbatch.store import ApiKey
+
+# Who the local CLI acts as through the server (see Services.admin_token).
+LOCAL_ADMIN = ApiKey("local", "(local admin)", "stationManager", datetime.now(UTC), None)
 
 _HOW = "send `Authorization: Bearer <token>` with a key from `scanbatch keys create`"
 
@@ -22,7 +28,12 @@ def current_key() -> ApiKey:
         raise Unauthorized(f"Missing API token: {_HOW}")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(f"Malformed Authorization header: {_HOW}")
-    key = current_app.extensions["scanbatch"].store.authenticate(token.strip())
+    svc = current_app.extensions["scanbatch"]
+    token = token.strip()
+    if hmac.compare_digest(token.encode(), svc.admin_token.encode()):
+        key = LOCAL_ADMIN
+    else:
+        key = svc.store.authenticate(token)
     if key is None:
         raise Unauthorized(f"Invalid or revoked API token: {_HOW}")
     g.api_key = key
@@ -36,4 +47,11 @@ def require_write() -> ApiKey:
             f"Role '{key.role}' may only read; submitting or changing batches needs the "
             "musicDirector or stationManager role"
         )
+    return key
+
+
+def require_manager() -> ApiKey:
+    key = current_key()
+    if key.role != "stationManager":
+        raise Forbidden(f"Role '{key.role}' may not manage API keys: that needs stationManager")
     return key

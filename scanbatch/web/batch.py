@@ -4,24 +4,46 @@ from __future__ import annotations
 
 import hashlib
 import os
+import secrets
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
 from scanbatch.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from scanbatch.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from scanbatch.jobfolder import JobFolder
-from scanbatch.models import JobView, Manifest
+from scanbatch.models import (
+    MAX_IMAGES,
+    MAX_IMAGES_PER_ITEM,
+    MAX_ITEMS,
+    Accepted,
+    JobList,
+    JobListQuery,
+    JobView,
+    Manifest,
+)
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
-from scanbatch.store import JobStore, parse_job_id
+from scanbatch.store import ApiKey, JobStore, parse_job_id
 from scanbatch.store.reviews import ReviewStore
 from scanbatch.submit import create_job
 from scanbatch.validation import parse_manifest
 from scanbatch.web.auth import current_key, require_write
-from scanbatch.web.uploads import STAGING_KEY, StagedFile, Staging
+from scanbatch.web.forms import query_args, single_field, uploaded_images
+from scanbatch.web.openapi import JOB_ID, Reply, operation
+from scanbatch.web.uploads import (
+    MAX_FORM_FIELD_BYTES,
+    MAX_FORM_PARTS,
+    MAX_REQUEST_BYTES,
+    STAGING_KEY,
+    StagedFile,
+    Staging,
+)
+
+MULTIPART_HINT = "send the batch as multipart/form-data with 'images' files and a 'manifest' field"
 
 bp = Blueprint("batch", __name__, url_prefix="/library/scan")
 
@@ -36,6 +58,9 @@ class Services:
     store: JobStore
     runner: JobRunner
     submit_lock: threading.Lock
+    # A per-process stationManager token for the local CLI (`scanbatch keys` while the server
+    # holds the store); `scanbatch serve` writes it to a file only the data dir's owner reads.
+    admin_token: str = field(default_factory=lambda: "sb_local_" + secrets.token_urlsafe(32))
 
 
 def services() -> Services:
@@ -77,6 +102,83 @@ def _move_into(files: list[StagedFile], mimes: list[str], manifest: Manifest):
     return write
 
 
+BATCH_FORM = {
+    "type": "object",
+    "required": ["images", "manifest"],
+    "properties": {
+        "images": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_IMAGES,
+            "items": {"type": "string", "format": "binary"},
+            "description": f"JPEG, PNG, WebP or HEIC/HEIF (type read from the bytes), at most "
+            f"{MAX_IMAGE_BYTES // 2**20} MiB and {MAX_IMAGE_PIXELS:,} pixels each, in manifest "
+            "order",
+        },
+        "manifest": {
+            "type": "string",
+            "contentMediaType": "application/json",
+            "contentSchema": {
+                "anyOf": [
+                    {"$ref": "#/components/schemas/Manifest"},
+                    {"type": "array", "items": {"$ref": "#/components/schemas/ManifestItem"}},
+                ]
+            },
+            "maxLength": MAX_FORM_FIELD_BYTES,
+            "description": 'JSON text: {"items": [ManifestItem]} or a bare [ManifestItem] '
+            f"array, 1 to {MAX_ITEMS} items",
+        },
+    },
+}
+SEED_MESSAGES = [
+    "No images provided",
+    "Missing or invalid manifest field",
+    "Invalid JSON in manifest field",
+    "Manifest must contain a non-empty items array",
+    f"Batch cannot exceed {MAX_ITEMS} items",
+    f"Total images cannot exceed {MAX_IMAGES}",
+    f"Each item cannot exceed {MAX_IMAGES_PER_ITEM} images",
+    "Image count mismatch: N files uploaded but manifest expects M",
+]
+TOO_LARGE = (
+    f"A file over {MAX_IMAGE_BYTES // 2**20} MiB, a form field over "
+    f"{MAX_FORM_FIELD_BYTES // 1024} KiB, more than {MAX_FORM_PARTS} parts, or a body over "
+    f"{MAX_REQUEST_BYTES} bytes (refused from its Content-Length before it is read)"
+)
+FORBIDDEN = "The caller's role may only read (dj)"
+JOB_ERRORS = {400: "Invalid job ID format", 404: "Job not found (missing, or another user's job)"}
+
+operation(
+    "post",
+    "/library/scan/batch",
+    "Submit a batch (musicDirector or stationManager)",
+    multipart=BATCH_FORM,
+    parameters=[
+        {
+            "name": "Idempotency-Key",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
+            "description": "the same key and request within 24 h returns the same job; the "
+            "same key with another request is a 422",
+        }
+    ],
+    responses={
+        202: Reply(
+            "Accepted; poll the Location header's URL",
+            Accepted,
+            headers={"Location": {"type": "string"}},
+        ),
+        400: "A seed check failed ("
+        + "; ".join(SEED_MESSAGES)
+        + ") or a value is malformed; the message names the field",
+        403: FORBIDDEN,
+        413: TOO_LARGE,
+        422: "Idempotency-Key reused with a different request",
+    },
+)
+
+
 @bp.post("/batch")
 def submit_batch() -> Response:
     key = require_write()
@@ -87,15 +189,9 @@ def submit_batch() -> Response:
     staging = Staging(svc.settings.jobs_dir)
     request.environ[STAGING_KEY] = staging
     try:
-        if not (request.mimetype or "").startswith("multipart/form-data"):
-            raise BadRequest(
-                "Send the batch as multipart/form-data with 'images' files and a 'manifest' field"
-            )
-        files = [fs.stream for fs in request.files.getlist("images")]
-        unexpected = sorted(k for k in request.files if k != "images")
-        if unexpected:
-            raise BadRequest(f"Unexpected file field '{unexpected[0]}': send photos as 'images'")
-        manifest_raw = request.form.get("manifest")
+        files = uploaded_images(MULTIPART_HINT)
+        # No images is the station's first check, before anything about the manifest.
+        manifest_raw = single_field("manifest") if files else None
         manifest = parse_manifest(manifest_raw, len(files))
         mimes = [f.mime_type() for f in files]
         request_hash = _request_hash(manifest_raw, files)
@@ -127,31 +223,52 @@ def submit_batch() -> Response:
     return _accepted(job_id, "pending", len(manifest.items))
 
 
+operation(
+    "get",
+    "/library/scan/batch",
+    "The caller's jobs, newest first",
+    query=JobListQuery,
+    responses={
+        200: JobList,
+        400: "limit or offset is not a valid integer, or offset is out of range",
+    },
+)
+
+
 @bp.get("/batch")
 def list_batches() -> Response:
     key = current_key()
-    limit = _int_arg("limit", 20)
-    offset = _int_arg("offset", 0)
-    if offset < 0:
-        raise BadRequest("offset must be an integer of at least 0")
-    limit = min(max(limit, 1), 100)
-    return jsonify(services().store.list_jobs(key.user_id, limit, offset).to_json_dict())
+    query = query_args(JobListQuery)
+    limit = min(max(query.limit, 1), 100)  # clamped, as the station's backend does
+    return jsonify(services().store.list_jobs(key.user_id, limit, query.offset).to_json_dict())
 
 
-def _int_arg(name: str, default: int) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be an integer, got '{raw[:50]}'") from None
+def visible_to(key: ApiKey) -> str | None:
+    """The owner filter for a caller: a stationManager administers every job (None: any
+    owner); everyone else sees only their own."""
+    return None if key.role == "stationManager" else key.user_id
+
+
+operation(
+    "get",
+    "/library/scan/batch/{jobId}",
+    "A job with its results in item order (the owner's, or any job for a stationManager)",
+    parameters=[JOB_ID],
+    responses={
+        200: Reply(
+            "The job; Retry-After is set while it runs",
+            JobView,
+            headers={"Retry-After": {"type": "integer"}},
+        ),
+        **JOB_ERRORS,
+    },
+)
 
 
 @bp.get("/batch/<job_id>")
 def get_batch(job_id: str) -> Response:
     key = current_key()
-    view = services().store.get_job(job_id, key.user_id)
+    view = services().store.get_job(job_id, visible_to(key))
     body, etag = _encoded(view)
     if request.if_none_match.contains_weak(etag):
         # The app polls: an unchanged job costs it no body.
@@ -193,16 +310,35 @@ def _cancel(job_id: str) -> str:
     key = require_write()
     job_id = parse_job_id(job_id)
     svc = services()
-    svc.store.get_job(job_id, None if key.role == "stationManager" else key.user_id)
+    svc.store.get_job(job_id, visible_to(key))
     if svc.store.unfinished_items(job_id):
         svc.runner.cancel(job_id)
     return job_id
+
+
+operation(
+    "post",
+    "/library/scan/batch/{jobId}/cancel",
+    "Cancel: unfinished items fail with 'cancelled', finished ones are kept (owner or "
+    "stationManager)",
+    parameters=[JOB_ID],
+    responses={200: JobView, **JOB_ERRORS, 403: FORBIDDEN},
+)
 
 
 @bp.post("/batch/<job_id>/cancel")
 def cancel_batch(job_id: str) -> Response:
     job_id = _cancel(job_id)
     return _job_response(services().store.get_job(job_id))
+
+
+operation(
+    "delete",
+    "/library/scan/batch/{jobId}",
+    "Cancel the job, then remove its rows and folder (owner or stationManager)",
+    parameters=[JOB_ID],
+    responses={204: Reply("Deleted"), **JOB_ERRORS, 403: FORBIDDEN},
+)
 
 
 @bp.delete("/batch/<job_id>")
@@ -226,6 +362,19 @@ def delete_batch(job_id: str) -> Response:
     return Response(status=204)
 
 
+operation(
+    "get",
+    "/library/scan/batch/{jobId}/notebook",
+    "The executed processing notebook as HTML (the audit trail)",
+    parameters=[JOB_ID],
+    responses={
+        200: Reply("HTML", content={"text/html": {"schema": {"type": "string"}}}),
+        400: JOB_ERRORS[400],
+        404: "Job not found, or its notebook is not written yet",
+    },
+)
+
+
 @bp.get("/batch/<job_id>/notebook")
 def batch_notebook(job_id: str) -> Response:
     from nbconvert import HTMLExporter
@@ -233,7 +382,7 @@ def batch_notebook(job_id: str) -> Response:
     key = current_key()
     job_id = parse_job_id(job_id)
     svc = services()
-    svc.store.get_job(job_id, key.user_id)
+    svc.store.get_job(job_id, visible_to(key))
     path = JobFolder.for_job(svc.settings.jobs_dir, job_id).notebook_path
     if not path.exists():
         raise NotFound(

@@ -10,8 +10,7 @@ from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from scanbatch.errors import ScanbatchError
-from scanbatch.images import MAX_IMAGE_BYTES
-from scanbatch.validation import MAX_IMAGES
+from scanbatch.web.uploads import MAX_REQUEST_BYTES, request_too_large_message
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +30,7 @@ def _http_message(exc: HTTPException) -> str:
         )
         return f"Method {request.method} is not allowed on {request.path}; allowed: {allowed}"
     if exc.code == 413:
-        return (
-            f"Request too large: send at most {MAX_IMAGES} images of at most "
-            f"{MAX_IMAGE_BYTES // (1024 * 1024)} MiB each"
-        )
+        return request_too_large_message(MAX_REQUEST_BYTES)
     return exc.description or exc.name
 
 

@@ -5,24 +5,43 @@ from __future__ import annotations
 from flask import Blueprint, Response, current_app, jsonify
 
 from scanbatch import __version__
-from scanbatch.web.openapi import openapi_document
+from scanbatch.models import Health
+from scanbatch.web.openapi import Reply, openapi_document, operation
 
 bp = Blueprint("meta", __name__)
+
+operation(
+    "get",
+    "/healthz",
+    "Liveness, queue length and running jobs",
+    public=True,
+    responses={200: Health},
+)
 
 
 @bp.get("/healthz")
 def healthz() -> Response:
     svc = current_app.extensions["scanbatch"]
-    return jsonify(
-        {
-            "status": "ok",
-            "version": __version__,
-            "extractor": svc.settings.extractor,
-            "queuedJobs": svc.runner.queued,
-            "runningJobs": svc.runner.running,
-            "warmKernels": svc.runner.pool.ready,
-        }
+    health = Health(
+        status="ok",
+        version=__version__,
+        extractor=svc.settings.extractor,
+        queued_jobs=svc.runner.queued,
+        running_jobs=svc.runner.running,
+        warm_kernels=svc.runner.pool.ready,
     )
+    return jsonify(health.to_json_dict())
+
+
+operation(
+    "get",
+    "/openapi.json",
+    "This document",
+    public=True,
+    responses={
+        200: Reply("OpenAPI 3.1", content={"application/json": {"schema": {"type": "object"}}})
+    },
+)
 
 
 @bp.get("/openapi.json")

@@ -7,11 +7,9 @@ user's items); `dj` gets 403. A photo may be read by the job's owner and by thos
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import TypeVar
 
-from flask import Blueprint, Response, current_app, jsonify, request, send_file, url_for
+from flask import Blueprint, Response, current_app, jsonify, send_file, url_for
 
 from scanbatch import dataset
 from scanbatch.catalog.schema import VIEW, VIEW_COLUMNS
@@ -19,21 +17,34 @@ from scanbatch.errors import BadRequest, Forbidden, NotFound
 from scanbatch.images import EXTENSIONS
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import MatchedAlbum
-from scanbatch.review import GroupBy, ReviewSort, ReviewState, parse_review
+from scanbatch.review import (
+    AlbumList,
+    CatalogQuery,
+    DatasetQuery,
+    MetricsQuery,
+    PhotoQuery,
+    ReviewHistory,
+    ReviewInput,
+    ReviewItemsQuery,
+    ReviewPage,
+    ReviewView,
+)
 from scanbatch.store import ApiKey, parse_job_id
 from scanbatch.store.reviews import ReviewStore
-from scanbatch.thumbnails import cached_thumbnail, check_size
+from scanbatch.thumbnails import cached_thumbnail
 from scanbatch.web.auth import current_key
+from scanbatch.web.forms import json_body, query_args
+from scanbatch.web.openapi import JOB_ID, Reply, operation
 
 bp = Blueprint("review", __name__, url_prefix="/library/scan")
 
 REVIEW_ROLES = frozenset({"musicDirector", "stationManager"})
-MAX_PAGE = 100
-MAX_SEARCH = 50
 THUMBNAILS = "thumbnails"
 _MIME_BY_SUFFIX = {suffix: mime for mime, suffix in EXTENSIONS.items()}
 
-E = TypeVar("E", bound=StrEnum)
+NOT_REVIEWER = "Only musicDirector and stationManager may audit (dj may not)"
+_INDEX = {"type": "integer", "minimum": 0}
+ITEM = [JOB_ID, {"name": "itemIndex", "in": "path", "required": True, "schema": _INDEX}]
 
 
 def _services():
@@ -58,31 +69,6 @@ def _folder(job_id: str) -> JobFolder:
     return JobFolder.for_job(_services().settings.jobs_dir, job_id)
 
 
-def _enum_arg(name: str, enum: type[E], default: E) -> E:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return enum(raw)
-    except ValueError:
-        allowed = ", ".join(e.value for e in enum)
-        raise BadRequest(f"{name} must be one of {allowed}, got '{raw[:50]}'") from None
-
-
-def _int_arg(name: str, default: int, low: int, high: int | None = None) -> int:
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = None
-    if value is None or value < low or (high is not None and value > high):
-        bounds = f"from {low} to {high}" if high is not None else f"of at least {low}"
-        raise BadRequest(f"{name} must be an integer {bounds}, got '{raw[:50]}'")
-    return value
-
-
 def _index(raw: str, what: str) -> int:
     if not raw.isdigit():
         raise BadRequest(f"{what} must be a whole number of at least 0, got '{raw[:50]}'")
@@ -105,21 +91,48 @@ def _photo_url(job_id: str, item_index: int, n: int) -> str:
     return url_for("review.photo", job_id=job_id, item_index=item_index, n=n)
 
 
+operation(
+    "get",
+    "/library/scan/review/items",
+    "Every user's finished items to audit, lowest confidence first",
+    query=ReviewItemsQuery,
+    responses={
+        200: ReviewPage,
+        400: "A filter, limit or offset is out of range",
+        403: NOT_REVIEWER,
+    },
+)
+
+
 @bp.get("/review/items")
 def review_items() -> Response:
     require_reviewer()
-    job_id = request.args.get("jobId") or None
+    q = query_args(ReviewItemsQuery)
     page = _reviews().items(
-        state=_enum_arg("state", ReviewState, ReviewState.UNREVIEWED),
-        sort=_enum_arg("sort", ReviewSort, ReviewSort.CONFIDENCE),
-        job_id=parse_job_id(job_id) if job_id else None,
-        user_id=request.args.get("userId") or None,
-        limit=_int_arg("limit", 20, 1, MAX_PAGE),
-        offset=_int_arg("offset", 0, 0),
+        state=q.state,
+        sort=q.sort,
+        job_id=str(q.job_id) if q.job_id else None,
+        user_id=q.user_id or None,
+        limit=q.limit,
+        offset=q.offset,
         photos=_photos,
         photo_url=_photo_url,
     )
     return jsonify(page.to_json_dict())
+
+
+operation(
+    "get",
+    "/library/scan/batch/{jobId}/items/{itemIndex}/photos/{n}",
+    "A photo's original bytes, or with ?size=N a JPEG thumbnail (made once, then kept)",
+    parameters=[*ITEM, {"name": "n", "in": "path", "required": True, "schema": _INDEX}],
+    query=PhotoQuery,
+    responses={
+        200: Reply("The image", content={"image/*": {}}),
+        400: "A malformed job id, index or size",
+        404: "No such job (or not visible to the caller), item or photo",
+    },
+)
 
 
 @bp.get("/batch/<job_id>/items/<item_index>/photos/<n>")
@@ -127,6 +140,7 @@ def photo(job_id: str, item_index: str, n: str) -> Response:
     key = current_key()
     job_id = parse_job_id(job_id)
     index, position = _index(item_index, "itemIndex"), _index(n, "photo index")
+    size = query_args(PhotoQuery).size
     owner = None if key.role in REVIEW_ROLES else key.user_id
     view = _services().store.get_job(job_id, owner)  # 404 for another user's job
     if index >= view.total_items:
@@ -138,12 +152,27 @@ def photo(job_id: str, item_index: str, n: str) -> Response:
             f"Item {index} has {len(paths)} photo(s): use an index from 0 to {len(paths) - 1}"
         )
     path = paths[position]
-    size = request.args.get("size")
-    if size is not None and size != "":
-        target = cached_thumbnail(path, check_size(_index(size, "size")), folder.path / THUMBNAILS)
+    if size is not None:
+        target = cached_thumbnail(path, size, folder.path / THUMBNAILS)
         return send_file(target, mimetype="image/jpeg", max_age=86400)
     mime = _MIME_BY_SUFFIX.get(path.suffix, "application/octet-stream")
     return send_file(path, mimetype=mime, max_age=86400)
+
+
+operation(
+    "put",
+    "/library/scan/batch/{jobId}/items/{itemIndex}/review",
+    "Save the item's truth; the review it replaces is kept as history",
+    parameters=ITEM,
+    json_body=ReviewInput,
+    responses={
+        200: ReviewView,
+        400: "A bad body: the message names the field and the fix",
+        403: NOT_REVIEWER,
+        404: "No such job or item",
+        409: "The item has not finished yet",
+    },
+)
 
 
 @bp.put("/batch/<job_id>/items/<item_index>/review")
@@ -151,48 +180,65 @@ def save_review(job_id: str, item_index: str) -> Response:
     key = require_reviewer()
     job_id = parse_job_id(job_id)
     index = _index(item_index, "itemIndex")
-    body = request.get_json(silent=True)
-    if body is None:
-        raise BadRequest(
-            "The review must be a JSON body (Content-Type: application/json): "
-            '{"fields": {...}, "matchedAlbumId": <id or null>, "note": "..."}'
-        )
-    review = parse_review(body)
+    review = json_body(ReviewInput)
     return jsonify(_reviews().save(job_id, index, key.user_id, review).to_json_dict())
+
+
+operation(
+    "get",
+    "/library/scan/batch/{jobId}/items/{itemIndex}/reviews",
+    "Every review of the item, oldest first",
+    parameters=ITEM,
+    responses={200: ReviewHistory, 400: "A malformed job id or index", 403: NOT_REVIEWER},
+)
 
 
 @bp.get("/batch/<job_id>/items/<item_index>/reviews")
 def review_history(job_id: str, item_index: str) -> Response:
     require_reviewer()
     index = _index(item_index, "itemIndex")
-    history = _reviews().history(parse_job_id(job_id), index)
-    return jsonify({"reviews": [r.to_json_dict() for r in history]})
+    history = ReviewHistory(reviews=_reviews().history(parse_job_id(job_id), index))
+    return jsonify(history.to_json_dict())
+
+
+operation(
+    "get",
+    "/library/scan/review/metrics",
+    "Accuracy, similarity, calibration and match precision/recall of reviewed items, per "
+    "group (the same code as `scanbatch eval`)",
+    query=MetricsQuery,
+    responses={
+        200: Reply("Figures per group", content={"application/json": {}}),
+        400: "Unknown groupBy",
+        403: NOT_REVIEWER,
+    },
+)
 
 
 @bp.get("/review/metrics")
 def review_metrics() -> Response:
     require_reviewer()
-    group_by = _enum_arg("groupBy", GroupBy, GroupBy.NONE)
+    group_by = query_args(MetricsQuery).group_by
     return jsonify(dataset.metrics(_reviews().reviewed(group_by=group_by), group_by))
 
 
-def _since() -> datetime | None:
-    raw = request.args.get("since")
-    if not raw:
-        return None
-    try:
-        when = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise BadRequest(
-            f"since must be an ISO 8601 time such as 2026-11-26T09:00:00Z, got '{raw[:50]}'"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
+operation(
+    "get",
+    "/library/scan/review/dataset",
+    "The golden set: a zip, streamed, of every reviewed item in the dataset format",
+    query=DatasetQuery,
+    responses={
+        200: Reply("A zip", content={"application/zip": {}}),
+        400: "since is not an ISO 8601 time with its zone",
+        403: NOT_REVIEWER,
+    },
+)
 
 
 @bp.get("/review/dataset")
 def review_dataset() -> Response:
     require_reviewer()
-    items = list(_reviews().reviewed(since=_since()))
+    items = list(_reviews().reviewed(since=query_args(DatasetQuery).since))
     photo_paths = [_photo_files(_folder(i.job_id), i.item_index) for i in items]
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     return Response(
@@ -209,16 +255,23 @@ def _like_escape(word: str) -> str:
     return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
+operation(
+    "get",
+    "/library/scan/catalog/search",
+    "Catalog albums whose artist and title hold every word of q (or whose id is q)",
+    query=CatalogQuery,
+    responses={200: AlbumList, 400: "q is empty or too long, or limit is out of range"},
+)
+
+
 @bp.get("/catalog/search")
 def catalog_search() -> Response:
     current_key()
-    q = (request.args.get("q") or "").strip()
-    if not q:
-        raise BadRequest("q must name an artist, a title, words of either, or an album id")
-    if len(q) > 200:
-        raise BadRequest("q is too long: at most 200 characters")
-    limit = _int_arg("limit", 10, 1, MAX_SEARCH)
+    query = query_args(CatalogQuery)
+    q = query.q.strip()
     words = q.split()
+    if not words:
+        raise BadRequest("q must name an artist, a title, words of either, or an album id")
     if q.isdigit():
         where, params = "id = ?", [int(q)]
     else:
@@ -231,7 +284,7 @@ def catalog_search() -> Response:
         rows = cur.execute(
             f"SELECT {', '.join(VIEW_COLUMNS)} FROM {VIEW} WHERE {where} "
             "ORDER BY artist_name, album_title, id LIMIT ?",
-            [*params, limit],
+            [*params, query.limit],
         ).fetchall()
     albums = [MatchedAlbum(**dict(zip(VIEW_COLUMNS, r, strict=True))) for r in rows]
-    return jsonify({"albums": [a.to_json_dict() for a in albums]})
+    return jsonify(AlbumList(albums=albums).to_json_dict())

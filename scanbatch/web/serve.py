@@ -16,14 +16,59 @@ from pathlib import Path
 
 from flask import Flask
 from waitress import create_server
+from waitress.channel import HTTPChannel
+from waitress.task import ErrorTask
 
 from scanbatch.models import JobView
 from scanbatch.settings import SHIPPED_DATA, Settings
 from scanbatch.submit import create_job_from_files
 from scanbatch.web import create_app, shutdown
-from scanbatch.web.uploads import MAX_REQUEST_BYTES
+from scanbatch.web.uploads import MAX_REQUEST_BYTES, request_too_large_message
 
 FIRST_USER = "director"
+# Where a running server tells local CLI commands its address and a stationManager token for
+# this process (the store is locked while it runs): readable by the data dir's owner only.
+RUNTIME_FILE = "server.json"
+
+
+class JsonErrorTask(ErrorTask):
+    """Waitress answers some requests itself before the app sees them (a Content-Length over
+    the limit, a malformed request line, headers too large); in plain text by default. This
+    keeps the API's one error shape for those too."""
+
+    def execute(self) -> None:
+        error = self.request.error
+        if error.code == 413:
+            message = request_too_large_message(MAX_REQUEST_BYTES)
+        else:
+            message = f"{error.reason}: {error.body}"
+        body = json.dumps({"status": error.code, "message": message}).encode()
+        self.status = f"{error.code} {error.reason}"
+        self.response_headers.append(("Content-Type", "application/json"))
+        self.set_close_on_finish()
+        self.content_length = len(body)
+        self.write(body)
+
+
+class JsonErrorChannel(HTTPChannel):
+    error_task_class = JsonErrorTask
+
+
+def runtime_file(settings: Settings) -> Path:
+    return settings.data_dir / RUNTIME_FILE
+
+
+def _write_runtime_file(settings: Settings, url: str, token: str) -> Path:
+    import os
+
+    path = runtime_file(settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump({"url": url, "pid": os.getpid(), "token": token}, fh)
+    os.replace(tmp, path)
+    return path
 
 
 SAMPLE_DIR = SHIPPED_DATA / "sample"
@@ -119,9 +164,16 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
         threads=8,
         max_request_body_size=MAX_REQUEST_BYTES,
         ident="scanbatch",
+        # Waitress's defaults (100 connections, 120 s idle) let 99 stalled sockets lock every
+        # other client out for two minutes; a partial request holds no thread, only a socket.
+        connection_limit=settings.http_connection_limit,
+        channel_timeout=settings.http_channel_timeout,
+        cleanup_interval=max(1, min(30, int(settings.http_channel_timeout / 2))),
     )
+    server.channel_class = JsonErrorChannel
     base_url = f"http://{settings.host}:{server.effective_port}"
     store = app.extensions["scanbatch"].store
+    runtime = _write_runtime_file(settings, base_url, app.extensions["scanbatch"].admin_token)
     if first_key and not any(k.revoked_at is None for k in store.list_keys()):
         _key, token = store.create_key(FIRST_USER, "musicDirector")
         print(f"Created a first API key for user '{FIRST_USER}' (musicDirector). Keep it:")
@@ -150,5 +202,6 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
         pass
     finally:
         server.close()
+        runtime.unlink(missing_ok=True)
         shutdown(app)
         print("scanbatch stopped", file=sys.stderr)

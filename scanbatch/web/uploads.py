@@ -9,21 +9,50 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import shutil
 import uuid
 from pathlib import Path
 from typing import IO, Any
 
 from flask import Request
+from werkzeug.exceptions import RequestEntityTooLarge
 
-from scanbatch.errors import BadRequest
-from scanbatch.images import MAX_IMAGE_BYTES, SNIFF_BYTES, check_size, sniff_mime
+from scanbatch.errors import BadRequest, PayloadTooLarge
+from scanbatch.images import MAX_IMAGE_BYTES, SNIFF_BYTES, check_pixels, check_size, sniff_mime
 from scanbatch.validation import MAX_IMAGES
+
+log = logging.getLogger(__name__)
 
 # The whole request: 50 files of 10 MiB plus the manifest and multipart framing. A request
 # declaring more is refused from its Content-Length alone, before any of it is read.
 MAX_REQUEST_BYTES = MAX_IMAGES * MAX_IMAGE_BYTES + 1024 * 1024
+# A form field (the manifest, a context field) is held in memory: 10 items of context fit in
+# a few KiB, so 256 KiB is generous and still bounded.
+MAX_FORM_FIELD_BYTES = 256 * 1024
+# Parts of one multipart body, files and fields together: 50 images, the manifest, and the
+# single scan's few context fields fit with room to spare.
+MAX_FORM_PARTS = 100
 STAGING_KEY = "scanbatch.staging"
+# Folders under the jobs directory that only live for one request; any found at start were
+# left by a server that was killed mid-request.
+TRANSIENT_PREFIXES = (".incoming-", ".scan-")
+
+
+def remove_abandoned_staging(jobs_dir: Path) -> list[str]:
+    """Remove request-scoped folders left by a killed server (call it while holding the store,
+    before serving: no request of this process can own them yet). Returns their names."""
+    jobs_dir = Path(jobs_dir)
+    if not jobs_dir.is_dir():
+        return []
+    removed = []
+    for entry in jobs_dir.iterdir():
+        if entry.is_dir() and entry.name.startswith(TRANSIENT_PREFIXES):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry.name)
+    if removed:
+        log.info("removed %d abandoned upload folders: %s", len(removed), ", ".join(removed))
+    return removed
 
 
 class StagedFile(io.FileIO):
@@ -41,20 +70,31 @@ class StagedFile(io.FileIO):
         return super().write(data)
 
     def mime_type(self) -> str:
+        """The real type from the bytes, after checking the declared pixels (400 naming the
+        file for a non-image or a decompression bomb)."""
         with open(self.path, "rb") as fh:
-            return sniff_mime(fh.read(SNIFF_BYTES), index=self.index)
+            mime = sniff_mime(fh.read(SNIFF_BYTES), index=self.index)
+        check_pixels(self.path, mime, index=self.index)
+        return mime
 
 
 class Staging:
     """The files of one request, in arrival order, in a private temporary folder."""
 
-    def __init__(self, root: Path) -> None:
-        self.dir = Path(root) / f".incoming-{uuid.uuid4()}"
+    def __init__(
+        self,
+        root: Path,
+        max_files: int = MAX_IMAGES,
+        too_many: str = f"Total images cannot exceed {MAX_IMAGES}",
+    ) -> None:
+        self.dir = Path(root) / f"{TRANSIENT_PREFIXES[0]}{uuid.uuid4()}"
         self.files: list[StagedFile] = []
+        self.max_files = max_files
+        self.too_many = too_many
 
     def new_file(self) -> StagedFile:
-        if len(self.files) >= MAX_IMAGES:
-            raise BadRequest(f"Total images cannot exceed {MAX_IMAGES}")
+        if len(self.files) >= self.max_files:
+            raise BadRequest(self.too_many)
         self.dir.mkdir(parents=True, exist_ok=True)
         staged = StagedFile(self.dir / f"{len(self.files):02d}", len(self.files))
         self.files.append(staged)
@@ -67,6 +107,30 @@ class Staging:
 
 
 class UploadRequest(Request):
+    def _load_form_data(self) -> None:
+        try:
+            super()._load_form_data()
+        except RequestEntityTooLarge as exc:
+            raise PayloadTooLarge(self._too_large_message(exc)) from None
+
+    def _too_large_message(self, exc: RequestEntityTooLarge) -> str:
+        """Werkzeug raises the same 413 for three limits; say which one was hit."""
+        limit = self.max_content_length
+        if limit is not None and (self.content_length or 0) > limit:
+            return request_too_large_message(limit)
+        frame = exc.__traceback__
+        while frame.tb_next is not None:
+            frame = frame.tb_next
+        if frame.tb_frame.f_code.co_name == "next_event":  # the decoder counts parts there
+            return (
+                f"Too many form parts: a request may have at most {MAX_FORM_PARTS} parts "
+                f"(files and fields together; at most {MAX_IMAGES} images)"
+            )
+        return (
+            f"A form field is over {MAX_FORM_FIELD_BYTES // 1024} KiB: the manifest and each "
+            "other text field may be at most that (send photos as files in 'images')"
+        )
+
     def _get_file_stream(
         self,
         total_content_length: int | None,
@@ -78,3 +142,11 @@ class UploadRequest(Request):
         if staging is None:  # uploads only go to the batch endpoint
             raise BadRequest("This endpoint does not accept file uploads")
         return staging.new_file()
+
+
+def request_too_large_message(limit: int) -> str:
+    return (
+        f"Request too large: the body may be at most {limit} bytes "
+        f"({MAX_IMAGES} images of at most {MAX_IMAGE_BYTES // (1024 * 1024)} MiB each, plus "
+        "1 MiB for the form fields)"
+    )

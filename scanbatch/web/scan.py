@@ -1,0 +1,222 @@
+"""`POST /library/scan`: the station's original single scan, answered synchronously.
+
+The record goes through the same code as one item of a batch (`pipeline.process_item` on a
+one-item job folder, then the same catalog matcher and the same `matchedAlbum` hydration), so
+a photo reads the same either way. The folder is request-scoped (`.scan-<uuid>` under the jobs
+directory, removed after the answer, and at server start if the server died mid-scan)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+
+from flask import Blueprint, Response, current_app, jsonify, request
+
+from scanbatch.catalog.snapshot import matched_albums
+from scanbatch.errors import BadRequest, ExtractionError, ScanbatchError
+from scanbatch.extractors import create_extractor
+from scanbatch.extractors.base import Extractor
+from scanbatch.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
+from scanbatch.jobfolder import JobFolder
+from scanbatch.models import (
+    MAX_IMAGES_PER_ITEM,
+    ItemOutcome,
+    Manifest,
+    ManifestItem,
+    ScanForm,
+    ScanResponse,
+    Status,
+)
+from scanbatch.pipeline import process_item
+from scanbatch.settings import Settings
+from scanbatch.validation import validate_model
+from scanbatch.web.auth import require_write
+from scanbatch.web.forms import single_field, uploaded_images
+from scanbatch.web.openapi import operation
+from scanbatch.web.uploads import (
+    MAX_FORM_FIELD_BYTES,
+    STAGING_KEY,
+    TRANSIENT_PREFIXES,
+    StagedFile,
+    Staging,
+)
+
+bp = Blueprint("scan", __name__, url_prefix="/library/scan")
+
+HINT = "send multipart/form-data with 1 to 5 'images' files and optional 'photo_types'"
+TOO_MANY = f"Each item cannot exceed {MAX_IMAGES_PER_ITEM} images"
+
+_FIELDS = ScanForm.model_json_schema()["properties"]
+SCAN_FORM = {
+    "type": "object",
+    "required": ["images"],
+    "properties": {
+        "images": {
+            "type": "array",
+            "minItems": 1,
+            "maxItems": MAX_IMAGES_PER_ITEM,
+            "items": {"type": "string", "format": "binary"},
+            "description": f"JPEG, PNG, WebP or HEIC/HEIF, at most {MAX_IMAGE_BYTES // 2**20} "
+            f"MiB and {MAX_IMAGE_PIXELS:,} pixels each",
+        },
+        "photo_types": {
+            "type": "string",
+            "maxLength": MAX_FORM_FIELD_BYTES,
+            "description": _FIELDS["photo_types"]["description"],
+        },
+        **{
+            name: {k: v for k, v in prop.items() if k not in ("title", "default")}
+            for name, prop in _FIELDS.items()
+            if name != "photo_types"
+        },
+    },
+}
+
+
+class ScanTimeout(ScanbatchError):
+    status = 504
+
+
+operation(
+    "post",
+    "/library/scan",
+    "Read and match one record synchronously (musicDirector or stationManager)",
+    description="The record is processed by the same code as one batch item. The answer "
+    "comes within SCANBATCH_SCAN_TIMEOUT seconds (default 60) or is a 504; use the batch "
+    "route for anything slow.",
+    multipart=SCAN_FORM,
+    responses={
+        200: ScanResponse,
+        400: "No images provided; more than 5 images; photo_types not matching the images; a "
+        "malformed field or a file that is not an image (the message names it)",
+        403: "The caller's role may only read (dj)",
+        413: "A file over 10 MiB, a form field over 256 KiB or a body over the request limit",
+        502: "The extractor failed to read the photos (the message says why)",
+        503: "Too many single scans at once; retry shortly",
+        504: "The scan took longer than the time limit",
+    },
+)
+
+
+class _Scanner:
+    """One extractor per app (the OCR one loads its models once) and a bound on concurrent
+    scans: each holds an extractor call, and the server's kernels need the CPU too."""
+
+    def __init__(self, app_settings: Settings) -> None:
+        self.settings = app_settings
+        self._extractor: Extractor | None = None
+        self._lock = threading.Lock()
+        workers = max(2, app_settings.runner_workers)
+        self.slots = threading.BoundedSemaphore(workers)
+        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan")
+
+    def extractor(self) -> Extractor:
+        with self._lock:
+            if self._extractor is None:
+                self._extractor = create_extractor(self.settings.extractor, self.settings)
+            return self._extractor
+
+
+_SCANNER_LOCK = threading.Lock()
+
+
+def _scanner() -> _Scanner:
+    ext = current_app.extensions
+    with _SCANNER_LOCK:  # one per app, made on first use (most servers never get a scan)
+        if "scanbatch.scan" not in ext:
+            ext["scanbatch.scan"] = _Scanner(ext["scanbatch"].settings)
+        return ext["scanbatch.scan"]
+
+
+@bp.post("")
+def scan_one() -> Response:
+    require_write()
+    svc = current_app.extensions["scanbatch"]
+    staging = Staging(svc.settings.jobs_dir, MAX_IMAGES_PER_ITEM, TOO_MANY)
+    request.environ[STAGING_KEY] = staging
+    folder: JobFolder | None = None
+    try:
+        files = uploaded_images(HINT)
+        if not files:
+            raise BadRequest(f"No images provided: {HINT}")
+        fields = {name: single_field(name) for name in request.form}
+        form = validate_model(ScanForm, fields, "")
+        photo_types = form.photo_types or ["photo"] * len(files)
+        if len(photo_types) != len(files):
+            raise BadRequest(
+                f"photo_types has {len(photo_types)} entries but {len(files)} images were "
+                "sent: give one photo type per image"
+            )
+        mimes = [f.mime_type() for f in files]
+        item = ManifestItem(image_count=len(files), photo_types=photo_types, context=form.context())
+        folder = JobFolder(Path(svc.settings.jobs_dir) / f"{TRANSIENT_PREFIXES[1]}{uuid.uuid4()}")
+        folder.create(Manifest(items=[item]))
+        _move(files, mimes, folder)
+        outcome = _run(folder, item, svc)
+    except BaseException:
+        if folder is not None:
+            shutil.rmtree(folder.path, ignore_errors=True)
+        raise
+    finally:
+        staging.cleanup()
+    return jsonify(_answer(outcome, svc).to_json_dict())
+
+
+def _move(files: list[StagedFile], mimes: list[str], folder: JobFolder) -> None:
+    for position, (f, mime) in enumerate(zip(files, mimes, strict=True)):
+        f.close()
+        os.replace(f.path, folder.image_path(0, position, mime))
+
+
+def _run(folder: JobFolder, item: ManifestItem, svc) -> ItemOutcome:
+    scanner = _scanner()
+    limit = svc.settings.scan_timeout
+    if not scanner.slots.acquire(timeout=min(5.0, limit)):
+        shutil.rmtree(folder.path, ignore_errors=True)
+        raise ScanbatchError(
+            "Too many single scans are running: retry in a few seconds, or submit a batch",
+            status=503,
+        )
+
+    def work() -> ItemOutcome:
+        try:
+            return process_item(folder, 0, item, scanner.extractor(), _matcher(svc))
+        finally:
+            # The request may have given up waiting (504); the folder goes when the work ends.
+            shutil.rmtree(folder.path, ignore_errors=True)
+            scanner.slots.release()
+
+    future = scanner.pool.submit(work)
+    try:
+        return future.result(timeout=limit)
+    except FutureTimeout:
+        raise ScanTimeout(
+            f"The scan took longer than {limit:g} s (SCANBATCH_SCAN_TIMEOUT): send fewer or "
+            "smaller photos, or submit it as a batch (POST /library/scan/batch) and poll"
+        ) from None
+
+
+def _matcher(svc):
+    from scanbatch.catalog import load_matcher
+
+    snapshot = svc.runner.snapshot.ensure()
+    return load_matcher(snapshot, svc.settings.match_min_score) if snapshot else None
+
+
+def _answer(outcome: ItemOutcome, svc) -> ScanResponse:
+    if outcome.status != Status.COMPLETED:
+        raise ExtractionError(f"Extraction failed: {outcome.error_message}")
+    album = None
+    if outcome.matched_album_id is not None:
+        with svc.store.db.read() as cur:
+            album = matched_albums(cur, [outcome.matched_album_id]).get(outcome.matched_album_id)
+    return ScanResponse(
+        extraction=outcome.extraction or {},
+        matched_album_id=outcome.matched_album_id if album else None,
+        matched_album=album,
+    )
