@@ -194,10 +194,26 @@ def test_review_saves_truth_with_verdicts_and_keeps_history(client, store, token
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
-        (review_body(fields={**TRUTH, "genre": "x"}), 400, "fields has unknown key 'genre': allowed keys are artistName"),
-        (review_body(fields={k: v for k, v in TRUTH.items() if k != "upc"}), 400, "fields.upc is required"),
-        (review_body(fields={**TRUTH, "artistName": 12}), 400, "fields.artistName must be a string"),
-        (review_body(fields={**TRUTH, "reviewText": "x" * 1001}), 400, "fields.reviewText is too long: at most 1000 characters"),
+        (
+            review_body(fields={**TRUTH, "genre": "x"}),
+            400,
+            "fields has unknown key 'genre': allowed keys are artistName",
+        ),
+        (
+            review_body(fields={k: v for k, v in TRUTH.items() if k != "upc"}),
+            400,
+            "fields.upc is required",
+        ),
+        (
+            review_body(fields={**TRUTH, "artistName": 12}),
+            400,
+            "fields.artistName must be a string",
+        ),
+        (
+            review_body(fields={**TRUTH, "reviewText": "x" * 1001}),
+            400,
+            "fields.reviewText is too long: at most 1000 characters",
+        ),
         (review_body(matchedAlbumId=987654321), 400, "not in the catalog"),
         (review_body(matchedAlbumId="12"), 400, "matchedAlbumId"),
         ({"fields": TRUTH}, 400, "matchedAlbumId"),
