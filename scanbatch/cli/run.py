@@ -1,9 +1,9 @@
 """`scanbatch run`: process one batch locally and print its status JSON. The click command only
-wraps the options; `_run` does the work."""
+wraps the options; `_run` does the work (`runner.run_batch`: the processing notebook, as the
+server runs it)."""
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -40,24 +40,19 @@ def command(manifest: Path, extractor: str | None, images: tuple[Path, ...]) -> 
     the catalog, and prints the job in the API's shape on stdout. Progress goes to stderr.
     IMAGES are given in manifest order.
     """
-    args = argparse.Namespace(manifest=manifest, extractor=extractor, images=list(images))
-    finish(_run(args, settings()))
+    finish(_run(manifest, extractor, list(images), settings()))
 
 
 def _known_extractor(name: str | None) -> str | None:
-    # Checked when the command runs, after SCANBATCH_PLUGINS registered their extractors.
     if name is None:
         return None
-    from scanbatch.kernel import import_plugins
-
-    import_plugins(settings().plugin_modules)
     if name not in extractor_names():
         raise click.BadParameter(f"'{name}' is not one of {', '.join(extractor_names())}")
     return name
 
 
-def _run(args: argparse.Namespace, settings: Settings) -> int:
-    for path in [args.manifest, *args.images]:
+def _run(manifest: Path, extractor: str | None, images: list[Path], settings: Settings) -> int:
+    for path in [manifest, *images]:
         if not path.is_file():
             print(f"scanbatch run: error: no such file: {path}", file=sys.stderr)
             return 2
@@ -72,9 +67,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             view = run_batch(
                 store,
                 settings,
-                args.manifest.read_text(),
-                args.images,
-                extractor_name=args.extractor,
+                manifest.read_text(),
+                images,
+                extractor_name=extractor,
                 on_item=progress,
                 on_start=lambda total: setattr(bar, "total", total) or bar.refresh(),
             )
