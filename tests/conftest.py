@@ -81,3 +81,57 @@ def _responses_match_the_openapi_document(monkeypatch):
     yield
     for checker in checkers:
         checker.assert_clean()
+
+
+@pytest.fixture
+def app(settings):
+    """The real Flask app on a temporary store (the runner not started: jobs stay pending).
+    Every response a test receives is checked against /openapi.json."""
+    from scanbatch.web import create_app, shutdown
+    from tests.webutil import ResponseChecker
+
+    app = create_app(settings, start_runner=False)
+    checker = ResponseChecker(app)
+    yield app
+    shutdown(app)
+    checker.assert_clean()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture
+def tokens(app):
+    from tests.webutil import keys
+
+    return keys(app.extensions["scanbatch"].store)
+
+
+@pytest.fixture(scope="module")
+def server_data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("server") / "data"
+
+
+@pytest.fixture(scope="module")
+def server_tokens(server_data_dir):
+    """Keys made in the store before the server opens it (one process per DuckDB file)."""
+    from scanbatch.store import JobStore
+    from tests.webutil import keys
+
+    store = JobStore.open(server_data_dir / "scanbatch.duckdb")
+    try:
+        return keys(store)
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def live_server(server_data_dir, server_tokens):
+    """A real server on 127.0.0.1 with the fake extractor, shared by a test module."""
+    from tests.server_process import ServerProcess
+
+    srv = ServerProcess(server_data_dir).start()
+    yield srv
+    srv.stop()

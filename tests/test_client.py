@@ -11,42 +11,19 @@ import time
 import pytest
 
 from scanbatch.client import ApiError, Client
-from scanbatch.store import JobStore
 from tests.imaging import image_bytes
-from tests.server_process import ROOT, ServerProcess
-from tests.webutil import keys
+from tests.server_process import ROOT
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("client") / "data"
-
-
-@pytest.fixture(scope="module")
-def tokens(data_dir):
-    store = JobStore.open(data_dir / "scanbatch.duckdb")
-    try:
-        return keys(store)
-    finally:
-        store.close()
-
-
-@pytest.fixture(scope="module")
-def server(data_dir, tokens):
-    srv = ServerProcess(data_dir).start()
-    yield srv
-    srv.stop()
 
 
 def manifest(*contexts):
     return [{"imageCount": 1, "photoTypes": ["front_cover"], "context": c} for c in contexts]
 
 
-def test_two_directors_review_measure_export_and_score(server, tokens, tmp_path):
-    alice = Client(server.url, tokens["director"])
-    bob = Client(server.url, tokens["other"])
+def test_two_directors_review_measure_export_and_score(live_server, server_tokens, tmp_path):
+    alice = Client(live_server.url, server_tokens["director"])
+    bob = Client(live_server.url, server_tokens["other"])
     photo = tmp_path / "IMG_0001.HEIC"
     photo.write_bytes(image_bytes("HEIF", size=(300, 200)))
     seen = []
@@ -128,8 +105,8 @@ def test_two_directors_review_measure_export_and_score(server, tokens, tmp_path)
     assert refused.value.status == 409
 
 
-def test_dj_is_refused_and_errors_carry_the_servers_message(server, tokens):
-    dj = Client(server.url, tokens["dj"])
+def test_dj_is_refused_and_errors_carry_the_servers_message(live_server, server_tokens):
+    dj = Client(live_server.url, server_tokens["dj"])
     with pytest.raises(ApiError) as exc:
         dj.review_items()
     assert exc.value.status == 403 and "musicDirector or stationManager" in exc.value.message
@@ -137,10 +114,10 @@ def test_dj_is_refused_and_errors_carry_the_servers_message(server, tokens):
         dj.submit([image_bytes()], manifest({}))
     assert exc.value.status == 403
     with pytest.raises(ApiError) as exc:
-        Client(server.url, "sb_wrong").jobs()
+        Client(live_server.url, "sb_wrong").jobs()
     assert exc.value.status == 401 and "Invalid or revoked API token" in exc.value.message
     with pytest.raises(ApiError) as exc:
-        Client(server.url, tokens["director"]).job("not-a-uuid")
+        Client(live_server.url, server_tokens["director"]).job("not-a-uuid")
     assert (exc.value.status, exc.value.message) == (400, "Invalid job ID format")
 
 
@@ -150,18 +127,22 @@ def test_a_server_that_is_down_is_a_clear_error():
     assert exc.value.status == 503 and "Cannot reach the scanbatch server" in exc.value.message
 
 
-def test_wait_honours_retry_after(server, tokens):
-    client = Client(server.url, tokens["director"])
+def test_wait_honours_retry_after(live_server, server_tokens):
+    client = Client(live_server.url, server_tokens["director"])
     job = client.submit([image_bytes()], manifest({"stickerText": "sleep:3"}))
     polled = []
     client.wait(job, on_progress=lambda v: polled.append(time.monotonic()), max_interval=10)
     gaps = [b - a for a, b in itertools.pairwise(polled)]
-    # The server says Retry-After: 2 while the job runs; the client waits that long, not less.
+    # The live_server says Retry-After: 2 while the job runs; the client waits that long, not less.
     assert gaps and min(gaps) >= 1.9
 
 
-def test_export_command_uses_the_running_server(server, tokens, tmp_path):
-    env = {**os.environ, "SCANBATCH_URL": server.url, "SCANBATCH_TOKEN": tokens["manager"]}
+def test_export_command_uses_the_running_server(live_server, server_tokens, tmp_path):
+    env = {
+        **os.environ,
+        "SCANBATCH_URL": live_server.url,
+        "SCANBATCH_TOKEN": server_tokens["manager"],
+    }
     done = subprocess.run(
         [sys.executable, "-m", "scanbatch.cli", "export", str(tmp_path / "set")],
         cwd=ROOT,

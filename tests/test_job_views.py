@@ -13,7 +13,6 @@ from scanbatch.errors import NotFound
 from scanbatch.models import ItemOutcome, Manifest, Status, Usage
 from scanbatch.store import JobStore
 from scanbatch.store.db import Database
-from scanbatch.web import create_app, shutdown
 from tests.webutil import bearer, keys
 
 
@@ -165,13 +164,6 @@ def test_readers_racing_a_writer_never_see_a_job_go_back(store, fresh):
 
 
 # -- the job GET: ETag and If-None-Match ------------------------------------------------------
-
-
-@pytest.fixture
-def app(settings):
-    app = create_app(settings, start_runner=False)
-    yield app
-    shutdown(app)
 
 
 def test_job_get_answers_304_only_while_the_job_is_unchanged(app):

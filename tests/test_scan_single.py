@@ -8,7 +8,7 @@ import pytest
 
 from scanbatch.web import create_app, shutdown
 from tests.imaging import image_bytes, png_header
-from tests.webutil import ResponseChecker, bearer, keys
+from tests.webutil import ResponseChecker, bearer
 
 
 @pytest.fixture
@@ -18,16 +18,6 @@ def app(settings):
     yield app
     shutdown(app)
     checker.assert_clean()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def tokens(app):
-    return keys(app.extensions["scanbatch"].store)
 
 
 def scan(client, token, n_images=2, fmt="JPEG", files=None, **fields):

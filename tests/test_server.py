@@ -18,27 +18,6 @@ from tests.webutil import bearer, keys
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("server") / "data"
-
-
-@pytest.fixture(scope="module")
-def tokens(data_dir):
-    store = JobStore.open(data_dir / "scanbatch.duckdb")
-    try:
-        return keys(store)
-    finally:
-        store.close()
-
-
-@pytest.fixture(scope="module")
-def server(data_dir, tokens):
-    srv = ServerProcess(data_dir).start()
-    yield srv
-    srv.stop()
-
-
 def submit(server, token, scripts, fmt="JPEG", headers=None, per_item=1, records=None):
     records = records or [(f"Artist {i}", f"Title {i}") for i in range(len(scripts))]
     items = [
@@ -62,16 +41,21 @@ def submit(server, token, scripts, fmt="JPEG", headers=None, per_item=1, records
     )
 
 
-def test_happy_path_partial_failure_and_notebook(server, tokens):
+def test_happy_path_partial_failure_and_notebook(live_server, server_tokens):
     # Item 2 is an album of the seeded sample catalog, so it matches.
     records = [("Artist 0", "Title 0"), ("Artist 1", "Title 1"), ("Mia Hall", "Red Valley")]
     records.append(("Artist 3", "Title 3"))
     r = submit(
-        server, tokens["director"], ["", "fail", "", "crash"], "HEIF", per_item=2, records=records
+        live_server,
+        server_tokens["director"],
+        ["", "fail", "", "crash"],
+        "HEIF",
+        per_item=2,
+        records=records,
     )
     assert r.status_code == 202, r.text
     job_id = r.json()["jobId"]
-    job = server.wait_finished(job_id, tokens["director"])
+    job = live_server.wait_finished(job_id, server_tokens["director"])
     assert job["status"] == "completed"
     assert (job["totalItems"], job["completedItems"], job["failedItems"]) == (4, 2, 2)
     results = job["results"]
@@ -81,8 +65,8 @@ def test_happy_path_partial_failure_and_notebook(server, tokens):
     assert results[1]["errorMessage"] == "the fake model refused"
     assert results[3]["errorMessage"] == "RuntimeError: fake crash"
     html = requests.get(
-        f"{server.url}/library/scan/batch/{job_id}/notebook",
-        headers=bearer(tokens["director"]),
+        f"{live_server.url}/library/scan/batch/{job_id}/notebook",
+        headers=bearer(server_tokens["director"]),
         timeout=60,
     )
     assert html.status_code == 200 and html.headers["Content-Type"].startswith("text/html")
@@ -102,25 +86,29 @@ def test_happy_path_partial_failure_and_notebook(server, tokens):
     assert results[2]["matchedAlbumId"] == 1003
 
 
-def test_all_items_failing_fails_the_job(server, tokens):
-    job_id = submit(server, tokens["director"], ["fail", "fail"]).json()["jobId"]
-    job = server.wait_finished(job_id, tokens["director"])
+def test_all_items_failing_fails_the_job(live_server, server_tokens):
+    job_id = submit(live_server, server_tokens["director"], ["fail", "fail"]).json()["jobId"]
+    job = live_server.wait_finished(job_id, server_tokens["director"])
     assert job["status"] == "failed" and job["failedItems"] == 2
 
 
-def test_items_complete_one_by_one(server, tokens):
-    r = submit(server, tokens["director"], ["sleep:0.5", "sleep:2.5"])
-    seen = server.poll(r.json()["jobId"], tokens["director"], lambda b: b["status"] in FINISHED)
+def test_items_complete_one_by_one(live_server, server_tokens):
+    r = submit(live_server, server_tokens["director"], ["sleep:0.5", "sleep:2.5"])
+    seen = live_server.poll(
+        r.json()["jobId"], server_tokens["director"], lambda b: b["status"] in FINISHED
+    )
     states = {tuple(x["status"] for x in body["results"]) for body in seen}
     assert ("completed", "processing") in states  # GET showed the first item before the second
 
 
-def test_cancel_a_running_job(server, tokens):
-    job_id = submit(server, tokens["director"], ["", "sleep:30"]).json()["jobId"]
-    server.poll(job_id, tokens["director"], lambda b: b["results"][0]["status"] == "completed")
+def test_cancel_a_running_job(live_server, server_tokens):
+    job_id = submit(live_server, server_tokens["director"], ["", "sleep:30"]).json()["jobId"]
+    live_server.poll(
+        job_id, server_tokens["director"], lambda b: b["results"][0]["status"] == "completed"
+    )
     r = requests.post(
-        f"{server.url}/library/scan/batch/{job_id}/cancel",
-        headers=bearer(tokens["manager"]),
+        f"{live_server.url}/library/scan/batch/{job_id}/cancel",
+        headers=bearer(server_tokens["manager"]),
         timeout=60,
     )
     assert r.status_code == 200
@@ -223,10 +211,10 @@ def test_first_start_prints_a_key_and_a_curl_example_that_works(tmp_path):
     assert not any("first API key" in x for x in again.banner)
 
 
-def test_health_reports_a_warm_notebook_process(server):
+def test_health_reports_a_warm_notebook_process(live_server):
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        health = requests.get(f"{server.url}/healthz", timeout=10).json()
+        health = requests.get(f"{live_server.url}/healthz", timeout=10).json()
         if health["warmKernels"] >= 1:
             break
         time.sleep(0.2)

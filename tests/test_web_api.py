@@ -10,26 +10,7 @@ import pytest
 from scanbatch.images import MAX_IMAGE_BYTES
 from scanbatch.web import create_app, shutdown
 from tests.imaging import image_bytes
-from tests.webutil import ResponseChecker, batch_files, bearer, keys
-
-
-@pytest.fixture
-def app(settings):
-    app = create_app(settings, start_runner=False)
-    checker = ResponseChecker(app)
-    yield app
-    shutdown(app)
-    checker.assert_clean()  # every response of the test matched /openapi.json
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
-def tokens(app):
-    return keys(app.extensions["scanbatch"].store)
+from tests.webutil import batch_files, bearer
 
 
 def post(client, token, manifest, files, headers=None):

@@ -1,20 +1,8 @@
 import re
 
-import pytest
 from pydantic.alias_generators import to_camel
 
-from scanbatch.web import create_app, shutdown
 from scanbatch.web.openapi import openapi_document
-from tests.webutil import ResponseChecker
-
-
-@pytest.fixture
-def app(settings):
-    app = create_app(settings, start_runner=False)
-    checker = ResponseChecker(app)
-    yield app
-    shutdown(app)
-    checker.assert_clean()  # every response of the test matched /openapi.json
 
 
 def documented_routes(doc):

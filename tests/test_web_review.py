@@ -10,9 +10,8 @@ import pytest
 from PIL import Image
 
 from scanbatch.models import ItemOutcome, Status
-from scanbatch.web import create_app, shutdown
 from tests.imaging import image_bytes
-from tests.webutil import bearer, keys
+from tests.webutil import bearer
 
 TRUTH = {
     "artistName": "Can",
@@ -25,25 +24,8 @@ TRUTH = {
 
 
 @pytest.fixture
-def app(settings):
-    app = create_app(settings, start_runner=False)
-    yield app
-    shutdown(app)
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
-
-
-@pytest.fixture
 def store(app):
     return app.extensions["scanbatch"].store
-
-
-@pytest.fixture
-def tokens(store):
-    return keys(store)
 
 
 @pytest.fixture
