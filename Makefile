@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format bench clean-venv
+.PHONY: run test lint format bench clean-venv screenshots chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -13,8 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# The API server and the workbench page together; prints both addresses and a token.
 run: $(STAMP)
-	$(BIN)/scanbatch serve --demo
+	$(BIN)/python -m scanbatch.workbench.launch
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -32,3 +33,7 @@ bench: $(STAMP)
 
 clean-venv:
 	rm -rf $(VENV)
+
+# The README's screenshots: the browser test with the offline OCR reader, writing into docs/.
+screenshots: $(STAMP)
+	SCANBATCH_BROWSER_EXTRACTOR=ocr SCANBATCH_SCREENSHOTS=docs $(BIN)/python -m pytest tests/test_browser_workbench.py -q

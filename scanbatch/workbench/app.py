@@ -82,12 +82,8 @@ class Workbench(widgets.VBox):
             layout=widgets.Layout(display="none"),
         )
         self.tabs.observe(self._on_tab, "selected_index")
-        title = widgets.HTML(
-            "<h2 style='margin:4px 0'>scanbatch workbench</h2>"
-            "<div>Upload photos of records, watch them being read, check and correct what "
-            "was read, and see how accurate the reader is.</div>"
-        )
-        super().__init__([title, self.signin, self.tabs], layout=widgets.Layout(padding="8px"))
+        # The notebook's first cell is the page's title and introduction.
+        super().__init__([self.signin, self.tabs], layout=widgets.Layout(padding="8px"))
         self.add_class("sb-workbench")
         # `make run` hands the page its URL and token: sign in at once, so the token never
         # sits in the password box (and so never in saved widget state).

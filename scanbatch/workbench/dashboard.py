@@ -143,6 +143,7 @@ class DashboardPanel(widgets.VBox):
         self.summary = widgets.HTML()
         self.summary.add_class("sb-dashboard")
         self.plot = widgets.Output()
+        self.plot.add_class("sb-plot")
         self.message = message_box()
         self.group_by.observe(lambda _c: self.refresh(), "value")
         self.refresh_button.on_click(lambda _b: self.refresh())

@@ -91,8 +91,8 @@ class ReviewPanel(widgets.VBox):
         self.state = widgets.ToggleButtons(options=STATES, value="unreviewed", description="Show")
         self.job = widgets.Dropdown(options=[("All jobs", "")], value="", description="Job")
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
-        self.who.style.button_width = "90px"
-        self.state.style.button_width = "90px"
+        self.who.style.button_width = "110px"
+        self.state.style.button_width = "110px"
         for w in (self.who, self.state, self.job):
             w.observe(self._on_filter, "value")
         self.refresh_button.on_click(lambda _b: self.refresh())

@@ -178,7 +178,7 @@ class UploadPanel(widgets.VBox):
                     key: widgets.Text(
                         placeholder=CONTEXT_LABELS[key] + " (optional)",
                         layout=widgets.Layout(width="200px" if key != "catalogItemId" else "140px"),
-                    )
+                    ).add_class(f"sb-context-{n}-{key}")
                     for key in CONTEXT_KEYS
                 }
                 self.context_inputs[n] = inputs
