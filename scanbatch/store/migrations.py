@@ -76,6 +76,9 @@ CREATE TABLE scan_results (
 """
 
 
+# `scan_results.confidence` is the item's least confident field, kept at ingest: the review
+# queue sorts by it, and reading it out of the extraction JSON of every row cost ~60 ms per
+# page at 10,000 items.
 _REVIEWS = """
 CREATE TABLE scan_review_history (
     id VARCHAR PRIMARY KEY,
@@ -99,6 +102,13 @@ CREATE TABLE scan_reviews (
     reviewed_at TIMESTAMPTZ NOT NULL,
     PRIMARY KEY (job_id, item_index)
 );
+
+ALTER TABLE scan_results ADD COLUMN confidence DOUBLE;
+
+UPDATE scan_results SET confidence = list_min(json_extract_string(extraction, [
+    '$.artistName.confidence', '$.albumTitle.confidence', '$.labelName.confidence',
+    '$.catalogNumber.confidence', '$.reviewText.confidence', '$.upc.confidence'
+])::DOUBLE[]) WHERE extraction IS NOT NULL;
 """
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 from scanbatch import __version__
 from scanbatch.models import JobList, JobView
+from scanbatch.web.openapi_review import review_paths, review_schemas
 
 _ERROR = {
     "type": "object",
@@ -110,6 +111,7 @@ def openapi_document() -> dict[str, Any]:
     # Pydantic nests the models it refers to under $defs; OpenAPI wants them as components.
     for name in ("Job", "JobList"):
         schemas.update(schemas[name].pop("$defs", {}))
+    schemas.update(review_schemas())
     return {
         "openapi": "3.1.0",
         "info": {
@@ -241,6 +243,7 @@ def openapi_document() -> dict[str, Any]:
                     },
                 },
             },
+            **review_paths(),
             "/healthz": {
                 "get": {
                     "summary": "Liveness, queue length and running jobs",
