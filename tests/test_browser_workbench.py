@@ -105,9 +105,7 @@ def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
     with page.expect_file_chooser() as chooser:
         page.click(".sb-upload")
     chooser.value.set_files(files)
-    expect(page.get_by_text(f"{len(files)} photo(s) in 8 record(s)")).to_be_visible(
-        timeout=30_000
-    )
+    expect(page.get_by_text(f"{len(files)} photo(s) in 8 record(s)")).to_be_visible(timeout=30_000)
     page.locator(".sb-photo-row img").last.wait_for(state="visible", timeout=30_000)
     # What the director already knows about record 1 travels as its context.
     page.locator(".sb-context-1-artistName input").fill("John Walker-Schmidt")

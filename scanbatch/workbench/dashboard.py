@@ -119,7 +119,9 @@ def figure_png(body: dict[str, Any]) -> bytes:
     bars.set_ylim(0, 1.1)
     bars.set_ylabel("share read exactly right")
     bars.set_title("Accuracy per field")
-    rel.plot([0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated")
+    rel.plot(
+        [0, 1], [0, 1], linestyle="--", color="grey", linewidth=1, label="perfectly calibrated"
+    )
     rel.set_xlim(0, 1.02)
     rel.set_ylim(0, 1.05)
     rel.set_xlabel("confidence the reader gave")

@@ -160,6 +160,14 @@ def plan_jobs(records: Sequence[Record]) -> list[PlannedJob]:
                 f"Record {record.number} has {len(record.photos)} photos: each item cannot "
                 f"exceed {MAX_IMAGES_PER_ITEM} images. Move some photos to another record."
             )
+    jobs = split_jobs(records)
+    for job in jobs:
+        check_job(job)
+    return jobs
+
+
+def split_jobs(records: Sequence[Record]) -> list[PlannedJob]:
+    """Consecutive records, at most 10 records and 50 photos per job."""
     jobs: list[PlannedJob] = []
     current: list[Record] = []
     for record in records:
@@ -168,9 +176,8 @@ def plan_jobs(records: Sequence[Record]) -> list[PlannedJob]:
             jobs.append(PlannedJob(current))
             current = []
         current.append(record)
-    jobs.append(PlannedJob(current))
-    for job in jobs:
-        check_job(job)
+    if current:
+        jobs.append(PlannedJob(current))
     return jobs
 
 

@@ -21,6 +21,7 @@ from scanbatch.workbench.grouping import (
     group_photos,
     parse_context,
     plan_jobs,
+    split_jobs,
     records_of,
 )
 from scanbatch.workbench.ui import Background, explain, guarded, message_box, show
@@ -161,7 +162,7 @@ class UploadPanel(widgets.VBox):
             self.summary.value = "<i>No photos chosen yet.</i>"
             self.send_button.disabled = True
             return
-        jobs = -(-len(numbers) // MAX_ITEMS)
+        jobs = len(split_jobs(records_of(photos)))
         self.summary.value = (
             f"<b>{len(photos)} photo(s) in {len(numbers)} record(s)</b>"
             + (f", sent as {jobs} jobs" if jobs > 1 else "")
