@@ -47,8 +47,16 @@ def session(tmp_path_factory):
     }
     env.pop("GEMINI_API_KEY", None)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "scanbatch.workbench.launch", "--port", "0", "--voila-port", "0"]
-        + ["--no-demo"],
+        [
+            sys.executable,
+            "-m",
+            "scanbatch.workbench.launch",
+            "--port",
+            "0",
+            "--voila-port",
+            "0",
+            "--no-demo",
+        ],
         cwd=ROOT,
         env=env,
         stdout=subprocess.PIPE,

@@ -201,9 +201,9 @@ def _listening(port: int) -> bool:
 
 
 def _serve_child(port: int, demo: bool) -> int:
-    from scanbatch.web.serve import serve
-
     import logging
+
+    from scanbatch.web.serve import serve
 
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     serve(load_settings(port=port), first_key=False, demo=demo)

@@ -21,8 +21,8 @@ from scanbatch.workbench.grouping import (
     group_photos,
     parse_context,
     plan_jobs,
-    split_jobs,
     records_of,
+    split_jobs,
 )
 from scanbatch.workbench.ui import Background, explain, guarded, message_box, show
 
@@ -185,8 +185,10 @@ class UploadPanel(widgets.VBox):
                 self.context_inputs[n] = inputs
             boxes.append(
                 widgets.HBox(
-                    [widgets.HTML(f"Record {n}:", layout=widgets.Layout(width="80px"))]
-                    + list(inputs.values())
+                    [
+                        widgets.HTML(f"Record {n}:", layout=widgets.Layout(width="80px")),
+                        *list(inputs.values()),
+                    ]
                 )
             )
         header = (
