@@ -74,9 +74,10 @@ def session(tmp_path_factory):
         if "Ctrl-C" in line:
             break
     assert set(banner) == {"api", "page", "token"}, banner
-    yield banner
-    proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=60)
+    yield {**banner, "proc": proc, "data": data}
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -157,3 +158,33 @@ def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
         (job,) = client.jobs().jobs
         first = client.job(job.job_id).results[0].extraction
         assert first["albumTitle"]["value"] == "Fever"
+
+
+def test_ctrl_c_stops_both_and_leaves_no_process_behind(session):
+    """After the browser test: the page's kernel, the server's kernels, Voilà and the server
+    are all children of the launcher; one SIGINT (Ctrl-C) ends every one of them."""
+    import psutil
+    import requests
+
+    proc = session["proc"]
+    assert requests.get(f"{session['api']}/healthz", timeout=10).status_code == 200
+    assert requests.get(session["page"], timeout=60).status_code == 200  # starts a kernel too
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    names = " ".join(" ".join(p.cmdline()) for p in tree)
+    assert "voila" in names and "--serve-child" in names and "ipykernel" in names
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    _gone, alive = psutil.wait_procs(tree, timeout=5)
+    assert alive == []
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{session['api']}/healthz", timeout=5)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(session["page"], timeout=5)
+    # The session's key ends with the session.
+    from scanbatch.store import JobStore
+
+    store = JobStore.open(session["data"] / "scanbatch.duckdb")
+    try:
+        assert store.authenticate(session["token"]) is None
+    finally:
+        store.close()
