@@ -25,8 +25,17 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-test: lint
+test: lint chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The workbench's browser test drives Debian's chromium; it is never skipped. Installed here
+# when we can (root with apt-get), otherwise `make test` stops with the command to run.
+CHROMIUM ?= /usr/bin/chromium
+CHROMIUM_INSTALL := apt-get update && apt-get install -y --no-install-recommends chromium
+chromium:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then $(CHROMIUM_INSTALL); \
+	  else echo "The browser test needs chromium. Install it with:  sudo sh -c '$(CHROMIUM_INSTALL)'" >&2; exit 1; fi; }
 
 bench: $(STAMP)
 	for f in benchmarks/bench_*.py; do $(BIN)/python $$f || exit 1; done
