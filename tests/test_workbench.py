@@ -166,7 +166,8 @@ def test_review_correct_match_save_next_reopen_and_measure(server, tokens):
     )
     alice.wait(job)
     wb = signed_in(server, tokens["other"])
-    wb.review.job.value = job  # filter by job
+    wb.tabs.selected_index = 1  # the Review tab loads the queue and the jobs to filter by
+    wb.review.job.value = job
     review = wb.review
     assert [i.item_index for i in review.items] == [1, 0]  # 0.8 (title) before 0.9
     assert "Record 1 of 2" in review.header.value

@@ -101,7 +101,8 @@ class Workbench(widgets.VBox):
             panel.client = client
         self.review.my_user = None
         self.tabs.layout.display = ""
-        self.review.refresh()
+        if self.tabs.selected_index == 1:  # otherwise the queue loads when its tab opens
+            self.review.refresh()
 
     def _submitted(self, job_id: str, total: int) -> None:
         self.progress.track(job_id, total)

@@ -122,6 +122,9 @@ class Session:
                 "--Voila.ip=127.0.0.1",
                 "--Voila.log_level=WARN",
                 "--show_tracebacks=False",
+                # A kernel that has already run the notebook waits for the next visitor, so
+                # the page shows its widgets without waiting for a kernel to start.
+                "--preheat_kernel=True",
             ],
             # voila.json in the repository root (the working directory) raises the websocket
             # message cap, so uploads over Tornado's 10 MiB default work.

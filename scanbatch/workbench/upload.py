@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import ipywidgets as widgets
+from ipywidgets.widgets.widget_description import DescriptionStyle
 
 from scanbatch.client import Client
 from scanbatch.thumbnails import jpeg_thumbnail
@@ -30,10 +31,24 @@ THUMB_PX = 72
 CONTEXT_LABELS = {"artistName": "Artist", "albumTitle": "Title", "catalogItemId": "Catalog id"}
 
 
+class _Shared:
+    """Layouts and styles are widgets too: one set for every row instead of one per row keeps
+    a selection of 50 photos from costing hundreds of extra widget messages."""
+
+    def __init__(self) -> None:
+        self.name = widgets.Layout(width="260px")
+        self.record = widgets.Layout(width="150px")
+        self.photo_type = widgets.Layout(width="230px")
+        self.row = widgets.Layout(align_items="center")
+        self.style = DescriptionStyle(description_width="initial")
+
+
 class PhotoRow(widgets.HBox):
     """One selected photo: its thumbnail, name, record number and photo type (both editable)."""
 
-    def __init__(self, photo: SelectedPhoto, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self, photo: SelectedPhoto, on_change: Callable[[], None], shared: _Shared
+    ) -> None:
         self.photo = photo
         # Hidden until the thumbnail exists: an empty Image shows a broken-image icon.
         self.thumb = widgets.Image(
@@ -44,24 +59,21 @@ class PhotoRow(widgets.HBox):
             min=1,
             max=999,
             description="Record",
-            layout=widgets.Layout(width="150px"),
+            layout=shared.record,
+            style=shared.style,
         )
         options = list(dict.fromkeys([photo.photo_type, *PHOTO_TYPES]))
         self.photo_type = widgets.Dropdown(
             options=options,
             value=photo.photo_type,
             description="Photo",
-            layout=widgets.Layout(width="230px"),
+            layout=shared.photo_type,
+            style=shared.style,
         )
-        name = widgets.HTML(
-            f"<code>{html.escape(photo.name)}</code>", layout=widgets.Layout(width="260px")
-        )
+        name = widgets.HTML(f"<code>{html.escape(photo.name)}</code>", layout=shared.name)
         self.record.observe(lambda _c: on_change(), "value")
         self.photo_type.observe(lambda _c: on_change(), "value")
-        super().__init__(
-            [self.thumb, name, self.record, self.photo_type],
-            layout=widgets.Layout(align_items="center"),
-        )
+        super().__init__([self.thumb, name, self.record, self.photo_type], layout=shared.row)
         self.add_class("sb-photo-row")
 
     def read_back(self) -> SelectedPhoto:
@@ -128,9 +140,12 @@ class UploadPanel(widgets.VBox):
 
     def set_files(self, files: list[tuple[str, bytes]]) -> None:
         photos = group_photos(files)
-        self.rows = [PhotoRow(p, self._refresh_summary) for p in photos]
-        self.rows_box.children = self.rows
         self.context_inputs = {}
+        # The figure first: it is what the person waits for; the rows follow.
+        self._summarise(photos)
+        shared = _Shared()
+        self.rows = [PhotoRow(p, self._refresh_summary, shared) for p in photos]
+        self.rows_box.children = self.rows
         self._refresh_summary()
         rows = list(self.rows)
         self.background.run(self._make_thumbnails, rows)
@@ -156,8 +171,11 @@ class UploadPanel(widgets.VBox):
 
     def _refresh_summary(self) -> None:
         photos = self.photos()
-        numbers = sorted({p.record for p in photos})
-        self._sync_context_rows(numbers)
+        self._sync_context_rows(sorted({p.record for p in photos}))
+        self._summarise(photos)
+
+    def _summarise(self, photos: list[SelectedPhoto]) -> None:
+        numbers = {p.record for p in photos}
         if not photos:
             self.summary.value = "<i>No photos chosen yet.</i>"
             self.send_button.disabled = True
