@@ -108,6 +108,18 @@ def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
 
     expect(page.get_by_text("Signed in to")).to_be_visible(timeout=60_000)
 
+    # A selection bigger than the websocket takes is refused on the page, before it is sent
+    # (the limit is lowered to 100 kB here instead of choosing half a gigabyte of photos).
+    assert page.evaluate("window.__scanbatchUploadGuard") is True
+    page.evaluate("document.querySelector('.sb-upload-guard').dataset.limit = '100000'")
+    with page.expect_file_chooser() as chooser:
+        page.click(".sb-upload")
+    chooser.value.set_files([str(p) for p in sorted(SAMPLE.glob("*.jpg"))[:3]])
+    expect(page.locator(".sb-upload-guard")).to_contain_text("Nothing was uploaded")
+    page.wait_for_timeout(500)
+    expect(page.get_by_text("No photos chosen yet.")).to_be_visible()
+    page.evaluate("document.querySelector('.sb-upload-guard').dataset.limit = '535822336'")
+
     # Upload the whole sample through the file chooser (HEIC included).
     files = sorted(str(p) for p in SAMPLE.iterdir() if p.suffix in (".jpg", ".heic"))
     assert any(f.endswith(".heic") for f in files)
@@ -115,6 +127,7 @@ def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
         page.click(".sb-upload")
     chooser.value.set_files(files)
     expect(page.get_by_text(f"{len(files)} photo(s) in 8 record(s)")).to_be_visible(timeout=30_000)
+    expect(page.locator(".sb-upload-guard")).to_have_text("")
     page.locator(".sb-photo-row img").last.wait_for(state="visible", timeout=30_000)
     # What the director already knows about record 1 travels as its context.
     page.locator(".sb-context-1-artistName input").fill("John Walker-Schmidt")

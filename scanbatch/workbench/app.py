@@ -24,24 +24,34 @@ _GUARD_JS = """
 (function () {
   if (window.__scanbatchUploadGuard) return;
   window.__scanbatchUploadGuard = true;
-  var LIMIT = %(limit)d;
-  document.addEventListener('change', function (e) {
-    var input = e.target;
-    if (!input || input.type !== 'file' || !input.closest('.sb-upload')) return;
+  function check(e) {
+    var input = e.currentTarget;
     var total = 0;
     for (var i = 0; i < input.files.length; i++) total += input.files[i].size;
     var box = document.querySelector('.sb-upload-guard');
-    if (total > LIMIT) {
+    var limit = box ? Number(box.dataset.limit) : Infinity;
+    if (total > limit) {
       e.stopImmediatePropagation();
       input.value = '';
-      if (box) box.textContent = 'These ' + input.files.length + ' photo(s) are ' +
+      box.textContent = 'These ' + input.files.length + ' photo(s) are ' +
         (total / 1048576).toFixed(0) + ' MB together; the page takes at most ' +
-        (LIMIT / 1048576).toFixed(0) + ' MB at once. Nothing was uploaded: choose fewer ' +
+        (limit / 1048576).toFixed(0) + ' MB at once. Nothing was uploaded: choose fewer ' +
         'photos at a time (one crate of up to 10 records is plenty) and send them in turns.';
     } else if (box) {
       box.textContent = '';
     }
-  }, true);
+  }
+  // ipywidgets 8 keeps the upload's <input type=file> out of the page and opens it with
+  // click(): catch it there, and listen in the capture phase, which runs before the
+  // widget's own listener, so a selection too big is stopped before it is read.
+  var click = HTMLInputElement.prototype.click;
+  HTMLInputElement.prototype.click = function () {
+    if (this.type === 'file' && !this.__scanbatchGuarded) {
+      this.__scanbatchGuarded = true;
+      this.addEventListener('change', check, true);
+    }
+    return click.apply(this, arguments);
+  };
 })();
 """
 
@@ -50,11 +60,13 @@ def upload_guard(limit: int = UPLOAD_CAP_BYTES) -> widgets.HTML:
     """A size check that runs in the browser before the selection is sent: the only place
     that can see a selection too big for the websocket. An HTML widget runs no <script>, but
     an image's onerror handler does."""
-    code = base64.b64encode((_GUARD_JS % {"limit": limit - 1024 * 1024}).encode()).decode()
+    code = base64.b64encode(_GUARD_JS.encode()).decode()
+    # A megabyte is left for the message's own envelope (names, types, sizes).
     guard = widgets.HTML(
         '<img alt="" style="display:none" src="data:image/png;base64,AA==" '
         f"onerror=\"eval(atob('{code}'))\">"
-        '<div class="sb-upload-guard" style="color:#8a1c1c;font-weight:bold"></div>'
+        f'<div class="sb-upload-guard" data-limit="{limit - 1024 * 1024}" '
+        'style="color:#8a1c1c;font-weight:bold"></div>'
     )
     guard.add_class("sb-guard")
     return guard
