@@ -272,7 +272,12 @@ class ReviewPanel(widgets.VBox):
         state = {v: k for k, v in STATES}[self.state.value].lower()
         shown = len(self.items)
         more = f" (showing the first {shown})" if self.total > shown else ""
-        order = ", least confident first" if shown else ""
+        order = (
+            ", least confident first (the number is the reader's lowest confidence among "
+            "the record's fields)"
+            if shown
+            else ""
+        )
         self.count.value = f"<b>{self.total}</b> record(s) — {state}{order}{more}."
 
     def _fill_queue(self) -> None:
