@@ -242,7 +242,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    signal.signal(signal.SIGTERM, stop)
+    # Installed even where SIGINT was ignored at start (e.g. a background job of a script):
+    # Ctrl-C, a kill and a closed terminal all take the same way out.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, stop)
     try:
         session.start()
         print(session.banner(), flush=True)
