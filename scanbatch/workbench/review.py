@@ -102,6 +102,27 @@ class ReviewPanel(widgets.VBox):
         self.queue.observe(self._on_pick, "value")
         self.message = message_box()
 
+        # The record's widgets (about a hundred, counting layouts and styles) are made when
+        # the first record is shown: every widget that exists when the page opens is sent to
+        # it, so the page shows sooner without them.
+        self.record = widgets.VBox(layout=widgets.Layout(display="none"))
+        self._built = False
+        super().__init__(
+            [
+                widgets.HBox([self.who, self.refresh_button]),
+                self.state,
+                self.job,
+                self.count,
+                self.queue,
+                self.message,
+                self.record,
+            ]
+        )
+
+    def _build_record(self) -> None:
+        if self._built:
+            return
+        self._built = True
         self.header = widgets.HTML()
         self.header.add_class("sb-record-header")
         self.thumbs = widgets.HBox()
@@ -150,37 +171,23 @@ class ReviewPanel(widgets.VBox):
         )
         self.save_button.add_class("sb-save")
         self.save_button.on_click(lambda _b: self.save_and_next())
-        self.record = widgets.VBox(
-            [
-                self.header,
-                widgets.HTML("<small>Click a photo's button to see it large.</small>"),
-                self.thumbs,
-                self.large,
-                widgets.HTML(
-                    "<b>What is on the photos</b> — correct anything that is wrong; "
-                    "empty means the photos don't show it. The number beside each field is "
-                    "how sure the reader was (green ≥ 0.85, amber ≥ 0.6, red below)."
-                ),
-                *rows,
-                widgets.HTML("<b>Catalog album</b>"),
-                self.album,
-                widgets.HBox([self.search, self.search_button]),
-                widgets.HBox([self.results, self.use_button, self.no_album_button]),
-                self.note,
-                self.save_button,
-            ],
-            layout=widgets.Layout(display="none"),
-        )
-        super().__init__(
-            [
-                widgets.HBox([self.who, self.refresh_button]),
-                self.state,
-                self.job,
-                self.count,
-                self.queue,
-                self.message,
-                self.record,
-            ]
+        self.record.children = (
+            self.header,
+            widgets.HTML("<small>Click a photo's button to see it large.</small>"),
+            self.thumbs,
+            self.large,
+            widgets.HTML(
+                "<b>What is on the photos</b> — correct anything that is wrong; "
+                "empty means the photos don't show it. The number beside each field is "
+                "how sure the reader was (green ≥ 0.85, amber ≥ 0.6, red below)."
+            ),
+            *rows,
+            widgets.HTML("<b>Catalog album</b>"),
+            self.album,
+            widgets.HBox([self.search, self.search_button]),
+            widgets.HBox([self.results, self.use_button, self.no_album_button]),
+            self.note,
+            self.save_button,
         )
 
     # -- the queue ------------------------------------------------------------------------
@@ -296,6 +303,7 @@ class ReviewPanel(widgets.VBox):
 
     @guarded("message")
     def show_item(self, position: int) -> None:
+        self._build_record()
         item = self.items[position]
         self.current = position
         self._quiet(lambda: setattr(self.queue, "value", position))
