@@ -47,7 +47,10 @@ def explain(exc: BaseException) -> str:
         return exc.message
     # Anything else is a bug of ours: the page still says something a person can act on.
     log.exception("workbench error", exc_info=exc)
-    return f"Something went wrong ({type(exc).__name__}: {exc}). Try again; if it keeps happening, tell whoever runs the server."  # noqa: E501
+    return (
+        f"Something went wrong ({type(exc).__name__}: {exc}). Try again; if it keeps "
+        "happening, tell whoever runs the server."
+    )
 
 
 def guarded(target_attr: str) -> Callable[[F], F]:
