@@ -117,12 +117,13 @@ class UploadPanel(widgets.VBox):
         super().__init__(
             [
                 help_text,
-                widgets.HBox([self.upload, self.clear_button]),
+                # Send sits beside the chooser: with 50 photos listed, the end of the list is
+                # a long scroll away.
+                widgets.HBox([self.upload, self.clear_button, self.send_button]),
+                self.summary,
+                self.message,
                 self.rows_box,
                 self.context_box,
-                self.summary,
-                self.send_button,
-                self.message,
             ]
         )
         self._refresh_summary()
