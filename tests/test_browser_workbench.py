@@ -1,0 +1,203 @@
+"""The workbench in a real browser: Debian's chromium driven by playwright, Voilà serving the
+real notebook, started by the real launcher (`make run`) against a real server. `make
+screenshots` runs it with the offline `ocr` reader and writes docs/*.png (the README's)."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from scanbatch.client import Client
+from tests.server_process import ROOT
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = Path("/usr/bin/chromium")
+INSTALL = "sudo apt-get update && sudo apt-get install -y --no-install-recommends chromium"
+SAMPLE = ROOT / "data" / "sample"
+EXTRACTOR = os.environ.get("SCANBATCH_BROWSER_EXTRACTOR", "fake")
+VIEWPORT = {"width": 1280, "height": 2200}  # tall: Voilà scrolls inside its own container
+
+
+def launch_args() -> list[str]:
+    return ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    """`python -m scanbatch.workbench.launch` (what `make run` runs), on free ports."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"chromium is missing: the browser test needs it. Install it with: {INSTALL}")
+    data = tmp_path_factory.mktemp("browser") / "data"
+    env = {
+        **os.environ,
+        "SCANBATCH_DATA_DIR": str(data),
+        # The offline `ocr` extractor reads the sample in 1-2 minutes on a loaded 2-core
+        # machine; the fake one (answers from each record's context) keeps this test short.
+        # SCANBATCH_BROWSER_EXTRACTOR=ocr runs it with the real reader.
+        "SCANBATCH_EXTRACTOR": EXTRACTOR,
+        "SCANBATCH_PLUGINS": "tests.fakes",
+        "PYTHONPATH": str(ROOT),
+    }
+    env.pop("GEMINI_API_KEY", None)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scanbatch.workbench.launch",
+            "--port",
+            "0",
+            "--voila-port",
+            "0",
+            "--no-demo",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    banner = {}
+    for line in proc.stdout:
+        for key, pattern in (
+            ("api", r"scanbatch API:\s+(\S+)"),
+            ("page", r"workbench:\s+(\S+)"),
+            ("token", r"API token:\s+(\S+)"),
+        ):
+            if m := re.search(pattern, line):
+                banner[key] = m.group(1)
+        if "Ctrl-C" in line:
+            break
+    assert set(banner) == {"api", "page", "token"}, banner
+    yield {**banner, "proc": proc, "data": data}
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=60)
+
+
+@pytest.fixture(scope="module")
+def page(session):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=launch_args())
+        page = browser.new_page(viewport=VIEWPORT)
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(session["page"])
+        yield page
+        browser.close()
+    assert not errors, errors
+
+
+@pytest.fixture(scope="module")
+def shots(tmp_path_factory) -> Path:
+    """Where screenshots go: a temporary folder, or docs/ with SCANBATCH_SCREENSHOTS=docs
+    (`make screenshots`), so a test run leaves the repository as it was."""
+    wanted = os.environ.get("SCANBATCH_SCREENSHOTS")
+    return (ROOT / wanted) if wanted else tmp_path_factory.mktemp("shots")
+
+
+def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
+    from playwright.sync_api import expect
+
+    expect(page.get_by_text("Signed in to")).to_be_visible(timeout=60_000)
+
+    # A selection bigger than the websocket takes is refused on the page, before it is sent
+    # (the limit is lowered to 100 kB here instead of choosing half a gigabyte of photos).
+    assert page.evaluate("window.__scanbatchUploadGuard") is True
+    page.evaluate("document.querySelector('.sb-upload-guard').dataset.limit = '100000'")
+    with page.expect_file_chooser() as chooser:
+        page.click(".sb-upload")
+    chooser.value.set_files([str(p) for p in sorted(SAMPLE.glob("*.jpg"))[:3]])
+    expect(page.locator(".sb-upload-guard")).to_contain_text("Nothing was uploaded")
+    page.wait_for_timeout(500)
+    expect(page.get_by_text("No photos chosen yet.")).to_be_visible()
+    page.evaluate("document.querySelector('.sb-upload-guard').dataset.limit = '535822336'")
+
+    # Upload the whole sample through the file chooser (HEIC included).
+    files = sorted(str(p) for p in SAMPLE.iterdir() if p.suffix in (".jpg", ".heic"))
+    assert any(f.endswith(".heic") for f in files)
+    with page.expect_file_chooser() as chooser:
+        page.click(".sb-upload")
+    chooser.value.set_files(files)
+    expect(page.get_by_text(f"{len(files)} photo(s) in 8 record(s)")).to_be_visible(timeout=30_000)
+    expect(page.locator(".sb-upload-guard")).to_have_text("")
+    page.locator(".sb-photo-row img").last.wait_for(state="visible", timeout=30_000)
+    # What the director already knows about record 1 travels as its context.
+    page.locator(".sb-context-1-artistName input").fill("John Walker-Schmidt")
+    page.locator(".sb-context-1-albumTitle input").fill("Fever")
+    page.screenshot(path=str(shots / "workbench-upload.png"))
+    page.click(".sb-send")
+
+    # One job, its bar fills item by item until done.
+    expect(page.locator(".sb-job-bar")).to_have_count(1, timeout=30_000)
+    expect(page.locator(".sb-job-bar").get_by_text("Done")).to_be_visible(timeout=240_000)
+
+    # Review the least confident record: correct the artist, save.
+    page.get_by_role("tab", name="Review").click()
+    expect(page.locator(".sb-record-header").get_by_text("Record 1 of 8")).to_be_visible(
+        timeout=30_000
+    )
+    page.locator(".sb-photo-button").first.click()
+    page.locator(".sb-record-header").scroll_into_view_if_needed()
+    artist = page.locator(".sb-field-artistName input")
+    artist.fill("Corrected Artist")
+    artist.press("Enter")
+    page.wait_for_timeout(300)  # let the Enter reach the kernel before the screenshot
+    page.screenshot(path=str(shots / "workbench.png"))
+    page.click(".sb-save")
+    expect(page.get_by_text("Saved job")).to_be_visible(timeout=30_000)
+    expect(page.locator(".sb-record-header").get_by_text("Record 1 of 7")).to_be_visible()
+
+    # The dashboard counts it.
+    page.get_by_role("tab", name="Dashboard").click()
+    expect(page.get_by_text("1 reviewed record(s)")).to_be_visible(timeout=30_000)
+    page.locator(".sb-dashboard").scroll_into_view_if_needed()
+    page.locator(".sb-plot img").wait_for(state="visible", timeout=30_000)
+    page.screenshot(path=str(shots / "workbench-dashboard.png"))
+
+    # What reached the server, seen through the API.
+    client = Client(session["api"], session["token"])
+    (reviewed,) = client.review_items(state="reviewed").items
+    assert reviewed.review.fields["artistName"] == "Corrected Artist"
+    assert reviewed.review.reviewer == "director"
+    if EXTRACTOR == "fake":  # the fake reader echoes the context typed on the upload page
+        (job,) = client.jobs().jobs
+        first = client.job(job.job_id).results[0].extraction
+        assert first["albumTitle"]["value"] == "Fever"
+
+
+def test_ctrl_c_stops_both_and_leaves_no_process_behind(session):
+    """After the browser test: the page's kernel, the server's kernels, Voilà and the server
+    are all children of the launcher; one SIGINT (Ctrl-C) ends every one of them."""
+    import psutil
+    import requests
+
+    proc = session["proc"]
+    assert requests.get(f"{session['api']}/healthz", timeout=10).status_code == 200
+    assert requests.get(session["page"], timeout=60).status_code == 200  # starts a kernel too
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    names = " ".join(" ".join(p.cmdline()) for p in tree)
+    assert "voila" in names and "--serve-child" in names and "ipykernel" in names
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=60) == 0
+    _gone, alive = psutil.wait_procs(tree, timeout=5)
+    assert alive == []
+    with pytest.raises(requests.ConnectionError):
+        requests.get(f"{session['api']}/healthz", timeout=5)
+    with pytest.raises(requests.ConnectionError):
+        requests.get(session["page"], timeout=5)
+    # The session's key ends with the session.
+    from scanbatch.store import JobStore
+
+    store = JobStore.open(session["data"] / "scanbatch.duckdb")
+    try:
+        assert store.authenticate(session["token"]) is None
+    finally:
+        store.close()

@@ -1,0 +1,227 @@
+"""The workbench's widgets in the kernel, no browser: set the upload's value, click the buttons,
+and check what reached a real server on 127.0.0.1 (real notebook runs, fake extractor)."""
+
+from __future__ import annotations
+
+import html
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from scanbatch.client import ApiError, Client
+from scanbatch.store import JobStore
+from scanbatch.workbench import UPLOAD_CAP_BYTES, Workbench
+from tests.imaging import image_bytes
+from tests.server_process import ROOT, ServerProcess
+from tests.webutil import keys
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory):
+    return tmp_path_factory.mktemp("workbench") / "data"
+
+
+@pytest.fixture(scope="module")
+def tokens(data_dir):
+    store = JobStore.open(data_dir / "scanbatch.duckdb")
+    try:
+        return keys(store)
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def server(data_dir, tokens):
+    srv = ServerProcess(data_dir).start()
+    yield srv
+    srv.stop()
+
+
+def entry(name: str, data: bytes, mime: str = "image/jpeg") -> dict:
+    """One file as ipywidgets 8's FileUpload holds it after the browser sent it."""
+    return {
+        "name": name,
+        "type": mime,
+        "size": len(data),
+        "content": memoryview(data),
+        "last_modified": datetime.now(UTC),
+    }
+
+
+def signed_in(server, token) -> Workbench:
+    wb = Workbench(server.url, token, sign_in=True)
+    assert wb.client is not None, wb.signin.message.value
+    return wb
+
+
+def choose(wb: Workbench, *files: tuple[str, bytes]) -> None:
+    wb.upload.upload.value = tuple(entry(n, d) for n, d in files)
+    wb.upload.background.join()
+
+
+def test_sign_in_problems_are_messages_on_the_page(server, tokens):
+    wrong = Workbench(server.url, "sb_wrong", sign_in=True)
+    assert wrong.client is None and wrong.tabs.layout.display == "none"
+    assert "did not accept this token: Invalid or revoked API token" in wrong.signin.message.value
+    dj = Workbench(server.url, tokens["dj"], sign_in=True)
+    assert dj.client is None
+    assert "may only read scans" in dj.signin.message.value
+    assert "musicDirector or stationManager" in dj.signin.message.value
+    down = Workbench("http://127.0.0.1:9", tokens["director"], sign_in=True)
+    assert "Cannot reach the scanbatch server at http://127.0.0.1:9" in down.signin.message.value
+    empty = Workbench(server.url, "", sign_in=False)
+    empty.signin.button.click()
+    assert "Enter your API token" in empty.signin.message.value
+    # Signing in takes the token out of the password box: the client alone holds it.
+    wb = signed_in(server, tokens["director"])
+    assert wb.signin.token.value == "" and wb.tabs.layout.display == ""
+    assert "Signed in to" in wb.signin.message.value
+    assert tokens["director"] not in repr(wb.client)
+
+
+def test_upload_groups_edits_and_sends_one_job_with_contexts(server, tokens):
+    wb = signed_in(server, tokens["director"])
+    choose(
+        wb,
+        ("item00_1_center_label.heic", image_bytes("HEIF", size=(64, 48))),
+        ("item00_0_front_cover.jpg", image_bytes()),
+        ("IMG_0001.png", image_bytes("PNG")),
+        ("IMG_0002.jpg", image_bytes()),
+    )
+    rows = wb.upload.rows
+    assert [(r.photo.name, r.record.value) for r in rows] == [
+        ("item00_0_front_cover.jpg", 1),
+        ("item00_1_center_label.heic", 1),
+        ("IMG_0001.png", 2),
+        ("IMG_0002.jpg", 3),
+    ]
+    assert all(r.thumb.value[:3] == b"\xff\xd8\xff" for r in rows)  # HEIC thumbnail too
+    rows[3].record.value = 2  # the back of record 2
+    rows[3].photo_type.value = "back_cover"
+    assert "4 photo(s) in 2 record(s)" in wb.upload.summary.value
+    context = wb.upload.context_inputs
+    context[1]["artistName"].value = "Can"
+    context[1]["albumTitle"].value = "Tago Mago"
+    context[2]["artistName"].value = "Neu!"
+    wb.upload.send_button.click()
+    assert wb.join()
+    (job_id,) = wb.upload.submitted
+    view = Client(server.url, tokens["director"]).job(job_id)
+    assert view.status == "completed" and view.total_items == 2
+    assert view.results[0].extraction["artistName"]["value"] == "Can"  # the context arrived
+    assert view.results[1].extraction["artistName"]["value"] == "Neu!"
+    bar = wb.progress.bars[job_id]
+    assert (bar.bar.value, bar.bar.max, bar.bar.bar_style) == (2, 2, "success")
+    assert "Done" in bar.label.value
+    assert wb.upload.rows == [] and "Sent 1 job(s)" in wb.upload.message.value
+    # The finished job's records are in the review queue at once.
+    assert {i.job_id for i in wb.review.items} >= {job_id}
+
+
+def test_a_crate_of_twelve_records_becomes_two_jobs(server, tokens):
+    wb = signed_in(server, tokens["other"])
+    choose(wb, *((f"IMG_{i:04d}.jpg", image_bytes()) for i in range(12)))
+    assert "12 photo(s) in 12 record(s)</b>, sent as 2 jobs" in wb.upload.summary.value
+    wb.upload.send_button.click()
+    assert wb.join()
+    client = Client(server.url, tokens["other"])
+    sizes = sorted(client.job(j).total_items for j in wb.upload.submitted)
+    assert sizes == [2, 10] and len(wb.progress.bars) == 2
+
+
+def test_the_page_refuses_what_the_server_refuses_in_the_same_words(server, tokens):
+    wb = signed_in(server, tokens["director"])
+    bad = b"%PDF-1.4 not a photo"
+    choose(wb, ("item00_0_front.jpg", image_bytes()), ("scan.pdf", bad))
+    wb.upload.send_button.click()
+    assert wb.upload.submitted == []
+    page_says = wb.upload.message.value
+    with pytest.raises(ApiError) as server_says:
+        Client(server.url, tokens["director"]).submit(
+            [("a.jpg", image_bytes()), ("scan.pdf", bad)],
+            [{"imageCount": 1, "photoTypes": ["f"]}] * 2,
+        )
+    assert html.escape(server_says.value.message) in page_says and "scan.pdf" in page_says
+    choose(wb, *((f"item00_{p}_front.jpg", image_bytes()) for p in range(6)))
+    wb.upload.send_button.click()
+    assert "each item cannot exceed 5 images" in wb.upload.message.value
+    assert wb.upload.submitted == []
+
+
+def test_review_correct_match_save_next_reopen_and_measure(server, tokens):
+    alice = Client(server.url, tokens["director"])
+    job = alice.submit(
+        [image_bytes(), image_bytes("PNG")],
+        [
+            {"imageCount": 1, "photoTypes": ["front_cover"], "context": {"artistName": "Nöel"}},
+            {
+                "imageCount": 1,
+                "photoTypes": ["center_label"],
+                "context": {"artistName": "Noël Coleman", "albumTitle": "Fevr"},
+            },
+        ],
+    )
+    alice.wait(job)
+    wb = signed_in(server, tokens["other"])
+    wb.tabs.selected_index = 1  # the Review tab loads the queue and the jobs to filter by
+    wb.review.job.value = job
+    review = wb.review
+    assert [i.item_index for i in review.items] == [1, 0]  # 0.8 (title) before 0.9
+    assert "Record 1 of 2" in review.header.value
+    assert review.fields["albumTitle"].value == "Fevr"
+    assert "0.80" in review.badges["albumTitle"].value
+    assert "not read" in review.badges["labelName"].value
+    assert wb.join()
+    assert all(b.children[0].value[:3] == b"\xff\xd8\xff" for b in review.thumbs.children)
+    review.thumbs.children[0].children[1].click()  # the photo's button: show it large
+    assert wb.join() and review.large.layout.display == "" and review.large.value
+
+    review.fields["albumTitle"].value = "Fever"
+    review.fields["labelName"].value = "Rooftop Sound"
+    review.search.value = "coleman fever"
+    (album_label, album) = review.results.options[0]
+    assert album.id == 1206 and "COL 1/2" in album_label
+    review.use_button.click()
+    review.note.value = "label read wrong"
+    review.save_button.click()
+    assert "Saved job" in review.message.value
+    assert "Record 1 of 1" in review.header.value  # the next one, already shown
+    assert review.fields["artistName"].value == "Nöel"
+
+    saved = Client(server.url, tokens["other"]).review_history(job, 1)[0]
+    assert saved.fields["albumTitle"] == "Fever" and saved.matched_album_id == 1206
+    assert saved.verdicts["albumTitle"] == "corrected" and saved.note == "label read wrong"
+    assert saved.reviewer == "bob"
+
+    # Reopen it among the reviewed ones: the review's values come back, and saving again
+    # keeps the first as history.
+    review.state.value = "reviewed"
+    assert [i.item_index for i in review.items] == [1]
+    assert review.fields["albumTitle"].value == "Fever"
+    assert "Revision 1".lower() in review.header.value.lower()
+    assert "COL 1/2" in review.album.value
+    review.no_album_button.click()
+    review.save_button.click()
+    history = Client(server.url, tokens["other"]).review_history(job, 1)
+    assert [r.revision for r in history][:2] in ([2, 1], [1, 2])
+    assert {r.matched_album_id for r in history} == {1206, None}
+
+    # Mine/everyone's: bob has uploaded nothing with finished records in this job.
+    review.who.value = "mine"
+    assert all(i.user_id == "bob" for i in review.items)
+
+    wb.tabs.selected_index = 2  # the dashboard refreshes when shown
+    dash = wb.dashboard
+    assert dash.body["reviewedItems"] >= 1
+    assert "reviewed record(s)" in dash.summary.value
+    assert dash.plot.outputs[0]["data"]["image/png"]
+    dash.group_by.value = "extractor"
+    assert dash.body["groups"][0]["group"] == "fake"
+
+
+def test_voila_raises_the_websocket_cap_to_what_the_page_checks():
+    config = json.loads((ROOT / "voila.json").read_text())
+    assert config["Voila"]["tornado_settings"]["websocket_max_message_size"] == UPLOAD_CAP_BYTES
