@@ -32,6 +32,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scanbatch.client import Client  # noqa: E402
+from tests.server_process import TEST_PYTHONPATH  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
@@ -70,8 +71,7 @@ def start_launcher(data: Path) -> tuple[subprocess.Popen, dict[str, str]]:
         **os.environ,
         "SCANBATCH_DATA_DIR": str(data),
         "SCANBATCH_EXTRACTOR": "fake",
-        "SCANBATCH_PLUGINS": "tests.fakes",
-        "PYTHONPATH": str(ROOT),
+        "PYTHONPATH": TEST_PYTHONPATH,
     }
     proc = subprocess.Popen(
         [

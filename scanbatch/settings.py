@@ -18,7 +18,18 @@ SHIPPED_DATA = REPO_ROOT / "data"
 
 # Settings only the server (or the CLI around the kernel) uses; every other field is a
 # parameter of the processing notebook.
-SERVER_ONLY = frozenset({"host", "port", "runner_workers", "notebook_timeout", "seed_catalog"})
+SERVER_ONLY = frozenset(
+    {
+        "host",
+        "port",
+        "runner_workers",
+        "notebook_timeout",
+        "seed_catalog",
+        "scan_timeout",
+        "http_connection_limit",
+        "http_channel_timeout",
+    }
+)
 
 
 def kernel_fields() -> list[str]:

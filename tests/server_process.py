@@ -13,6 +13,8 @@ import requests
 
 ROOT = Path(__file__).resolve().parents[1]
 FINISHED = ("completed", "failed")
+# The repository (for `tests.fakes`) and the dist-info that declares the fake extractors.
+TEST_PYTHONPATH = os.pathsep.join([str(ROOT), str(ROOT / "tests" / "entry_points")])
 # Base URLs of the servers tests started: their responses are checked against /openapi.json
 # (tests/conftest.py), other loopback servers (the fake Gemini) are not.
 SERVER_URLS: set[str] = set()
@@ -40,7 +42,7 @@ class ServerProcess:
             "SCANBATCH_EXTRACTOR": extractor,
             "SCANBATCH_PORT": "0",
             # The fake extractors' entry points, for the server and its kernels.
-            "PYTHONPATH": os.pathsep.join([str(ROOT), str(ROOT / "tests" / "entry_points")]),
+            "PYTHONPATH": TEST_PYTHONPATH,
             **env,
         }
         self.proc: subprocess.Popen | None = None

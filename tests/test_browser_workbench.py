@@ -42,8 +42,6 @@ def session(tmp_path_factory):
         # machine; the fake one (answers from each record's context) keeps this test short.
         # SCANBATCH_BROWSER_EXTRACTOR=ocr runs it with the real reader.
         "SCANBATCH_EXTRACTOR": EXTRACTOR,
-        "SCANBATCH_PLUGINS": "tests.fakes",
-        "PYTHONPATH": str(ROOT),
     }
     env.pop("GEMINI_API_KEY", None)
     proc = subprocess.Popen(

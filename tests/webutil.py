@@ -118,6 +118,8 @@ class ResponseChecker(ContractChecker):
             if rule is not None
             else None
         )
+        # A file sent by send_file streams from disk; read it here so its type can be checked.
+        response.direct_passthrough = False
         self.check(
             request.method,
             template,

@@ -253,12 +253,25 @@ operation(
     "get",
     "/library/scan/batch/{jobId}",
     "A job with its results in item order (the owner's, or any job for a stationManager)",
-    parameters=[JOB_ID],
+    parameters=[
+        JOB_ID,
+        {
+            "name": "If-None-Match",
+            "in": "header",
+            "required": False,
+            "schema": {"type": "string"},
+            "description": "the ETag of a previous answer: 304 while the job is unchanged",
+        },
+    ],
     responses={
         200: Reply(
             "The job; Retry-After is set while it runs",
             JobView,
-            headers={"Retry-After": {"type": "integer"}},
+            headers={"Retry-After": {"type": "integer"}, "ETag": {"type": "string"}},
+        ),
+        304: Reply(
+            "Not modified: the job is as the ETag in If-None-Match says (no body)",
+            headers={"ETag": {"type": "string"}},
         ),
         **JOB_ERRORS,
     },
@@ -335,17 +348,37 @@ def cancel_batch(job_id: str) -> Response:
 operation(
     "delete",
     "/library/scan/batch/{jobId}",
-    "Cancel the job, then remove its rows and folder (owner or stationManager)",
-    parameters=[JOB_ID],
-    responses={204: Reply("Deleted"), **JOB_ERRORS, 403: FORBIDDEN},
+    "Cancel the job, then remove its rows and folder (owner or stationManager); a job with "
+    "reviewed items is refused (409) unless a stationManager sends force=true",
+    parameters=[
+        JOB_ID,
+        {
+            "name": "force",
+            "in": "query",
+            "required": False,
+            "schema": {"type": "boolean", "default": False},
+            "description": "stationManager only: delete even with reviewed items (their "
+            "reviews go too)",
+        },
+    ],
+    responses={
+        204: Reply("Deleted"),
+        **JOB_ERRORS,
+        403: FORBIDDEN,
+        409: "The job has reviewed items: export the golden set first, or force as a "
+        "stationManager",
+    },
 )
 
 
 @bp.delete("/batch/<job_id>")
 def delete_batch(job_id: str) -> Response:
     svc = services()
+    key = require_write()
+    job_id = parse_job_id(job_id)
+    svc.store.get_job(job_id, visible_to(key))  # another user's job: 404 before anything else
     force = request.args.get("force", "").lower() in ("1", "true", "yes")
-    reviewed = ReviewStore(svc.store.db).count_for_job(parse_job_id(job_id))
+    reviewed = ReviewStore(svc.store.db).count_for_job(job_id)
     if reviewed:
         # Reviews are ground truth: they must not vanish with the job by accident.
         if not force:
@@ -354,7 +387,7 @@ def delete_batch(job_id: str) -> Response:
                 "the golden set first (GET /library/scan/review/dataset); a stationManager "
                 "may delete anyway with ?force=true"
             )
-        if current_key().role != "stationManager":
+        if key.role != "stationManager":
             raise Forbidden("Only a stationManager may delete a job with reviewed items")
     job_id = _cancel(job_id)
     svc.store.delete_job(job_id)
