@@ -378,7 +378,10 @@ class WarmPool:
             self._ready.put(proc)
             return
         reason = event.get("error") or f"it exited with code {proc.wait()}"
-        log.error("a notebook kernel failed to start (%s); see %s", reason, WARM_LOG)
+        with self._lock:
+            closing = self._closed
+        if not closing:  # a kernel our own shutdown killed while it started is no failure
+            log.error("a notebook kernel failed to start (%s); see %s", reason, WARM_LOG)
         self._discard(proc)
         self._ready.put(f"{reason}; see {WARM_LOG} in SCANBATCH_DATA_DIR")
 
