@@ -18,10 +18,8 @@ import argparse
 import io
 import os
 import random
-import re
 import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scanbatch.client import Client  # noqa: E402
-from tests.server_process import TEST_PYTHONPATH  # noqa: E402
+from tests.server_process import start_launcher  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
@@ -64,44 +62,6 @@ def noisy_jpeg(seed: int, target: int = 2_000_000) -> bytes:
         if out.tell() >= target * 0.95:
             return out.getvalue()
         side = int(side * (target / out.tell()) ** 0.5) + 8
-
-
-def start_launcher(data: Path) -> tuple[subprocess.Popen, dict[str, str]]:
-    env = {
-        **os.environ,
-        "SCANBATCH_DATA_DIR": str(data),
-        "SCANBATCH_EXTRACTOR": "fake",
-        "PYTHONPATH": TEST_PYTHONPATH,
-    }
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scanbatch.workbench.launch",
-            "--port",
-            "0",
-            "--voila-port",
-            "0",
-            "--no-demo",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    banner: dict[str, str] = {}
-    assert proc.stdout is not None
-    for text in proc.stdout:
-        for key, pattern in (
-            ("api", r"scanbatch API:\s+(\S+)"),
-            ("page", r"workbench:\s+(\S+)"),
-            ("token", r"API token:\s+(\S+)"),
-        ):
-            if m := re.search(pattern, text):
-                banner[key] = m.group(1)
-        if "Ctrl-C" in text:
-            break
-    return proc, banner
 
 
 def main() -> int:

@@ -5,16 +5,13 @@ screenshots` runs it with the offline `ocr` reader and writes docs/*.png (the RE
 from __future__ import annotations
 
 import os
-import re
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from scanbatch.client import Client
-from tests.server_process import ROOT
+from tests.server_process import ROOT, start_launcher
 
 pytestmark = pytest.mark.slow
 
@@ -35,42 +32,7 @@ def session(tmp_path_factory):
     if not CHROMIUM.exists():
         pytest.fail(f"chromium is missing: the browser test needs it. Install it with: {INSTALL}")
     data = tmp_path_factory.mktemp("browser") / "data"
-    env = {
-        **os.environ,
-        "SCANBATCH_DATA_DIR": str(data),
-        # The offline `ocr` extractor reads the sample in 1-2 minutes on a loaded 2-core
-        # machine; the fake one (answers from each record's context) keeps this test short.
-        # SCANBATCH_BROWSER_EXTRACTOR=ocr runs it with the real reader.
-        "SCANBATCH_EXTRACTOR": EXTRACTOR,
-    }
-    env.pop("GEMINI_API_KEY", None)
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scanbatch.workbench.launch",
-            "--port",
-            "0",
-            "--voila-port",
-            "0",
-            "--no-demo",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    banner = {}
-    for line in proc.stdout:
-        for key, pattern in (
-            ("api", r"scanbatch API:\s+(\S+)"),
-            ("page", r"workbench:\s+(\S+)"),
-            ("token", r"API token:\s+(\S+)"),
-        ):
-            if m := re.search(pattern, line):
-                banner[key] = m.group(1)
-        if "Ctrl-C" in line:
-            break
+    proc, banner = start_launcher(data, EXTRACTOR)
     assert set(banner) == {"api", "page", "token"}, banner
     yield {**banner, "proc": proc, "data": data}
     if proc.poll() is None:

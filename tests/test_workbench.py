@@ -10,34 +10,11 @@ from datetime import UTC, datetime
 import pytest
 
 from scanbatch.client import ApiError, Client
-from scanbatch.store import JobStore
 from scanbatch.workbench import UPLOAD_CAP_BYTES, Workbench
 from tests.imaging import image_bytes
-from tests.server_process import ROOT, ServerProcess
-from tests.webutil import keys
+from tests.server_process import ROOT
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    return tmp_path_factory.mktemp("workbench") / "data"
-
-
-@pytest.fixture(scope="module")
-def tokens(data_dir):
-    store = JobStore.open(data_dir / "scanbatch.duckdb")
-    try:
-        return keys(store)
-    finally:
-        store.close()
-
-
-@pytest.fixture(scope="module")
-def server(data_dir, tokens):
-    srv = ServerProcess(data_dir).start()
-    yield srv
-    srv.stop()
 
 
 def entry(name: str, data: bytes, mime: str = "image/jpeg") -> dict:
@@ -62,28 +39,28 @@ def choose(wb: Workbench, *files: tuple[str, bytes]) -> None:
     wb.upload.background.join()
 
 
-def test_sign_in_problems_are_messages_on_the_page(server, tokens):
-    wrong = Workbench(server.url, "sb_wrong", sign_in=True)
+def test_sign_in_problems_are_messages_on_the_page(live_server, server_tokens):
+    wrong = Workbench(live_server.url, "sb_wrong", sign_in=True)
     assert wrong.client is None and wrong.tabs.layout.display == "none"
     assert "did not accept this token: Invalid or revoked API token" in wrong.signin.message.value
-    dj = Workbench(server.url, tokens["dj"], sign_in=True)
+    dj = Workbench(live_server.url, server_tokens["dj"], sign_in=True)
     assert dj.client is None
     assert "may only read scans" in dj.signin.message.value
     assert "musicDirector or stationManager" in dj.signin.message.value
-    down = Workbench("http://127.0.0.1:9", tokens["director"], sign_in=True)
+    down = Workbench("http://127.0.0.1:9", server_tokens["director"], sign_in=True)
     assert "Cannot reach the scanbatch server at http://127.0.0.1:9" in down.signin.message.value
-    empty = Workbench(server.url, "", sign_in=False)
+    empty = Workbench(live_server.url, "", sign_in=False)
     empty.signin.button.click()
     assert "Enter your API token" in empty.signin.message.value
     # Signing in takes the token out of the password box: the client alone holds it.
-    wb = signed_in(server, tokens["director"])
+    wb = signed_in(live_server, server_tokens["director"])
     assert wb.signin.token.value == "" and wb.tabs.layout.display == ""
     assert "Signed in to" in wb.signin.message.value
-    assert tokens["director"] not in repr(wb.client)
+    assert server_tokens["director"] not in repr(wb.client)
 
 
-def test_upload_groups_edits_and_sends_one_job_with_contexts(server, tokens):
-    wb = signed_in(server, tokens["director"])
+def test_upload_groups_edits_and_sends_one_job_with_contexts(live_server, server_tokens):
+    wb = signed_in(live_server, server_tokens["director"])
     choose(
         wb,
         ("item00_1_center_label.heic", image_bytes("HEIF", size=(64, 48))),
@@ -109,7 +86,7 @@ def test_upload_groups_edits_and_sends_one_job_with_contexts(server, tokens):
     wb.upload.send_button.click()
     assert wb.join()
     (job_id,) = wb.upload.submitted
-    view = Client(server.url, tokens["director"]).job(job_id)
+    view = Client(live_server.url, server_tokens["director"]).job(job_id)
     assert view.status == "completed" and view.total_items == 2
     assert view.results[0].extraction["artistName"]["value"] == "Can"  # the context arrived
     assert view.results[1].extraction["artistName"]["value"] == "Neu!"
@@ -121,26 +98,26 @@ def test_upload_groups_edits_and_sends_one_job_with_contexts(server, tokens):
     assert {i.job_id for i in wb.review.items} >= {job_id}
 
 
-def test_a_crate_of_twelve_records_becomes_two_jobs(server, tokens):
-    wb = signed_in(server, tokens["other"])
+def test_a_crate_of_twelve_records_becomes_two_jobs(live_server, server_tokens):
+    wb = signed_in(live_server, server_tokens["other"])
     choose(wb, *((f"IMG_{i:04d}.jpg", image_bytes()) for i in range(12)))
     assert "12 photo(s) in 12 record(s)</b>, sent as 2 jobs" in wb.upload.summary.value
     wb.upload.send_button.click()
     assert wb.join()
-    client = Client(server.url, tokens["other"])
+    client = Client(live_server.url, server_tokens["other"])
     sizes = sorted(client.job(j).total_items for j in wb.upload.submitted)
     assert sizes == [2, 10] and len(wb.progress.bars) == 2
 
 
-def test_the_page_refuses_what_the_server_refuses_in_the_same_words(server, tokens):
-    wb = signed_in(server, tokens["director"])
+def test_the_page_refuses_what_the_server_refuses_in_the_same_words(live_server, server_tokens):
+    wb = signed_in(live_server, server_tokens["director"])
     bad = b"%PDF-1.4 not a photo"
     choose(wb, ("item00_0_front.jpg", image_bytes()), ("scan.pdf", bad))
     wb.upload.send_button.click()
     assert wb.upload.submitted == []
     page_says = wb.upload.message.value
     with pytest.raises(ApiError) as server_says:
-        Client(server.url, tokens["director"]).submit(
+        Client(live_server.url, server_tokens["director"]).submit(
             [("a.jpg", image_bytes()), ("scan.pdf", bad)],
             [{"imageCount": 1, "photoTypes": ["f"]}] * 2,
         )
@@ -151,8 +128,8 @@ def test_the_page_refuses_what_the_server_refuses_in_the_same_words(server, toke
     assert wb.upload.submitted == []
 
 
-def test_review_correct_match_save_next_reopen_and_measure(server, tokens):
-    alice = Client(server.url, tokens["director"])
+def test_review_correct_match_save_next_reopen_and_measure(live_server, server_tokens):
+    alice = Client(live_server.url, server_tokens["director"])
     job = alice.submit(
         [image_bytes(), image_bytes("PNG")],
         [
@@ -165,7 +142,7 @@ def test_review_correct_match_save_next_reopen_and_measure(server, tokens):
         ],
     )
     alice.wait(job)
-    wb = signed_in(server, tokens["other"])
+    wb = signed_in(live_server, server_tokens["other"])
     wb.tabs.selected_index = 1  # the Review tab loads the queue and the jobs to filter by
     wb.review.job.value = job
     review = wb.review
@@ -191,7 +168,7 @@ def test_review_correct_match_save_next_reopen_and_measure(server, tokens):
     assert "Record 1 of 1" in review.header.value  # the next one, already shown
     assert review.fields["artistName"].value == "Nöel"
 
-    saved = Client(server.url, tokens["other"]).review_history(job, 1)[0]
+    saved = Client(live_server.url, server_tokens["other"]).review_history(job, 1)[0]
     assert saved.fields["albumTitle"] == "Fever" and saved.matched_album_id == 1206
     assert saved.verdicts["albumTitle"] == "corrected" and saved.note == "label read wrong"
     assert saved.reviewer == "bob"
@@ -205,7 +182,7 @@ def test_review_correct_match_save_next_reopen_and_measure(server, tokens):
     assert "COL 1/2" in review.album.value
     review.no_album_button.click()
     review.save_button.click()
-    history = Client(server.url, tokens["other"]).review_history(job, 1)
+    history = Client(live_server.url, server_tokens["other"]).review_history(job, 1)
     assert [r.revision for r in history][:2] in ([2, 1], [1, 2])
     assert {r.matched_album_id for r in history} == {1206, None}
 

@@ -27,7 +27,7 @@ from scanbatch.models import (
     ResultView,
     Status,
 )
-from scanbatch.store.db import Database
+from scanbatch.store.db import Database, records
 
 log = logging.getLogger(__name__)
 
@@ -249,8 +249,7 @@ class JobStore:
                 "FROM scan_results WHERE job_id = ? ORDER BY item_index",
                 [row[0]],
             )
-            names = [d[0] for d in rel.description]
-            results = [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
+            results = records(rel)
             albums = matched_albums(cur, (r["matched_album_id"] for r in results))
         views, tokens_in, tokens_out = [], 0, 0
         for r in results:
@@ -461,8 +460,7 @@ class JobStore:
                 "SELECT * FROM scan_results WHERE job_id = ? ORDER BY item_index",
                 [parse_job_id(job_id)],
             )
-            names = [d[0] for d in rel.description]
-            return [dict(zip(names, row, strict=True)) for row in rel.fetchall()]
+            return records(rel)
 
     # -- API keys -------------------------------------------------------------------------
 

@@ -31,7 +31,7 @@ from scanbatch.review import (
     field_verdicts,
     verdict,
 )
-from scanbatch.store.db import Database
+from scanbatch.store.db import Database, records
 from scanbatch.store.jobs import parse_job_id, utcnow
 
 _ITEM_COLUMNS = """
@@ -126,8 +126,7 @@ class ReviewStore:
                 f"{_JOINS}",
                 [[j for j, _ in keys], [i for _, i in keys]],
             )
-            names = [d[0] for d in rel.description]
-            found = {(str(r[0]), r[1]): dict(zip(names, r, strict=True)) for r in rel.fetchall()}
+            found = {(str(r["job_id"]), r["item_index"]): r for r in records(rel)}
             rows = [found[k] for k in keys]
             albums = matched_albums(cur, (r["matched_album_id"] for r in rows))
         items = []
@@ -245,8 +244,7 @@ class ReviewStore:
                 "FROM scan_review_history WHERE job_id = ? AND item_index = ? ORDER BY revision",
                 [parse_job_id(job_id), item_index],
             )
-            names = [d[0] for d in rel.description]
-            return [_review_view(dict(zip(names, r, strict=True))) for r in rel.fetchall()]
+            return [_review_view(r) for r in records(rel)]
 
     def count_for_job(self, job_id: str) -> int:
         with self.db.read() as cur:
@@ -278,8 +276,7 @@ class ReviewStore:
                 "ORDER BY h.reviewed_at, r.job_id, r.item_index",
                 params,
             )
-            names = [d[0] for d in rel.description]
-            rows = [dict(zip(names, r, strict=True)) for r in rel.fetchall()]
+            rows = records(rel)
         for r in rows:
             review = _review_view(r)
             yield ReviewedItem(
