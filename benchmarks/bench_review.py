@@ -54,9 +54,9 @@ def noisy_photo(side: int, fmt: str, seed: int = 1) -> bytes:
     img = Image.fromarray(pixels, "RGB")
     out = io.BytesIO()
     if fmt == "HEIF":
-        import pillow_heif
+        from scanbatch.images import register_heif
 
-        pillow_heif.register_heif_opener()
+        register_heif()
     img.save(out, fmt, quality=90)
     return out.getvalue()
 

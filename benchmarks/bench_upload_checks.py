@@ -37,9 +37,9 @@ def per_call(fn, repeat: int) -> float:
 
 
 def photo(fmt: str) -> bytes:
-    import pillow_heif
+    from scanbatch.images import register_heif
 
-    pillow_heif.register_heif_opener()
+    register_heif()
     img = Image.effect_noise((2048, 1536), 64).convert("RGB")
     buf = io.BytesIO()
     img.save(buf, format=fmt, quality=85)

@@ -3,6 +3,7 @@ pixel limit read from the image's header (never by decoding it)."""
 
 from __future__ import annotations
 
+import functools
 import warnings
 from pathlib import Path
 
@@ -27,6 +28,15 @@ _HEIC_BRANDS = {b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", b"hevm", b
 _HEIF_BRANDS = {b"mif1", b"msf1", b"mif2", b"avic"}
 
 SNIFF_BYTES = 32
+
+
+@functools.cache
+def register_heif() -> None:
+    """Teach Pillow to open HEIC/HEIF (pillow-heif applies the EXIF rotation itself). Imported
+    only when a HEIC photo is met: pillow-heif loads libheif."""
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
 
 
 def detect_mime(head: bytes) -> str | None:
@@ -81,9 +91,7 @@ def check_pixels(path: Path, mime: str, *, index: int | None) -> tuple[int, int]
     from PIL import Image
 
     if mime in ("image/heic", "image/heif"):
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
+        register_heif()
     where = f"images[{index}]" if index is not None else str(path)
     try:
         with warnings.catch_warnings():

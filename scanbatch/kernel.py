@@ -8,9 +8,7 @@ logic lives here so that the notebook stays a few readable cells."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 import json
 import logging
 import time
@@ -26,6 +24,7 @@ from scanbatch.jobfolder import JobFolder, iter_results
 from scanbatch.models import ItemOutcome, Manifest, ManifestItem, Status
 from scanbatch.pipeline import Matcher, pending_items, process_folder
 from scanbatch.settings import Settings, kernel_fields
+from scanbatch.thumbnails import inline_img, jpeg_thumbnail
 
 log = logging.getLogger(__name__)
 
@@ -404,21 +403,15 @@ def _mime(path: Path) -> str:
 
 
 def thumbnail_html(path: Path) -> str:
-    try:
-        import pillow_heif
-        from PIL import Image
+    from PIL import Image
 
-        pillow_heif.register_heif_opener()
-        with Image.open(path) as img:
+    try:
+        jpeg = jpeg_thumbnail(path.read_bytes(), THUMBNAIL_PX, quality=70)
+        with Image.open(path) as img:  # the header only (HEIC is registered by now): its size
             size = img.size
-            img.draft("RGB", (THUMBNAIL_PX * 2, THUMBNAIL_PX * 2))  # JPEG: decode at 1/2-1/8
-            img.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
-            buf = io.BytesIO()
-            img.convert("RGB").save(buf, format="JPEG", quality=70)
     except Exception as exc:  # an unreadable photo is itself worth seeing in the audit trail
         return f"<span>unreadable photo: {esc(exc)}</span>"
-    data = base64.b64encode(buf.getvalue()).decode()
-    return f'<img src="data:image/jpeg;base64,{data}"><br>{size[0]}×{size[1]} px'
+    return f"{inline_img(jpeg, path.name)}<br>{size[0]}×{size[1]} px"
 
 
 # -- the notebook's parameters cell ----------------------------------------------------------

@@ -3,7 +3,8 @@ page of photos never decodes an original twice."""
 
 from __future__ import annotations
 
-import functools
+import base64
+import html
 import io
 import os
 import uuid
@@ -11,18 +12,12 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from scanbatch.images import register_heif
+
 JPEG_QUALITY = 85
 
 
-@functools.cache
-def register_heif() -> None:
-    """Teach Pillow to open HEIC/HEIF (pillow-heif applies the EXIF rotation itself)."""
-    import pillow_heif
-
-    pillow_heif.register_heif_opener()
-
-
-def jpeg_thumbnail(data: bytes, size: int) -> bytes:
+def jpeg_thumbnail(data: bytes, size: int, quality: int = JPEG_QUALITY) -> bytes:
     """A JPEG whose longer side is at most `size` pixels, upright."""
     register_heif()
     with Image.open(io.BytesIO(data)) as img:
@@ -30,8 +25,14 @@ def jpeg_thumbnail(data: bytes, size: int) -> bytes:
         img = ImageOps.exif_transpose(img)
         img.thumbnail((size, size))
         out = io.BytesIO()
-        img.convert("RGB").save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
+        img.convert("RGB").save(out, "JPEG", quality=quality, optimize=True)
     return out.getvalue()
+
+
+def inline_img(jpeg: bytes, title: str = "") -> str:
+    """An HTML <img> carrying the JPEG itself, for notebooks and reports saved as one file."""
+    data = base64.b64encode(jpeg).decode()
+    return f'<img src="data:image/jpeg;base64,{data}" title="{html.escape(title)}">'
 
 
 def cached_thumbnail(original: Path, size: int, cache_dir: Path) -> Path:

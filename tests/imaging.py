@@ -11,9 +11,9 @@ def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (32, 24), color: str 
     img = Image.new("RGB", size, color)
     buf = io.BytesIO()
     if fmt == "HEIF":
-        import pillow_heif
+        from scanbatch.images import register_heif
 
-        pillow_heif.register_heif_opener()
+        register_heif()
     img.save(buf, format=fmt)
     return buf.getvalue()
 

@@ -4,15 +4,14 @@ intervals as a plain-language table a music director can read."""
 
 from __future__ import annotations
 
-import base64
 import html
-import io
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from scanbatch.evaluate import FIELDS
 from scanbatch.experiments.compare import OVERALL, Comparison, verdict
+from scanbatch.thumbnails import inline_img, jpeg_thumbnail
 
 THUMBNAIL_PX = 120
 
@@ -21,19 +20,11 @@ THUMBNAIL_PX = 120
 def thumbnail(path: str, px: int = THUMBNAIL_PX) -> str:
     """An <img> with the photo as an inline JPEG, or a note when it cannot be read."""
     try:
-        import pillow_heif
-        from PIL import Image
-
-        pillow_heif.register_heif_opener()
-        with Image.open(path) as img:
-            img.thumbnail((px, px))
-            buf = io.BytesIO()
-            img.convert("RGB").save(buf, format="JPEG", quality=70)
+        jpeg = jpeg_thumbnail(Path(path).read_bytes(), px, quality=70)
     except Exception as exc:  # a moved or unreadable photo: the table still shows the values
         name = html.escape(Path(path).name)
         return f"<small>photo unavailable: {name} ({type(exc).__name__})</small>"
-    data = base64.b64encode(buf.getvalue()).decode()
-    return f'<img src="data:image/jpeg;base64,{data}" title="{html.escape(Path(path).name)}">'
+    return inline_img(jpeg, Path(path).name)
 
 
 def _photos(c: Comparison, idx: int) -> str:

@@ -22,9 +22,9 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from scanbatch.errors import ExtractionError
+from scanbatch.images import register_heif
 from scanbatch.models import Photo
 
-_heif_registered = False
 _engines: dict[int, Any] = {}  # by detector size; one in practice (the extractor's option)
 _engine_lock = threading.Lock()  # guards creation
 _call_lock = threading.Lock()  # serialises OCR calls (see the module docstring)
@@ -104,18 +104,9 @@ def versions() -> str:
     return f"rapidocr-{v('rapidocr')}+zxing-cpp-{v('zxing-cpp')}"
 
 
-def _register_heif() -> None:
-    global _heif_registered
-    if not _heif_registered:
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
-        _heif_registered = True
-
-
 def decode_photo(photo: Photo, position: int) -> Image.Image:
     """The photo as an upright RGB image; an `ExtractionError` naming the photo otherwise."""
-    _register_heif()
+    register_heif()
     try:
         with Image.open(io.BytesIO(photo.data)) as img:
             img = ImageOps.exif_transpose(img)

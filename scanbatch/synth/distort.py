@@ -11,6 +11,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from scanbatch.images import register_heif
+
 
 @dataclass(frozen=True)
 class Difficulty:
@@ -118,9 +120,7 @@ def encode(img: Image.Image, fmt: str, quality: int) -> bytes:
     buf = io.BytesIO()
     if fmt == "heic":
         quality = max(30, quality - 35)  # HEVC at q50 looks like JPEG at q85
-        import pillow_heif
-
-        pillow_heif.register_heif_opener()
+        register_heif()
         # x265's default preset takes ~2.5 s per photo; ultrafast ~0.4 s, still deterministic.
         img.save(buf, format="HEIF", quality=quality, enc_params={"preset": "ultrafast"})
     else:
