@@ -101,16 +101,15 @@ def server(
         srv.stop()
 
 
-def wait_warm(url: str, timeout: float = 120) -> None:
-    """Wait until the server has a warm notebook process ready: the steady state of a running
-    server, which is what a job submitted to it meets (a job right after start-up waits for
-    the first kernel to come up)."""
+def wait_warm(url: str, count: int = 1, timeout: float = 120) -> None:
+    """Wait until the server has `count` warm notebook processes ready: the steady state of a
+    running server, which is what a job submitted to it meets."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if requests.get(f"{url}/healthz", timeout=10).json().get("warmKernels", 0) >= 1:
+        if requests.get(f"{url}/healthz", timeout=10).json().get("warmKernels", 0) >= count:
             return
         time.sleep(0.1)
-    raise RuntimeError(f"no warm notebook process after {timeout} s")
+    raise RuntimeError(f"fewer than {count} warm notebook processes after {timeout} s")
 
 
 def manifest_items(scripts: list[str], per_item: int = 1) -> list[dict[str, Any]]:
@@ -254,29 +253,39 @@ def bench_overhead(tmp: Path, quick: bool) -> None:
 
     # A 10-item job through the real google-genai SDK against the loopback fake Gemini.
     latency = 1.0
-    conc_runs = 1 if quick else 2
+    conc_runs = 3 if quick else 5
     with FakeGemini(latency=latency) as fake:
         gemini_env = {"GEMINI_API_KEY": "dummy", "SCANBATCH_GEMINI_BASE_URL": fake.base_url}
         timings: dict[str, list[float]] = {}
         spreads: dict[str, float] = {}
         breakdown: dict[str, tuple[float, float]] = {}
         # 10 is the shipped default; set explicitly so an exported override cannot leak in.
+        first_job = float("nan")
         for label, concurrency, n_runs in (("concurrent", 10, conc_runs), ("sequential", 1, 1)):
             env = {**gemini_env, "SCANBATCH_ITEM_CONCURRENCY": str(concurrency)}
             with server(tmp, f"gemini-{label}", extractor="gemini", **env) as (srv, tokens):
                 token = tokens["director"]
                 timings[label] = []
-                for _ in range(n_runs):
-                    wait_warm(srv.url)
-                    first = fake.request_count
+                # The first job goes in the moment the server answers (issue 14: as fast as
+                # later jobs); the later ones each find the server settled, a kernel warm.
+                for run in range(n_runs + (label == "concurrent")):
+                    first = run == 0 and label == "concurrent"
+                    if not first:
+                        wait_warm(srv.url)
+                        time.sleep(1.0)  # the replacement kernel's start-up is over
+                    begin = fake.request_count
                     started = time.perf_counter()
                     job_id, _post = submit_small(srv.url, token, [f"item {i}" for i in range(10)])
                     body = wait_done(srv.url, token, job_id, poll=0.02)
-                    timings[label].append(time.perf_counter() - started)
+                    elapsed = time.perf_counter() - started
                     problem = check_all_completed(body, 10)
                     if problem:
                         line(f"!! gemini {label}", problem)
-                    arrivals = [r.at for r in fake.requests[first:]]
+                    if first:
+                        first_job = elapsed
+                        continue
+                    timings[label].append(elapsed)
+                    arrivals = [r.at for r in fake.requests[begin:]]
                     spreads[label] = max(arrivals) - min(arrivals) if arrivals else float("nan")
                     breakdown[label] = notebook_timing(srv.data_dir, job_id)
     conc = statistics.median(timings["concurrent"])
@@ -297,12 +306,23 @@ def bench_overhead(tmp: Path, quick: bool) -> None:
             f"  {label}: papermill run (last job)",
             f"{total:.2f} s, of which cells {cells:.2f} s (kernel start-up {total - cells:.2f} s)",
         )
-    line("goal", "< 3 s")
+    line("goal", "< 3 s (issue 6); <= 1.3 s (issue 14: the extractor alone takes 1.0 s)")
     line(
         "result",
-        f"{conc:.2f} s ({'met' if conc < 3 else 'NOT met'}); ratio to sequential "
-        f"{ratio(conc, seq)} (speed-up {ratio(seq, conc)}); beyond bare papermill "
-        f"{conc - bare_median:+.2f} s",
+        f"{conc:.2f} s ({'met' if conc < 3 else 'NOT met'}; "
+        f"{'met' if conc <= 1.3 else 'NOT met'}); ratio to sequential "
+        f"{ratio(conc, seq)} (speed-up {ratio(seq, conc)}); beyond the fake's 1 s "
+        f"{conc - latency:+.2f} s",
+    )
+    line(
+        "first job after start (POST at once)",
+        f"{first_job:.2f} s; baseline: later jobs {conc:.2f} s",
+    )
+    line("goal (issue 14)", "as fast as later jobs")
+    line(
+        "result (issue 14)",
+        f"ratio first/later {ratio(first_job, conc)} "
+        f"({'met' if first_job <= conc * 1.1 + 0.05 else 'NOT met'}: within 10 %)",
     )
 
 
@@ -621,8 +641,37 @@ def view_cost(tmp: Path, calls: int = 200) -> tuple[float, float]:
     return figures[0], figures[1]
 
 
-def bench_polling(tmp: Path, quick: bool, pace: float = 0.5) -> None:
-    header(f"3. Polling: 20 clients (one GET per {pace:g} s each), 10,000 stored jobs, 5 jobs run")
+def submit_sample(url: str, token: str) -> str:
+    """POST the shipped sample batch (8 records, 21 real photos): real OCR work."""
+    from scanbatch.web.serve import SAMPLE_DIR, sample_photos
+
+    files = [
+        ("images", (p.name, p.read_bytes(), "application/octet-stream")) for p in sample_photos()
+    ]
+    resp = requests.post(
+        f"{url}{BATCH}",
+        data={"manifest": (SAMPLE_DIR / "manifest.json").read_text()},
+        files=files,
+        headers=bearer(token),
+        timeout=60,
+    )
+    if resp.status_code != 202:
+        raise SystemExit(f"submit failed: {resp.status_code} {resp.text[:300]}")
+    return resp.json()["jobId"]
+
+
+def bench_polling_ocr(tmp: Path, quick: bool) -> None:
+    bench_polling(tmp, quick, extractor="ocr")
+
+
+def bench_polling(tmp: Path, quick: bool, pace: float = 0.5, extractor: str = "fake") -> None:
+    load = (
+        "5 jobs of the offline ocr extractor on the shipped sample (both cores busy)"
+        if extractor == "ocr"
+        else "5 jobs run (sleeping fake extractor)"
+    )
+    number = 4 if extractor == "ocr" else 3
+    header(f"{number}. Polling: 20 clients (a GET per {pace:g} s each), 10,000 stored jobs, {load}")
     memory, duckdb_read = view_cost(tmp)
     line(
         "job view, CPU per call (this process)",
@@ -634,9 +683,18 @@ def bench_polling(tmp: Path, quick: bool, pace: float = 0.5) -> None:
     started = time.perf_counter()
     # Five runner workers so that the five jobs really run at once (the default, 2, would
     # queue three of them): the heaviest realistic background for the pollers.
-    with server(tmp, "polling", prepare=prefill, SCANBATCH_RUNNER_WORKERS="5") as (srv, tokens):
+    with server(
+        tmp,
+        f"polling-{extractor}",
+        extractor=extractor,
+        prepare=prefill,
+        SCANBATCH_RUNNER_WORKERS="5",
+    ) as (srv, tokens):
         setup = time.perf_counter() - started
         token = tokens["director"]
+        # Idle: every worker's warm kernel started (they start with the server), nothing runs.
+        wait_warm(srv.url, count=5)
+        time.sleep(1.0)
         # Baseline: one client, idle server, same store. A finished job for the job GET.
         newest = requests.get(f"{srv.url}{BATCH}?limit=1", headers=bearer(token), timeout=30)
         idle_job = newest.json()["jobs"][0]["jobId"]
@@ -649,7 +707,11 @@ def bench_polling(tmp: Path, quick: bool, pace: float = 0.5) -> None:
         # so reads compete with the runner's writes (ingest) and the kernels' start-up.
         scripts = [f"sleep:{1 + 0.5 * i:g}" for i in range(10)]
         submitted = time.perf_counter()
-        job_ids = [submit_small(srv.url, token, scripts)[0] for _ in range(5)]
+        if extractor == "ocr":
+            job_ids = [submit_sample(srv.url, token) for _ in range(5)]
+        else:
+            job_ids = [submit_small(srv.url, token, scripts)[0] for _ in range(5)]
+        items = 8 if extractor == "ocr" else 10
         cpu2 = cpu_seconds(server_proc), cpu_seconds(me)
         load, errors = poll_clients(srv.url, token, job_ids, clients, duration, pace)
         cpu3 = cpu_seconds(server_proc), cpu_seconds(me)
@@ -662,7 +724,7 @@ def bench_polling(tmp: Path, quick: bool, pace: float = 0.5) -> None:
         waited_until = time.perf_counter()
         # Saturation, for the server's capacity: no pause between requests, jobs finished.
         saturated, sat_errors = poll_clients(srv.url, token, job_ids, clients, 5.0)
-    problems = [p for b in bodies if (p := check_all_completed(b, 10))]
+    problems = [p for b in bodies if (p := check_all_completed(b, items))]
     ok_ms = [s.seconds * 1000 for s in load if s.ok]
     base_ms = [s.seconds * 1000 for s in base if s.ok]
     p99 = percentile(ok_ms, 99)
@@ -721,7 +783,11 @@ def bench_polling(tmp: Path, quick: bool, pace: float = 0.5) -> None:
             if all_done
             else f"by {waited_until - submitted:.1f} s after the first submit; "
         )
-        + ("every result present (5 x 10 completed)" if not problems else f"PROBLEMS: {problems}"),
+        + (
+            f"every result present (5 x {items} completed)"
+            if not problems
+            else f"PROBLEMS: {problems}"
+        ),
     )
     line("goal", "p99 < 50 ms, 0 errors, every result present")
     # Issue 14: the job GET alone (answered from memory), idle and with the jobs running.
@@ -746,17 +812,16 @@ SECTIONS: dict[str, Callable[[Path, bool], None]] = {
     "overhead": bench_overhead,
     "upload": bench_upload,
     "polling": bench_polling,
+    "polling-ocr": bench_polling_ocr,
 }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer runs, 5 s of polling")
-    parser.add_argument(
-        "--only", choices=["overhead", "upload", "polling"], action="append", help="a section"
-    )
+    parser.add_argument("--only", choices=list(SECTIONS), action="append", help="a section")
     args = parser.parse_args()
-    sections = args.only or ["overhead", "upload", "polling"]
+    sections = args.only or list(SECTIONS)
     started = time.perf_counter()
     cpus = os.cpu_count()
     print(

@@ -46,17 +46,42 @@ def notebook_parameters() -> list[str]:
     return [*JOB_PARAMETERS, *kernel_fields()]
 
 
-def warm() -> None:
+# What `warm` built for the job this kernel expects: reused by `open_job` when the job's
+# settings are the same (a Gemini client takes ~0.1 s to build; the catalog index much longer).
+_warmed: dict[str, Any] = {}
+
+
+def warm(parameters: str = "{}") -> None:
     """Run once in a fresh kernel before its job: tie the kernel's life to its parent (the warm
-    process), and import every registered extractor so that the job starts at once."""
+    process), then `prepare` for the job it expects."""
     from scanbatch.warm_kernel import die_with_parent
 
     die_with_parent()
+    prepare(parameters)
+
+
+def prepare(parameters: str = "{}") -> None:
+    """Import every registered extractor and, given the notebook parameters the job will most
+    likely get (JSON), build its extractor and load the catalog snapshot's index, so that the
+    job starts at once. Nothing here can fail the job: a problem is logged, and the job meets
+    it again and reports it in words."""
     for name in extractor_names():
         try:
             get_extractor_class(name)
         except Exception as exc:  # a job that chooses it fails with the same error, in words
             log.warning("extractor %s cannot be imported: %s", name, exc)
+    params = json.loads(parameters)
+    if not params:
+        return
+    try:
+        settings = Settings.from_kernel_parameters(params)
+        _warmed.update(settings=settings, backend=create_extractor(settings.extractor, settings))
+        if params.get("catalog_snapshot"):
+            from scanbatch.catalog import load_matcher
+
+            load_matcher(params["catalog_snapshot"], settings.match_min_score)
+    except Exception as exc:
+        log.warning("warm-up for the expected job failed: %s", exc)
 
 
 def open_job(parameters: Mapping[str, Any]) -> BatchJob:
@@ -70,12 +95,16 @@ def open_job(parameters: Mapping[str, Any]) -> BatchJob:
         raise ConfigError("notebook parameter job_dir is empty: pass the job's folder")
     folder = JobFolder(Path(parameters["job_dir"]))
     manifest = folder.read_manifest()
-    backend = create_extractor(settings.extractor, settings)
+    if _warmed.pop("settings", None) == settings:
+        backend = _warmed.pop("backend")  # one job per kernel: it is not shared
+    else:
+        backend = create_extractor(settings.extractor, settings)
     snapshot = Path(parameters["catalog_snapshot"]) if parameters.get("catalog_snapshot") else None
     matcher = None
     if snapshot is not None and snapshot.exists():
         from scanbatch.catalog import load_matcher
 
+        # The index `warm` built, unless the catalog changed since.
         matcher = load_matcher(snapshot, settings.match_min_score)
     return BatchJob(folder, manifest, settings, backend, matcher, snapshot)
 

@@ -255,12 +255,17 @@ class ScanResponse(CamelModel):
 
 
 class Health(CamelModel):
-    status: str
+    status: Literal["ok", "warming", "failing"] = Field(
+        description="`ok`: a notebook kernel is warm, a job submitted now starts at once; "
+        "`warming`: none is ready yet, a job waits a few seconds for one to start; `failing`: "
+        "the latest kernel start failed (`problem` says why), jobs fail until one starts"
+    )
     version: str
     extractor: str
     queued_jobs: int
     running_jobs: int
-    warm_kernels: int
+    warm_kernels: int = Field(description="notebook kernels started and waiting for a job")
+    problem: str | None = Field(None, description="why the latest kernel start failed")
 
 
 class KeyCreate(CamelModel):

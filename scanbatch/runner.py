@@ -54,7 +54,7 @@ class JobRunner:
         self.settings = settings
         self.poll_interval = poll_interval
         self.snapshot = CatalogSnapshot(store, settings.catalog_snapshot)
-        self.pool = WarmPool(settings, keep_warm=keep_warm)
+        self.pool = WarmPool(settings, keep_warm=keep_warm, warm_parameters=self._warm_parameters)
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
@@ -171,14 +171,20 @@ class JobRunner:
         folder = self._folder(job_id)
         self.store.mark_processing(job_id)
         snapshot = self.snapshot.ensure()
-        offset, message = self._execute(job_id, folder, snapshot, on_outcome)
-        if self._stopping.is_set() and job_id not in self._cancelled:
-            return  # server shutting down: leave the job unfinished; the next start resumes it
-        self._ingest(job_id, folder, offset, on_outcome)
-        code = "notebook_failed"
-        if job_id in self._cancelled:
-            message = code = CANCELLED
-        self.store.finish_job(job_id, message, code)
+        run = self._execute(job_id, folder, snapshot, on_outcome)
+        try:
+            if self._stopping.is_set() and job_id not in self._cancelled:
+                return  # server shutting down: leave the job unfinished; the next start resumes
+            self._ingest(job_id, folder, run.offset, on_outcome)
+            code = "notebook_failed"
+            message = run.failure
+            if job_id in self._cancelled:
+                message = code = CANCELLED
+            self.store.finish_job(job_id, message, code)
+        finally:
+            # The job is answered; the notebook process may still be shutting its kernel down.
+            # This worker waits for it, so no more kernels run than there are workers.
+            run.reap()
 
     def _parameters(self, job_id: str, folder: JobFolder, snapshot: Path | None) -> dict:
         return {
@@ -188,15 +194,24 @@ class JobRunner:
             "catalog_snapshot": str(snapshot.resolve()) if snapshot else "",
         }
 
+    def _warm_parameters(self) -> dict:
+        """What the next job will most likely be given: the settings and today's catalog
+        snapshot (exported now if the catalog changed), for the warm-up only."""
+        snapshot = self.snapshot.ensure()
+        return {
+            **self.settings.kernel_parameters(),
+            "catalog_snapshot": str(snapshot.resolve()) if snapshot else "",
+        }
+
     def _execute(
         self,
         job_id: str,
         folder: JobFolder,
         snapshot: Path | None,
         on_outcome: OnOutcome | None,
-    ) -> tuple[int, str | None]:
-        """One papermill run in a warm process. Returns the results offset and None on
-        success, else why not."""
+    ) -> Run:
+        """One papermill run in a warm process, until the process reports how the run ended
+        (the executed notebook is saved by then) or it is stopped."""
         job = {
             "input": str(NOTEBOOK),
             "output": str(folder.notebook_path.resolve()),
@@ -206,47 +221,50 @@ class JobRunner:
         }
         proc, failure = self.pool.take_with(job)
         if proc is None:
-            return 0, f"Could not start a notebook kernel: {failure}"
+            return Run(None, folder, 0, f"Could not start a notebook kernel: {failure}")
         pid_file = folder.path / PID_FILE
         pid_file.write_text(str(proc.pid))
         with self._lock:
             self._procs[job_id] = proc
+        run = Run(proc, folder, 0)
         deadline = time.monotonic() + self.settings.notebook_timeout
-        offset = 0
         timed_out = False
         try:
-            while proc.poll() is None:
-                offset = self._ingest(job_id, folder, offset, on_outcome)
+            while True:
+                run.offset = self._ingest(job_id, folder, run.offset, on_outcome)
+                if run.ended.is_set():
+                    break
                 if time.monotonic() > deadline:
                     timed_out = True
                     break
                 if job_id in self._cancelled or self._stopping.is_set():
                     break
-                # Returns as soon as the run ends, so the last items are not a poll late.
-                with contextlib.suppress(subprocess.TimeoutExpired):
-                    proc.wait(timeout=self.poll_interval)
+                # Wakes as soon as the run ends, so the job is answered at once.
+                run.ended.wait(self.poll_interval)
         finally:
-            if proc.poll() is None:  # stopped early, or this thread was interrupted
+            if not run.ended.is_set():  # stopped early, or this thread was interrupted
                 _kill(proc)
-            proc.wait()
             with self._lock:
                 self._procs.pop(job_id, None)
-            pid_file.unlink(missing_ok=True)
-        offset = self._ingest(job_id, folder, offset, on_outcome)
+        run.offset = self._ingest(job_id, folder, run.offset, on_outcome)
         if timed_out:
-            return offset, (
+            run.failure = (
                 f"Processing notebook exceeded SCANBATCH_NOTEBOOK_TIMEOUT "
                 f"({self.settings.notebook_timeout:g} s) and was stopped"
             )
-        event = _last_event(proc)
+            return run
+        run.ended.wait()  # killed: its pipe closes at once
+        event = run.last_event
         if event.get("event") == "done":
-            return offset, None
+            return run
         if "error" in event:
-            return offset, f"Processing notebook failed: {event['error']}"
-        return offset, (
-            f"The notebook process exited (code {proc.returncode}) without a result; see "
+            run.failure = f"Processing notebook failed: {event['error']}"
+            return run
+        run.failure = (
+            f"The notebook process exited (code {proc.wait()}) without a result; see "
             "papermill.log in the job folder"
         )
+        return run
 
     def _ingest(
         self, job_id: str, folder: JobFolder, offset: int, on_outcome: OnOutcome | None = None
@@ -258,6 +276,43 @@ class JobRunner:
                 for outcome in outcomes:
                     on_outcome(outcome)
         return offset
+
+
+class Run:
+    """One notebook process running one job: the events it reports on its stdout, read by a
+    thread, so the runner learns that the run ended the moment the process says so rather than
+    when the process exits (shutting its kernel down takes another ~0.5 s)."""
+
+    def __init__(
+        self,
+        proc: subprocess.Popen | None,
+        folder: JobFolder,
+        offset: int,
+        failure: str | None = None,
+    ) -> None:
+        self.proc = proc
+        self.folder = folder
+        self.offset = offset
+        self.failure = failure
+        self.last_event: dict = {}
+        self.ended = threading.Event()
+        if proc is None:
+            self.ended.set()
+            return
+        threading.Thread(target=self._read, name="run-events", daemon=True).start()
+
+    def _read(self) -> None:
+        while event := _read_event(self.proc):
+            self.last_event = event
+            if event.get("event") in ("done", "failed"):
+                self.ended.set()
+        self.ended.set()  # end of the pipe: the process is gone
+
+    def reap(self) -> None:
+        """Wait for the process to exit, then forget its pid."""
+        if self.proc is not None:
+            self.proc.wait()
+            (self.folder.path / PID_FILE).unlink(missing_ok=True)
 
 
 def run_batch(
@@ -302,9 +357,18 @@ class WarmPool:
     when the thread that started it ends (PR_SET_PDEATHSIG), which must be when the server
     ends, not when a helper thread returns."""
 
-    def __init__(self, settings: Settings, *, keep_warm: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        keep_warm: bool = True,
+        warm_parameters: Callable[[], dict] = dict,
+    ) -> None:
         self.settings = settings
         self.keep_warm = keep_warm
+        self.warm_parameters = warm_parameters
+        self.last_failure: str | None = None  # why the latest kernel start failed, if it did
+        self._settled = threading.Event()  # a first process is ready, or failed to start
         self._ready: queue.Queue[subprocess.Popen | str] = queue.Queue()
         self._all: set[subprocess.Popen] = set()
         self._lock = threading.Lock()
@@ -315,7 +379,13 @@ class WarmPool:
 
     @property
     def ready(self) -> int:
-        return self._ready.qsize()
+        """Processes waiting for a job (a failed start is queued too, as its reason)."""
+        with self._ready.mutex:
+            return sum(isinstance(item, subprocess.Popen) for item in self._ready.queue)
+
+    def wait_first(self, timeout: float) -> bool:
+        """Wait until a first process is ready or has failed to start; False on timeout."""
+        return self._settled.wait(timeout)
 
     def fill(self, count: int) -> None:
         for _ in range(count):
@@ -348,13 +418,20 @@ class WarmPool:
             with self._lock:
                 self._starting -= 1
             if proc is not None:
+                self.last_failure = proc
                 self._ready.put(proc)
+                self._settled.set()
 
     def _spawn(self) -> subprocess.Popen | None:
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            parameters = self.warm_parameters()
+        except Exception:  # the warm-up is an optimisation: the job gets its own parameters
+            log.exception("could not work out warm-up parameters")
+            parameters = {}
         with open(self.settings.data_dir / WARM_LOG, "ab") as log_file:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "scanbatch.warm_kernel"],
+                [sys.executable, "-m", "scanbatch.warm_kernel", json.dumps(parameters)],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=log_file,
@@ -375,7 +452,9 @@ class WarmPool:
         with self._lock:
             self._starting -= 1
         if event.get("event") == "ready":
+            self.last_failure = None
             self._ready.put(proc)
+            self._settled.set()
             return
         reason = event.get("error") or f"it exited with code {proc.wait()}"
         with self._lock:
@@ -383,7 +462,9 @@ class WarmPool:
         if not closing:  # a kernel our own shutdown killed while it started is no failure
             log.error("a notebook kernel failed to start (%s); see %s", reason, WARM_LOG)
         self._discard(proc)
-        self._ready.put(f"{reason}; see {WARM_LOG} in SCANBATCH_DATA_DIR")
+        self.last_failure = f"{reason}; see {WARM_LOG} in SCANBATCH_DATA_DIR"
+        self._ready.put(self.last_failure)
+        self._settled.set()
 
     def take_with(
         self, job: dict, timeout: float = 180.0
@@ -445,14 +526,6 @@ def _read_event(proc: subprocess.Popen) -> dict:
         log.error("unexpected output from a notebook process: %r", line[:200])
         return {}
     return event if isinstance(event, dict) else {}
-
-
-def _last_event(proc: subprocess.Popen) -> dict:
-    """The last event a finished warm process reported ({} if it reported none)."""
-    last: dict = {}
-    while event := _read_event(proc):
-        last = event
-    return last
 
 
 def _kill(proc: subprocess.Popen) -> None:

@@ -6,11 +6,15 @@ one such process warm per worker. It starts a kernel (the one place a kernel sta
 warms it, reports `ready`, then reads one job (a JSON line) on stdin, executes the notebook with
 papermill on that kernel, reports how it went and exits.
 
-`python -m scanbatch.warm_kernel` takes no arguments: everything the job needs arrives as its
-papermill parameters, and secrets come from the environment. Its stdout carries JSON lines for
-the runner (`{"event": "ready"}`, then `{"event": "done"}` or `{"event": "failed", "error":
-...}`); whatever else it prints goes to the job's log. It dies with its parent (a parent-death
-signal), and so does its kernel, so a server killed with -9 leaves no kernel sending photos.
+`python -m scanbatch.warm_kernel [PARAMETERS]` takes, optionally, the notebook parameters the
+next job will most likely get (JSON: the server's settings and catalog snapshot, never a
+secret), used only to warm the kernel (build the extractor, load the catalog index). The job
+arrives as a JSON line on stdin; its papermill parameters are what the notebook runs with.
+Secrets come from the environment. Its stdout carries JSON lines for the runner (`{"event":
+"ready"}`, then `{"event": "done"}` or `{"event": "failed", "error": ...}`, sent before the
+kernel is shut down); whatever else it prints goes to the job's log. It dies with its parent
+(a parent-death signal), and so does its kernel, so a server killed with -9 leaves no kernel
+sending photos.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -33,9 +38,9 @@ NICENESS = 10
 START_ATTEMPTS = 3
 START_TIMEOUT = 60
 PR_SET_PDEATHSIG = 1
-# Imports only, nothing that depends on the job, run silently so that the executed notebook's
-# cell numbers still start at 1.
-WARM_CODE = "import scanbatch.kernel\nscanbatch.kernel.warm()"
+# Run silently, so that the executed notebook's cell numbers still start at 1; it leaves no
+# name in the kernel but `scanbatch` (the notebook imports it anyway).
+WARM_CODE = "import scanbatch.kernel\nscanbatch.kernel.warm({parameters!r})"
 
 log = logging.getLogger("scanbatch.warm_kernel")
 
@@ -56,9 +61,29 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
-def start_kernel() -> KernelManager:
-    """A started and warmed kernel. A start that fails is retried: several kernels starting at
-    once can race for the same ports."""
+def lower_autogroup(pid: int | str = "self") -> None:
+    """Give the process's scheduler autogroup the same niceness as the process. Linux puts each
+    new session in its own autogroup, and nice only ranks processes within one group: a kernel
+    (jupyter starts each in a new session) at nice 10 would still get as much CPU as the whole
+    server. Best effort: without autogroups (or on another OS) there is nothing to do."""
+    path = f"/proc/{pid}/autogroup"
+    for _ in range(20):
+        try:
+            with open(path, "w") as fh:
+                fh.write(str(NICENESS))
+            return
+        except FileNotFoundError:
+            return
+        except BlockingIOError:  # unprivileged: one change per 100 ms on the whole machine
+            time.sleep(0.1)
+        except OSError as exc:
+            log.warning("could not lower the scheduler group of pid %s: %s", pid, exc)
+            return
+
+
+def start_kernel(parameters: str = "{}") -> KernelManager:
+    """A started kernel, warmed for a job with these parameters (JSON). A start that fails is
+    retried: several kernels starting at once can race for the same ports."""
     from jupyter_client.manager import KernelManager
 
     last_error: Exception | None = None
@@ -66,10 +91,12 @@ def start_kernel() -> KernelManager:
         km = KernelManager(kernel_name=KERNEL_NAME)
         try:
             km.start_kernel()
+            lower_autogroup(km.provisioner.pid)
             kc = km.client()
             kc.start_channels()
             kc.wait_for_ready(timeout=START_TIMEOUT)
-            reply = kc.execute_interactive(WARM_CODE, silent=True, store_history=False, timeout=120)
+            code = WARM_CODE.format(parameters=parameters)
+            reply = kc.execute_interactive(code, silent=True, store_history=False, timeout=120)
             kc.stop_channels()
         except Exception as exc:
             last_error = exc
@@ -128,6 +155,7 @@ def main() -> int:
     die_with_parent()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     os.nice(NICENESS)  # inherited by the kernel
+    lower_autogroup()
     # The runner's channel is a private copy of stdout (os.dup makes it non-inheritable); fd 1
     # goes to the log, so the kernel never holds the pipe and the runner sees EOF when this
     # process ends. Once the job arrives, fds 1 and 2 go to the job's log.
@@ -136,7 +164,7 @@ def main() -> int:
     import papermill  # noqa: F401  (imported before `ready`: part of the warm-up)
 
     try:
-        km = start_kernel()
+        km = start_kernel(sys.argv[1] if len(sys.argv) > 1 else "{}")
     except KernelStartError as exc:
         emit(channel, "failed", error=str(exc))
         return 1

@@ -141,3 +141,48 @@ def test_a_bad_parameter_fails_the_job_before_any_item(tmp_path, clean_env):
     with pytest.raises(ConfigError, match="notebook parameter item_concurrency"):
         open_job({**params, "extractor": "fake", "item_concurrency": 0})
     assert not folder.results_path.exists()
+
+
+def test_the_warm_up_builds_what_the_expected_job_uses(tmp_path, clean_env, monkeypatch):
+    import duckdb
+
+    import scanbatch.kernel as kernel
+    from scanbatch.catalog import CATALOG_MIGRATION_SQL, export_snapshot, match
+
+    folder = make_job(tmp_path, [("A", "B", "")])
+    snapshot = tmp_path / "catalog.parquet"
+    con = duckdb.connect(":memory:")
+    con.execute(CATALOG_MIGRATION_SQL)
+    export_snapshot(con, snapshot)
+    monkeypatch.setattr(match, "_CACHE", {})
+    monkeypatch.setattr(kernel, "_warmed", {})
+    expected = {
+        **Settings(data_dir=tmp_path, extractor="fake").kernel_parameters(),
+        "catalog_snapshot": str(snapshot),
+    }
+    kernel.prepare(json.dumps(expected))
+    warmed = kernel._warmed["backend"]
+    assert list(match._CACHE) == [(str(snapshot.resolve()), Settings().match_min_score)]
+    # The job the warm-up expected gets the extractor built for it, and the loaded index.
+    job = open_job({**expected, "job_dir": str(folder.path)})
+    assert job.backend is warmed and job.matcher is match.load_matcher(snapshot)
+    assert kernel._warmed == {}  # handed over: one job per kernel
+    # A kernel warmed for another extractor builds the job's own.
+    kernel.prepare(json.dumps(expected))
+    other = open_job({**expected, "extractor": "ocr", "job_dir": str(folder.path)})
+    assert other.backend.name == "ocr" and kernel._warmed["backend"].name == "fake"
+
+
+def test_a_warm_up_that_cannot_build_the_extractor_leaves_it_to_the_job(
+    tmp_path, clean_env, monkeypatch
+):
+    import scanbatch.kernel as kernel
+    from scanbatch.errors import ConfigError
+
+    monkeypatch.setattr(kernel, "_warmed", {})
+    folder = make_job(tmp_path, [("A", "B", "")])
+    params = {**Settings(data_dir=tmp_path).kernel_parameters(), "extractor": "nope"}
+    kernel.prepare(json.dumps(params))  # logged, not raised: the job reports it in words
+    assert kernel._warmed == {}
+    with pytest.raises(ConfigError, match="Unknown extractor 'nope'"):
+        open_job({**params, "job_dir": str(folder.path)})

@@ -203,3 +203,29 @@ def test_two_jobs_at_once_share_one_gemini_rate_limit(runner_settings, runner_st
         runs.append((meta["start_time"], meta["end_time"]))
     (a_start, a_end), (b_start, b_end) = runs
     assert a_start < b_end and b_start < a_end
+
+
+def test_a_job_is_answered_when_its_notebook_is_saved_not_when_its_kernel_is_gone(
+    runner_settings, runner_store
+):
+    """The runner finishes the job on the warm process's own report, which comes after
+    papermill saved the executed notebook and before the kernel is shut down."""
+    runner = JobRunner(runner_store, runner_settings)
+    runner.start()
+    try:
+        job_id = make_job(runner_store, runner_settings, ["", ""])
+        runner.submit(job_id)
+        while not runner_store.get_job(job_id).status.finished:
+            time.sleep(0.01)
+        # Read at once: the audit trail is complete when the job says it is done.
+        notebook = json.loads(
+            (runner_settings.jobs_dir / job_id / "process_batch.ipynb").read_text()
+        )
+        job = runner_store.get_job(job_id)
+    finally:
+        runner.stop()
+    assert job.status == "completed" and job.completed_items == 2
+    code = [c for c in notebook["cells"] if c["cell_type"] == "code"]
+    assert all(c["execution_count"] for c in code)
+    assert notebook["metadata"]["papermill"]["exception"] is None
+    assert "2 completed, 0 failed" in json.dumps(code[-1]["outputs"])

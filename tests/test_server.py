@@ -211,15 +211,40 @@ def test_first_start_prints_a_key_and_a_curl_example_that_works(tmp_path):
     assert not any("first API key" in x for x in again.banner)
 
 
-def test_health_reports_a_warm_notebook_process(live_server):
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        health = requests.get(f"{live_server.url}/healthz", timeout=10).json()
-        if health["warmKernels"] >= 1:
-            break
-        time.sleep(0.2)
+def test_a_started_server_answers_with_a_warm_kernel_ready(tmp_path):
+    """The first job after a start must not wait for a kernel: the server answers only once
+    one is warm."""
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        health = requests.get(f"{server.url}/healthz", timeout=10).json()
+    finally:
+        server.stop()
     assert health["status"] == "ok" and health["warmKernels"] >= 1
-    assert health["extractor"] == "fake"
+    assert health["extractor"] == "fake" and health["problem"] is None
+
+
+def test_a_kernel_that_cannot_start_is_reported_and_fails_jobs_in_words(tmp_path):
+    # A python3 kernelspec whose program does not exist, found first through JUPYTER_PATH.
+    spec = tmp_path / "jupyter" / "kernels" / "python3"
+    spec.mkdir(parents=True)
+    argv = ["/nonexistent/python", "-m", "ipykernel_launcher", "-f", "{connection_file}"]
+    (spec / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "Broken"}))
+    data = tmp_path / "data"
+    data.mkdir()
+    store = JobStore.open(data / "scanbatch.duckdb")
+    tokens = keys(store)
+    store.close()
+    server = ServerProcess(data, JUPYTER_PATH=str(tmp_path / "jupyter")).start()
+    try:
+        health = requests.get(f"{server.url}/healthz", timeout=10).json()
+        r = submit(server, tokens["director"], [""])
+        job = server.wait_finished(r.json()["jobId"], tokens["director"])
+    finally:
+        server.stop()
+    assert health["status"] == "failing" and health["warmKernels"] == 0
+    assert "kernel did not start" in health["problem"] and "warm_kernels.log" in health["problem"]
+    assert job["status"] == "failed"
+    assert job["results"][0]["errorMessage"].startswith("Could not start a notebook kernel: ")
 
 
 def test_demo_processes_the_shipped_sample_and_prints_what_was_read(tmp_path):

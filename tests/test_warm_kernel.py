@@ -75,6 +75,34 @@ def test_a_failing_job_reports_papermills_error(tmp_path):
     assert "notebook failed" in log.read_text()
 
 
+def autogroup_nice(pid: int) -> int | None:
+    """The niceness of the process's scheduler autogroup (`/autogroup-N nice K`), None where
+    the kernel has no autogroups."""
+    try:
+        with open(f"/proc/{pid}/autogroup") as fh:
+            return int(fh.read().split()[-1])
+    except FileNotFoundError:
+        return None
+
+
+def test_the_process_and_its_kernel_run_below_the_server():
+    """Polls must not wait behind kernels. Jupyter starts each kernel in a session of its own,
+    and Linux gives each session its own scheduler group, in which a process's nice counts for
+    nothing against other groups: so the group is lowered too."""
+    proc = start_ready(start_new_session=True)
+    try:
+        kernels = children(proc.pid)
+        assert kernels
+        for pid in (proc.pid, *kernels):
+            assert os.getpriority(os.PRIO_PROCESS, pid) == warm_kernel.NICENESS
+            assert autogroup_nice(pid) in (warm_kernel.NICENESS, None)
+        if autogroup_nice(os.getpid()) is not None:  # this machine has autogroups: all lowered
+            assert {autogroup_nice(pid) for pid in kernels} == {warm_kernel.NICENESS}
+    finally:
+        proc.stdin.close()
+        proc.wait(timeout=60)
+
+
 def test_eof_before_a_job_exits_cleanly_and_ends_its_kernel():
     proc = start_ready()
     kernels = children(proc.pid)

@@ -259,9 +259,11 @@ def test_server_refuses_to_start_with_an_unusable_extractor(settings, monkeypatc
         create_app(settings.model_copy(update={"extractor": "nope"}), start_runner=False)
 
 
-def test_healthz(client):
+def test_healthz_says_warming_while_no_kernel_is_ready(client):
+    # This app's runner is not started: no kernel is coming, and a job would wait.
     body = client.get("/healthz").get_json()
-    assert body["status"] == "ok" and body["queuedJobs"] == 0
+    assert body["status"] == "warming" and body["warmKernels"] == 0
+    assert body["queuedJobs"] == 0 and body["problem"] is None
 
 
 # -- the probe's cases (issue 13) --

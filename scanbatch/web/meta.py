@@ -13,7 +13,8 @@ bp = Blueprint("meta", __name__)
 operation(
     "get",
     "/healthz",
-    "Liveness, queue length and running jobs",
+    "Liveness, queue length, running jobs, and whether a warm kernel is ready (a server "
+    "answers once one is, or once starting one failed)",
     public=True,
     responses={200: Health},
 )
@@ -22,13 +23,16 @@ operation(
 @bp.get("/healthz")
 def healthz() -> Response:
     svc = current_app.extensions["scanbatch"]
+    pool = svc.runner.pool
+    ready, problem = pool.ready, pool.last_failure
     health = Health(
-        status="ok",
+        status="ok" if ready else "failing" if problem else "warming",
         version=__version__,
         extractor=svc.settings.extractor,
         queued_jobs=svc.runner.queued,
         running_jobs=svc.runner.running,
-        warm_kernels=svc.runner.pool.ready,
+        warm_kernels=ready,
+        problem=problem,
     )
     return jsonify(health.to_json_dict())
 

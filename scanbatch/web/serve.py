@@ -26,6 +26,7 @@ from scanbatch.web import create_app, shutdown
 from scanbatch.web.uploads import MAX_REQUEST_BYTES, request_too_large_message
 
 FIRST_USER = "director"
+FIRST_KERNEL_TIMEOUT = 120  # seconds; a kernel starts in ~2 s on an idle 2-core machine
 # Where a running server tells local CLI commands its address and a stationManager token for
 # this process (the store is locked while it runs): readable by the data dir's owner only.
 RUNTIME_FILE = "server.json"
@@ -186,6 +187,17 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
                 f"Then poll: curl -s -H 'Authorization: Bearer {token}' "
                 f"{base_url}/library/scan/batch/<jobId>"
             )
+    # The first job after a start is as quick as any other: the server answers once a warm
+    # kernel is ready (or starting one failed: then /healthz says why, and jobs fail in words).
+    pool = app.extensions["scanbatch"].runner.pool
+    if not pool.wait_first(FIRST_KERNEL_TIMEOUT):
+        print(
+            f"No notebook kernel was ready after {FIRST_KERNEL_TIMEOUT} s; answering anyway "
+            "(jobs wait for one; see /healthz)",
+            file=sys.stderr,
+        )
+    elif pool.last_failure:
+        print(f"A notebook kernel failed to start: {pool.last_failure}", file=sys.stderr)
     print(f"scanbatch listening on {base_url} (extractor: {settings.extractor})", flush=True)
     if demo:
         job_id = submit_sample(app)
