@@ -75,7 +75,9 @@ def prepare(parameters: str = "{}") -> None:
         return
     try:
         settings = Settings.from_kernel_parameters(params)
-        _warmed.update(settings=settings, backend=create_extractor(settings.extractor, settings))
+        backend = create_extractor(settings.extractor, settings)
+        backend.warm()
+        _warmed.update(settings=settings, backend=backend)
         if params.get("catalog_snapshot"):
             from scanbatch.catalog import load_matcher
 

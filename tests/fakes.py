@@ -27,10 +27,15 @@ class FakeExtractor(Extractor):
     max_active = 0
     _lock = threading.Lock()
 
+    warmed = False
+
     @classmethod
     def reset(cls) -> None:
         cls.calls = []
         cls.active = cls.max_active = 0
+
+    def warm(self) -> None:
+        self.warmed = True
 
     def extract(self, photos: list[Photo], context: ScanContext | None) -> Extraction:
         script = (context.sticker_text if context else None) or ""

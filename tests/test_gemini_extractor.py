@@ -91,6 +91,14 @@ def fail(extractor: GeminiExtractor, photos: list[Photo] | None = None) -> Extra
 # --- the request ---------------------------------------------------------------------------
 
 
+def test_warming_up_sends_nothing_and_the_first_request_still_works(fake):
+    extractor = make(fake)
+    extractor.warm()  # what the processing kernel does before its job arrives
+    assert fake.request_count == 0
+    assert extractor.extract([photo()], None).usage.model == gemini_options().model
+    assert fake.request_count == 1
+
+
 def test_request_carries_prompt_images_schema_temperature_and_model(fake):
     photos = [
         photo("JPEG", "front_cover"),

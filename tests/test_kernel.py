@@ -162,6 +162,7 @@ def test_the_warm_up_builds_what_the_expected_job_uses(tmp_path, clean_env, monk
     }
     kernel.prepare(json.dumps(expected))
     warmed = kernel._warmed["backend"]
+    assert warmed.warmed  # its own warm-up ran too
     assert list(match._CACHE) == [(str(snapshot.resolve()), Settings().match_min_score)]
     # The job the warm-up expected gets the extractor built for it, and the loaded index.
     job = open_job({**expected, "job_dir": str(folder.path)})

@@ -30,10 +30,12 @@ def test_a_failed_kernel_start_is_retried(monkeypatch):
         return real_start(self, **kw)
 
     monkeypatch.setattr(KernelManager, "start_kernel", flaky_start)
-    km = warm_kernel.start_kernel()
+    km, kc = warm_kernel.start_kernel()
     try:
         assert km.is_alive() and len(calls) == 2
+        assert kc.is_alive()  # connected, for the job's papermill run
     finally:
+        kc.stop_channels()
         km.shutdown_kernel(now=True)
 
 
@@ -85,22 +87,76 @@ def autogroup_nice(pid: int) -> int | None:
         return None
 
 
-def test_the_process_and_its_kernel_run_below_the_server():
-    """Polls must not wait behind kernels. Jupyter starts each kernel in a session of its own,
-    and Linux gives each session its own scheduler group, in which a process's nice counts for
-    nothing against other groups: so the group is lowered too."""
+def niceness(pid: int) -> tuple[int, int | None]:
+    return os.getpriority(os.PRIO_PROCESS, pid), autogroup_nice(pid)
+
+
+def test_the_process_and_its_kernel_run_below_the_server_and_lower_still_while_waiting(
+    tmp_path,
+):
+    """Polls must not wait behind kernels, nor a job behind the next kernel warming up. Jupyter
+    starts each kernel in a session of its own, and Linux gives each session its own scheduler
+    group, in which a process's nice counts for nothing against other groups: so the group is
+    set too."""
+    import nbformat
+
     proc = start_ready(start_new_session=True)
     try:
         kernels = children(proc.pid)
         assert kernels
+        grouped = autogroup_nice(os.getpid()) is not None  # this machine has autogroups
+        waiting = warm_kernel.WARM_NICENESS
         for pid in (proc.pid, *kernels):
-            assert os.getpriority(os.PRIO_PROCESS, pid) == warm_kernel.NICENESS
-            assert autogroup_nice(pid) in (warm_kernel.NICENESS, None)
-        if autogroup_nice(os.getpid()) is not None:  # this machine has autogroups: all lowered
-            assert {autogroup_nice(pid) for pid in kernels} == {warm_kernel.NICENESS}
+            assert niceness(pid) == (waiting, waiting if grouped else None)
+        # A job that runs a few seconds: while it runs, both are up at the jobs' priority.
+        notebook = tmp_path / "slow.ipynb"
+        nb = nbformat.v4.new_notebook()
+        nb.cells.append(nbformat.v4.new_code_cell("import time\ntime.sleep(5)"))
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+        nbformat.write(nb, notebook)
+        job = {
+            "input": str(notebook),
+            "output": str(tmp_path / "out.ipynb"),
+            "parameters": {},
+            "cwd": str(tmp_path),
+            "log": str(tmp_path / "job.log"),
+        }
+        proc.stdin.write(json.dumps(job) + "\n")
+        proc.stdin.close()
+        running = warm_kernel.JOB_NICENESS
+        # An unprivileged process may not raise its own nice again; its group is what counts.
+        own = running if os.geteuid() == 0 else waiting
+        expected = {pid: (own, running if grouped else None) for pid in (proc.pid, *kernels)}
+        deadline = time.monotonic() + 4
+        while {pid: niceness(pid) for pid in expected} != expected:
+            assert time.monotonic() < deadline, {pid: niceness(pid) for pid in expected}
+            time.sleep(0.05)
+        assert proc.wait(timeout=60) == 0
     finally:
         proc.stdin.close()
         proc.wait(timeout=60)
+
+
+def test_a_kernel_still_starting_dies_with_its_warm_process():
+    """The server's shutdown kills warm processes whatever they are doing, some while their
+    kernel starts, before it could run any code of ours."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "scanbatch.warm_kernel"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=REPO_ROOT,
+        env=kernel_env(),
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not (kernels := children(proc.pid)):
+            assert time.monotonic() < deadline and proc.poll() is None
+            time.sleep(0.01)
+    finally:
+        proc.kill()
+        proc.wait()
+    # At once: not after ipykernel notices, once started, that its parent is gone.
+    assert wait_gone(kernels, timeout=0.5) == []
 
 
 def test_eof_before_a_job_exits_cleanly_and_ends_its_kernel():

@@ -64,6 +64,10 @@ class Extractor(ABC):
     def close(self) -> None:  # noqa: B027  (optional hook: most backends hold nothing)
         """Release what the backend holds (an HTTP client, say)."""
 
+    def warm(self) -> None:  # noqa: B027  (optional hook: most backends are ready at once)
+        """Do, without sending anything, what the first `extract` would pay for (lazy imports,
+        schema builds): the processing kernel calls it before its job arrives."""
+
     @abstractmethod
     def extract(self, photos: list[Photo], context: ScanContext | None) -> Extraction:
         """Read the record's fields. Raise `ExtractionError` with a clear message on failure."""

@@ -208,6 +208,32 @@ class GeminiExtractor(Extractor):
     def close(self) -> None:
         self._client.close()
 
+    def warm(self) -> None:
+        # The SDK's pydantic types build their validators on first use: ~60 ms of the first
+        # request. Build a request and read an answer the way extract does, offline, and the
+        # types the SDK itself makes of an answer.
+        for model in (
+            types.Candidate,
+            types.GenerateContentResponseUsageMetadata,
+            types.HttpResponse,
+            types.UserContent,
+        ):
+            model.model_rebuild()
+        build_contents([Photo(data=b"", mime_type="image/jpeg", photo_type="front")], None)
+        answer = {"value": "", "confidence": 0.0}
+        response = types.GenerateContentResponse.model_validate(
+            {
+                "candidates": [
+                    {
+                        "content": {"role": "model", "parts": [{"text": json.dumps(answer)}]},
+                        "finishReason": "STOP",
+                    }
+                ],
+                "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1},
+            }
+        )
+        parse_extraction(response_text(response))
+
     def extract(self, photos: list[Photo], context: ScanContext | None) -> Extraction:
         if not photos:
             raise ExtractionError("The item has no photos to send to Gemini", code="no_photos")
