@@ -22,7 +22,7 @@ from scanbatch.extractors.base import Extractor
 from scanbatch.images import SNIFF_BYTES, sniff_mime
 from scanbatch.jobfolder import JobFolder, iter_results
 from scanbatch.models import ItemOutcome, Manifest, ManifestItem, Status
-from scanbatch.pipeline import Matcher, pending_items, process_folder
+from scanbatch.pipeline import FolderRun, Matcher, pending_items
 from scanbatch.settings import Settings, kernel_fields
 from scanbatch.thumbnails import inline_img, jpeg_thumbnail
 
@@ -131,6 +131,9 @@ class BatchJob:
             index: [_mime(p) for p in folder.image_paths(index)]
             for index in range(len(manifest.items))
         }
+        self.done_before = len(manifest.items) - len(pending_items(folder))  # a resumed job
+        self._run: FolderRun | None = None
+        self._started = 0.0
         # Thumbnails are made beside the extraction (which mostly waits on the network), so
         # the report adds little to the job's time.
         self._thumbs_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumb")
@@ -155,8 +158,7 @@ class BatchJob:
                     "; ".join(f"{k}: {v}" for k, v in ctx.items()) or "none",
                 ]
             )
-        todo = pending_items(self.folder)
-        done = len(self.manifest.items) - len(todo)
+        done = self.done_before
         intro = (
             f"<p>Job <code>{esc(self.folder.job_id)}</code>: {len(self.manifest.items)} "
             f"item(s), {self.manifest.total_images} photo(s). Extractor "
@@ -174,22 +176,30 @@ class BatchJob:
 
     # -- processing -----------------------------------------------------------------------
 
+    def start(self) -> None:
+        """Start extracting and matching every item not yet in `results.jsonl`: the photos are
+        on their way while the notebook draws the tables before `process`."""
+        if self._run is None:
+            self._started = time.perf_counter()
+            self._run = FolderRun(
+                self.folder,
+                self.backend,
+                matcher=self.matcher,
+                concurrency=self.settings.item_concurrency,
+            )
+
     def process(self) -> list[ItemOutcome]:
-        """Extract and match every item not yet in `results.jsonl`, printing a line per item
-        as it finishes (completion order); the report below shows them in item order."""
-        started = time.perf_counter()
+        """Wait for every item (starting them if `start` was not called), printing a line per
+        item as it finishes (completion order); the report below shows them in item order."""
+        self.start()
+        assert self._run is not None
+        started = self._started
 
         def progress(outcome: ItemOutcome) -> None:
             elapsed = time.perf_counter() - started
             print(f"{elapsed:6.2f} s  item {outcome.item_index}: {outcome.status.value}")
 
-        outcomes = process_folder(
-            self.folder,
-            self.backend,
-            matcher=self.matcher,
-            concurrency=self.settings.item_concurrency,
-            on_item=progress,
-        )
+        outcomes = self._run.outcomes(progress)
         failed = sum(1 for o in outcomes if o.status == Status.FAILED)
         print(
             f"{len(outcomes)} item(s) processed in {time.perf_counter() - started:.2f} s: "

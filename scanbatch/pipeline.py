@@ -87,6 +87,42 @@ def pending_items(folder: JobFolder) -> list[int]:
     return [i for i in range(len(folder.read_manifest().items)) if i not in done]
 
 
+class FolderRun:
+    """`process_folder`'s work, started at once (each item's photos go out while the caller
+    does something else) and collected later."""
+
+    def __init__(
+        self,
+        folder: JobFolder,
+        extractor: Extractor,
+        *,
+        matcher: Matcher | None = None,
+        concurrency: int = 4,
+    ) -> None:
+        manifest = folder.read_manifest()
+        writer = ResultsWriter(folder.results_path)
+        self.todo = pending_items(folder)
+
+        def run(index: int) -> ItemOutcome:
+            outcome = process_item(folder, index, manifest.items[index], extractor, matcher)
+            writer.append(outcome)  # appended as soon as it finishes: a crash loses nothing done
+            return outcome
+
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="item")
+        self._futures = [self._pool.submit(run, index) for index in self.todo]
+
+    def outcomes(self, on_item: Callable[[ItemOutcome], None] | None = None) -> list[ItemOutcome]:
+        """Wait for every item; returns the outcomes in completion order."""
+        outcomes: list[ItemOutcome] = []
+        with self._pool:
+            for future in as_completed(self._futures):
+                outcome = future.result()
+                outcomes.append(outcome)
+                if on_item is not None:
+                    on_item(outcome)
+        return outcomes
+
+
 def process_folder(
     folder: JobFolder,
     extractor: Extractor,
@@ -96,20 +132,4 @@ def process_folder(
     on_item: Callable[[ItemOutcome], None] | None = None,
 ) -> list[ItemOutcome]:
     """Run every pending item; returns the outcomes of this run in completion order."""
-    manifest = folder.read_manifest()
-    writer = ResultsWriter(folder.results_path)
-    todo = pending_items(folder)
-    outcomes: list[ItemOutcome] = []
-
-    def run(index: int) -> ItemOutcome:
-        outcome = process_item(folder, index, manifest.items[index], extractor, matcher)
-        writer.append(outcome)  # appended as soon as it finishes: a crash loses nothing done
-        return outcome
-
-    with ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix="item") as pool:
-        for future in as_completed([pool.submit(run, index) for index in todo]):
-            outcome = future.result()
-            outcomes.append(outcome)
-            if on_item is not None:
-                on_item(outcome)
-    return outcomes
+    return FolderRun(folder, extractor, matcher=matcher, concurrency=concurrency).outcomes(on_item)

@@ -239,8 +239,10 @@ class JobRunner:
                     break
                 if job_id in self._cancelled or self._stopping.is_set():
                     break
-                # Wakes as soon as the run ends, so the job is answered at once.
-                run.ended.wait(self.poll_interval)
+                # Wakes at each result line and when the run ends; the interval only bounds
+                # how late a cancel or the time limit is seen (and results where inotify is
+                # missing).
+                run.wait(self.poll_interval)
         finally:
             if not run.ended.is_set():  # stopped early, or this thread was interrupted
                 _kill(proc)
@@ -279,9 +281,11 @@ class JobRunner:
 
 
 class Run:
-    """One notebook process running one job: the events it reports on its stdout, read by a
-    thread, so the runner learns that the run ended the moment the process says so rather than
-    when the process exits (shutting its kernel down takes another ~0.5 s)."""
+    """One notebook process running one job. Two threads wake the runner: one reads the events
+    the process reports on its stdout, so the runner learns that the run ended the moment the
+    process says so rather than when it exits (shutting its kernel down takes another ~0.5 s);
+    one watches the job folder (inotify), so each result is ingested as its line is written
+    rather than at the next poll."""
 
     def __init__(
         self,
@@ -296,17 +300,44 @@ class Run:
         self.failure = failure
         self.last_event: dict = {}
         self.ended = threading.Event()
+        self.wake = threading.Event()  # something to look at: a result line, or the end
         if proc is None:
             self.ended.set()
             return
         threading.Thread(target=self._read, name="run-events", daemon=True).start()
+        threading.Thread(target=self._watch, name="run-results", daemon=True).start()
 
     def _read(self) -> None:
         while event := _read_event(self.proc):
             self.last_event = event
             if event.get("event") in ("done", "failed"):
-                self.ended.set()
-        self.ended.set()  # end of the pipe: the process is gone
+                self._end()
+        self._end()  # end of the pipe: the process is gone
+
+    def _end(self) -> None:
+        self.ended.set()
+        self.wake.set()
+
+    def _watch(self) -> None:
+        try:
+            from inotify_simple import INotify, flags
+
+            inotify = INotify()
+            # The folder, not the file: results.jsonl appears with the first finished item.
+            inotify.add_watch(self.folder.path, flags.MODIFY | flags.CREATE)
+        except (ImportError, OSError) as exc:  # not Linux, or out of watches: the poll stays
+            log.debug("results are polled, not watched: %s", exc)
+            return
+        with inotify:
+            while not self.ended.is_set():
+                events = inotify.read(timeout=500)
+                if any(e.name == self.folder.results_path.name for e in events):
+                    self.wake.set()
+
+    def wait(self, timeout: float) -> None:
+        """Until a result line is written, the run ends, or `timeout` passes."""
+        self.wake.wait(timeout)
+        self.wake.clear()
 
     def reap(self) -> None:
         """Wait for the process to exit, then forget its pid."""

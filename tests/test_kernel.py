@@ -4,6 +4,7 @@ kernel writes into it (built here in-process; test_server reads it through HTTP)
 import ast
 import json
 import os
+import time
 from pathlib import Path
 
 import papermill
@@ -187,3 +188,20 @@ def test_a_warm_up_that_cannot_build_the_extractor_leaves_it_to_the_job(
     assert kernel._warmed == {}
     with pytest.raises(ConfigError, match="Unknown extractor 'nope'"):
         open_job({**params, "job_dir": str(folder.path)})
+
+
+def test_items_start_before_the_batch_table_is_drawn(tmp_path, clean_env):
+    folder = make_job(tmp_path, [("A", "B", ""), ("C", "D", "")])
+    params = {**Settings(data_dir=tmp_path, extractor="fake").kernel_parameters()}
+    job = open_job({**params, "job_dir": str(folder.path)})
+    job.start()
+    # The items run while the notebook does something else: process() only collects them.
+    deadline = time.monotonic() + 30
+    while (
+        len(folder.results_path.read_text().splitlines() if folder.results_path.exists() else [])
+        < 2
+    ):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert "finished in an earlier run" not in str(job.manifest_table())
+    assert sorted(o.item_index for o in job.process()) == [0, 1]
