@@ -200,41 +200,122 @@ class _GramIndex(_Scan):
 
 
 class _Field:
-    """One text column (a key per artist or per album) with its digits, as arrays."""
+    """One text column (a key per artist or per album) with the digits of each text."""
 
-    def __init__(self, texts: list[str], digit_ids: dict[str, int]) -> None:
-        self.texts = np.array(texts, dtype=object)
-        self.digits = np.array(
-            [digit_ids.setdefault(_DIGITS.sub("", t), len(digit_ids)) for t in texts],
-            dtype=np.int64,
-        )
-        self.digit_ids = digit_ids
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.digits = [_DIGITS.sub("", t) for t in texts]
 
 
 class _Columns:
     def __init__(self, m: CatalogMatcher) -> None:
-        digit_ids: dict[str, int] = {}
-        self.ids = np.array(m._ids, dtype=np.int64)
-        self.album_artist = np.array(m._album_artist, dtype=np.int64)
-        self.common_title = np.array(
-            [len(m._title_albums[ti]) > COMMON_TITLE_ALBUMS for ti in m._album_title_index],
-            dtype=bool,
-        )
-        self.artist_key = _Field(m._artist_keys, digit_ids)
-        self.artist_norm = _Field(m._artist_norm, digit_ids)
-        self.artist_sorted = _Field(m._artist_sorted, digit_ids)
-        self.title_key = _Field(m._album_title, digit_ids)
-        self.title_norm = _Field(m._album_title_norm, digit_ids)
+        self.common_title = [
+            len(m._title_albums[ti]) > COMMON_TITLE_ALBUMS for ti in m._album_title_index
+        ]
+        self.artist_key = _Field(m._artist_keys)
+        self.artist_norm = _Field(m._artist_norm)
+        self.artist_sorted = _Field(m._artist_sorted)
+        self.title_key = _Field(m._album_title)
+        self.title_norm = _Field(m._album_title_norm)
 
 
-def _similarities(queries: list[str], field: _Field, rows: np.ndarray) -> np.ndarray:
-    """`similarity` of each query (a row of the result) with the field's texts at `rows`."""
-    sims = process.cdist(
-        queries, field.texts[rows].tolist(), scorer=OSA.normalized_similarity, dtype=np.float64
-    )
-    query_digits = np.array([field.digit_ids.get(_DIGITS.sub("", q), -1) for q in queries])
-    differ = field.digits[rows][None, :] != query_digits[:, None]
-    return np.where((sims < 1.0) & differ, sims * DIGIT_MISMATCH_FACTOR, sims)
+def _forms(texts: Iterable[str]) -> list[tuple[str, str]]:
+    """Each query text with its digits, worked out once per query."""
+    return [(t, _DIGITS.sub("", t)) for t in dict.fromkeys(texts)]
+
+
+def _best_similarity(forms: list[tuple[str, str]], field: _Field, row: int) -> float:
+    """The highest `similarity` of any query form with the field's text at `row`."""
+    text, digits = field.texts[row], field.digits[row]
+    best = 0.0
+    for query, query_digits in forms:
+        sim = OSA.normalized_similarity(query, text)
+        if sim < 1.0 and query_digits != digits:
+            sim *= DIGIT_MISMATCH_FACTOR
+        if sim > best:
+            best = sim
+    return best
+
+
+class _PairScorer:
+    """Scores albums against one artist+title query (both orientations' variants fixed).
+
+    Profiling the slow kinds (reordered, not_in_catalog) showed most of `_score`'s time was
+    call overhead: five `cdist` calls, `np.unique` and a `Candidate` per album, for blocks of a
+    few dozen albums. Here each artist and each title text is compared once per query
+    (memoised), with scalar rapidfuzz calls, and `floor` drops what cannot reach it before the
+    title is even compared: a pair scores at most ``(0.8 * artist + 0.2) * factor`` (the title
+    at 1, the penalty and the self-titled factor only lower it). `best` passes the minimum
+    score: an album below it can neither be returned nor trigger the early exit (which is
+    above the minimum), so the album chosen is the one an unpruned ranking puts first."""
+
+    def __init__(
+        self,
+        m: CatalogMatcher,
+        a_variants: list[tuple[str, str]],
+        t_variants: list[tuple[str, str]],
+        self_titled: bool,
+        factor: float,
+        floor: float,
+    ) -> None:
+        self._m = m
+        self._columns = m._columns
+        # Both the plain and the OCR-folded forms: folding helps OCR errors but can turn a
+        # keyboard typo into a bigger difference ("southergn" vs "southem").
+        self._a_key = _forms(k for _, k in a_variants)
+        self._a_norm = _forms(n for n, _ in a_variants)
+        self._a_sorted = _forms(sort_tokens(k) for _, k in a_variants)
+        self._t_key = _forms(k for _, k in t_variants)
+        self._t_norm = _forms(n for n, _ in t_variants)
+        self._self_titled = self_titled
+        self._factor = factor
+        self._floor = floor
+        self._artist_sims: dict[int, float] = {}
+        self._title_sims: dict[str, float] = {}
+
+    def _artist_similarity(self, ai: int) -> float:
+        sim = self._artist_sims.get(ai)
+        if sim is None:
+            c = self._columns
+            sim = self._artist_sims[ai] = max(
+                _best_similarity(self._a_key, c.artist_key, ai),
+                _best_similarity(self._a_norm, c.artist_norm, ai),
+                _best_similarity(self._a_sorted, c.artist_sorted, ai) * SORTED_FACTOR,
+            )
+        return sim
+
+    def _title_similarity(self, position: int) -> float:
+        c = self._columns
+        norm = c.title_norm.texts[position]  # the key is its fold: the norm decides both
+        sim = self._title_sims.get(norm)
+        if sim is None:
+            sim = self._title_sims[norm] = max(
+                _best_similarity(self._t_key, c.title_key, position),
+                _best_similarity(self._t_norm, c.title_norm, position),
+            )
+        return sim
+
+    def score(self, positions: Iterable[int]) -> list[Candidate]:
+        """The albums at `positions` that reach the floor, best first, ties to the lowest id."""
+        m, common_title = self._m, self._columns.common_title
+        factor, floor, self_titled = self._factor, self._floor, self._self_titled
+        out = []
+        for position in positions:
+            a_sim = self._artist_similarity(m._album_artist[position])
+            if (0.8 * a_sim + 0.2) * factor < floor:
+                continue
+            t_sim = self._title_similarity(position)
+            low, high = (a_sim, t_sim) if a_sim < t_sim else (t_sim, a_sim)
+            score = 0.8 * low + 0.2 * high  # `pair_score`
+            if common_title[position]:
+                score -= COMMON_TITLE_PENALTY
+            if self_titled:  # one name on the cover: artist and title are one piece of evidence
+                score *= low
+            score *= factor
+            if score >= floor:
+                out.append(Candidate(m._ids[position], score, a_sim, t_sim))
+        out.sort(key=_order)
+        return out
 
 
 class CatalogMatcher:
@@ -370,9 +451,12 @@ class CatalogMatcher:
 
     def _best(self, query: _Query) -> Candidate | None:
         if query.artist and query.title:
-            ranked = self._rank_pair(query)
+            # Only albums that can reach the minimum are ranked (see `_PairScorer`).
+            ranked = self._rank_pair(query, floor=self.min_score)
             if not ranked or ranked[0].score < self.min_score:
-                swapped = self._rank_pair(_Query(query.title, query.artist), SWAP_FACTOR)
+                swapped = self._rank_pair(
+                    _Query(query.title, query.artist), SWAP_FACTOR, floor=self.min_score
+                )
                 ranked = sorted(ranked + swapped, key=_order)
         elif query.title:
             ranked = self._rank_title_only(ocr_fold(query.title))
@@ -449,7 +533,11 @@ class CatalogMatcher:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _rank_pair(self, query: _Query, factor: float = 1.0) -> list[Candidate]:
+    def _rank_pair(
+        self, query: _Query, factor: float = 1.0, floor: float = -1.0
+    ) -> list[Candidate]:
+        """The albums of close artists and of close titles, best first; with a `floor`, only
+        those scoring at least that."""
         a_key, t_key = ocr_fold(query.artist), ocr_fold(query.title)
         exact = self._pairs.get((a_key, t_key))
         if exact is not None:  # the common case, both read right: no scan needed
@@ -473,7 +561,8 @@ class CatalogMatcher:
         positions: set[int] = set()
         for ai in artist_hits:
             positions.update(self._artist_albums[ai])
-        out = self._score(positions, a_variants, t_variants, self_titled, factor)
+        scorer = _PairScorer(self, a_variants, t_variants, self_titled, factor, floor)
+        out = scorer.score(positions)
         if out and out[0].score >= _EARLY_EXIT * factor:
             # Both fields are close on an album of a close artist; an album found through its
             # title alone would need an even closer artist, so it is among these already.
@@ -482,54 +571,9 @@ class CatalogMatcher:
         for _, _, ti in self._title_search.extract(t_key, limit=_TITLE_LIMIT, score_cutoff=_CUTOFF):
             if len(self._title_albums[ti]) <= _COMMON_TITLE:
                 more.update(self._title_albums[ti])
-        out += self._score(more - positions, a_variants, t_variants, self_titled, factor)
+        out += scorer.score(more - positions)
         out.sort(key=_order)
         return out
-
-    def _score(
-        self,
-        positions: Iterable[int],
-        a_variants: list[tuple[str, str]],
-        t_variants: list[tuple[str, str]],
-        self_titled: bool,
-        factor: float,
-    ) -> list[Candidate]:
-        block = np.fromiter(positions, dtype=np.int64)
-        if not block.size:
-            return []
-        c = self._columns
-        artists, of_album = np.unique(c.album_artist[block], return_inverse=True)
-        # Both the plain and the OCR-folded forms: folding helps OCR errors but can turn a
-        # keyboard typo into a bigger difference ("southergn" vs "southem").
-        a_sim = np.maximum.reduce(
-            [
-                _similarities([k for _, k in a_variants], c.artist_key, artists),
-                _similarities([n for n, _ in a_variants], c.artist_norm, artists),
-                _similarities([sort_tokens(k) for _, k in a_variants], c.artist_sorted, artists)
-                * SORTED_FACTOR,
-            ]
-        ).max(axis=0)[of_album]
-        t_sim = np.maximum(
-            _similarities([k for _, k in t_variants], c.title_key, block),
-            _similarities([n for n, _ in t_variants], c.title_norm, block),
-        ).max(axis=0)
-        low, high = np.minimum(a_sim, t_sim), np.maximum(a_sim, t_sim)
-        score = 0.8 * low + 0.2 * high  # `pair_score`
-        score = np.where(c.common_title[block], score - COMMON_TITLE_PENALTY, score)
-        if self_titled:  # one name on the cover: artist and title are one piece of evidence
-            score = score * low
-        score = score * factor
-        ids = c.ids[block]
-        order = np.lexsort((ids, -score))
-        return list(
-            map(
-                Candidate,
-                ids[order].tolist(),
-                score[order].tolist(),
-                a_sim[order].tolist(),
-                t_sim[order].tolist(),
-            )
-        )
 
     def _rank_title_only(self, t_key: str) -> list[Candidate]:
         hits = self._title_search.extract(t_key, limit=3, score_cutoff=_CUTOFF)
