@@ -163,7 +163,8 @@ class _GramIndex(_Scan):
         first = np.ones(len(codes), dtype=bool)
         first[1:] = (codes[1:] != codes[:-1]) | (owners[1:] != owners[:-1])
         codes, owners = codes[first], owners[first]
-        self._postings = owners.astype(np.int32)
+        # As intp: `np.bincount` converts any other integer type first, a copy per query.
+        self._postings = owners.astype(np.intp)
         self._offsets = np.zeros(_GRAMS + 1, dtype=np.int64)
         np.cumsum(np.bincount(codes, minlength=_GRAMS), out=self._offsets[1:])
         self._sizes = np.bincount(owners, minlength=n).astype(np.float64)
@@ -182,7 +183,7 @@ class _GramIndex(_Scan):
         if not any(len(part) for part in parts):
             return []
         shared = np.bincount(np.concatenate(parts), minlength=len(self._keys))
-        block = np.flatnonzero(shared)
+        block = np.flatnonzero(shared > 0)  # numpy finds a bool's non-zeros ~3x faster
         if len(block) > _BLOCK:
             # By the Dice coefficient of the gram sets, not the count of shared grams: a short
             # key ("storm" for "storms") must not lose to every long key holding the query.
@@ -459,7 +460,7 @@ class CatalogMatcher:
                 )
                 ranked = sorted(ranked + swapped, key=_order)
         elif query.title:
-            ranked = self._rank_title_only(ocr_fold(query.title))
+            ranked = self._rank_title_only(ocr_fold(query.title), floor=self.min_score)
         else:
             return None  # an artist alone names a discography, not a record
         if ranked and ranked[0].score >= self.min_score:
@@ -575,7 +576,10 @@ class CatalogMatcher:
         out.sort(key=_order)
         return out
 
-    def _rank_title_only(self, t_key: str) -> list[Candidate]:
+    def _rank_title_only(self, t_key: str, floor: float = -1.0) -> list[Candidate]:
+        """The albums of the closest titles, best first; with a `floor`, only those scoring at
+        least that (a title hundreds of albums share, "Live", then costs no `Candidate` each:
+        it is never distinctive, so it cannot reach the minimum)."""
         hits = self._title_search.extract(t_key, limit=3, score_cutoff=_CUTOFF)
         if not hits:
             return []
@@ -598,6 +602,8 @@ class CatalogMatcher:
                 )
             )
             factor = TITLE_ONLY_FACTOR if distinctive else TITLE_ONLY_FACTOR * 0.8
+            if sim * factor < floor:
+                continue
             out.extend(Candidate(self._ids[p], sim * factor, 0.0, sim) for p in albums)
         out.sort(key=_order)
         return out
