@@ -245,8 +245,9 @@ class _PairScorer:
     call overhead: five `cdist` calls, `np.unique` and a `Candidate` per album, for blocks of a
     few dozen albums. Here each artist and each title text is compared once per query
     (memoised), with scalar rapidfuzz calls, and `floor` drops what cannot reach it before the
-    title is even compared: a pair scores at most ``(0.8 * artist + 0.2) * factor`` (the title
-    at 1, the penalty and the self-titled factor only lower it). `best` passes the minimum
+    other field is even compared: a pair scores at most ``(0.8 * artist + 0.2) * factor`` (the
+    title at 1, the penalty and the self-titled factor only lower it), and the same with the
+    title. `best` passes the minimum
     score: an album below it can neither be returned nor trigger the early exit (which is
     above the minimum), so the album chosen is the one an unpruned ranking puts first."""
 
@@ -296,16 +297,24 @@ class _PairScorer:
             )
         return sim
 
-    def score(self, positions: Iterable[int]) -> list[Candidate]:
-        """The albums at `positions` that reach the floor, best first, ties to the lowest id."""
+    def score(self, positions: Iterable[int], *, title_first: bool = False) -> list[Candidate]:
+        """The albums at `positions` that reach the floor, best first, ties to the lowest id.
+        `title_first` for albums found by their title: few titles, many artists, so the
+        (memoised) title decides most of them without comparing the artist."""
         m, common_title = self._m, self._columns.common_title
         factor, floor, self_titled = self._factor, self._floor, self._self_titled
         out = []
         for position in positions:
-            a_sim = self._artist_similarity(m._album_artist[position])
-            if (0.8 * a_sim + 0.2) * factor < floor:
-                continue
-            t_sim = self._title_similarity(position)
+            if title_first:
+                t_sim = self._title_similarity(position)
+                if (0.8 * t_sim + 0.2) * factor < floor:
+                    continue
+                a_sim = self._artist_similarity(m._album_artist[position])
+            else:
+                a_sim = self._artist_similarity(m._album_artist[position])
+                if (0.8 * a_sim + 0.2) * factor < floor:
+                    continue
+                t_sim = self._title_similarity(position)
             low, high = (a_sim, t_sim) if a_sim < t_sim else (t_sim, a_sim)
             score = 0.8 * low + 0.2 * high  # `pair_score`
             if common_title[position]:
@@ -572,7 +581,7 @@ class CatalogMatcher:
         for _, _, ti in self._title_search.extract(t_key, limit=_TITLE_LIMIT, score_cutoff=_CUTOFF):
             if len(self._title_albums[ti]) <= _COMMON_TITLE:
                 more.update(self._title_albums[ti])
-        out += scorer.score(more - positions)
+        out += scorer.score(more - positions, title_first=True)
         out.sort(key=_order)
         return out
 
