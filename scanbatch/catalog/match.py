@@ -249,9 +249,9 @@ class _PairScorer:
     (memoised), with scalar rapidfuzz calls, and `floor` drops what cannot reach it before the
     other field is even compared: a pair scores at most ``(0.8 * artist + 0.2) * factor`` (the
     title at 1, the penalty and the self-titled factor only lower it), and the same with the
-    title. `best` passes the minimum
-    score: an album below it can neither be returned nor trigger the early exit (which is
-    above the minimum), so the album chosen is the one an unpruned ranking puts first."""
+    title. `best` passes the minimum score: an album below it can neither be returned nor
+    trigger the early exit (which is above the minimum), so the album chosen is the one an
+    unpruned ranking puts first."""
 
     def __init__(
         self,
@@ -299,35 +299,46 @@ class _PairScorer:
             )
         return sim
 
-    def score(self, positions: Iterable[int], *, title_first: bool = False) -> list[Candidate]:
-        """The albums at `positions` that reach the floor, best first, ties to the lowest id.
-        `title_first` for albums found by their title: few titles, many artists, so the
-        (memoised) title decides most of them without comparing the artist."""
-        m, common_title = self._m, self._columns.common_title
-        factor, floor, self_titled = self._factor, self._floor, self._self_titled
-        out = []
-        for position in positions:
-            if title_first:
-                t_sim = self._title_similarity(position)
-                if (0.8 * t_sim + 0.2) * factor < floor:
-                    continue
-                a_sim = self._artist_similarity(m._album_artist[position])
-            else:
-                a_sim = self._artist_similarity(m._album_artist[position])
-                if (0.8 * a_sim + 0.2) * factor < floor:
-                    continue
-                t_sim = self._title_similarity(position)
-            low, high = (a_sim, t_sim) if a_sim < t_sim else (t_sim, a_sim)
-            score = 0.8 * low + 0.2 * high  # `pair_score`
-            if common_title[position]:
-                score -= COMMON_TITLE_PENALTY
-            if self_titled:  # one name on the cover: artist and title are one piece of evidence
-                score *= low
-            score *= factor
-            if score >= floor:
-                out.append(Candidate(m._ids[position], score, a_sim, t_sim))
+    def by_artist(self, artists: Iterable[int]) -> list[Candidate]:
+        """The albums of these artists that reach the floor, best first, ties to the lowest
+        id. An artist too far from the query drops all its albums at once."""
+        m, out = self._m, []
+        for ai in artists:
+            a_sim = self._artist_similarity(ai)
+            if (0.8 * a_sim + 0.2) * self._factor < self._floor:
+                continue
+            for position in m._artist_albums[ai]:
+                self._add(out, position, a_sim, self._title_similarity(position))
         out.sort(key=_order)
         return out
+
+    def by_title(self, titles: Iterable[int], skip_artists: set[int]) -> list[Candidate]:
+        """The same for the albums of these titles, except those of `skip_artists` (already
+        ranked): few titles, many artists, so the (memoised) title decides most albums
+        without comparing the artist."""
+        m, out = self._m, []
+        for ti in titles:
+            for position in m._title_albums[ti]:
+                ai = m._album_artist[position]
+                if ai in skip_artists:
+                    continue
+                t_sim = self._title_similarity(position)
+                if (0.8 * t_sim + 0.2) * self._factor < self._floor:
+                    continue
+                self._add(out, position, self._artist_similarity(ai), t_sim)
+        out.sort(key=_order)
+        return out
+
+    def _add(self, out: list[Candidate], position: int, a_sim: float, t_sim: float) -> None:
+        low, high = (a_sim, t_sim) if a_sim < t_sim else (t_sim, a_sim)
+        score = 0.8 * low + 0.2 * high  # `pair_score`
+        if self._columns.common_title[position]:
+            score -= COMMON_TITLE_PENALTY
+        if self._self_titled:  # one name on the cover: artist and title are one evidence
+            score *= low
+        score *= self._factor
+        if score >= self._floor:
+            out.append(Candidate(self._m._ids[position], score, a_sim, t_sim))
 
 
 class CatalogMatcher:
@@ -570,20 +581,20 @@ class CatalogMatcher:
                 sort_tokens(a_key), limit=4, score_cutoff=70
             ):
                 artist_hits.add(ai)
-        positions: set[int] = set()
-        for ai in artist_hits:
-            positions.update(self._artist_albums[ai])
         scorer = _PairScorer(self, a_variants, t_variants, self_titled, factor, floor)
-        out = scorer.score(positions)
+        out = scorer.by_artist(artist_hits)
         if out and out[0].score >= _EARLY_EXIT * factor:
             # Both fields are close on an album of a close artist; an album found through its
             # title alone would need an even closer artist, so it is among these already.
             return out
-        more: set[int] = set()
-        for _, _, ti in self._title_search.extract(t_key, limit=_TITLE_LIMIT, score_cutoff=_CUTOFF):
-            if len(self._title_albums[ti]) <= _COMMON_TITLE:
-                more.update(self._title_albums[ti])
-        out += scorer.score(more - positions, title_first=True)
+        titles = [
+            ti
+            for _, _, ti in self._title_search.extract(
+                t_key, limit=_TITLE_LIMIT, score_cutoff=_CUTOFF
+            )
+            if len(self._title_albums[ti]) <= _COMMON_TITLE
+        ]
+        out += scorer.by_title(titles, artist_hits)
         out.sort(key=_order)
         return out
 
