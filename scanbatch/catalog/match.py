@@ -350,9 +350,9 @@ class CatalogMatcher:
         baseline: bool = False,
     ) -> None:
         """`rows` in `schema.VIEW_COLUMNS` order (id, artist_name, album_title, ...).
-        `baseline=True` is the matcher before the candidate index (issue 14): full scans and
-        the stricter title-only rule, kept as the benchmark's baseline and the equivalence
-        test's reference."""
+        `baseline=True` is the matcher before the candidate index (issue 14): full scans, every
+        candidate ranked (no pruning below the minimum) and the stricter title-only rule, kept
+        as the benchmark's baseline and the equivalence test's reference."""
         self.min_score = min_score
         self._albums: dict[int, tuple] = {}
         self._ids: list[int] = []
@@ -473,16 +473,16 @@ class CatalogMatcher:
         return found
 
     def _best(self, query: _Query) -> Candidate | None:
+        # Only albums that can reach the minimum are ranked (see `_PairScorer`); the baseline
+        # ranks them all, so comparing the two checks that pruning never changes the choice.
+        floor = -1.0 if self._baseline else self.min_score
         if query.artist and query.title:
-            # Only albums that can reach the minimum are ranked (see `_PairScorer`).
-            ranked = self._rank_pair(query, floor=self.min_score)
+            ranked = self._rank_pair(query, floor=floor)
             if not ranked or ranked[0].score < self.min_score:
-                swapped = self._rank_pair(
-                    _Query(query.title, query.artist), SWAP_FACTOR, floor=self.min_score
-                )
+                swapped = self._rank_pair(_Query(query.title, query.artist), SWAP_FACTOR, floor)
                 ranked = sorted(ranked + swapped, key=_order)
         elif query.title:
-            ranked = self._rank_title_only(ocr_fold(query.title), floor=self.min_score)
+            ranked = self._rank_title_only(ocr_fold(query.title), floor=floor)
         else:
             return None  # an artist alone names a discography, not a record
         if ranked and ranked[0].score >= self.min_score:
