@@ -436,3 +436,55 @@ def test_an_album_found_only_by_its_title_is_pruned_by_its_title_alone_when_it_c
             assert found.album_id == 1 and round(found.title_score, 4) == title_score
         else:
             assert found is None
+
+
+def test_similarities_skip_only_comparisons_that_cannot_raise_them():
+    """The scorer compares the plain forms only when "rn"/"vv" is on a side, and the sorted
+    words only when either side is out of order: every score is still the highest of all
+    the comparisons (a typo that breaks an "rn", digits, reordered names, OCR "vv")."""
+    from scanbatch.catalog.match import SORTED_FACTOR, _Query, similarity
+    from scanbatch.catalog.normalize import normalize, ocr_fold, sort_tokens
+
+    rows = [
+        (1, "Southern Comfort", "Modern Times", "SOU", 1, 1, "Rock", "LP", "X"),
+        (2, "Bob Dylan", "Blonde on Blonde", "DYL", 1, 1, "Rock", "LP", "X"),
+        (3, "Weezer", "Pinkerton", "WEE", 1, 1, "Rock", "LP", "X"),
+        (4, "Blink-182", "Enema of the State", "BLI", 1, 1, "Rock", "CD", "X"),
+        (5, "Chicago", "Chicago 17", "CHI", 1, 1, "Rock", "LP", "X"),
+        (6, "Sonic Youth", "Morning Glory", "SON", 1, 1, "Rock", "LP", "X"),
+        (7, "Youth Lagoon", "Wondrous Bughouse", "YOU", 1, 1, "Pop", "LP", "X"),
+        (8, "Barrey", "Open Road", "BAR", 1, 1, "Folk", "LP", "X"),
+    ]
+    matcher = CatalogMatcher(rows)
+    queries = [
+        ("Southergn Comfort", "Modergn Times"),  # a typo breaks "rn"
+        ("Dylan Bob", "Blonde on Blond"),
+        ("VVeezer", "Pinkert0n"),
+        ("Blink 183", "Enema of the Stat"),
+        ("Chicago", "Chicago l7"),
+        ("Youth Sonic", "Moming Glory"),  # OCR reads "rn" as "m"
+        ("Lagoon Youth", "Wondrous Bughous"),
+        ("Barney", "Open Road"),  # "rn" in the query only
+    ]
+    checked = set()
+    for artist, title in queries:
+        q = _Query(normalize(artist), normalize(title))
+        qa, qt = ocr_fold(q.artist), ocr_fold(q.title)
+        ranked = matcher._rank_pair(q)  # no floor: every candidate found, scored
+        assert ranked
+        for c in ranked:
+            row = matcher._albums[c.album_id]
+            a_norm, t_norm = normalize(row[1]), normalize(row[2])
+            a_key, t_key = ocr_fold(a_norm), ocr_fold(t_norm)
+            expected_artist = max(
+                similarity(qa, a_key),
+                similarity(q.artist, a_norm),
+                similarity(sort_tokens(qa), sort_tokens(a_key)) * SORTED_FACTOR,
+            )
+            expected_title = max(similarity(qt, t_key), similarity(q.title, t_norm))
+            assert (c.artist_score, c.title_score) == (expected_artist, expected_title), (
+                artist,
+                row[1],
+            )
+            checked.add(c.album_id)
+    assert checked == {1, 2, 3, 4, 5, 6, 7, 8}
