@@ -350,7 +350,8 @@ def _edits(text: str, n: int) -> str:
     return "".join(chars)
 
 
-def test_pruning_below_the_minimum_keeps_every_choice_and_score(small):
+@pytest.mark.parametrize("min_score", [0.82, 0.6, 0.95])
+def test_pruning_below_the_minimum_keeps_every_choice_and_score(small, min_score):
     """Near misses on both sides of the minimum, read straight, swapped and crossed with
     another album's title: the pruned ranking chooses what ranking every candidate chooses,
     with the same score (swapped, self-titled, shared-title and digit rules included). A title
@@ -363,8 +364,9 @@ def test_pruning_below_the_minimum_keeps_every_choice_and_score(small):
         (204, "Alice Coltrane", "Greatest Hits", "COL", 1, 1, "Jazz", "LP", "Impulse"),
         (205, "John Coltrane", "Greatest Hits", "COL", 2, 1, "Jazz", "LP", "Impulse"),
     ]
-    pruned = CatalogMatcher(rows)
-    full = CatalogMatcher(rows, baseline=True)
+    # A minimum above the early exit's threshold (0.9) must not let pruning change it either.
+    pruned = CatalogMatcher(rows, min_score)
+    full = CatalogMatcher(rows, min_score, baseline=True)
     albums = [(r[1], r[2]) for r in rows]
     queries = []
     for n in range(5):
@@ -382,7 +384,7 @@ def test_pruning_below_the_minimum_keeps_every_choice_and_score(small):
         assert (found and found[:2]) == (expected and expected[:2]), (a, t)
     # Both sides of the minimum were exercised, not only clear matches and clear misses.
     scores = [c.score for _, c in results if c is not None]
-    assert any(s < 0.9 for s in scores) and sum(c is None for _, c in results) > 50
+    assert any(s < min_score + 0.05 for s in scores) and sum(c is None for _, c in results) > 20
 
 
 def test_candidates_still_rank_what_cannot_match(small):
@@ -409,10 +411,9 @@ def test_one_matcher_serves_many_threads(small):
     assert together == alone
 
 
-def test_an_album_found_only_by_its_title_is_pruned_by_its_title_alone_when_it_cannot_match():
-    """Nine names closer to the misread artist crowd the right one out of the artist hits, so
-    the album is found through its title and pruned on the title first: near the minimum it
-    must still be chosen, and just below it still not, as ranking every candidate says."""
+def _crowded(*extra: tuple) -> list[tuple]:
+    """Alice Coltrane's album, and nine names closer to "Alice Coltrone" than hers that crowd
+    her out of that misreading's artist hits: her album is found through its title only."""
     rows = [(1, "Alice Coltrane", "Journey in Satchidananda", "COL", 1, 1, "Jazz", "LP", "Impulse")]
     decoys = ["Alice Coltron", "Alice Coltrones", "Malice Coltrone", "Alice Colltrone",
               "Allice Coltrone", "Alice Coltronne", "Alicee Coltrone", "Alice Coltronee",
@@ -421,6 +422,13 @@ def test_an_album_found_only_by_its_title_is_pruned_by_its_title_alone_when_it_c
         (10 + i, name, f"Record Number {i}", "DEC", i, 1, "Jazz", "LP", "Decoy")
         for i, name in enumerate(decoys)
     ]
+    return rows + list(extra)
+
+
+def test_an_album_found_only_by_its_title_is_pruned_by_its_title_alone_when_it_cannot_match():
+    """The album found through its title is pruned on the title first: near the minimum it
+    must still be chosen, and just below it still not, as ranking every candidate says."""
+    rows = _crowded()
     pruned, full = CatalogMatcher(rows), CatalogMatcher(rows, baseline=True)
     hits = pruned._artist_search.extract("allce coltrone", 8, 55.0)
     assert 0 not in {ai for _, _, ai in hits}  # the right artist is not among the artist hits
@@ -488,3 +496,20 @@ def test_similarities_skip_only_comparisons_that_cannot_raise_them():
             )
             checked.add(c.album_id)
     assert checked == {1, 2, 3, 4, 5, 6, 7, 8}
+
+
+def test_a_minimum_above_the_early_exit_prunes_only_below_the_early_exit():
+    """A decoy's album scores 0.938: enough for the early exit (0.9), below a minimum of 0.94.
+    Ranking every candidate, the exit fires and the right album (0.943, found by its title
+    only) is never looked at: no match. Pruning at 0.94 would hide the decoy, skip the exit
+    and match; pruning stops at the exit's threshold, so the choice is the same."""
+    rows = _crowded(
+        (30, "Malice Coltrone", "Journey in Satchidanada", "DEC", 0, 2, "Jazz", "LP", "X")
+    )
+    for min_score, expected in ((0.82, 30), (0.94, None)):
+        pruned = CatalogMatcher(rows, min_score)
+        full = CatalogMatcher(rows, min_score, baseline=True)
+        found = pruned.best("Alice Coltrone", "Journey in Satchidananda")
+        reference = full.best("Alice Coltrone", "Journey in Satchidananda")
+        assert (found and found[:2]) == (reference and reference[:2])
+        assert (found and found.album_id) == expected

@@ -258,9 +258,9 @@ class _PairScorer:
     (memoised), with scalar rapidfuzz calls, and `floor` drops what cannot reach it before the
     other field is even compared: a pair scores at most ``(0.8 * artist + 0.2) * factor`` (the
     title at 1, the penalty and the self-titled factor only lower it), and the same with the
-    title. `best` passes the minimum score: an album below it can neither be returned nor
-    trigger the early exit (which is above the minimum), so the album chosen is the one an
-    unpruned ranking puts first."""
+    title. `best` passes the minimum score (at most the early exit's threshold): an album
+    below it can neither be returned nor trigger the early exit, so the album chosen is the
+    one an unpruned ranking puts first."""
 
     def __init__(
         self,
@@ -601,6 +601,9 @@ class CatalogMatcher:
                 sort_tokens(a_key), limit=4, score_cutoff=70
             ):
                 artist_hits.add(ai)
+        # Kept at or below the early exit's threshold, so that it fires as if nothing were
+        # pruned, whatever the minimum score is set to.
+        floor = min(floor, _EARLY_EXIT * factor)
         scorer = _PairScorer(self, a_variants, t_variants, self_titled, factor, floor)
         out = scorer.by_artist(artist_hits)
         if out and out[0].score >= _EARLY_EXIT * factor:
