@@ -134,6 +134,17 @@ def main() -> None:
         matcher.best(q.artist, q.title)
     elapsed = time.perf_counter() - started
     print(f"batch of {len(batch)} mixed queries: {elapsed:.2f} s, {len(batch) / elapsed:.0f} q/s")
+    # The same queries with no baseline query in between: what the matching itself costs with
+    # its data in cache, apart from what another workload's evictions add to it above.
+    alone: dict[str, list[float]] = {k: [] for k in KINDS}
+    for q in queries:
+        started_cpu = time.thread_time()
+        matcher.best(q.artist, q.title)
+        alone[q.kind].append((time.thread_time() - started_cpu) * 1000)
+    print(
+        "index alone (no baseline query in between), cpu p99 ms: "
+        + ", ".join(f"{k} {p(_pick(alone, k), 0.99):.2f}" for k in (*KINDS, "all"))
+    )
 
     unique = _unique_title_queries(rows, queries, args.seed)
     print(f"\nquality (min score {matcher.min_score}), index | baseline:")
