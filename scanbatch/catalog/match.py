@@ -498,7 +498,10 @@ class CatalogMatcher:
         floor = -1.0 if self._baseline else self.min_score
         if query.artist and query.title:
             ranked = self._rank_pair(query, floor=floor)
-            if not ranked or ranked[0].score < self.min_score:
+            # Swapping one name read as both fields (a self-titled record) ranks the same
+            # albums lower: it cannot reach the minimum when the straight reading did not.
+            swap = query.artist != query.title or self._baseline
+            if swap and (not ranked or ranked[0].score < self.min_score):
                 swapped = self._rank_pair(_Query(query.title, query.artist), SWAP_FACTOR, floor)
                 ranked = sorted(ranked + swapped, key=_order)
         elif query.title:
