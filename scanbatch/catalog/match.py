@@ -17,10 +17,13 @@ exact and names exactly one album (scaled by 0.88, so it needs a similarity >= 0
 default minimum), or when it is read exactly, names exactly one album and has two words and
 at least 8 characters (no other title is that close); a title shared by several albums needs
 the artist. An artist alone never matches (it names a discography, not a
-record). Ties go to the lowest album id.
+record). Ties go to the lowest album id. `best` ranks only the candidates that can still reach
+the minimum (`_PairScorer`): the album chosen, and its score, are those of ranking them all,
+which `candidates` still does for display.
 
 Everything here is plain Python and numpy data built once from the snapshot and only read
-afterwards, so one matcher is shared by the kernel's item threads without locks.
+afterwards (each query's scratch state is its own), so one matcher is shared by the kernel's
+item threads without locks.
 """
 
 from __future__ import annotations
