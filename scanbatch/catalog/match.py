@@ -195,7 +195,7 @@ class _GramIndex(_Scan):
         if len(block) > _BLOCK:
             # By the Dice coefficient of the gram sets, not the count of shared grams: a short
             # key ("storm" for "storms") must not lose to every long key holding the query.
-            dice = shared[block] / (self._sizes[block] + np.int64(len(codes)))
+            dice = shared[block] / (self._sizes[block] + float(len(codes)))
             block = np.sort(block[np.argpartition(-dice, _BLOCK)[:_BLOCK]])
         # In key order, so that ties rank as they do in a full scan.
         hits = process.extract(
