@@ -17,10 +17,13 @@ exact and names exactly one album (scaled by 0.88, so it needs a similarity >= 0
 default minimum), or when it is read exactly, names exactly one album and has two words and
 at least 8 characters (no other title is that close); a title shared by several albums needs
 the artist. An artist alone never matches (it names a discography, not a
-record). Ties go to the lowest album id.
+record). Ties go to the lowest album id. `best` ranks only the candidates that can still reach
+the minimum (`_PairScorer`): the album chosen, and its score, are those of ranking them all,
+which `candidates` still does for display.
 
 Everything here is plain Python and numpy data built once from the snapshot and only read
-afterwards, so one matcher is shared by the kernel's item threads without locks.
+afterwards (each query's scratch state is its own), so one matcher is shared by the kernel's
+item threads without locks.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -59,6 +63,7 @@ DIGIT_MISMATCH_FACTOR = 0.85
 COMMON_TITLE_PENALTY = 0.04
 COMMON_TITLE_ALBUMS = 3
 _DIGITS = re.compile(r"[^0-9]")
+_MERGES = re.compile("rn|vv")  # what `ocr_fold` turns into one letter
 _EARLY_EXIT = 0.9
 _COMMON_TITLE = 40  # a title shared by more albums than this is found through the artist
 
@@ -163,30 +168,34 @@ class _GramIndex(_Scan):
         first = np.ones(len(codes), dtype=bool)
         first[1:] = (codes[1:] != codes[:-1]) | (owners[1:] != owners[:-1])
         codes, owners = codes[first], owners[first]
-        self._postings = owners.astype(np.int32)
-        self._offsets = np.zeros(_GRAMS + 1, dtype=np.int64)
-        np.cumsum(np.bincount(codes, minlength=_GRAMS), out=self._offsets[1:])
-        self._sizes = np.bincount(owners, minlength=n).astype(np.float64)
+        # As intp: `np.bincount` converts any other integer type first, a copy per query.
+        self._postings = owners.astype(np.intp)
+        offsets = np.zeros(_GRAMS + 1, dtype=np.int64)
+        np.cumsum(np.bincount(codes, minlength=_GRAMS), out=offsets[1:])
+        # Read a few dozen times per query: an array.array yields Python ints, which slice
+        # numpy faster than numpy's own scalars do (and it is as compact as the ndarray).
+        self._offsets = array("q", offsets.tobytes())
+        # Compact (a quarter of float64): the Dice below reads it at every key sharing a gram,
+        # with the caches cold between items; the division gives the same floats either way.
+        self._sizes = np.bincount(owners, minlength=n).astype(np.uint16)
         self._key_array = np.array(keys, dtype=object)
 
     def extract(self, query: str, limit: int, score_cutoff: float) -> list[Hit]:
-        padded = f" {query} "
+        symbols = [_SYMBOL_OF.get(c, _OTHER) for c in f" {query} "]
         codes = {
-            _SYMBOL_OF.get(a, _OTHER) * _SYMBOLS * _SYMBOLS
-            + _SYMBOL_OF.get(b, _OTHER) * _SYMBOLS
-            + _SYMBOL_OF.get(c, _OTHER)
-            for a, b, c in zip(padded, padded[1:], padded[2:], strict=False)
+            (a * _SYMBOLS + b) * _SYMBOLS + c
+            for a, b, c in zip(symbols, symbols[1:], symbols[2:], strict=False)
         }
         offsets = self._offsets
         parts = [self._postings[offsets[g] : offsets[g + 1]] for g in codes]
         if not any(len(part) for part in parts):
             return []
         shared = np.bincount(np.concatenate(parts), minlength=len(self._keys))
-        block = np.flatnonzero(shared)
+        block = np.flatnonzero(shared > 0)  # numpy finds a bool's non-zeros ~3x faster
         if len(block) > _BLOCK:
             # By the Dice coefficient of the gram sets, not the count of shared grams: a short
             # key ("storm" for "storms") must not lose to every long key holding the query.
-            dice = shared[block] / (self._sizes[block] + len(codes))
+            dice = shared[block] / (self._sizes[block] + float(len(codes)))
             block = np.sort(block[np.argpartition(-dice, _BLOCK)[:_BLOCK]])
         # In key order, so that ties rank as they do in a full scan.
         hits = process.extract(
@@ -200,41 +209,159 @@ class _GramIndex(_Scan):
 
 
 class _Field:
-    """One text column (a key per artist or per album) with its digits, as arrays."""
+    """One text column (a key per artist or per album) with the digits of each text."""
 
-    def __init__(self, texts: list[str], digit_ids: dict[str, int]) -> None:
-        self.texts = np.array(texts, dtype=object)
-        self.digits = np.array(
-            [digit_ids.setdefault(_DIGITS.sub("", t), len(digit_ids)) for t in texts],
-            dtype=np.int64,
-        )
-        self.digit_ids = digit_ids
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.digits = [_DIGITS.sub("", t) for t in texts]
 
 
 class _Columns:
     def __init__(self, m: CatalogMatcher) -> None:
-        digit_ids: dict[str, int] = {}
-        self.ids = np.array(m._ids, dtype=np.int64)
-        self.album_artist = np.array(m._album_artist, dtype=np.int64)
-        self.common_title = np.array(
-            [len(m._title_albums[ti]) > COMMON_TITLE_ALBUMS for ti in m._album_title_index],
-            dtype=bool,
-        )
-        self.artist_key = _Field(m._artist_keys, digit_ids)
-        self.artist_norm = _Field(m._artist_norm, digit_ids)
-        self.artist_sorted = _Field(m._artist_sorted, digit_ids)
-        self.title_key = _Field(m._album_title, digit_ids)
-        self.title_norm = _Field(m._album_title_norm, digit_ids)
+        self.common_title = [
+            len(m._title_albums[ti]) > COMMON_TITLE_ALBUMS for ti in m._album_title_index
+        ]
+        self.artist_key = _Field(m._artist_keys)
+        self.artist_norm = _Field(m._artist_norm)
+        self.artist_sorted = _Field(m._artist_sorted)
+        self.title_key = _Field(m._album_title)
+        self.title_norm = _Field(m._album_title_norm)
+        # When the plain form is worth comparing besides the key (see `_PairScorer`).
+        self.artist_merges = [_MERGES.search(t) is not None for t in m._artist_norm]
+        self.title_merges = [_MERGES.search(t) is not None for t in m._album_title_norm]
+        self.artist_sorted_is_key = [
+            s == k for s, k in zip(m._artist_sorted, m._artist_keys, strict=True)
+        ]
 
 
-def _similarities(queries: list[str], field: _Field, rows: np.ndarray) -> np.ndarray:
-    """`similarity` of each query (a row of the result) with the field's texts at `rows`."""
-    sims = process.cdist(
-        queries, field.texts[rows].tolist(), scorer=OSA.normalized_similarity, dtype=np.float64
-    )
-    query_digits = np.array([field.digit_ids.get(_DIGITS.sub("", q), -1) for q in queries])
-    differ = field.digits[rows][None, :] != query_digits[:, None]
-    return np.where((sims < 1.0) & differ, sims * DIGIT_MISMATCH_FACTOR, sims)
+def _forms(texts: Iterable[str]) -> list[tuple[str, str]]:
+    """Each query text with its digits, worked out once per query."""
+    return [(t, _DIGITS.sub("", t)) for t in dict.fromkeys(texts)]
+
+
+def _best_similarity(forms: list[tuple[str, str]], field: _Field, row: int) -> float:
+    """The highest `similarity` of any query form with the field's text at `row`."""
+    text, digits = field.texts[row], field.digits[row]
+    best = 0.0
+    for query, query_digits in forms:
+        sim = OSA.normalized_similarity(query, text)
+        if sim < 1.0 and query_digits != digits:
+            sim *= DIGIT_MISMATCH_FACTOR
+        if sim > best:
+            best = sim
+    return best
+
+
+class _PairScorer:
+    """Scores albums against one artist+title query (both orientations' variants fixed).
+
+    Profiling the slow kinds (reordered, not_in_catalog) showed most of `_score`'s time was
+    call overhead: five `cdist` calls, `np.unique` and a `Candidate` per album, for blocks of a
+    few dozen albums. Here each artist and each title text is compared once per query
+    (memoised), with scalar rapidfuzz calls, and `floor` drops what cannot reach it before the
+    other field is even compared: a pair scores at most ``(0.8 * artist + 0.2) * factor`` (the
+    title at 1, the penalty and the self-titled factor only lower it), and the same with the
+    title. `best` passes the minimum score (at most the early exit's threshold): an album
+    below it can neither be returned nor trigger the early exit, so the album chosen is the
+    one an unpruned ranking puts first."""
+
+    def __init__(
+        self,
+        m: CatalogMatcher,
+        a_variants: list[tuple[str, str]],
+        t_variants: list[tuple[str, str]],
+        self_titled: bool,
+        factor: float,
+        floor: float,
+    ) -> None:
+        self._m = m
+        self._columns = m._columns
+        # Both the plain and the OCR-folded forms: folding helps OCR errors but can turn a
+        # keyboard typo into a bigger difference ("southergn" vs "southem").
+        self._a_key = _forms(k for _, k in a_variants)
+        self._a_norm = _forms(n for n, _ in a_variants)
+        self._a_sorted = _forms(sort_tokens(k) for _, k in a_variants)
+        self._t_key = _forms(k for _, k in t_variants)
+        self._t_norm = _forms(n for n, _ in t_variants)
+        self._self_titled = self_titled
+        self._factor = factor
+        self._floor = floor
+        self._artist_sims: dict[int, float] = {}
+        self._title_sims: dict[str, float] = {}
+        # Comparisons that cannot raise the maximum are skipped (the similarities were ~half
+        # of the scoring's time). Without "rn"/"vv" on either side, the key is the plain form
+        # with some letters mapped alike, which never adds an edit and keeps the length, and
+        # only drops digits, so a digit mismatch of the keys is one of the plain forms too:
+        # the key's similarity is at least the plain form's. Words already in sorted order on
+        # both sides make the sorted comparison the key's, discounted.
+        self._a_merges = any(_MERGES.search(n) for n, _ in a_variants)
+        self._t_merges = any(_MERGES.search(n) for n, _ in t_variants)
+        self._a_sorted_is_key = all(sort_tokens(k) == k for _, k in a_variants)
+
+    def _artist_similarity(self, ai: int) -> float:
+        sim = self._artist_sims.get(ai)
+        if sim is None:
+            c = self._columns
+            sim = _best_similarity(self._a_key, c.artist_key, ai)
+            if self._a_merges or c.artist_merges[ai]:
+                sim = max(sim, _best_similarity(self._a_norm, c.artist_norm, ai))
+            if not (self._a_sorted_is_key and c.artist_sorted_is_key[ai]):
+                sorted_sim = _best_similarity(self._a_sorted, c.artist_sorted, ai)
+                sim = max(sim, sorted_sim * SORTED_FACTOR)
+            self._artist_sims[ai] = sim
+        return sim
+
+    def _title_similarity(self, position: int) -> float:
+        c = self._columns
+        norm = c.title_norm.texts[position]  # the key is its fold: the norm decides both
+        sim = self._title_sims.get(norm)
+        if sim is None:
+            sim = _best_similarity(self._t_key, c.title_key, position)
+            if self._t_merges or c.title_merges[position]:
+                sim = max(sim, _best_similarity(self._t_norm, c.title_norm, position))
+            self._title_sims[norm] = sim
+        return sim
+
+    def by_artist(self, artists: Iterable[int]) -> list[Candidate]:
+        """The albums of these artists that reach the floor, best first, ties to the lowest
+        id. An artist too far from the query drops all its albums at once."""
+        m, out = self._m, []
+        for ai in artists:
+            a_sim = self._artist_similarity(ai)
+            if (0.8 * a_sim + 0.2) * self._factor < self._floor:
+                continue
+            for position in m._artist_albums[ai]:
+                self._add(out, position, a_sim, self._title_similarity(position))
+        out.sort(key=_order)
+        return out
+
+    def by_title(self, titles: Iterable[int], skip_artists: set[int]) -> list[Candidate]:
+        """The same for the albums of these titles, except those of `skip_artists` (already
+        ranked): few titles, many artists, so the (memoised) title decides most albums
+        without comparing the artist."""
+        m, out = self._m, []
+        for ti in titles:
+            for position in m._title_albums[ti]:
+                ai = m._album_artist[position]
+                if ai in skip_artists:
+                    continue
+                t_sim = self._title_similarity(position)
+                if (0.8 * t_sim + 0.2) * self._factor < self._floor:
+                    continue
+                self._add(out, position, self._artist_similarity(ai), t_sim)
+        out.sort(key=_order)
+        return out
+
+    def _add(self, out: list[Candidate], position: int, a_sim: float, t_sim: float) -> None:
+        low, high = (a_sim, t_sim) if a_sim < t_sim else (t_sim, a_sim)
+        score = 0.8 * low + 0.2 * high  # `pair_score`
+        if self._columns.common_title[position]:
+            score -= COMMON_TITLE_PENALTY
+        if self._self_titled:  # one name on the cover: artist and title are one evidence
+            score *= low
+        score *= self._factor
+        if score >= self._floor:
+            out.append(Candidate(self._m._ids[position], score, a_sim, t_sim))
 
 
 class CatalogMatcher:
@@ -246,9 +373,9 @@ class CatalogMatcher:
         baseline: bool = False,
     ) -> None:
         """`rows` in `schema.VIEW_COLUMNS` order (id, artist_name, album_title, ...).
-        `baseline=True` is the matcher before the candidate index (issue 14): full scans and
-        the stricter title-only rule, kept as the benchmark's baseline and the equivalence
-        test's reference."""
+        `baseline=True` is the matcher before the candidate index (issue 14): full scans, every
+        candidate ranked (no pruning below the minimum) and the stricter title-only rule, kept
+        as the benchmark's baseline and the equivalence test's reference."""
         self.min_score = min_score
         self._albums: dict[int, tuple] = {}
         self._ids: list[int] = []
@@ -369,13 +496,19 @@ class CatalogMatcher:
         return found
 
     def _best(self, query: _Query) -> Candidate | None:
+        # Only albums that can reach the minimum are ranked (see `_PairScorer`); the baseline
+        # ranks them all, so comparing the two checks that pruning never changes the choice.
+        floor = -1.0 if self._baseline else self.min_score
         if query.artist and query.title:
-            ranked = self._rank_pair(query)
-            if not ranked or ranked[0].score < self.min_score:
-                swapped = self._rank_pair(_Query(query.title, query.artist), SWAP_FACTOR)
+            ranked = self._rank_pair(query, floor=floor)
+            # Swapping one name read as both fields (a self-titled record) ranks the same
+            # albums lower: it cannot reach the minimum when the straight reading did not.
+            swap = query.artist != query.title or self._baseline
+            if swap and (not ranked or ranked[0].score < self.min_score):
+                swapped = self._rank_pair(_Query(query.title, query.artist), SWAP_FACTOR, floor)
                 ranked = sorted(ranked + swapped, key=_order)
         elif query.title:
-            ranked = self._rank_title_only(ocr_fold(query.title))
+            ranked = self._rank_title_only(ocr_fold(query.title), floor=floor)
         else:
             return None  # an artist alone names a discography, not a record
         if ranked and ranked[0].score >= self.min_score:
@@ -449,7 +582,11 @@ class CatalogMatcher:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _rank_pair(self, query: _Query, factor: float = 1.0) -> list[Candidate]:
+    def _rank_pair(
+        self, query: _Query, factor: float = 1.0, floor: float = -1.0
+    ) -> list[Candidate]:
+        """The albums of close artists and of close titles, best first; with a `floor`, only
+        those scoring at least that."""
         a_key, t_key = ocr_fold(query.artist), ocr_fold(query.title)
         exact = self._pairs.get((a_key, t_key))
         if exact is not None:  # the common case, both read right: no scan needed
@@ -470,68 +607,30 @@ class CatalogMatcher:
                 sort_tokens(a_key), limit=4, score_cutoff=70
             ):
                 artist_hits.add(ai)
-        positions: set[int] = set()
-        for ai in artist_hits:
-            positions.update(self._artist_albums[ai])
-        out = self._score(positions, a_variants, t_variants, self_titled, factor)
+        # Kept at or below the early exit's threshold, so that it fires as if nothing were
+        # pruned, whatever the minimum score is set to.
+        floor = min(floor, _EARLY_EXIT * factor)
+        scorer = _PairScorer(self, a_variants, t_variants, self_titled, factor, floor)
+        out = scorer.by_artist(artist_hits)
         if out and out[0].score >= _EARLY_EXIT * factor:
             # Both fields are close on an album of a close artist; an album found through its
             # title alone would need an even closer artist, so it is among these already.
             return out
-        more: set[int] = set()
-        for _, _, ti in self._title_search.extract(t_key, limit=_TITLE_LIMIT, score_cutoff=_CUTOFF):
-            if len(self._title_albums[ti]) <= _COMMON_TITLE:
-                more.update(self._title_albums[ti])
-        out += self._score(more - positions, a_variants, t_variants, self_titled, factor)
+        titles = [
+            ti
+            for _, _, ti in self._title_search.extract(
+                t_key, limit=_TITLE_LIMIT, score_cutoff=_CUTOFF
+            )
+            if len(self._title_albums[ti]) <= _COMMON_TITLE
+        ]
+        out += scorer.by_title(titles, artist_hits)
         out.sort(key=_order)
         return out
 
-    def _score(
-        self,
-        positions: Iterable[int],
-        a_variants: list[tuple[str, str]],
-        t_variants: list[tuple[str, str]],
-        self_titled: bool,
-        factor: float,
-    ) -> list[Candidate]:
-        block = np.fromiter(positions, dtype=np.int64)
-        if not block.size:
-            return []
-        c = self._columns
-        artists, of_album = np.unique(c.album_artist[block], return_inverse=True)
-        # Both the plain and the OCR-folded forms: folding helps OCR errors but can turn a
-        # keyboard typo into a bigger difference ("southergn" vs "southem").
-        a_sim = np.maximum.reduce(
-            [
-                _similarities([k for _, k in a_variants], c.artist_key, artists),
-                _similarities([n for n, _ in a_variants], c.artist_norm, artists),
-                _similarities([sort_tokens(k) for _, k in a_variants], c.artist_sorted, artists)
-                * SORTED_FACTOR,
-            ]
-        ).max(axis=0)[of_album]
-        t_sim = np.maximum(
-            _similarities([k for _, k in t_variants], c.title_key, block),
-            _similarities([n for n, _ in t_variants], c.title_norm, block),
-        ).max(axis=0)
-        low, high = np.minimum(a_sim, t_sim), np.maximum(a_sim, t_sim)
-        score = 0.8 * low + 0.2 * high  # `pair_score`
-        score = np.where(c.common_title[block], score - COMMON_TITLE_PENALTY, score)
-        if self_titled:  # one name on the cover: artist and title are one piece of evidence
-            score = score * low
-        score = score * factor
-        ids = c.ids[block]
-        order = np.lexsort((ids, -score))
-        return list(
-            map(
-                Candidate,
-                ids[order].tolist(),
-                score[order].tolist(),
-                a_sim[order].tolist(),
-                t_sim[order].tolist(),
-            )
-        )
-
-    def _rank_title_only(self, t_key: str) -> list[Candidate]:
+    def _rank_title_only(self, t_key: str, floor: float = -1.0) -> list[Candidate]:
+        """The albums of the closest titles, best first; with a `floor`, only those scoring at
+        least that (a title hundreds of albums share, "Live", then costs no `Candidate` each:
+        it is never distinctive, so it cannot reach the minimum)."""
         hits = self._title_search.extract(t_key, limit=3, score_cutoff=_CUTOFF)
         if not hits:
             return []
@@ -554,6 +653,8 @@ class CatalogMatcher:
                 )
             )
             factor = TITLE_ONLY_FACTOR if distinctive else TITLE_ONLY_FACTOR * 0.8
+            if sim * factor < floor:
+                continue
             out.extend(Candidate(self._ids[p], sim * factor, 0.0, sim) for p in albums)
         out.sort(key=_order)
         return out
