@@ -27,7 +27,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -38,12 +37,18 @@ if TYPE_CHECKING:
 
 KERNEL_NAME = "python3"
 ENGINE = "scanbatch-connected"
-# Below the server: on a small machine, kernels starting up would otherwise take the CPU from
-# the threads answering the app's polls (measured: poll p99 ~1 s while 5 jobs start, on 2 cores).
-# A process still waiting for its job runs lower again: warming the next kernel must not slow
-# the job that runs (it starts the moment a job takes the last warm one).
+# Below the server, or kernels take the CPU from the threads answering the app's polls
+# (measured: job GET p99 840 ms while 5 jobs start, on 2 cores). Linux gives each session its
+# own scheduler group (autogroup) and nice ranks processes only within a group; measured here,
+# busy processes in other groups starve the server whatever their own nice (six of them at
+# group nice 0: a CPU-bound loop in the server's group ran 180x slower than alone; at group
+# nice 10, 14x; at 19, 1.7x). So the warm process stays in the server's session (in a process
+# group of its own), at nice 10 while it runs a job and 19 while it waits, so that warming the
+# next kernel does not slow the job that runs; the kernel, which jupyter starts in a session
+# of its own, has its group's nice at 19.
 JOB_NICENESS = 10
 WARM_NICENESS = 19
+KERNEL_GROUP_NICENESS = 19
 START_ATTEMPTS = 3
 START_TIMEOUT = 60
 PR_SET_PDEATHSIG = 1
@@ -73,20 +78,21 @@ def die_with_parent(parent: int | None = None) -> None:
 def kernel_setup(parent: int) -> None:
     """Run in the kernel's process between fork and exec (after jupyter's setsid): it dies with
     this process from its first instruction (a kernel killed with its warm process while still
-    starting would otherwise outlive it), and its new scheduler group starts low."""
+    starting would otherwise outlive it), and its new scheduler group is set low."""
     die_with_parent(parent)
-    set_niceness(os.getpid(), WARM_NICENESS)
+    set_group_niceness(os.getpid(), KERNEL_GROUP_NICENESS)
 
 
 def set_niceness(pid: int, niceness: int) -> None:
-    """The niceness of the process and of its scheduler autogroup. Linux puts each new session
-    in its own autogroup, and nice only ranks processes within one group: a kernel (jupyter
-    starts each in a new session) at nice 10 would still get as much CPU as the whole server.
-    Best effort: without autogroups there is no group to set; and an unprivileged process may
-    not lower its own nice again (19 to 10), while it may its autogroup's, which is what counts
-    where there are autogroups."""
+    """Best effort: an unprivileged process may not lower a nice again (19 to 10)."""
     with contextlib.suppress(PermissionError, ProcessLookupError):
         os.setpriority(os.PRIO_PROCESS, pid, niceness)
+
+
+def set_group_niceness(pid: int, niceness: int) -> None:
+    """The niceness of the scheduler autogroup of `pid` (its session: never call it for a
+    process in the server's own session). Best effort: without autogroups there is nothing to
+    set."""
     path = f"/proc/{pid}/autogroup"
     for _ in range(20):
         try:
@@ -270,11 +276,8 @@ def main() -> int:
         if not line.strip():
             return 0  # the runner went away before giving us a job
         job = json.loads(line)
-        # Up to the jobs' priority, beside the job: unprivileged, each change may wait 0.1 s.
-        pids = (os.getpid(), km.provisioner.pid)
-        threading.Thread(
-            target=lambda: [set_niceness(pid, JOB_NICENESS) for pid in pids], daemon=True
-        ).start()
+        for pid in (os.getpid(), km.provisioner.pid):  # up to the jobs' priority
+            set_niceness(pid, JOB_NICENESS)
         with open(job["log"], "ab", buffering=0) as log_file:
             os.dup2(log_file.fileno(), 1)
             os.dup2(log_file.fileno(), 2)

@@ -49,6 +49,13 @@ class Fresh:
         finally:
             other.close()
 
+    def list_jobs(self, user: str, limit: int = 20, offset: int = 0):
+        other = JobStore(Database(self.path))
+        try:
+            return other.list_jobs(user, limit, offset)
+        finally:
+            other.close()
+
     def create_job(self, *args, **kwargs) -> str:
         other = JobStore(Database(self.path))
         try:
@@ -97,6 +104,47 @@ def test_every_kind_of_write_leaves_the_served_view_equal_to_a_fresh_read(store,
     for reader in (store, fresh):
         with pytest.raises(NotFound):
             reader.get_job(job_id)
+
+
+def lists_as_committed(store: JobStore, fresh: Fresh, user: str = "alice") -> list[str]:
+    for limit, offset in ((20, 0), (2, 1), (3, 4), (5, 99)):
+        assert store.list_jobs(user, limit, offset) == fresh.list_jobs(user, limit, offset)
+    return [j.job_id for j in store.list_jobs(user, 100, 0).jobs]
+
+
+def test_the_job_list_served_from_memory_equals_a_fresh_read_after_every_write(store, fresh):
+    older = fresh.create_job("alice", manifest(1))  # written before this server started
+    first = store.create_job("alice", manifest(2))
+    assert lists_as_committed(store, fresh) == [first, older]  # loaded from DuckDB here
+    second = store.create_job("alice", manifest(2))
+    third = store.create_job("bob", manifest(1))
+    assert lists_as_committed(store, fresh) == [second, first, older]
+    assert lists_as_committed(store, fresh, "bob") == [third]
+    store.mark_processing(first)
+    store.record_outcomes(first, [outcome(0)])
+    listed = lists_as_committed(store, fresh)
+    summary = store.list_jobs("alice").jobs[listed.index(first)]
+    assert (summary.status, summary.completed_items) == (Status.PROCESSING, 1)
+    store.fail_unfinished(second, "cancelled", "cancelled")
+    store.finish_job(second)
+    store.finish_job(first)
+    assert lists_as_committed(store, fresh) == [second, first, older]
+    store.delete_job(first, "alice")
+    assert lists_as_committed(store, fresh) == [second, older]
+    assert lists_as_committed(store, fresh, "carol") == []
+    later = store.create_job("carol", manifest(1))
+    assert lists_as_committed(store, fresh, "carol") == [later]
+
+
+def test_a_failed_write_leaves_the_list_as_committed(store, fresh):
+    from scanbatch.models import ManifestItem
+
+    job_id = store.create_job("alice", manifest(1))
+    assert lists_as_committed(store, fresh) == [job_id]
+    bad = Manifest.model_construct(items=[ManifestItem(image_count=1, photo_types=["f"])] * 11)
+    with pytest.raises(Exception, match="CHECK constraint"):
+        store.create_job("alice", bad)
+    assert lists_as_committed(store, fresh) == [job_id]
 
 
 def test_finish_without_outcomes_fails_every_item_in_memory_too(store, fresh):

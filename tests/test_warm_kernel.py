@@ -94,20 +94,23 @@ def niceness(pid: int) -> tuple[int, int | None]:
 def test_the_process_and_its_kernel_run_below_the_server_and_lower_still_while_waiting(
     tmp_path,
 ):
-    """Polls must not wait behind kernels, nor a job behind the next kernel warming up. Jupyter
-    starts each kernel in a session of its own, and Linux gives each session its own scheduler
-    group, in which a process's nice counts for nothing against other groups: so the group is
-    set too."""
+    """Polls must not wait behind kernels, nor a job behind the next kernel warming up. The
+    warm process stays in the server's session (the runner starts it in a process group of its
+    own), where nice ranks it; jupyter starts the kernel in a session of its own, which Linux
+    makes a scheduler group of its own, in which nice counts for nothing against other groups:
+    so that group's nice is set."""
     import nbformat
 
-    proc = start_ready(start_new_session=True)
+    proc = start_ready(process_group=0)
     try:
         kernels = children(proc.pid)
         assert kernels
         grouped = autogroup_nice(os.getpid()) is not None  # this machine has autogroups
-        waiting = warm_kernel.WARM_NICENESS
-        for pid in (proc.pid, *kernels):
-            assert niceness(pid) == (waiting, waiting if grouped else None)
+        waiting, running = warm_kernel.WARM_NICENESS, warm_kernel.JOB_NICENESS
+        group = warm_kernel.KERNEL_GROUP_NICENESS if grouped else None
+        ours = autogroup_nice(os.getpid())
+        assert niceness(proc.pid) == (waiting, ours)  # our group, untouched
+        assert {niceness(pid) for pid in kernels} == {(waiting, group)}
         # A job that runs a few seconds: while it runs, both are up at the jobs' priority.
         notebook = tmp_path / "slow.ipynb"
         nb = nbformat.v4.new_notebook()
@@ -123,10 +126,9 @@ def test_the_process_and_its_kernel_run_below_the_server_and_lower_still_while_w
         }
         proc.stdin.write(json.dumps(job) + "\n")
         proc.stdin.close()
-        running = warm_kernel.JOB_NICENESS
-        # An unprivileged process may not raise its own nice again; its group is what counts.
-        own = running if os.geteuid() == 0 else waiting
-        expected = {pid: (own, running if grouped else None) for pid in (proc.pid, *kernels)}
+        # An unprivileged process may not lower a nice again; then only the group counts.
+        up = running if os.geteuid() == 0 else waiting
+        expected = {proc.pid: (up, ours), **{pid: (up, group) for pid in kernels}}
         deadline = time.monotonic() + 4
         while {pid: niceness(pid) for pid in expected} != expected:
             assert time.monotonic() < deadline, {pid: niceness(pid) for pid in expected}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
 import logging
@@ -96,6 +97,10 @@ class JobStore:
         self._write_order = threading.RLock()  # one job write (and its re-read) at a time
         self._local = threading.local()
         self._keys: dict[str, ApiKey] = {}
+        # Each listing user's jobs, loaded from DuckDB at their first list and kept exact by
+        # the writes: the polling app lists too, and a DuckDB list query under load (writes
+        # committing beside it) took up to a second, holding a request thread all the while.
+        self._lists: dict[str, _UserJobs] = {}
 
     @contextmanager
     def _job_write(self, job_id: str) -> Iterator[Any]:
@@ -110,12 +115,14 @@ class JobStore:
                     self._writing = True
             self._local.depth = depth + 1
             fresh = None
+            reread = False
             try:
                 with self.db.write() as cur:
                     yield cur
                 if depth == 0:
                     try:
                         fresh = self._read_view(job_id)
+                        reread = True
                     except Exception:
                         # The write is committed; only the copy in memory could not be made.
                         # The next GET reads DuckDB instead.
@@ -129,6 +136,26 @@ class JobStore:
                         else:
                             self._cache(job_id, fresh)
                         self._writing = False
+                    self._relist(job_id, fresh if reread else False)
+
+    def _relist(self, job_id: str, fresh: tuple[str, JobView] | bool | None) -> None:
+        """Bring the listed users' indexes in line with the job as committed: `fresh` is its
+        re-read, None when it is gone, False when it could not be re-read (a failed write or
+        read: the indexes that hold it are rebuilt at their next list)."""
+        with self._cache_lock:
+            if fresh is False:
+                for user in [u for u, jobs in self._lists.items() if job_id in jobs.rows]:
+                    del self._lists[user]
+                return
+            if fresh is None:
+                for jobs in self._lists.values():
+                    jobs.remove(job_id)
+                return
+            assert isinstance(fresh, tuple)
+            owner, view = fresh
+            jobs = self._lists.get(owner)
+            if jobs is not None:
+                jobs.put(_summary_row(view))
 
     def _cache(self, job_id: str, entry: tuple[str, JobView]) -> None:
         self._views[job_id] = entry
@@ -278,16 +305,20 @@ class JobStore:
         return str(row[-1]), view
 
     def list_jobs(self, user_id: str, limit: int = 20, offset: int = 0) -> JobList:
-        with self.db.read() as cur:
-            total = cur.execute(
-                "SELECT count(*) FROM scan_jobs WHERE user_id = ?", [user_id]
-            ).fetchone()[0]
-            rows = cur.execute(
-                f"SELECT {_SUMMARY_COLUMNS} FROM scan_jobs WHERE user_id = ? "
-                "ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?",
-                [user_id, limit, offset],
-            ).fetchall()
-        return JobList(jobs=[_summary(r) for r in rows], total=total, limit=limit, offset=offset)
+        with self._cache_lock:
+            jobs = self._lists.get(user_id)
+            if jobs is not None:
+                return jobs.page(limit, offset)
+        # The first list of this user: read DuckDB with no write under way, so that no write
+        # can fall between the read and the index it becomes.
+        with self._write_order:
+            with self.db.read() as cur:
+                rows = cur.execute(
+                    f"SELECT {_SUMMARY_COLUMNS} FROM scan_jobs WHERE user_id = ?", [user_id]
+                ).fetchall()
+            with self._cache_lock:
+                jobs = self._lists[user_id] = _UserJobs(rows)
+                return jobs.page(limit, offset)
 
     def find_idempotent(self, user_id: str, key: str, within: timedelta) -> tuple[str, str] | None:
         """(job id, request hash) of the user's job created with this key within `within`."""
@@ -518,6 +549,54 @@ class JobStore:
                 [key_id],
             ).fetchone()
         return ApiKey(*row)
+
+
+def _summary_row(view: JobSummary) -> tuple:
+    """A job as a row of `_SUMMARY_COLUMNS`."""
+    return (
+        view.job_id,
+        view.status.value,
+        view.total_items,
+        view.completed_items,
+        view.failed_items,
+        view.created_at,
+        view.updated_at,
+    )
+
+
+class _UserJobs:
+    """One user's jobs as summary rows, with their keys in list order (newest first, then
+    the greater id, as `ORDER BY created_at DESC, id DESC`), kept ascending for `bisect`."""
+
+    def __init__(self, rows: list[tuple]) -> None:
+        self.rows: dict[str, tuple] = {str(r[0]): r for r in rows}
+        self.keys = sorted(_list_key(r) for r in self.rows.values())
+
+    def put(self, row: tuple) -> None:
+        job_id = str(row[0])
+        old = self.rows.get(job_id)
+        if old is None:
+            bisect.insort(self.keys, _list_key(row))
+        self.rows[job_id] = row  # created_at never changes: the key stays where it is
+
+    def remove(self, job_id: str) -> None:
+        row = self.rows.pop(job_id, None)
+        if row is not None:
+            self.keys.remove(_list_key(row))
+
+    def page(self, limit: int, offset: int) -> JobList:
+        end = max(len(self.keys) - offset, 0)
+        keys = self.keys[max(end - limit, 0) : end][::-1]
+        return JobList(
+            jobs=[_summary(self.rows[job_id]) for _created, job_id in keys],
+            total=len(self.keys),
+            limit=limit,
+            offset=offset,
+        )
+
+
+def _list_key(row: tuple) -> tuple[datetime, str]:
+    return row[5].astimezone(UTC), str(row[0])
 
 
 def _summary(row: tuple) -> JobSummary:
