@@ -27,6 +27,7 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -39,16 +40,15 @@ KERNEL_NAME = "python3"
 ENGINE = "scanbatch-connected"
 # Below the server, or kernels take the CPU from the threads answering the app's polls
 # (measured: job GET p99 840 ms while 5 jobs start, on 2 cores). Linux gives each session its
-# own scheduler group (autogroup) and nice ranks processes only within a group; measured here,
-# busy processes in other groups starve the server whatever their own nice (six of them at
-# group nice 0: a CPU-bound loop in the server's group ran 180x slower than alone; at group
-# nice 10, 14x; at 19, 1.7x). So the warm process stays in the server's session (in a process
-# group of its own), at nice 10 while it runs a job and 19 while it waits, so that warming the
-# next kernel does not slow the job that runs; the kernel, which jupyter starts in a session
-# of its own, has its group's nice at 19.
+# own scheduler group (autogroup), and nice ranks processes only within a group: six busy
+# processes in sessions of their own slowed a CPU-bound loop of the server's group 3.9x
+# whatever their nice, 1.2x once their groups' nice was 10, 1.1x at 19. So the warm process
+# stays in the server's session (in a process group of its own), where its nice counts; the
+# kernel, which jupyter starts in a session of its own, gets its group's nice set too. Both
+# wait for their job at 19, so that warming the next kernel does not slow the job that runs,
+# and run it at 10.
 JOB_NICENESS = 10
 WARM_NICENESS = 19
-KERNEL_GROUP_NICENESS = 19
 START_ATTEMPTS = 3
 START_TIMEOUT = 60
 PR_SET_PDEATHSIG = 1
@@ -80,7 +80,7 @@ def kernel_setup(parent: int) -> None:
     this process from its first instruction (a kernel killed with its warm process while still
     starting would otherwise outlive it), and its new scheduler group is set low."""
     die_with_parent(parent)
-    set_group_niceness(os.getpid(), KERNEL_GROUP_NICENESS)
+    set_group_niceness(os.getpid(), WARM_NICENESS)
 
 
 def set_niceness(pid: int, niceness: int) -> None:
@@ -90,9 +90,15 @@ def set_niceness(pid: int, niceness: int) -> None:
 
 
 def set_group_niceness(pid: int, niceness: int) -> None:
-    """The niceness of the scheduler autogroup of `pid` (its session: never call it for a
-    process in the server's own session). Best effort: without autogroups there is nothing to
-    set."""
+    """The niceness of the scheduler autogroup of `pid`, which must lead its own session: the
+    group is the whole session's, and lowering the server's would slow the server. Best
+    effort: without autogroups there is nothing to set."""
+    try:
+        if os.getsid(pid) != pid:
+            log.warning("pid %s does not lead its session: its scheduler group is left", pid)
+            return
+    except ProcessLookupError:
+        return
     path = f"/proc/{pid}/autogroup"
     for _ in range(20):
         try:
@@ -276,8 +282,11 @@ def main() -> int:
         if not line.strip():
             return 0  # the runner went away before giving us a job
         job = json.loads(line)
-        for pid in (os.getpid(), km.provisioner.pid):  # up to the jobs' priority
+        kernel = km.provisioner.pid
+        for pid in (os.getpid(), kernel):  # up to the jobs' priority
             set_niceness(pid, JOB_NICENESS)
+        # Beside the job: unprivileged, a group's nice changes once per 0.1 s machine-wide.
+        threading.Thread(target=set_group_niceness, args=(kernel, JOB_NICENESS)).start()
         with open(job["log"], "ab", buffering=0) as log_file:
             os.dup2(log_file.fileno(), 1)
             os.dup2(log_file.fileno(), 2)
