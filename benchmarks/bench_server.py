@@ -413,9 +413,10 @@ def vm_hwm(pid: int) -> int:
 
 def bench_upload(tmp: Path, quick: bool) -> None:
     header("2. Upload: server RSS while receiving 50 photos x 8 MiB in one POST")
-    # JPEG magic and a JFIF header, then random bytes: the type is sniffed from the first
-    # bytes, and random data cannot be compressed away anywhere on the path.
-    payload = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + os.urandom(8 * MiB - 11)
+    # A real (small) JPEG, whose header the server reads, then random bytes to 8 MiB: random
+    # data cannot be compressed away anywhere on the path.
+    head = image_bytes("JPEG", size=(64, 64))
+    payload = head + os.urandom(8 * MiB - len(head))
     body = MultipartBody(json.dumps(manifest_items([""] * 10, per_item=5)), payload, 50)
     with server(tmp, "upload") as (srv, tokens):
         token = tokens["director"]
