@@ -61,17 +61,17 @@ def warm(parameters: str = "{}") -> None:
 
 
 def prepare(parameters: str = "{}") -> None:
-    """Import every registered extractor and, given the notebook parameters the job will most
-    likely get (JSON), build its extractor and load the catalog snapshot's index, so that the
-    job starts at once. Nothing here can fail the job: a problem is logged, and the job meets
-    it again and reports it in words."""
-    for name in extractor_names():
-        try:
-            get_extractor_class(name)
-        except Exception as exc:  # a job that chooses it fails with the same error, in words
-            log.warning("extractor %s cannot be imported: %s", name, exc)
+    """Given the notebook parameters the job will most likely get (JSON), build its extractor
+    and load the catalog snapshot's index, so that the job starts at once; without them,
+    import every registered extractor. Nothing here can fail the job: a problem is logged,
+    and the job meets it again and reports it in words."""
     params = json.loads(parameters)
     if not params:
+        for name in extractor_names():
+            try:
+                get_extractor_class(name)
+            except Exception as exc:  # a job that chooses it fails with the same error
+                log.warning("extractor %s cannot be imported: %s", name, exc)
         return
     try:
         settings = Settings.from_kernel_parameters(params)

@@ -263,6 +263,11 @@ def emit(channel: IO[str], event: str, **fields: Any) -> None:
 
 def main() -> int:
     die_with_parent()
+    # jsonschema imports rfc3987_syntax when it is installed (jupyter's dependencies install
+    # it), which builds a grammar at import: 1.5 s of CPU in every warm process (papermill ->
+    # nbformat -> jsonschema), for IRI formats that no notebook schema uses. jsonschema goes
+    # without those checks when the import fails.
+    sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     set_niceness(os.getpid(), WARM_NICENESS)  # inherited by the kernel
     # The runner's channel is a private copy of stdout (os.dup makes it non-inheritable); fd 1
