@@ -163,6 +163,9 @@ class GeminiExtractor(Extractor):
             temperature=options.temperature,
             response_mime_type="application/json",
             response_schema=response_schema(),
+            # No tools are sent, so there is nothing to call; left on, the SDK deep-copies this
+            # config for its function-calling loop on every request (~1,100 deepcopy calls).
+            automatic_function_calling=types.AutomaticFunctionCallingConfig(disable=True),
         )
 
     @classmethod
