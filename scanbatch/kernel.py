@@ -46,25 +46,17 @@ def notebook_parameters() -> list[str]:
     return [*JOB_PARAMETERS, *kernel_fields()]
 
 
-# What `warm` built for the job this kernel expects: reused by `open_job` when the job's
+# What `prepare` built for the job this kernel expects: reused by `open_job` when the job's
 # settings are the same (a Gemini client takes ~0.1 s to build; the catalog index much longer).
 _warmed: dict[str, Any] = {}
 
 
-def warm(parameters: str = "{}") -> None:
-    """Run once in a fresh kernel before its job: tie the kernel's life to its parent (the warm
-    process), then `prepare` for the job it expects."""
-    from scanbatch.warm_kernel import die_with_parent
-
-    die_with_parent()
-    prepare(parameters)
-
-
 def prepare(parameters: str = "{}") -> None:
-    """Given the notebook parameters the job will most likely get (JSON), build its extractor
-    and load the catalog snapshot's index, so that the job starts at once; without them,
-    import every registered extractor. Nothing here can fail the job: a problem is logged,
-    and the job meets it again and reports it in words."""
+    """Run once in a fresh kernel before its job (the kernel already dies with its warm
+    process: see warm_kernel.kernel_setup). Given the notebook parameters the job will most
+    likely get (JSON), build its extractor and load the catalog snapshot's index, so that the
+    job starts at once; without them, import every registered extractor. Nothing here can
+    fail the job: a problem is logged, and the job meets it again and reports it in words."""
     params = json.loads(parameters)
     if not params:
         for name in extractor_names():
@@ -106,7 +98,7 @@ def open_job(parameters: Mapping[str, Any]) -> BatchJob:
     if snapshot is not None and snapshot.exists():
         from scanbatch.catalog import load_matcher
 
-        # The index `warm` built, unless the catalog changed since.
+        # The index `prepare` built, unless the catalog changed since.
         matcher = load_matcher(snapshot, settings.match_min_score)
     return BatchJob(folder, manifest, settings, backend, matcher, snapshot)
 

@@ -27,12 +27,12 @@ from pathlib import Path
 from scanbatch.catalog_sync import CatalogSnapshot
 from scanbatch.jobfolder import JobFolder, read_results
 from scanbatch.models import ItemOutcome, JobView
-from scanbatch.settings import REPO_ROOT, Settings
+from scanbatch.settings import PROCESSING_NOTEBOOK, Settings
 from scanbatch.store import JobStore
 
 log = logging.getLogger(__name__)
 
-NOTEBOOK = REPO_ROOT / "notebooks" / "process_batch.ipynb"
+NOTEBOOK = PROCESSING_NOTEBOOK
 PID_FILE = "papermill.pid"
 CANCELLED = "cancelled"
 WARM_LOG = "warm_kernels.log"
@@ -187,22 +187,23 @@ class JobRunner:
             # This worker waits for it, so no more kernels run than there are workers.
             run.reap()
 
-    def _parameters(self, job_id: str, folder: JobFolder, snapshot: Path | None) -> dict:
+    def _kernel_parameters(self, snapshot: Path | None) -> dict:
         return {
             **self.settings.kernel_parameters(),
-            "extractor": self.store.job_extractor(job_id) or self.settings.extractor,
-            "job_dir": str(folder.path.resolve()),
             "catalog_snapshot": str(snapshot.resolve()) if snapshot else "",
         }
 
-    def _warm_parameters(self) -> dict:
-        """What the next job will most likely be given: the settings and today's catalog
-        snapshot (exported now if the catalog changed), for the warm-up only."""
-        snapshot = self.snapshot.ensure()
+    def _parameters(self, job_id: str, folder: JobFolder, snapshot: Path | None) -> dict:
         return {
-            **self.settings.kernel_parameters(),
-            "catalog_snapshot": str(snapshot.resolve()) if snapshot else "",
+            **self._kernel_parameters(snapshot),
+            "extractor": self.store.job_extractor(job_id) or self.settings.extractor,
+            "job_dir": str(folder.path.resolve()),
         }
+
+    def _warm_parameters(self) -> dict:
+        """What the next job will most likely be given (the settings and today's catalog
+        snapshot, exported now if the catalog changed), for the warm-up only."""
+        return self._kernel_parameters(self.snapshot.ensure())
 
     def _execute(
         self,

@@ -13,6 +13,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 # Files that ship with the repository (prompts, sample photos, sample catalog, notebooks).
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The notebook every job executes (server, `scanbatch run`); its executed copy is the audit trail.
+PROCESSING_NOTEBOOK = REPO_ROOT / "notebooks" / "process_batch.ipynb"
 SHIPPED_DATA = REPO_ROOT / "data"
 
 

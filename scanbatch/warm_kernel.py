@@ -54,7 +54,7 @@ START_TIMEOUT = 60
 PR_SET_PDEATHSIG = 1
 # Run silently, so that the executed notebook's cell numbers still start at 1; it leaves no
 # name in the kernel but `scanbatch` (the notebook imports it anyway).
-WARM_CODE = "import scanbatch.kernel\nscanbatch.kernel.warm({parameters!r})"
+WARM_CODE = "import scanbatch.kernel\nscanbatch.kernel.prepare({parameters!r})"
 
 log = logging.getLogger("scanbatch.warm_kernel")
 
@@ -241,12 +241,12 @@ def prepare_papermill() -> None:
 
     import papermill
 
-    from scanbatch.settings import REPO_ROOT
+    from scanbatch.settings import PROCESSING_NOTEBOOK
 
     with tempfile.TemporaryDirectory(prefix="scanbatch-warm-") as tmp:
         try:
             papermill.execute_notebook(
-                str(REPO_ROOT / "notebooks" / "process_batch.ipynb"),
+                str(PROCESSING_NOTEBOOK),
                 str(Path(tmp) / "warm.ipynb"),
                 prepare_only=True,
                 kernel_name=KERNEL_NAME,
