@@ -3,6 +3,7 @@ outcome reported from papermill's exception, and no kernel left behind."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -79,12 +80,13 @@ def test_a_failing_job_reports_papermills_error(tmp_path):
 
 def autogroup_nice(pid: int) -> int | None:
     """The niceness of the process's scheduler autogroup (`/autogroup-N nice K`), None where
-    the kernel has no autogroups."""
+    the kernel has no autogroups (no file, or an empty one as in some containers)."""
     try:
         with open(f"/proc/{pid}/autogroup") as fh:
-            return int(fh.read().split()[-1])
+            found = re.search(r"nice (-?\d+)", fh.read())
     except FileNotFoundError:
         return None
+    return int(found.group(1)) if found else None
 
 
 def niceness(pid: int) -> tuple[int, int | None]:
