@@ -9,8 +9,11 @@ logic lives here so that the notebook stays a few readable cells."""
 from __future__ import annotations
 
 import html
+import io
 import json
 import logging
+import os
+import threading
 import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -49,14 +52,27 @@ def notebook_parameters() -> list[str]:
 # What `prepare` built for the job this kernel expects: reused by `open_job` when the job's
 # settings are the same (a Gemini client takes ~0.1 s to build; the catalog index much longer).
 _warmed: dict[str, Any] = {}
+# The job started ahead of its notebook (`begin`, or the job pipe `prepare` listens on): a
+# future of (its key, the job), or of None when there was none. Taken by `open_job`.
+_begun: dict[str, Future[tuple[tuple, BatchJob] | None]] = {}
+BEGUN_WAIT = 60.0  # seconds open_job waits for a head start before going without it
 
 
-def prepare(parameters: str = "{}") -> None:
+def prepare(parameters: str = "{}", job_fd: int | None = None) -> None:
     """Run once in a fresh kernel before its job (the kernel already dies with its warm
     process: see warm_kernel.kernel_setup). Given the notebook parameters the job will most
     likely get (JSON), build its extractor and load the catalog snapshot's index, so that the
-    job starts at once; without them, import every registered extractor. Nothing here can
-    fail the job: a problem is logged, and the job meets it again and reports it in words."""
+    job starts at once; without them, import every registered extractor. With `job_fd`, a
+    thread waits on that pipe for the job's own parameters (a JSON line) and starts the job
+    the moment they come (`begin`). Nothing here can fail the job: a problem is logged, and
+    the job meets it again and reports it in words."""
+    if job_fd is not None:
+        future: Future[tuple[tuple, BatchJob] | None] = Future()
+        _begun["job"] = future
+        threading.Thread(
+            target=_await_job, args=(job_fd, future), name="job-pipe", daemon=True
+        ).start()
+    warm_report()
     params = json.loads(parameters)
     if not params:
         for name in extractor_names():
@@ -78,10 +94,68 @@ def prepare(parameters: str = "{}") -> None:
         log.warning("warm-up for the expected job failed: %s", exc)
 
 
+def begin(parameters: str) -> None:
+    """Open the job and start its items in a thread, given its notebook parameters (JSON),
+    before the notebook runs: its `open_job` then takes this job when its parameters are the
+    same. Nothing here can fail the job: a problem is met again by the notebook's own
+    `open_job`, which reports it."""
+    future: Future[tuple[tuple, BatchJob] | None] = Future()
+    _begun["job"] = future
+    threading.Thread(target=_start, args=(parameters, future), name="begin", daemon=True).start()
+
+
+def _await_job(fd: int, future: Future[tuple[tuple, BatchJob] | None]) -> None:
+    with os.fdopen(fd, "rb") as pipe:
+        line = pipe.readline()  # EOF without a line: the warm process had no job for us
+    if line.strip():
+        _start(line.decode(), future)
+    else:
+        future.set_result(None)
+
+
+def _start(parameters: str, future: Future[tuple[tuple, BatchJob] | None]) -> None:
+    if not future.set_running_or_notify_cancel():
+        return  # open_job stopped waiting: it opens the job itself
+    try:
+        params = json.loads(parameters)
+        key = _job_key(params)
+        job = _open_job(params)
+        job.start()
+    except Exception as exc:
+        log.warning("the job could not be started ahead of its notebook: %s", exc)
+        future.set_result(None)
+        return
+    future.set_result((key, job))
+
+
+def _job_key(parameters: Mapping[str, Any]) -> tuple:
+    return (
+        Settings.from_kernel_parameters(dict(parameters)),
+        *(parameters.get(name) for name in JOB_PARAMETERS),
+    )
+
+
 def open_job(parameters: Mapping[str, Any]) -> BatchJob:
     """The job described by the notebook's parameters (pass `globals()`): settings validated,
     the extractor built (a bad option or a missing key fails here, before any item), the catalog
-    snapshot loaded."""
+    snapshot loaded. The job started ahead of the notebook, if its parameters are these."""
+    future = _begun.pop("job", None)
+    if future is not None:
+        try:
+            begun = future.result(timeout=BEGUN_WAIT)
+        except TimeoutError:
+            # Cancelled if it has not begun; if it has, it finishes before the job opens again.
+            begun = None if future.cancel() else future.result()
+        if begun is not None:
+            key, job = begun
+            if key == _job_key(parameters):
+                return job
+            # Not this job after all: its items finish first, so that none runs twice.
+            job.process_quietly()
+    return _open_job(parameters)
+
+
+def _open_job(parameters: Mapping[str, Any]) -> BatchJob:
     from scanbatch.errors import ConfigError
 
     settings = Settings.from_kernel_parameters(dict(parameters))
@@ -126,14 +200,19 @@ class BatchJob:
         self.done_before = len(manifest.items) - len(pending_items(folder))  # a resumed job
         self._run: FolderRun | None = None
         self._started = 0.0
-        # Thumbnails are made beside the extraction (which mostly waits on the network), so
-        # the report adds little to the job's time.
         self._thumbs_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumb")
-        self._thumbs: dict[Path, Future[str]] = {
-            path: self._thumbs_pool.submit(thumbnail_html, path)
-            for index in range(len(manifest.items))
-            for path in folder.image_paths(index)
-        }
+        self._thumbs: dict[Path, Future[str]] = {}
+
+    def _make_thumbnails(self) -> None:
+        """Start the report's thumbnails in a thread: called once the items' requests are on
+        their way, so that decoding photos does not hold them back (Python runs one thread
+        at a time), and made while the extractor waits on the network."""
+        if not self._thumbs:
+            self._thumbs.update(
+                (path, self._thumbs_pool.submit(thumbnail_html, path))
+                for index in range(len(self.manifest.items))
+                for path in self.folder.image_paths(index)
+            )
 
     # -- the manifest ---------------------------------------------------------------------
 
@@ -184,6 +263,7 @@ class BatchJob:
         """Wait for every item (starting them if `start` was not called), printing a line per
         item as it finishes (completion order); the report below shows them in item order."""
         self.start()
+        self._make_thumbnails()
         assert self._run is not None
         started = self._started
 
@@ -199,6 +279,11 @@ class BatchJob:
         )
         return outcomes
 
+    def process_quietly(self) -> None:
+        """Wait for the items started, printing nothing."""
+        if self._run is not None:
+            self._run.outcomes()
+
     def outcomes(self) -> dict[int, ItemOutcome]:
         """Every item's outcome, this run's and earlier runs' (the first line per item counts,
         as in the store)."""
@@ -211,6 +296,7 @@ class BatchJob:
 
     def items_report(self) -> HtmlReport:
         outcomes = self.outcomes()
+        self._make_thumbnails()
         parts = [
             self.item_html(index, item, outcomes.get(index))
             for index, item in enumerate(self.manifest.items)
@@ -433,6 +519,16 @@ def _field_text(field: Mapping[str, Any] | None) -> str:
 def _mime(path: Path) -> str:
     with open(path, "rb") as fh:
         return sniff_mime(fh.read(SNIFF_BYTES), index=None)
+
+
+def warm_report() -> None:
+    """Import what the report's thumbnails use (Pillow's plugins, the HEIF opener: ~30 ms),
+    so that a job's first thumbnail does not import them while its photos are being sent."""
+    from PIL import Image
+
+    tiny = io.BytesIO()
+    Image.new("RGB", (8, 8)).save(tiny, "JPEG")
+    jpeg_thumbnail(tiny.getvalue(), THUMBNAIL_PX)
 
 
 def thumbnail_html(path: Path) -> str:

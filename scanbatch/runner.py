@@ -59,6 +59,7 @@ class JobRunner:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
+        self._answered: set[str] = set()  # running jobs whose every item is in
         self._cancelled: set[str] = set()
         self._finished: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
@@ -75,12 +76,14 @@ class JobRunner:
             self._threads.append(t)
 
     def stop(self) -> None:
-        """Stop taking jobs and kill running kernels; their jobs resume on the next start."""
+        """Stop taking jobs and kill running kernels; their jobs resume on the next start. A
+        job already answered (all its items in) keeps its kernel until its notebook is saved
+        (its report: a fraction of a second), for its audit trail."""
         self._stopping.set()
         for _ in self._threads:
             self._queue.put(None)
         with self._lock:
-            procs = list(self._procs.values())
+            procs = [p for job, p in self._procs.items() if job not in self._answered]
         for proc in procs:
             _kill(proc)
         for t in self._threads:
@@ -170,10 +173,17 @@ class JobRunner:
         if not self.store.unfinished_items(job_id):  # cancelled or deleted while queued
             return
         folder = self._folder(job_id)
-        self.store.mark_processing(job_id)
         snapshot = self.snapshot.ensure()
         run = self._execute(job_id, folder, snapshot, on_outcome)
         try:
+            if run.answered:  # every item was in before the notebook ended: finished then
+                if run.failure:
+                    log.warning(
+                        "job %s: its notebook failed after every item was in: %s",
+                        job_id,
+                        run.failure,
+                    )
+                return
             if self._stopping.is_set() and job_id not in self._cancelled:
                 return  # server shutting down: leave the job unfinished; the next start resumes
             self._ingest(job_id, folder, run.offset, on_outcome)
@@ -222,6 +232,9 @@ class JobRunner:
             "log": str((folder.path / "papermill.log").resolve()),
         }
         proc, failure = self.pool.take_with(job)
+        # Marked once the kernel has the job (its photos may be on their way already): this
+        # write is not on the path to the first request.
+        self.store.mark_processing(job_id)
         if proc is None:
             return Run(None, folder, 0, f"Could not start a notebook kernel: {failure}")
         pid_file = folder.path / PID_FILE
@@ -233,13 +246,21 @@ class JobRunner:
         timed_out = False
         try:
             while True:
-                run.offset = self._ingest(job_id, folder, run.offset, on_outcome)
+                offset = self._ingest(job_id, folder, run.offset, on_outcome)
+                if offset != run.offset and self.store.get_job(job_id).status.finished:
+                    # The last result finishes the job in the store (what is left of the
+                    # notebook is its report, which cannot change an item); the worker still
+                    # waits for the notebook: it is the job's audit trail.
+                    run.answered = True
+                    with self._lock:
+                        self._answered.add(job_id)
+                run.offset = offset
                 if run.ended.is_set():
                     break
                 if time.monotonic() > deadline:
                     timed_out = True
                     break
-                if job_id in self._cancelled or self._stopping.is_set():
+                if job_id in self._cancelled or (self._stopping.is_set() and not run.answered):
                     break
                 # Wakes at each result line and when the run ends; the interval only bounds
                 # how late a cancel or the time limit is seen (and results where inotify is
@@ -250,6 +271,7 @@ class JobRunner:
                 _kill(proc)
             with self._lock:
                 self._procs.pop(job_id, None)
+                self._answered.discard(job_id)
         run.offset = self._ingest(job_id, folder, run.offset, on_outcome)
         if timed_out:
             run.failure = (
@@ -301,6 +323,7 @@ class Run:
         self.offset = offset
         self.failure = failure
         self.last_event: dict = {}
+        self.answered = False  # its last result finished the job before the notebook ended
         self.ended = threading.Event()
         self.wake = threading.Event()  # something to look at: a result line, or the end
         if proc is None:

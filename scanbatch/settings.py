@@ -4,12 +4,13 @@ README's configuration table is generated from the same fields (`scanbatch.cli.d
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 # Files that ship with the repository (prompts, sample photos, sample catalog, notebooks).
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -37,6 +38,10 @@ SERVER_ONLY = frozenset(
 def kernel_fields() -> list[str]:
     """Names of the settings the processing kernel receives, in declaration order."""
     return [name for name in Settings.model_fields if name not in SERVER_ONLY]
+
+
+# Set while the settings are built from a kernel's parameters, which are their only source.
+_PARAMETERS_ONLY: ContextVar[bool] = ContextVar("parameters_only", default=False)
 
 
 def _default_extractor() -> str:
@@ -128,6 +133,19 @@ class Settings(BaseSettings):
         0.82, ge=0, le=1, description="Minimum catalog match score; below it, no match."
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        if _PARAMETERS_ONLY.get():
+            return (init_settings,)
+        return (init_settings, env_settings, dotenv_settings, file_secret_settings)
+
     @field_validator("seed_catalog", "gemini_base_url", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
@@ -153,13 +171,15 @@ class Settings(BaseSettings):
 
     @classmethod
     def from_kernel_parameters(cls, params: dict[str, Any]) -> Settings:
-        """The settings a kernel was given, validated, ignoring any SCANBATCH_* variable (the
-        parameters are the kernel's only source; `model_validate` reads no environment)."""
+        """The settings a kernel was given, validated, ignoring any SCANBATCH_* variable: the
+        parameters are the kernel's only source (reading the environment also took most of
+        the ~2 ms this takes, twice per job)."""
         from pydantic import ValidationError
 
         from scanbatch.errors import ConfigError
 
         values = {name: params[name] for name in kernel_fields() if name in params}
+        token = _PARAMETERS_ONLY.set(True)
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
@@ -168,6 +188,8 @@ class Settings(BaseSettings):
             raise ConfigError(
                 f"notebook parameter {name}: {err['msg']} (got {err.get('input')!r})"
             ) from None
+        finally:
+            _PARAMETERS_ONLY.reset(token)
 
     @cached_property
     def store_path(self) -> Path:

@@ -49,12 +49,17 @@ ENGINE = "scanbatch-connected"
 # and run it at 10.
 JOB_NICENESS = 10
 WARM_NICENESS = 19
+# A processing kernel keeps no input history (the executed notebook is the record) and runs
+# no cell as a coroutine (the notebook awaits nothing): without the history database and the
+# check for top-level `await`, a cell costs the kernel ~6.5 ms of CPU instead of ~8.5 ms, and
+# a job's cells run while its photos are being sent.
+KERNEL_ARGUMENTS = ["--HistoryManager.enabled=False", "--InteractiveShell.autoawait=False"]
 START_ATTEMPTS = 3
 START_TIMEOUT = 60
 PR_SET_PDEATHSIG = 1
 # Run silently, so that the executed notebook's cell numbers still start at 1; it leaves no
 # name in the kernel but `scanbatch` (the notebook imports it anyway).
-WARM_CODE = "import scanbatch.kernel\nscanbatch.kernel.prepare({parameters!r})"
+WARM_CODE = "import scanbatch.kernel\nscanbatch.kernel.prepare({parameters!r}, job_fd={job_fd})"
 
 log = logging.getLogger("scanbatch.warm_kernel")
 
@@ -114,25 +119,37 @@ def set_group_niceness(pid: int, niceness: int) -> None:
             return
 
 
-def start_kernel(parameters: str = "{}") -> tuple[KernelManager, KernelClient]:
-    """A started kernel, warmed for a job with these parameters (JSON), and its client, still
-    connected. A start that fails is retried: several kernels starting at once can race for the
-    same ports."""
+def start_kernel(parameters: str = "{}") -> tuple[KernelManager, KernelClient, int]:
+    """A started kernel, warmed for a job with these parameters (JSON), its client, still
+    connected, and the write end of a pipe the kernel reads its job's parameters from (see
+    `hand_over`). A start that fails is retried: several kernels starting at once can race for
+    the same ports."""
     from jupyter_client.manager import KernelManager
 
     last_error: Exception | None = None
     for attempt in range(1, START_ATTEMPTS + 1):
         km, kc = KernelManager(kernel_name=KERNEL_NAME), None
+        job_read, job_write = os.pipe()
         try:
-            km.start_kernel(preexec_fn=functools.partial(kernel_setup, os.getpid()))
+            # The read end goes to the kernel under the same number (jupyter passes Popen's
+            # arguments through); the write end stays here only.
+            km.start_kernel(
+                extra_arguments=KERNEL_ARGUMENTS,
+                preexec_fn=functools.partial(kernel_setup, os.getpid()),
+                pass_fds=(job_read,),
+            )
+            os.close(job_read)
             kc = km.client()
             kc.start_channels()
             kc.wait_for_ready(timeout=START_TIMEOUT)
-            code = WARM_CODE.format(parameters=parameters)
+            code = WARM_CODE.format(parameters=parameters, job_fd=job_read)
             reply = kc.execute_interactive(code, silent=True, store_history=False, timeout=120)
         except Exception as exc:
             last_error = exc
             log.warning("kernel start attempt %d failed: %s", attempt, exc)
+            for fd in (job_read, job_write):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
             if kc is not None:
                 kc.stop_channels()
             if km.has_kernel:
@@ -141,8 +158,23 @@ def start_kernel(parameters: str = "{}") -> tuple[KernelManager, KernelClient]:
         if reply["content"]["status"] != "ok":
             # Not a start-up race: the job would fail the same way, and will say why.
             log.warning("warm-up failed: %s", reply["content"].get("evalue"))
-        return km, kc
+        return km, kc, job_write
     raise KernelStartError(f"kernel did not start after {START_ATTEMPTS} attempts: {last_error}")
+
+
+def hand_over(job_write: int, parameters: dict[str, Any] | None) -> None:
+    """Send the kernel its job's parameters through its pipe, then close it. The kernel opens
+    the job and starts its items at once (`scanbatch.kernel.prepare`), while papermill
+    prepares the notebook and runs its first cells: the photos leave ~70 ms earlier. No job
+    (None) closes the pipe empty. Only a head start: whatever goes wrong here, the notebook
+    opens the job itself and says what is wrong."""
+    try:
+        if parameters is not None:
+            os.write(job_write, (json.dumps(parameters) + "\n").encode())
+    except OSError as exc:
+        log.warning("could not hand the job to the kernel ahead of its notebook: %s", exc)
+    finally:
+        os.close(job_write)
 
 
 def connected_engine(kc: KernelClient) -> type:
@@ -277,7 +309,7 @@ def main() -> int:
     os.dup2(2, 1)
     prepare_papermill()
     try:
-        km, kc = start_kernel(sys.argv[1] if len(sys.argv) > 1 else "{}")
+        km, kc, job_write = start_kernel(sys.argv[1] if len(sys.argv) > 1 else "{}")
     except KernelStartError as exc:
         emit(channel, "failed", error=str(exc))
         return 1
@@ -285,11 +317,13 @@ def main() -> int:
         emit(channel, "ready")
         line = sys.stdin.readline()
         if not line.strip():
+            hand_over(job_write, None)
             return 0  # the runner went away before giving us a job
         job = json.loads(line)
         kernel = km.provisioner.pid
         for pid in (os.getpid(), kernel):  # up to the jobs' priority
             set_niceness(pid, JOB_NICENESS)
+        hand_over(job_write, job["parameters"])
         # Beside the job: unprivileged, a group's nice changes once per 0.1 s machine-wide.
         threading.Thread(target=set_group_niceness, args=(kernel, JOB_NICENESS)).start()
         with open(job["log"], "ab", buffering=0) as log_file:

@@ -205,3 +205,68 @@ def test_items_start_before_the_batch_table_is_drawn(tmp_path, clean_env):
         time.sleep(0.01)
     assert "finished in an earlier run" not in str(job.manifest_table())
     assert sorted(o.item_index for o in job.process()) == [0, 1]
+
+
+def results_lines(folder) -> list[str]:
+    return folder.results_path.read_text().splitlines() if folder.results_path.exists() else []
+
+
+def test_a_job_begun_before_its_notebook_is_the_one_the_notebook_opens(
+    tmp_path, clean_env, monkeypatch
+):
+    """The warm process starts the job's items as the job arrives (`begin`), before papermill
+    has run a cell; the notebook's `open_job` then takes that job rather than start another."""
+    import scanbatch.kernel as kernel
+
+    monkeypatch.setattr(kernel, "_begun", {})
+    folder = make_job(tmp_path, [("A", "B", ""), ("C", "D", "")])
+    params = {
+        **Settings(data_dir=tmp_path, extractor="fake").kernel_parameters(),
+        "job_dir": str(folder.path),
+    }
+    kernel.begin(json.dumps(params))
+    deadline = time.monotonic() + 30
+    while len(results_lines(folder)) < 2:  # no cell has run: the items went out on their own
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    job = open_job(params)  # what the notebook's cell passes: its globals, with these values
+    job.start()
+    assert sorted(o.item_index for o in job.process()) == [0, 1]
+    assert len(results_lines(folder)) == 2  # each item once
+    assert kernel._begun == {}
+
+
+def test_a_begun_job_with_other_parameters_finishes_before_the_notebooks_own(
+    tmp_path, clean_env, monkeypatch
+):
+    import scanbatch.kernel as kernel
+
+    monkeypatch.setattr(kernel, "_begun", {})
+    folder = make_job(tmp_path, [("A", "B", ""), ("C", "D", "")])
+    params = {
+        **Settings(data_dir=tmp_path, extractor="fake").kernel_parameters(),
+        "job_dir": str(folder.path),
+    }
+    kernel.begin(json.dumps(params))
+    job = open_job({**params, "match_min_score": 0.9})
+    assert job.settings.match_min_score == 0.9
+    job.start()
+    assert job.process() == []  # the begun run did them; none is extracted twice
+    assert len(results_lines(folder)) == 2
+    assert "2 item(s) finished in an earlier run" in str(job.manifest_table())
+
+
+def test_a_job_that_cannot_begin_is_left_to_its_notebook(tmp_path, clean_env, monkeypatch):
+    import scanbatch.kernel as kernel
+    from scanbatch.errors import ConfigError
+
+    monkeypatch.setattr(kernel, "_begun", {})
+    folder = make_job(tmp_path, [("A", "B", "")])
+    params = {
+        **Settings(data_dir=tmp_path).kernel_parameters(),
+        "extractor": "nope",
+        "job_dir": str(folder.path),
+    }
+    kernel.begin(json.dumps(params))  # logged, not raised
+    with pytest.raises(ConfigError, match="Unknown extractor 'nope'"):
+        open_job(params)  # the notebook's cell says why, in words

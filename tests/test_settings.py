@@ -52,3 +52,14 @@ def test_kernel_parameters_carry_the_exact_configuration_and_no_secret(tmp_path,
 def test_a_bad_kernel_parameter_is_named():
     with pytest.raises(ConfigError, match="notebook parameter gemini_rpm"):
         Settings.from_kernel_parameters({"gemini_rpm": 0})
+
+
+def test_a_kernel_reads_no_setting_from_its_environment(monkeypatch):
+    """A parameter left out takes its default, never a SCANBATCH_* variable the kernel
+    happens to see; and the environment is read again as usual afterwards."""
+    monkeypatch.setenv("SCANBATCH_MATCH_MIN_SCORE", "0.5")
+    params = Settings().kernel_parameters()
+    del params["match_min_score"]
+    default = Settings.model_fields["match_min_score"].default
+    assert Settings.from_kernel_parameters(params).match_min_score == default != 0.5
+    assert Settings().match_min_score == 0.5

@@ -76,6 +76,32 @@ def test_all_items_failing_fails_the_job(store):
     assert store.get_job(job_id).status == Status.FAILED
 
 
+@pytest.mark.parametrize(("last_ok", "status"), [(True, Status.COMPLETED), (False, Status.FAILED)])
+def test_the_last_result_recorded_finishes_the_job(store, last_ok, status):
+    """Once every item is finished the job is too, in the same write: the app is answered
+    without waiting for the notebook's report."""
+    job_id = store.create_job("alice", manifest(2))
+    store.mark_processing(job_id)
+    store.record_outcomes(job_id, [done(0, ok=last_ok)])
+
+    def completed_at():
+        with store.db.read() as cur:
+            return cur.execute(
+                "SELECT completed_at FROM scan_jobs WHERE id = ?", [job_id]
+            ).fetchone()[0]
+
+    assert store.get_job(job_id).status == Status.PROCESSING
+    assert completed_at() is None
+    store.record_outcomes(job_id, [done(1, ok=last_ok)])
+    assert store.get_job(job_id).status == status
+    assert store.list_jobs("alice").jobs[0].status == status
+    ended = completed_at()
+    assert ended is not None
+    # Finishing it again (the runner's end of the notebook) changes nothing.
+    assert store.finish_job(job_id) == status
+    assert completed_at() == ended
+
+
 def test_ingestion_is_idempotent(store):
     job_id = store.create_job("alice", manifest(2))
     first = done(0)

