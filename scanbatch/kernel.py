@@ -8,11 +8,12 @@ logic lives here so that the notebook stays a few readable cells."""
 
 from __future__ import annotations
 
+import contextlib
 import html
 import io
 import json
 import logging
-import os
+import socket
 import threading
 import time
 from collections.abc import Mapping
@@ -52,7 +53,7 @@ def notebook_parameters() -> list[str]:
 # What `prepare` built for the job this kernel expects: reused by `open_job` when the job's
 # settings are the same (a Gemini client takes ~0.1 s to build; the catalog index much longer).
 _warmed: dict[str, Any] = {}
-# The job started ahead of its notebook (`begin`, or the job pipe `prepare` listens on): a
+# The job started ahead of its notebook (`begin`, or the job channel `prepare` listens on): a
 # future of (its key, the job), or of None when there was none. Taken by `open_job`.
 _begun: dict[str, Future[tuple[tuple, BatchJob] | None]] = {}
 BEGUN_WAIT = 60.0  # seconds open_job waits for a head start before going without it
@@ -62,15 +63,15 @@ def prepare(parameters: str = "{}", job_fd: int | None = None) -> None:
     """Run once in a fresh kernel before its job (the kernel already dies with its warm
     process: see warm_kernel.kernel_setup). Given the notebook parameters the job will most
     likely get (JSON), build its extractor and load the catalog snapshot's index, so that the
-    job starts at once; without them, import every registered extractor. With `job_fd`, a
-    thread waits on that pipe for the job's own parameters (a JSON line) and starts the job
+    job starts at once; without them, import every registered extractor. With `job_fd` (a
+    socket from the warm process), a thread waits for the job's own parameters and starts it
     the moment they come (`begin`). Nothing here can fail the job: a problem is logged, and
     the job meets it again and reports it in words."""
     if job_fd is not None:
         future: Future[tuple[tuple, BatchJob] | None] = Future()
         _begun["job"] = future
         threading.Thread(
-            target=_await_job, args=(job_fd, future), name="job-pipe", daemon=True
+            target=_await_job, args=(job_fd, future), name="job-channel", daemon=True
         ).start()
     warm_report()
     params = json.loads(parameters)
@@ -105,12 +106,20 @@ def begin(parameters: str) -> None:
 
 
 def _await_job(fd: int, future: Future[tuple[tuple, BatchJob] | None]) -> None:
-    with os.fdopen(fd, "rb") as pipe:
-        line = pipe.readline()  # EOF without a line: the warm process had no job for us
-    if line.strip():
-        _start(line.decode(), future)
-    else:
-        future.set_result(None)
+    """The job's parameters from the warm process (a JSON line on our end of a socket pair;
+    end of file: it had no job for us); its items started, the warm process is told so and
+    runs the notebook."""
+    with socket.socket(fileno=fd) as channel:
+        with channel.makefile("rb") as reader:
+            line = reader.readline()
+        if not line.strip():
+            future.set_result(None)
+            return
+        try:
+            _start(line.decode(), future)
+        finally:
+            with contextlib.suppress(OSError):  # it stopped waiting: the notebook runs anyway
+                channel.sendall(b"begun\n")
 
 
 def _start(parameters: str, future: Future[tuple[tuple, BatchJob] | None]) -> None:

@@ -31,12 +31,12 @@ def test_a_failed_kernel_start_is_retried(monkeypatch):
         return real_start(self, **kw)
 
     monkeypatch.setattr(KernelManager, "start_kernel", flaky_start)
-    km, kc, job_write = warm_kernel.start_kernel()
+    km, kc, channel = warm_kernel.start_kernel()
     try:
         assert km.is_alive() and len(calls) == 2
         assert kc.is_alive()  # connected, for the job's papermill run
     finally:
-        warm_kernel.hand_over(job_write, None)
+        warm_kernel.hand_over(channel, None)
         kc.stop_channels()
         km.shutdown_kernel(now=True)
 
@@ -95,9 +95,9 @@ def niceness(pid: int) -> tuple[int, int | None]:
 
 
 def test_the_kernel_starts_the_job_before_the_notebooks_first_cell(tmp_path):
-    """The warm process hands the job's parameters to its kernel through a pipe as the job
-    arrives; the kernel opens the job and starts its items at once, while papermill prepares
-    the notebook. This notebook's only cell finds the job begun, before the cell ran."""
+    """The warm process hands the job's parameters to its kernel as the job arrives; the
+    kernel opens the job and starts its items at once, and papermill runs the notebook once
+    they are started. This notebook's only cell finds the job begun, before the cell ran."""
     import nbformat
 
     from scanbatch.jobfolder import JobFolder
