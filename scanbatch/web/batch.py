@@ -419,7 +419,8 @@ def batch_notebook(job_id: str) -> Response:
     path = JobFolder.for_job(svc.settings.jobs_dir, job_id).notebook_path
     if not path.exists():
         raise NotFound(
-            "The job's notebook does not exist yet: it is written when processing starts"
+            "The job's notebook does not exist yet: it is written once its items have started "
+            "(a job can be answered a moment before): try again in a second"
         )
     body, _ = HTMLExporter().from_filename(str(path))
     return Response(body, mimetype="text/html")
