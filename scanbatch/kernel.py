@@ -53,8 +53,8 @@ def notebook_parameters() -> list[str]:
 # What `prepare` built for the job this kernel expects: reused by `open_job` when the job's
 # settings are the same (a Gemini client takes ~0.1 s to build; the catalog index much longer).
 _warmed: dict[str, Any] = {}
-# The job started ahead of its notebook (`begin`, or the job channel `prepare` listens on): a
-# future of (its key, the job), or of None when there was none. Taken by `open_job`.
+# The job started ahead of its notebook, from the channel `prepare` listens on: a future of
+# (its key, the job), or of None when there was none. Taken by `open_job`.
 _begun: dict[str, Future[tuple[tuple, BatchJob] | None]] = {}
 BEGUN_WAIT = 60.0  # seconds open_job waits for a head start before going without it
 
@@ -65,8 +65,9 @@ def prepare(parameters: str = "{}", job_fd: int | None = None) -> None:
     likely get (JSON), build its extractor and load the catalog snapshot's index, so that the
     job starts at once; without them, import every registered extractor. With `job_fd` (a
     socket from the warm process), a thread waits for the job's own parameters and starts it
-    the moment they come (`begin`). Nothing here can fail the job: a problem is logged, and
-    the job meets it again and reports it in words."""
+    the moment they come, before papermill runs the notebook (whose `open_job` takes it).
+    Nothing here can fail the job: a problem is logged, and the job meets it again and
+    reports it in words."""
     if job_fd is not None:
         future: Future[tuple[tuple, BatchJob] | None] = Future()
         _begun["job"] = future
@@ -93,16 +94,6 @@ def prepare(parameters: str = "{}", job_fd: int | None = None) -> None:
             load_matcher(params["catalog_snapshot"], settings.match_min_score)
     except Exception as exc:
         log.warning("warm-up for the expected job failed: %s", exc)
-
-
-def begin(parameters: str) -> None:
-    """Open the job and start its items in a thread, given its notebook parameters (JSON),
-    before the notebook runs: its `open_job` then takes this job when its parameters are the
-    same. Nothing here can fail the job: a problem is met again by the notebook's own
-    `open_job`, which reports it."""
-    future: Future[tuple[tuple, BatchJob] | None] = Future()
-    _begun["job"] = future
-    threading.Thread(target=_start, args=(parameters, future), name="begin", daemon=True).start()
 
 
 def _await_job(fd: int, future: Future[tuple[tuple, BatchJob] | None]) -> None:

@@ -211,11 +211,27 @@ def results_lines(folder) -> list[str]:
     return folder.results_path.read_text().splitlines() if folder.results_path.exists() else []
 
 
+def hand_job_to_kernel(params: dict) -> None:
+    """What the warm process does (warm_kernel.hand_over): the job's parameters down the
+    kernel's channel, then wait for its "begun"."""
+    import socket
+
+    import scanbatch.kernel as kernel
+
+    ours, theirs = socket.socketpair()
+    kernel.prepare("{}", job_fd=theirs.detach())
+    with ours:
+        ours.sendall((json.dumps(params) + "\n").encode())
+        ours.settimeout(30)
+        assert ours.recv(64) == b"begun\n"
+
+
 def test_a_job_begun_before_its_notebook_is_the_one_the_notebook_opens(
     tmp_path, clean_env, monkeypatch
 ):
-    """The warm process starts the job's items as the job arrives (`begin`), before papermill
-    has run a cell; the notebook's `open_job` then takes that job rather than start another."""
+    """The warm process hands the kernel its job as the job arrives, and the kernel starts its
+    items before papermill has run a cell; the notebook's `open_job` then takes that job
+    rather than start another."""
     import scanbatch.kernel as kernel
 
     monkeypatch.setattr(kernel, "_begun", {})
@@ -224,7 +240,7 @@ def test_a_job_begun_before_its_notebook_is_the_one_the_notebook_opens(
         **Settings(data_dir=tmp_path, extractor="fake").kernel_parameters(),
         "job_dir": str(folder.path),
     }
-    kernel.begin(json.dumps(params))
+    hand_job_to_kernel(params)
     deadline = time.monotonic() + 30
     while len(results_lines(folder)) < 2:  # no cell has run: the items went out on their own
         assert time.monotonic() < deadline
@@ -247,7 +263,7 @@ def test_a_begun_job_with_other_parameters_finishes_before_the_notebooks_own(
         **Settings(data_dir=tmp_path, extractor="fake").kernel_parameters(),
         "job_dir": str(folder.path),
     }
-    kernel.begin(json.dumps(params))
+    hand_job_to_kernel(params)
     job = open_job({**params, "match_min_score": 0.9})
     assert job.settings.match_min_score == 0.9
     job.start()
@@ -267,6 +283,6 @@ def test_a_job_that_cannot_begin_is_left_to_its_notebook(tmp_path, clean_env, mo
         "extractor": "nope",
         "job_dir": str(folder.path),
     }
-    kernel.begin(json.dumps(params))  # logged, not raised
+    hand_job_to_kernel(params)  # logged, not raised
     with pytest.raises(ConfigError, match="Unknown extractor 'nope'"):
         open_job(params)  # the notebook's cell says why, in words
