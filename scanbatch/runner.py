@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from scanbatch.catalog_sync import CatalogSnapshot
+from scanbatch.errors import NotFound
 from scanbatch.jobfolder import JobFolder, read_results
 from scanbatch.models import ItemOutcome, JobView
 from scanbatch.settings import PROCESSING_NOTEBOOK, Settings
@@ -59,7 +60,6 @@ class JobRunner:
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
-        self._answered: set[str] = set()  # running jobs whose every item is in
         self._cancelled: set[str] = set()
         self._finished: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
@@ -83,7 +83,7 @@ class JobRunner:
         for _ in self._threads:
             self._queue.put(None)
         with self._lock:
-            procs = [p for job, p in self._procs.items() if job not in self._answered]
+            procs = [p for job, p in self._procs.items() if not self._answered(job)]
         for proc in procs:
             _kill(proc)
         for t in self._threads:
@@ -176,7 +176,7 @@ class JobRunner:
         snapshot = self.snapshot.ensure()
         run = self._execute(job_id, folder, snapshot, on_outcome)
         try:
-            if run.answered:  # every item was in before the notebook ended: finished then
+            if self._answered(job_id):  # every item was in before the notebook ended
                 if run.failure:
                     log.warning(
                         "job %s: its notebook failed after every item was in: %s",
@@ -246,21 +246,18 @@ class JobRunner:
         timed_out = False
         try:
             while True:
-                offset = self._ingest(job_id, folder, run.offset, on_outcome)
-                if offset != run.offset and self.store.get_job(job_id).status.finished:
-                    # The last result finishes the job in the store (what is left of the
-                    # notebook is its report, which cannot change an item); the worker still
-                    # waits for the notebook: it is the job's audit trail.
-                    run.answered = True
-                    with self._lock:
-                        self._answered.add(job_id)
-                run.offset = offset
+                # The last result finishes the job in the store (what is left of the notebook
+                # is its report, which cannot change an item); the worker still waits for the
+                # notebook: it is the job's audit trail.
+                run.offset = self._ingest(job_id, folder, run.offset, on_outcome)
                 if run.ended.is_set():
                     break
                 if time.monotonic() > deadline:
                     timed_out = True
                     break
-                if job_id in self._cancelled or (self._stopping.is_set() and not run.answered):
+                if job_id in self._cancelled or (
+                    self._stopping.is_set() and not self._answered(job_id)
+                ):
                     break
                 # Wakes at each result line and when the run ends; the interval only bounds
                 # how late a cancel or the time limit is seen (and results where inotify is
@@ -271,7 +268,6 @@ class JobRunner:
                 _kill(proc)
             with self._lock:
                 self._procs.pop(job_id, None)
-                self._answered.discard(job_id)
         run.offset = self._ingest(job_id, folder, run.offset, on_outcome)
         if timed_out:
             run.failure = (
@@ -291,6 +287,15 @@ class JobRunner:
             "papermill.log in the job folder"
         )
         return run
+
+    def _answered(self, job_id: str) -> bool:
+        """The job is finished in the store (its last result is in), whatever its notebook
+        is still doing. Asked of the store, which every poll reads: no window in which an app
+        has its answer and a stopping server thinks the job unfinished."""
+        try:
+            return self.store.get_job(job_id).status.finished
+        except NotFound:
+            return False
 
     def _ingest(
         self, job_id: str, folder: JobFolder, offset: int, on_outcome: OnOutcome | None = None
@@ -323,7 +328,6 @@ class Run:
         self.offset = offset
         self.failure = failure
         self.last_event: dict = {}
-        self.answered = False  # its last result finished the job before the notebook ended
         self.ended = threading.Event()
         self.wake = threading.Event()  # something to look at: a result line, or the end
         if proc is None:
