@@ -83,7 +83,8 @@ class JobRunner:
         for _ in self._threads:
             self._queue.put(None)
         with self._lock:
-            procs = [p for job, p in self._procs.items() if not self._answered(job)]
+            running = list(self._procs.items())
+        procs = [proc for job, proc in running if not self._answered(job)]
         for proc in procs:
             _kill(proc)
         for t in self._threads:

@@ -52,8 +52,7 @@ JOB_NICENESS = 10
 WARM_NICENESS = 19
 # A processing kernel keeps no input history (the executed notebook is the record) and runs
 # no cell as a coroutine (the notebook awaits nothing): without the history database and the
-# check for top-level `await`, a cell costs the kernel ~6.5 ms of CPU instead of ~8.5 ms, and
-# a job's cells run while its photos are being sent.
+# check for top-level `await`, a cell costs the kernel ~6.5 ms of CPU instead of ~8.5 ms.
 KERNEL_ARGUMENTS = ["--HistoryManager.enabled=False", "--InteractiveShell.autoawait=False"]
 HEAD_START_WAIT = 5.0  # seconds the notebook waits for the kernel to start the job's items
 START_ATTEMPTS = 3

@@ -212,18 +212,16 @@ def results_lines(folder) -> list[str]:
 
 
 def hand_job_to_kernel(params: dict) -> None:
-    """What the warm process does (warm_kernel.hand_over): the job's parameters down the
-    kernel's channel, then wait for its "begun"."""
+    """What the warm process does: the kernel listens on its end of a socket pair, and
+    `hand_over` sends the job's parameters and waits for the kernel's "begun"."""
     import socket
 
     import scanbatch.kernel as kernel
+    from scanbatch.warm_kernel import hand_over
 
     ours, theirs = socket.socketpair()
     kernel.prepare("{}", job_fd=theirs.detach())
-    with ours:
-        ours.sendall((json.dumps(params) + "\n").encode())
-        ours.settimeout(30)
-        assert ours.recv(64) == b"begun\n"
+    hand_over(ours, params)
 
 
 def test_a_job_begun_before_its_notebook_is_the_one_the_notebook_opens(

@@ -281,3 +281,8 @@ def test_finished_job_views_are_cached_until_the_job_changes(store):
     store.delete_job(job_id, "alice")
     with pytest.raises(NotFound):
         store.get_job(job_id, "alice")
+
+
+def test_finishing_a_job_that_is_gone_says_so(store):
+    with pytest.raises(NotFound, match="Job not found"):
+        store.finish_job(str(uuid.uuid4()))

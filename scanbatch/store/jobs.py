@@ -450,8 +450,10 @@ class JobStore:
             )
             if not failed:  # nothing was left to fail: counted (and so ended) here
                 self._recount(cur, job_id, utcnow())
-            status = cur.execute("SELECT status FROM scan_jobs WHERE id = ?", [job_id]).fetchone()
-        return Status(status[0])
+            row = cur.execute("SELECT status FROM scan_jobs WHERE id = ?", [job_id]).fetchone()
+        if row is None:
+            raise NotFound("Job not found")
+        return Status(row[0])
 
     def _recount(self, cur: Any, job_id: str, now: datetime) -> None:
         """Set the job's counts from its results. A job whose every item is finished is

@@ -389,7 +389,9 @@ def delete_batch(job_id: str) -> Response:
             )
         if key.role != "stationManager":
             raise Forbidden("Only a stationManager may delete a job with reviewed items")
-    job_id = _cancel(job_id)
+    # Whatever still runs for it ends first: the items, or the notebook of a job already
+    # answered, which writes its report into the folder about to go.
+    svc.runner.cancel(job_id)
     svc.store.delete_job(job_id)
     JobFolder.for_job(svc.settings.jobs_dir, job_id).remove()
     return Response(status=204)
