@@ -101,32 +101,38 @@ class ContractChecker:
 
 
 class ResponseChecker(ContractChecker):
-    """Installed on a Flask app as an after-request hook, so every test that uses the app
-    checks the contract as it goes."""
+    """Installed around a Flask app's WSGI callable, outermost, so every test that uses the app
+    checks the contract on the bytes its client receives, including the polls that
+    `scanbatch.web.polls.JobPolls` answers before Flask sees them."""
 
     def __init__(self, app) -> None:
         super().__init__()
-        app.after_request(self._hook)
+        self._inner = app.wsgi_app
+        app.wsgi_app = self._wsgi
 
-    def _hook(self, response):
-        from flask import request
-        from pydantic.alias_generators import to_camel
+    def _wsgi(self, environ, start_response):
+        from werkzeug.datastructures import Headers
 
-        rule = request.url_rule
-        template = (
-            re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + to_camel(m[1]) + "}", rule.rule)
-            if rule is not None
-            else None
-        )
-        # A file sent by send_file streams from disk; read it here so its type can be checked.
-        response.direct_passthrough = False
+        seen = {}
+
+        def record(status, headers, exc_info=None):
+            seen["status"], seen["headers"] = int(status.split()[0]), Headers(headers)
+            return start_response(status, headers, exc_info)
+
+        out = self._inner(environ, record)
+        try:
+            body = b"".join(out)  # a file sent by send_file too, so its type can be checked
+        finally:
+            getattr(out, "close", lambda: None)()
+        path = environ["PATH_INFO"]
+        headers = seen["headers"]
         self.check(
-            request.method,
-            template,
-            request.path,
-            response.status_code,
-            response.mimetype,
-            response.get_data(),
-            response.headers,
+            environ["REQUEST_METHOD"],
+            self.template_of(path),
+            path,
+            seen["status"],
+            headers.get("Content-Type", "").split(";")[0].strip(),
+            body,
+            headers,
         )
-        return response
+        return [body]

@@ -13,6 +13,7 @@ from scanbatch.settings import Settings, load_settings
 from scanbatch.store import JobStore
 from scanbatch.web import batch, keys, meta, review, scan
 from scanbatch.web.errors import register_error_handlers
+from scanbatch.web.polls import JobPolls
 from scanbatch.web.uploads import (
     MAX_FORM_FIELD_BYTES,
     MAX_FORM_PARTS,
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
+    app.wsgi_app = JobPolls(app)  # type: ignore[method-assign]
     if start_runner:
         runner.start()
     return app

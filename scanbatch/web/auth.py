@@ -5,11 +5,15 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from flask import current_app, g, request
 
 from scanbatch.errors import Forbidden, Unauthorized
 from scanbatch.store import ApiKey
+
+if TYPE_CHECKING:
+    from scanbatch.web.batch import Services
 
 # Who the local CLI acts as through the server (see Services.admin_token).
 LOCAL_ADMIN = ApiKey("local", "(local admin)", "stationManager", datetime.now(UTC), None)
@@ -20,24 +24,33 @@ _HOW = "send `Authorization: Bearer <token>` with a key from `scanbatch keys cre
 def current_key() -> ApiKey:
     """The caller's key, or 401. Cached on `g` for the request."""
     key = g.get("api_key")
-    if key is not None:
-        return key
-    header = request.headers.get("Authorization", "")
-    scheme, _, token = header.partition(" ")
-    if not header:
+    if key is None:
+        key = g.api_key = key_for(
+            request.headers.get("Authorization", ""), current_app.extensions["scanbatch"]
+        )
+    return key
+
+
+def key_for(authorization: str, svc: Services) -> ApiKey:
+    """The key an `Authorization` header names, or 401 saying what to send."""
+    scheme, _, token = authorization.partition(" ")
+    if not authorization:
         raise Unauthorized(f"Missing API token: {_HOW}")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthorized(f"Malformed Authorization header: {_HOW}")
-    svc = current_app.extensions["scanbatch"]
     token = token.strip()
     if hmac.compare_digest(token.encode(), svc.admin_token.encode()):
-        key = LOCAL_ADMIN
-    else:
-        key = svc.store.authenticate(token)
+        return LOCAL_ADMIN
+    key = svc.store.authenticate(token)
     if key is None:
         raise Unauthorized(f"Invalid or revoked API token: {_HOW}")
-    g.api_key = key
     return key
+
+
+def visible_to(key: ApiKey) -> str | None:
+    """The owner filter for a caller: a stationManager administers every job (None: any
+    owner); everyone else sees only their own."""
+    return None if key.role == "stationManager" else key.user_id
 
 
 def require_write() -> ApiKey:

@@ -6,7 +6,6 @@ import hashlib
 import os
 import secrets
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -27,13 +26,14 @@ from scanbatch.models import (
 )
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
-from scanbatch.store import ApiKey, JobStore, parse_job_id
+from scanbatch.store import JobStore, parse_job_id
 from scanbatch.store.reviews import ReviewStore
 from scanbatch.submit import create_job
 from scanbatch.validation import parse_manifest
-from scanbatch.web.auth import current_key, require_write
+from scanbatch.web.auth import current_key, require_write, visible_to
 from scanbatch.web.forms import query_args, single_field, uploaded_images
 from scanbatch.web.openapi import JOB_ID, Reply, operation
+from scanbatch.web.polls import POLL_AFTER_SECONDS, job_answer
 from scanbatch.web.uploads import (
     MAX_FORM_FIELD_BYTES,
     MAX_FORM_PARTS,
@@ -48,7 +48,6 @@ MULTIPART_HINT = "send the batch as multipart/form-data with 'images' files and 
 bp = Blueprint("batch", __name__, url_prefix="/library/scan")
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
-POLL_AFTER_SECONDS = 2
 MAX_IDEMPOTENCY_KEY = 200
 
 
@@ -243,12 +242,6 @@ def list_batches() -> Response:
     return jsonify(services().store.list_jobs(key.user_id, limit, query.offset).to_json_dict())
 
 
-def visible_to(key: ApiKey) -> str | None:
-    """The owner filter for a caller: a stationManager administers every job (None: any
-    owner); everyone else sees only their own."""
-    return None if key.role == "stationManager" else key.user_id
-
-
 operation(
     "get",
     "/library/scan/batch/{jobId}",
@@ -280,41 +273,9 @@ operation(
 
 @bp.get("/batch/<job_id>")
 def get_batch(job_id: str) -> Response:
-    key = current_key()
-    view = services().store.get_job(job_id, visible_to(key))
-    body, etag = _encoded(view)
-    if request.if_none_match.contains_weak(etag):
-        # The app polls: an unchanged job costs it no body.
-        response = current_app.response_class(status=304)
-    else:
-        response = current_app.response_class(body, mimetype=current_app.json.mimetype)
-    response.set_etag(etag)
-    # The body belongs to one user and changes while the job runs: caches must ask each time.
-    response.headers["Cache-Control"] = "private, no-cache"
-    if not view.status.finished:
-        response.headers["Retry-After"] = str(POLL_AFTER_SECONDS)
-    return response
-
-
-# The store returns the same view object until its job changes, so a view's JSON body and
-# ETag are made once per change, not once per poll. Each entry holds its view, so an id() here
-# is never reused by another object while the entry lives.
-_ENCODED: OrderedDict[int, tuple[JobView, bytes, str]] = OrderedDict()
-_ENCODED_SIZE = 1024
-_encoded_lock = threading.Lock()
-
-
-def _encoded(view: JobView) -> tuple[bytes, str]:
-    with _encoded_lock:
-        entry = _ENCODED.get(id(view))
-    if entry is None:
-        body = current_app.json.response(view.to_json_dict()).get_data()
-        entry = (view, body, hashlib.sha256(body).hexdigest()[:32])
-        with _encoded_lock:
-            _ENCODED[id(view)] = entry
-            if len(_ENCODED) > _ENCODED_SIZE:
-                _ENCODED.popitem(last=False)
-    return entry[1], entry[2]
+    # Most polls are answered before Flask, by JobPolls; this is the same answer, for the rest.
+    answer = job_answer(current_app, current_key(), job_id, request.headers.get("If-None-Match"))
+    return current_app.response_class(answer.body, answer.status, answer.headers)
 
 
 def _cancel(job_id: str) -> str:
