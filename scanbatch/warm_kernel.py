@@ -229,6 +229,30 @@ def connected_engine(kc: KernelClient) -> type:
     return ConnectedEngine
 
 
+def write_notebooks_whole() -> None:
+    """Make papermill replace its output notebook instead of rewriting it in place.
+
+    papermill's local handler truncates the file and then writes it, at each of a run's two
+    saves; anyone reading the notebook in between (the notebook endpoint, a browser, the
+    runner) would get a torn file with a 200. papermill looks its handler up per path and has
+    no public way to swap the one for plain paths, so the registered instance is replaced."""
+    from papermill.iorw import LocalHandler, papermill_io
+    from papermill.utils import chdir
+
+    class WholeFileHandler(LocalHandler):
+        def write(self, buf: str, path: str) -> None:
+            with chdir(self._cwd):
+                folder, name = os.path.split(path)
+                partial = os.path.join(folder, f".{name}.partial")
+                super().write(buf, partial)
+                os.replace(partial, path)
+
+    papermill_io._handlers = [
+        (scheme, WholeFileHandler() if scheme == "local" else handler)
+        for scheme, handler in papermill_io._handlers
+    ]
+
+
 def execute(job: dict[str, Any], km: KernelManager, kc: KernelClient) -> str | None:
     """Run the job's notebook on `km` through its connected client `kc`: None on success, else
     why it failed, taken from papermill's exception."""
@@ -236,6 +260,7 @@ def execute(job: dict[str, Any], km: KernelManager, kc: KernelClient) -> str | N
     from papermill.engines import papermill_engines
 
     papermill_engines.register(ENGINE, connected_engine(kc))
+    write_notebooks_whole()
 
     common = {
         "parameters": job["parameters"],

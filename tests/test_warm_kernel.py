@@ -55,6 +55,22 @@ def start_ready(**popen) -> subprocess.Popen:
     return proc
 
 
+def test_papermill_replaces_the_notebook_whole(tmp_path, monkeypatch):
+    """A reader that opened the notebook before a save still reads the old file whole, and the
+    path then names the new one whole: never a truncated file in between."""
+    from papermill.iorw import papermill_io
+
+    monkeypatch.setattr(papermill_io, "_handlers", list(papermill_io._handlers))
+    warm_kernel.write_notebooks_whole()
+    path = tmp_path / "process_batch.ipynb"
+    path.write_text('{"saved": 1}')
+    with open(path) as held:
+        papermill_io.write('{"saved": 2}', str(path))
+        assert held.read() == '{"saved": 1}'
+    assert path.read_text() == '{"saved": 2}'
+    assert list(tmp_path.iterdir()) == [path]  # no partial file left
+
+
 def test_a_failing_job_reports_papermills_error(tmp_path):
     out = tmp_path / "out.ipynb"
     log = tmp_path / "job.log"
