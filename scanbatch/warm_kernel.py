@@ -233,8 +233,8 @@ def write_notebooks_whole() -> None:
     """Make papermill replace its output notebook instead of rewriting it in place.
 
     papermill's local handler truncates the file and then writes it, at each of a run's two
-    saves; anyone reading the notebook in between (the notebook endpoint, a browser, the
-    runner) would get a torn file with a 200. papermill looks its handler up per path and has
+    saves; anyone reading the notebook in between (the notebook endpoint, a browser, a
+    benchmark) would get a torn file. papermill looks its handler up per path and has
     no public way to swap the one for plain paths, so the registered instance is replaced."""
     from papermill.iorw import LocalHandler, papermill_io
     from papermill.utils import chdir
