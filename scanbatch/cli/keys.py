@@ -6,7 +6,6 @@ server's `/admin/keys` routes (its address and a local stationManager token are 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
@@ -14,6 +13,7 @@ from urllib.parse import quote
 
 import click
 
+from scanbatch import server_file
 from scanbatch.cli import settings
 from scanbatch.errors import ScanbatchError, StoreLocked
 from scanbatch.settings import Settings
@@ -44,13 +44,8 @@ class ServerClient:
 
     @classmethod
     def from_runtime_file(cls, s: Settings) -> ServerClient | None:
-        from scanbatch.web.serve import runtime_file
-
-        try:
-            info = json.loads(runtime_file(s).read_text())
-            return cls(info["url"], info["token"])
-        except (OSError, ValueError, KeyError, TypeError):
-            return None
+        found = server_file.read(s)
+        return None if found is None else cls(found.url, found.token)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         import requests

@@ -10,13 +10,14 @@ from typing import TYPE_CHECKING
 from flask import current_app, g, request
 
 from scanbatch.errors import Forbidden, Unauthorized
+from scanbatch.server_file import LOCAL_USER
 from scanbatch.store import ApiKey
 
 if TYPE_CHECKING:
     from scanbatch.web.batch import Services
 
 # Who the local CLI acts as through the server (see Services.admin_token).
-LOCAL_ADMIN = ApiKey("local", "(local admin)", "stationManager", datetime.now(UTC), None)
+LOCAL_ADMIN = ApiKey("local", LOCAL_USER, "stationManager", datetime.now(UTC), None)
 
 _HOW = "send `Authorization: Bearer <token>` with a key from `scanbatch keys create`"
 

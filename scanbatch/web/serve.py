@@ -19,6 +19,8 @@ from waitress import create_server
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
+from scanbatch import server_file
+from scanbatch.errors import ConfigError
 from scanbatch.models import JobView
 from scanbatch.settings import SHIPPED_DATA, Settings
 from scanbatch.submit import create_job_from_files
@@ -27,9 +29,6 @@ from scanbatch.web.uploads import MAX_REQUEST_BYTES, request_too_large_message
 
 FIRST_USER = "director"
 FIRST_KERNEL_TIMEOUT = 120  # seconds; a kernel starts in ~2 s on an idle 2-core machine
-# Where a running server tells local CLI commands its address and a stationManager token for
-# this process (the store is locked while it runs): readable by the data dir's owner only.
-RUNTIME_FILE = "server.json"
 
 
 class JsonErrorTask(ErrorTask):
@@ -53,23 +52,6 @@ class JsonErrorTask(ErrorTask):
 
 class JsonErrorChannel(HTTPChannel):
     error_task_class = JsonErrorTask
-
-
-def runtime_file(settings: Settings) -> Path:
-    return settings.data_dir / RUNTIME_FILE
-
-
-def _write_runtime_file(settings: Settings, url: str, token: str) -> Path:
-    import os
-
-    path = runtime_file(settings)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"url": url, "pid": os.getpid(), "token": token}, fh)
-    os.replace(tmp, path)
-    return path
 
 
 SAMPLE_DIR = SHIPPED_DATA / "sample"
@@ -157,24 +139,33 @@ def _report_when_done(app: Flask, job_id: str) -> None:
 
 
 def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> None:
-    app = create_app(settings)
-    server = create_server(
-        app,
-        host=settings.host,
-        port=settings.port,
-        threads=8,
-        max_request_body_size=MAX_REQUEST_BYTES,
-        ident="scanbatch",
-        # Waitress's defaults (100 connections, 120 s idle) let 99 stalled sockets lock every
-        # other client out for two minutes; a partial request holds no thread, only a socket.
-        connection_limit=settings.http_connection_limit,
-        channel_timeout=settings.http_channel_timeout,
-        cleanup_interval=max(1, min(30, int(settings.http_channel_timeout / 2))),
-    )
+    # The runner (and its kernels) starts once the address is ours: a taken port ends here.
+    app = create_app(settings, start_runner=False)
+    try:
+        server = create_server(
+            app,
+            host=settings.host,
+            port=settings.port,
+            threads=8,
+            max_request_body_size=MAX_REQUEST_BYTES,
+            ident="scanbatch",
+            # Waitress's defaults (100 connections, 120 s idle) let 99 stalled sockets lock every
+            # other client out for two minutes; a partial request holds no thread, only a socket.
+            connection_limit=settings.http_connection_limit,
+            channel_timeout=settings.http_channel_timeout,
+            cleanup_interval=max(1, min(30, int(settings.http_channel_timeout / 2))),
+        )
+    except OSError as exc:  # the address is taken or not this machine's
+        shutdown(app)
+        raise ConfigError(
+            f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}. Stop "
+            "what uses that port, or choose another with SCANBATCH_PORT (or --port)"
+        ) from None
+    app.extensions["scanbatch"].runner.start()
     server.channel_class = JsonErrorChannel
     base_url = f"http://{settings.host}:{server.effective_port}"
     store = app.extensions["scanbatch"].store
-    runtime = _write_runtime_file(settings, base_url, app.extensions["scanbatch"].admin_token)
+    runtime = server_file.write(settings, base_url, app.extensions["scanbatch"].admin_token)
     if first_key and not any(k.revoked_at is None for k in store.list_keys()):
         _key, token = store.create_key(FIRST_USER, "musicDirector")
         print(f"Created a first API key for user '{FIRST_USER}' (musicDirector). Keep it:")

@@ -99,6 +99,11 @@ class Workbench(widgets.VBox):
         self.add_class("sb-workbench")
         # `make run` hands the page its URL and token: sign in at once, so the token never
         # sits in the password box (and so never in saved widget state).
+        given = url or token or os.environ.get(URL_ENV) or os.environ.get(TOKEN_ENV)
+        if sign_in is None and not given:
+            # Nothing says which server: this machine's, started here when none runs.
+            self.signin.use_local_server()
+            return
         if sign_in is None:
             sign_in = bool(os.environ.get(TOKEN_ENV) and os.environ.get(URL_ENV)) or bool(token)
         if sign_in and self.signin.token.value:
@@ -136,6 +141,6 @@ class Workbench(widgets.VBox):
     def join(self, timeout: float = 120.0) -> bool:
         """Wait for every upload, poll and photo load in flight (tests, benchmarks)."""
         ok = True
-        for panel in (self.upload, self.progress, self.review):
+        for panel in (self.signin, self.upload, self.progress, self.review):
             ok = panel.background.join(timeout) and ok
         return ok

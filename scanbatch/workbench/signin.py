@@ -12,7 +12,10 @@ from collections.abc import Callable
 import ipywidgets as widgets
 
 from scanbatch.client import DEFAULT_URL, TOKEN_ENV, URL_ENV, ApiError, Client
-from scanbatch.workbench.ui import guarded, message_box, show
+from scanbatch.server_file import LOCAL_USER
+from scanbatch.settings import Settings, load_settings
+from scanbatch.workbench import local_server
+from scanbatch.workbench.ui import Background, explain, guarded, message_box, show
 
 HOW_TO_GET_A_TOKEN = (
     "Use the token `make run` printed, or ask whoever runs the server for one "
@@ -44,6 +47,7 @@ class SignInPanel(widgets.VBox):
         self.button = widgets.Button(description="Sign in", button_style="primary", icon="sign-in")
         self.message = message_box()
         self.button.on_click(lambda _b: self.sign_in())
+        self.background = Background()
         super().__init__(
             [widgets.HBox([self.url, self.token, self.button]), self.message],
             layout=widgets.Layout(padding="4px 0"),
@@ -65,6 +69,49 @@ class SignInPanel(widgets.VBox):
         if not token:
             show(self.message, f"Enter your API token. {HOW_TO_GET_A_TOKEN}", "error")
             return False
+        if not self._open(url, token, f"Signed in to {url}."):
+            return False
+        # Forget the token in the widget: only the client object holds it from here on.
+        self.token.value = ""
+        self.token.placeholder = "signed in (token kept in memory only)"
+        return True
+
+    def use_local_server(self, settings: Settings | None = None) -> None:
+        """Sign in to the scanbatch server of this machine, started first when none runs; in
+        the background, since starting one takes a few seconds."""
+        show(self.message, "Looking for the scanbatch server on this machine …", "info")
+        self.background.run(
+            self._use_local_server,
+            settings,
+            on_error=lambda exc: show(self.message, explain(exc), "error"),
+        )
+
+    def _use_local_server(self, settings: Settings | None) -> None:
+        def starting(log: str) -> None:
+            show(
+                self.message,
+                "No scanbatch server was running on this machine: starting one (a few "
+                f"seconds; its log is {log}) …",
+                "info",
+            )
+
+        server = local_server.ensure(settings or load_settings(), on_start=starting)
+        self.url.value = server.url
+        started = (
+            f"Started a scanbatch server on this machine (process {server.pid}); it keeps "
+            f"running when this page closes (stop it with `kill {server.pid}`). "
+            if server.started
+            else ""
+        )
+        if self._open(
+            server.url,
+            server.token,
+            f"{started}Signed in to {server.url} with this machine's own server key: reviews "
+            f"are saved as '{LOCAL_USER}'.",
+        ):
+            self.token.placeholder = "signed in with this machine's server key"
+
+    def _open(self, url: str, token: str, signed_in: str) -> bool:
         client = Client(url, token, timeout=15)
         show(self.message, f"Signing in to {url} …", "info")
         try:
@@ -75,10 +122,7 @@ class SignInPanel(widgets.VBox):
             show(self.message, _sign_in_problem(exc, url), "error")
             return False
         self.client = client
-        # Forget the token in the widget: only the client object holds it from here on.
-        self.token.value = ""
-        self.token.placeholder = "signed in (token kept in memory only)"
-        show(self.message, f"Signed in to {url}.", "ok")
+        show(self.message, signed_in, "ok")
         if self.on_signed_in is not None:
             self.on_signed_in(client)
         return True
