@@ -95,7 +95,9 @@ class SignInPanel(widgets.VBox):
                 "info",
             )
 
-        server = local_server.ensure(settings or load_settings(), on_start=starting)
+        settings = settings or load_settings()
+        self.url.value = f"http://{settings.host}:{settings.port}"
+        server = local_server.ensure(settings, on_start=starting)
         self.url.value = server.url
         started = (
             f"Started a scanbatch server on this machine (process {server.pid}); it keeps "
@@ -109,7 +111,7 @@ class SignInPanel(widgets.VBox):
             f"{started}Signed in to {server.url} with this machine's own server key: reviews "
             f"are saved as '{LOCAL_USER}'.",
         ):
-            self.token.placeholder = "signed in with this machine's server key"
+            self.token.placeholder = "this machine's server key"
 
     def _open(self, url: str, token: str, signed_in: str) -> bool:
         client = Client(url, token, timeout=15)
