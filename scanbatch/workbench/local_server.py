@@ -9,12 +9,14 @@ closes; it logs to `<data dir>/server.log`."""
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import psutil
 import requests
@@ -24,6 +26,7 @@ from scanbatch.errors import ScanbatchError
 from scanbatch.settings import REPO_ROOT, Settings
 
 LOG_FILE = "server.log"
+START_LOCK = ".server-start.lock"
 START_TIMEOUT = 120.0  # seconds; the server answers once a notebook kernel is warm (~4 s idle)
 
 
@@ -37,8 +40,8 @@ class LocalServer:
 
 def running(settings: Settings) -> LocalServer | None:
     """The server that runs on `settings.data_dir` and answers, if any."""
-    found = server_file.read(settings)
-    if found is None or not psutil.pid_exists(found.pid):  # a file left by a killed server
+    found = _recorded(settings)
+    if found is None:
         return None
     try:
         if requests.get(f"{found.url}/healthz", timeout=2).status_code != 200:
@@ -46,6 +49,19 @@ def running(settings: Settings) -> LocalServer | None:
     except requests.RequestException:
         return None
     return LocalServer(found.url, found.token, found.pid)
+
+
+def _recorded(settings: Settings) -> server_file.ServerFile | None:
+    """The server named by the data dir's server file while its process lives: it may still
+    be starting (the file is written before its first kernel is warm and it answers)."""
+    found = server_file.read(settings)
+    if found is None:
+        return None
+    try:  # a server killed with -9 leaves its file behind, and its pid may be reused
+        alive = "scanbatch" in " ".join(psutil.Process(found.pid).cmdline())
+    except psutil.Error:
+        return None
+    return found if alive else None
 
 
 def ensure(
@@ -61,7 +77,21 @@ def ensure(
     if found is not None:
         return found
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # One page starts it; pages opened meanwhile wait here, then find it running.
+    with open(settings.data_dir / START_LOCK, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _start(settings, timeout, on_start)
+
+
+def _start(
+    settings: Settings, timeout: float, on_start: Callable[[str], None] | None
+) -> LocalServer:
+    found = running(settings)
+    if found is not None:
+        return found
     log = settings.data_dir / LOG_FILE
+    if _recorded(settings) is not None:  # started some other way, and not answering yet
+        return _wait(settings, None, log, timeout)
     env = {
         **os.environ,
         "SCANBATCH_DATA_DIR": str(settings.data_dir),
@@ -81,20 +111,29 @@ def ensure(
         )
     if on_start is not None:
         on_start(str(log))
+    return _wait(settings, proc, log, timeout)
+
+
+def _wait(
+    settings: Settings, proc: subprocess.Popen | None, log: Path, timeout: float
+) -> LocalServer:
     deadline = time.monotonic() + timeout
     while True:
         # Another page may have started one at the same moment: whichever holds the store.
         found = running(settings)
         if found is not None:
-            return replace(found, started=found.pid == proc.pid)
-        if proc.poll() is not None:
+            return replace(found, started=proc is not None and found.pid == proc.pid)
+        if proc is not None and proc.poll() is not None:
             raise ScanbatchError(
                 f"Could not start a scanbatch server here (it exited with code "
                 f"{proc.returncode}). The end of its log, {log}:\n{_tail(log)}"
             )
+        if proc is None and _recorded(settings) is None:
+            raise ScanbatchError(f"The scanbatch server of this machine stopped; see {log}")
         if time.monotonic() > deadline:
             raise ScanbatchError(
-                f"The scanbatch server started here did not answer within {timeout:g} s; see {log}"
+                f"The scanbatch server of this machine did not answer within {timeout:g} s; "
+                f"see {log}"
             )
         time.sleep(0.2)
 
