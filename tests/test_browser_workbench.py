@@ -161,3 +161,79 @@ def test_ctrl_c_stops_both_and_leaves_no_process_behind(session):
         assert store.authenticate(session["token"]) is None
     finally:
         store.close()
+
+
+def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots):
+    """`voila notebooks/workbench.ipynb` alone, no server and no token: the page starts the
+    server of this machine, says so, and signs in; the server outlives the page."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+    from playwright.sync_api import expect, sync_playwright
+
+    from scanbatch import server_file
+    from scanbatch.settings import load_settings
+    from tests.procs import wait_gone
+    from tests.server_process import TEST_PYTHONPATH
+
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    api_port, page_port = ports
+    env = {k: v for k, v in os.environ.items() if k not in ("SCANBATCH_URL", "SCANBATCH_TOKEN")}
+    env.update(
+        SCANBATCH_DATA_DIR=str(tmp_path / "data"),
+        SCANBATCH_PORT=str(api_port),
+        SCANBATCH_EXTRACTOR="fake",
+        PYTHONPATH=TEST_PYTHONPATH,
+    )
+    voila = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "voila",
+            "notebooks/workbench.ipynb",
+            "--no-browser",
+            f"--port={page_port}",
+            "--Voila.ip=127.0.0.1",
+            "--Voila.log_level=WARN",
+        ],
+        cwd=ROOT,
+        env=env,
+        start_new_session=True,
+    )
+    settings = load_settings(data_dir=tmp_path / "data", port=api_port)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=launch_args())
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            deadline = time.monotonic() + 60
+            while True:  # Voilà listens a second or two after it starts
+                try:
+                    page.goto(f"http://127.0.0.1:{page_port}/")
+                    break
+                except Exception:
+                    assert time.monotonic() < deadline and voila.poll() is None
+                    time.sleep(0.3)
+            expect(page.get_by_text("Started a scanbatch server on this machine")).to_be_visible(
+                timeout=120_000
+            )
+            expect(page.get_by_role("tab", name="Review")).to_be_visible()
+            page.screenshot(path=str(shots / "workbench-started-server.png"))
+            browser.close()
+        started = server_file.read(settings)
+        assert started is not None
+        assert Client(started.url, started.token).review_items(limit=1).total == 0
+    finally:
+        os.killpg(voila.pid, signal.SIGTERM)
+        voila.wait(timeout=60)
+    # The page is gone; the server it started still answers, until it is stopped.
+    assert Client(started.url, started.token).health()["status"]
+    tree = [started.pid, *(c.pid for c in psutil.Process(started.pid).children(recursive=True))]
+    os.killpg(started.pid, signal.SIGTERM)
+    assert wait_gone(tree, timeout=30) == []
