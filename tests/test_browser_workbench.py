@@ -163,16 +163,17 @@ def test_ctrl_c_stops_both_and_leaves_no_process_behind(session):
         store.close()
 
 
-def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots):
+def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots, page):
     """`voila notebooks/workbench.ipynb` alone, no server and no token: the page starts the
-    server of this machine, says so, and signs in; the server outlives the page."""
+    server of this machine, says so, and signs in; the server outlives the page. (In the
+    module's browser: one playwright per process.)"""
     import socket
     import subprocess
     import sys
     import time
 
     import psutil
-    from playwright.sync_api import expect, sync_playwright
+    from playwright.sync_api import expect
 
     from scanbatch import server_file
     from scanbatch.settings import load_settings
@@ -209,31 +210,34 @@ def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots):
     )
     settings = load_settings(data_dir=tmp_path / "data", port=api_port)
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=launch_args())
-            page = browser.new_page(viewport={"width": 1280, "height": 900})
-            deadline = time.monotonic() + 60
-            while True:  # Voilà listens a second or two after it starts
-                try:
-                    page.goto(f"http://127.0.0.1:{page_port}/")
-                    break
-                except Exception:
-                    assert time.monotonic() < deadline and voila.poll() is None
-                    time.sleep(0.3)
-            expect(page.get_by_text("Started a scanbatch server on this machine")).to_be_visible(
-                timeout=120_000
-            )
-            expect(page.get_by_role("tab", name="Review")).to_be_visible()
-            page.screenshot(path=str(shots / "workbench-started-server.png"))
-            browser.close()
+        bare = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
+        deadline = time.monotonic() + 60
+        while True:  # Voilà listens a second or two after it starts
+            try:
+                bare.goto(f"http://127.0.0.1:{page_port}/")
+                break
+            except Exception:
+                assert time.monotonic() < deadline and voila.poll() is None
+                time.sleep(0.3)
+        expect(bare.get_by_text("Started a scanbatch server on this machine")).to_be_visible(
+            timeout=120_000
+        )
+        expect(bare.get_by_role("tab", name="Review")).to_be_visible()
+        bare.screenshot(path=str(shots / "workbench-started-server.png"))
+        bare.close()
         started = server_file.read(settings)
         assert started is not None
         assert Client(started.url, started.token).review_items(limit=1).total == 0
-    finally:
         os.killpg(voila.pid, signal.SIGTERM)
         voila.wait(timeout=60)
-    # The page is gone; the server it started still answers, until it is stopped.
-    assert Client(started.url, started.token).health()["status"]
-    tree = [started.pid, *(c.pid for c in psutil.Process(started.pid).children(recursive=True))]
-    os.killpg(started.pid, signal.SIGTERM)
-    assert wait_gone(tree, timeout=30) == []
+        # The page is gone; the server it started still answers, until it is stopped.
+        assert Client(started.url, started.token).health()["status"]
+    finally:
+        if voila.poll() is None:
+            os.killpg(voila.pid, signal.SIGTERM)
+            voila.wait(timeout=60)
+        left = server_file.read(settings)
+        if left is not None and psutil.pid_exists(left.pid):
+            tree = [left.pid, *(c.pid for c in psutil.Process(left.pid).children(recursive=True))]
+            os.killpg(left.pid, signal.SIGTERM)
+            assert wait_gone(tree, timeout=30) == []
