@@ -10,8 +10,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanbatch.settings import Settings
-
 NAME = "server.json"
 # Whom the file's token acts as (scanbatch.web.auth.LOCAL_ADMIN): what reviews saved with it say.
 LOCAL_USER = "(local admin)"
@@ -24,13 +22,13 @@ class ServerFile:
     token: str
 
 
-def path(settings: Settings) -> Path:
-    return settings.data_dir / NAME
+def path(data_dir: Path) -> Path:
+    return data_dir / NAME
 
 
-def write(settings: Settings, url: str, token: str) -> Path:
+def write(data_dir: Path, url: str, token: str) -> Path:
     """Written whole (a private file renamed into place), for this process."""
-    target = path(settings)
+    target = path(data_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -40,11 +38,11 @@ def write(settings: Settings, url: str, token: str) -> Path:
     return target
 
 
-def read(settings: Settings) -> ServerFile | None:
+def read(data_dir: Path) -> ServerFile | None:
     """What the last server on this data dir wrote; None when there is no readable file (it
     may be stale: a server killed with -9 leaves it behind)."""
     try:
-        info = json.loads(path(settings).read_text())
+        info = json.loads(path(data_dir).read_text())
         return ServerFile(str(info["url"]), int(info["pid"]), str(info["token"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None

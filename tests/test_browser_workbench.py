@@ -176,7 +176,6 @@ def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots, p
     from playwright.sync_api import expect
 
     from scanbatch import server_file
-    from scanbatch.settings import load_settings
     from tests.procs import wait_gone
     from tests.server_process import TEST_PYTHONPATH
 
@@ -208,7 +207,7 @@ def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots, p
         env=env,
         start_new_session=True,
     )
-    settings = load_settings(data_dir=tmp_path / "data", port=api_port)
+    data_dir = tmp_path / "data"
     try:
         bare = page.context.browser.new_page(viewport={"width": 1280, "height": 900})
         deadline = time.monotonic() + 60
@@ -225,7 +224,7 @@ def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots, p
         expect(bare.get_by_role("tab", name="Review")).to_be_visible()
         bare.screenshot(path=str(shots / "workbench-started-server.png"))
         bare.close()
-        started = server_file.read(settings)
+        started = server_file.read(data_dir)
         assert started is not None
         assert Client(started.url, started.token).review_items(limit=1).total == 0
         os.killpg(voila.pid, signal.SIGTERM)
@@ -236,7 +235,7 @@ def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots, p
         if voila.poll() is None:
             os.killpg(voila.pid, signal.SIGTERM)
             voila.wait(timeout=60)
-        left = server_file.read(settings)
+        left = server_file.read(data_dir)
         if left is not None and psutil.pid_exists(left.pid):
             tree = [left.pid, *(c.pid for c in psutil.Process(left.pid).children(recursive=True))]
             os.killpg(left.pid, signal.SIGTERM)

@@ -37,7 +37,7 @@ def machine(tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", TEST_PYTHONPATH)  # the fake extractor, for the server
     settings = load_settings()
     yield settings
-    found = server_file.read(settings)
+    found = server_file.read(settings.data_dir)
     if found is not None and alive(found.pid):
         tree = [found.pid, *children(found.pid)]
         os.killpg(found.pid, signal.SIGTERM)
@@ -56,7 +56,7 @@ def test_with_no_server_running_the_workbench_starts_one_and_signs_in(machine):
         assert page.client is not None, text(page)
         assert page.tabs.layout.display == ""  # the tabs show once signed in
         assert page.signin.token.value == ""  # the server's key is never in the page
-    started = server_file.read(machine)
+    started = server_file.read(machine.data_dir)
     assert started is not None and alive(started.pid)
     assert started.token not in text(pages[0]) + text(pages[1])
     news = [
@@ -74,7 +74,7 @@ def test_with_no_server_running_the_workbench_starts_one_and_signs_in(machine):
     later = Workbench()
     assert later.join(timeout=60)
     assert later.client is not None and "Started" not in text(later)
-    assert server_file.read(machine).pid == started.pid
+    assert server_file.read(machine.data_dir).pid == started.pid
 
 
 def test_a_server_that_cannot_start_is_explained_on_the_page(machine):
@@ -90,3 +90,17 @@ def test_a_server_that_cannot_start_is_explained_on_the_page(machine):
     assert "server.log" in message
     assert f"Cannot listen on 127.0.0.1:{machine.port}: Address already in use" in message
     assert "Traceback" not in message
+
+
+def test_a_relative_data_folder_is_the_repositorys_as_for_make_run(tmp_path, monkeypatch):
+    """A notebook's kernel runs in notebooks/, the server it starts in the repository: the
+    default `data` must name one folder for both, or the page waits for a server file that
+    the server writes elsewhere."""
+    from pathlib import Path
+
+    from scanbatch.settings import REPO_ROOT, Settings
+    from scanbatch.workbench.local_server import data_dir_of
+
+    monkeypatch.chdir(REPO_ROOT / "notebooks")
+    assert data_dir_of(Settings(data_dir=Path("data"))) == REPO_ROOT / "data"
+    assert data_dir_of(Settings(data_dir=tmp_path)) == tmp_path

@@ -44,7 +44,7 @@ class ServerClient:
 
     @classmethod
     def from_runtime_file(cls, s: Settings) -> ServerClient | None:
-        found = server_file.read(s)
+        found = server_file.read(s.data_dir)
         return None if found is None else cls(found.url, found.token)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:

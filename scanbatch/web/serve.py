@@ -165,7 +165,9 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
     server.channel_class = JsonErrorChannel
     base_url = f"http://{settings.host}:{server.effective_port}"
     store = app.extensions["scanbatch"].store
-    runtime = server_file.write(settings, base_url, app.extensions["scanbatch"].admin_token)
+    runtime = server_file.write(
+        settings.data_dir, base_url, app.extensions["scanbatch"].admin_token
+    )
     if first_key and not any(k.revoked_at is None for k in store.list_keys()):
         _key, token = store.create_key(FIRST_USER, "musicDirector")
         print(f"Created a first API key for user '{FIRST_USER}' (musicDirector). Keep it:")

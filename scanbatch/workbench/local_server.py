@@ -38,9 +38,15 @@ class LocalServer:
     started: bool = False  # started by this call
 
 
-def running(settings: Settings) -> LocalServer | None:
-    """The server that runs on `settings.data_dir` and answers, if any."""
-    found = _recorded(settings)
+def data_dir_of(settings: Settings) -> Path:
+    """The data folder as an absolute path: a relative one is the repository's, as for `make
+    run` (a notebook's kernel runs in `notebooks/`, the server in the repository root)."""
+    return settings.data_dir if settings.data_dir.is_absolute() else REPO_ROOT / settings.data_dir
+
+
+def running(data_dir: Path) -> LocalServer | None:
+    """The server that runs on `data_dir` and answers, if any."""
+    found = _recorded(data_dir)
     if found is None:
         return None
     try:
@@ -51,10 +57,10 @@ def running(settings: Settings) -> LocalServer | None:
     return LocalServer(found.url, found.token, found.pid)
 
 
-def _recorded(settings: Settings) -> server_file.ServerFile | None:
+def _recorded(data_dir: Path) -> server_file.ServerFile | None:
     """The server named by the data dir's server file while its process lives: it may still
     be starting (the file is written before its first kernel is warm and it answers)."""
-    found = server_file.read(settings)
+    found = server_file.read(data_dir)
     if found is None:
         return None
     try:  # a server killed with -9 leaves its file behind, and its pid may be reused
@@ -70,31 +76,35 @@ def ensure(
     timeout: float = START_TIMEOUT,
     on_start: Callable[[str], None] | None = None,
 ) -> LocalServer:
-    """The running server, or one started now on `settings` (data folder, host, port, and the
-    rest from the environment, as `scanbatch serve` reads them). Raises ScanbatchError with
-    the end of the server's log when it cannot start."""
-    found = running(settings)
+    """The running server, or one started now on `settings` (data folder, host, port and
+    extractor; the rest from the environment, as `scanbatch serve` reads them). Raises
+    ScanbatchError with the end of the server's log when it cannot start."""
+    data_dir = data_dir_of(settings)
+    found = running(data_dir)
     if found is not None:
         return found
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
     # One page starts it; pages opened meanwhile wait here, then find it running.
-    with open(settings.data_dir / START_LOCK, "w") as lock:
+    with open(data_dir / START_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        return _start(settings, timeout, on_start)
+        return _start(settings, data_dir, timeout, on_start)
 
 
 def _start(
-    settings: Settings, timeout: float, on_start: Callable[[str], None] | None
+    settings: Settings,
+    data_dir: Path,
+    timeout: float,
+    on_start: Callable[[str], None] | None,
 ) -> LocalServer:
-    found = running(settings)
+    found = running(data_dir)
     if found is not None:
         return found
-    log = settings.data_dir / LOG_FILE
-    if _recorded(settings) is not None:  # started some other way, and not answering yet
-        return _wait(settings, None, log, timeout)
+    log = data_dir / LOG_FILE
+    if _recorded(data_dir) is not None:  # started some other way, and not answering yet
+        return _wait(data_dir, None, log, timeout)
     env = {
         **os.environ,
-        "SCANBATCH_DATA_DIR": str(settings.data_dir),
+        "SCANBATCH_DATA_DIR": str(data_dir),
         "SCANBATCH_HOST": settings.host,
         "SCANBATCH_PORT": str(settings.port),
         "SCANBATCH_EXTRACTOR": settings.extractor,
@@ -111,16 +121,13 @@ def _start(
         )
     if on_start is not None:
         on_start(str(log))
-    return _wait(settings, proc, log, timeout)
+    return _wait(data_dir, proc, log, timeout)
 
 
-def _wait(
-    settings: Settings, proc: subprocess.Popen | None, log: Path, timeout: float
-) -> LocalServer:
+def _wait(data_dir: Path, proc: subprocess.Popen | None, log: Path, timeout: float) -> LocalServer:
     deadline = time.monotonic() + timeout
     while True:
-        # Another page may have started one at the same moment: whichever holds the store.
-        found = running(settings)
+        found = running(data_dir)
         if found is not None:
             return replace(found, started=proc is not None and found.pid == proc.pid)
         if proc is not None and proc.poll() is not None:
@@ -128,7 +135,7 @@ def _wait(
                 f"Could not start a scanbatch server here (it exited with code "
                 f"{proc.returncode}). The end of its log, {log}:\n{_tail(log)}"
             )
-        if proc is None and _recorded(settings) is None:
+        if proc is None and _recorded(data_dir) is None:
             raise ScanbatchError(f"The scanbatch server of this machine stopped; see {log}")
         if time.monotonic() > deadline:
             raise ScanbatchError(
