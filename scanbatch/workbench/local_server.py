@@ -19,9 +19,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import psutil
-import requests
 
 from scanbatch import server_file
+from scanbatch.client import ApiError, Client
 from scanbatch.errors import ScanbatchError
 from scanbatch.settings import REPO_ROOT, Settings
 
@@ -50,9 +50,8 @@ def running(data_dir: Path) -> LocalServer | None:
     if found is None:
         return None
     try:
-        if requests.get(f"{found.url}/healthz", timeout=2).status_code != 200:
-            return None
-    except requests.RequestException:
+        Client(found.url, found.token, timeout=2).health()
+    except ApiError:  # not answering (yet): it answers once its first kernel is warm
         return None
     return LocalServer(found.url, found.token, found.pid)
 
