@@ -73,7 +73,7 @@ class SignInPanel(widgets.VBox):
             return False
         # Forget the token in the widget: only the client object holds it from here on.
         self.token.value = ""
-        self.token.placeholder = "signed in (token kept in memory only)"
+        self.token.placeholder = "signed in (kept in memory)"
         return True
 
     def use_local_server(self, settings: Settings | None = None) -> None:
