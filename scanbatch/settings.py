@@ -52,7 +52,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SCANBATCH_", extra="ignore", frozen=True)
 
     data_dir: Path = Field(
-        Path("data"), description="Where the store, job folders and catalog snapshot live."
+        Path("data"),
+        description="Where the store, job folders and catalog snapshot live; a relative path "
+        "is taken from the repository root.",
     )
     extractor: str = Field(
         default_factory=_default_extractor,
@@ -151,6 +153,16 @@ class Settings(BaseSettings):
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value
 
+    @field_validator("data_dir", "prompts_dir", "seed_catalog")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        """Resolved once, here, so that every module (Flask's `send_file`, the kernel in its job
+        folder, a notebook's kernel in `notebooks/`) sees the same folder: a relative path is
+        the repository's, as `make run` (run from the repository root) means it."""
+        if value is None:
+            return None
+        return (value if value.is_absolute() else REPO_ROOT / value).resolve()
+
     @field_validator("extractor")
     @classmethod
     def _lower(cls, value: str) -> str:
@@ -158,14 +170,15 @@ class Settings(BaseSettings):
 
     def kernel_parameters(self) -> dict[str, Any]:
         """The one channel from these settings to the processing kernel: papermill parameters
-        (`notebooks/process_batch.ipynb` declares one per name). Paths are absolute because the
-        kernel runs in the job folder. Secrets are never here: the kernel reads GEMINI_API_KEY
-        and GOOGLE_GEMINI_BASE_URL from its environment, so they never reach a notebook."""
+        (`notebooks/process_batch.ipynb` declares one per name). Paths are absolute (see
+        `_absolute`): the kernel runs in the job folder. Secrets are never here: the kernel reads
+        GEMINI_API_KEY and GOOGLE_GEMINI_BASE_URL from its environment, so they never reach a
+        notebook."""
         params: dict[str, Any] = {}
         for name in kernel_fields():
             value = getattr(self, name)
             if isinstance(value, Path):
-                value = str(value.resolve())
+                value = str(value)
             params[name] = "" if value is None else value  # "" reads back as None
         return params
 

@@ -93,14 +93,17 @@ def test_a_server_that_cannot_start_is_explained_on_the_page(machine):
 
 
 def test_a_relative_data_folder_is_the_repositorys_as_for_make_run(tmp_path, monkeypatch):
-    """A notebook's kernel runs in notebooks/, the server it starts in the repository: the
-    default `data` must name one folder for both, or the page waits for a server file that
-    the server writes elsewhere."""
+    """A notebook's kernel runs in notebooks/, the server it starts in the repository, Flask's
+    send_file resolves against its package: the default `data` must name one folder for all,
+    resolved once when the settings are read."""
     from pathlib import Path
 
     from scanbatch.settings import REPO_ROOT, Settings
-    from scanbatch.workbench.local_server import data_dir_of
 
     monkeypatch.chdir(REPO_ROOT / "notebooks")
-    assert data_dir_of(Settings(data_dir=Path("data"))) == REPO_ROOT / "data"
-    assert data_dir_of(Settings(data_dir=tmp_path)) == tmp_path
+    assert Settings().data_dir == REPO_ROOT / "data"
+    assert Settings(data_dir=Path("data")).data_dir == REPO_ROOT / "data"
+    assert Settings(data_dir=Path("data")).jobs_dir == REPO_ROOT / "data" / "jobs"
+    monkeypatch.setenv("SCANBATCH_DATA_DIR", "elsewhere/d")
+    assert Settings().data_dir == REPO_ROOT / "elsewhere" / "d"
+    assert Settings(data_dir=tmp_path).data_dir == tmp_path.resolve()

@@ -38,12 +38,6 @@ class LocalServer:
     started: bool = False  # started by this call
 
 
-def data_dir_of(settings: Settings) -> Path:
-    """The data folder as an absolute path: a relative one is the repository's, as for `make
-    run` (a notebook's kernel runs in `notebooks/`, the server in the repository root)."""
-    return settings.data_dir if settings.data_dir.is_absolute() else REPO_ROOT / settings.data_dir
-
-
 def running(data_dir: Path) -> LocalServer | None:
     """The server that runs on `data_dir` and answers, if any."""
     found = _recorded(data_dir)
@@ -78,7 +72,7 @@ def ensure(
     """The running server, or one started now on `settings` (data folder, host, port and
     extractor; the rest from the environment, as `scanbatch serve` reads them). Raises
     ScanbatchError with the end of the server's log when it cannot start."""
-    data_dir = data_dir_of(settings)
+    data_dir = settings.data_dir
     found = running(data_dir)
     if found is not None:
         return found
