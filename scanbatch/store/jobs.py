@@ -97,6 +97,10 @@ class JobStore:
         self._write_order = threading.RLock()  # one job write (and its re-read) at a time
         self._local = threading.local()
         self._keys: dict[str, ApiKey] = {}
+        # Bumped by every revoke after its commit: a lookup keeps the row it read only if no
+        # revoke finished meanwhile (it may have read the row before the revoke committed).
+        self._keys_lock = threading.Lock()
+        self._keys_revokes = 0
         # Each listing user's jobs, loaded from DuckDB at their first list and kept exact by
         # the writes: the polling app lists too, and a DuckDB list query under load (writes
         # committing beside it) took up to a second, holding a request thread all the while.
@@ -529,6 +533,7 @@ class JobStore:
         key = self._keys.get(token_hash)
         if key is not None:
             return key
+        revokes = self._keys_revokes
         with self.db.read() as cur:
             row = cur.execute(
                 "SELECT id, user_id, role, created_at, revoked_at FROM api_keys "
@@ -537,7 +542,10 @@ class JobStore:
             ).fetchone()
         if row is None:  # unknown tokens are not cached: that cache would grow without bound
             return None
-        key = self._keys[token_hash] = ApiKey(*row)
+        key = ApiKey(*row)
+        with self._keys_lock:
+            if self._keys_revokes == revokes:
+                self._keys[token_hash] = key
         return key
 
     def list_keys(self) -> list[ApiKey]:
@@ -548,8 +556,9 @@ class JobStore:
         return [ApiKey(*r) for r in rows]
 
     def revoke_key(self, key_id: str) -> ApiKey:
-        """Revoke at once: the token cache is cleared, so the next request with it is a 401."""
-        self._keys.clear()
+        """Revoke at once: once this returns, every request with the key is a 401. The cache
+        is cleared after the commit (before it, a lookup could cache the row again), and a
+        lookup that read the row before the commit does not cache it (`_keys_revokes`)."""
         with self.db.write() as cur:
             cur.execute(
                 "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
@@ -561,6 +570,9 @@ class JobStore:
                 "SELECT id, user_id, role, created_at, revoked_at FROM api_keys WHERE id = ?",
                 [key_id],
             ).fetchone()
+        with self._keys_lock:
+            self._keys_revokes += 1
+            self._keys.clear()
         return ApiKey(*row)
 
 
