@@ -16,6 +16,7 @@ from pathlib import Path
 
 from scanbatch.images import EXTENSIONS, sniff_mime
 from scanbatch.models import ItemOutcome, Manifest, Photo
+from scanbatch.private import DIR_MODE
 
 MANIFEST = "manifest.json"
 RESULTS = "results.jsonl"
@@ -55,7 +56,8 @@ class JobFolder:
         return self.manifest_path.exists()
 
     def create(self, manifest: Manifest) -> None:
-        self.images_dir.mkdir(parents=True, exist_ok=True)
+        self.path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+        self.images_dir.mkdir(exist_ok=True, mode=DIR_MODE)
         tmp = self.manifest_path.with_suffix(".tmp")
         tmp.write_text(json.dumps(manifest.model_dump(mode="json", by_alias=True), indent=2))
         os.replace(tmp, self.manifest_path)

@@ -69,6 +69,7 @@ def test_with_no_server_running_the_workbench_starts_one_and_signs_in(machine):
         assert f"Signed in to {started.url}" in text(page)
     assert pages[0].client.review_items(limit=5).total == 0
     assert (machine.data_dir / "server.log").read_text()
+    assert (machine.data_dir / "server.log").stat().st_mode & 0o777 == 0o600  # private
 
     # A page opened later finds that server: no second one.
     later = Workbench()

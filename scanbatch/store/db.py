@@ -19,15 +19,16 @@ from typing import Any
 import duckdb
 
 from scanbatch.errors import StoreLocked
+from scanbatch.private import private_dir, private_file
 from scanbatch.store.migrations import MIGRATIONS_TABLE, _migrations
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
 
 
 def _connect(path: Path) -> duckdb.DuckDBPyConnection:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     try:
-        return duckdb.connect(str(path))
+        conn = duckdb.connect(str(path))
     except duckdb.IOException as exc:
         held = _LOCK_HOLDER.search(str(exc))
         if held is None:
@@ -37,6 +38,8 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
             "probably a running `scanbatch serve`. DuckDB allows one process per file: "
             "stop that process, or talk to it over HTTP, or point SCANBATCH_DATA_DIR elsewhere."
         ) from None
+    private_file(path)  # whatever the umask of the process that opened it first
+    return conn
 
 
 class Database:

@@ -19,7 +19,7 @@ from waitress import create_server
 from waitress.channel import HTTPChannel
 from waitress.task import ErrorTask
 
-from scanbatch import server_file
+from scanbatch import private, server_file
 from scanbatch.errors import ConfigError
 from scanbatch.models import JobView
 from scanbatch.settings import SHIPPED_DATA, Settings
@@ -139,6 +139,7 @@ def _report_when_done(app: Flask, job_id: str) -> None:
 
 
 def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> None:
+    private.claim(settings.data_dir)  # before anything is written there, by us or a kernel
     # The runner (and its kernels) starts once the address is ours: a taken port ends here.
     app = create_app(settings, start_runner=False)
     try:

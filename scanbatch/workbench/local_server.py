@@ -23,6 +23,7 @@ import psutil
 from scanbatch import server_file
 from scanbatch.client import ApiError, Client
 from scanbatch.errors import ScanbatchError
+from scanbatch.private import FILE_MODE, private_dir
 from scanbatch.settings import REPO_ROOT, Settings
 
 LOG_FILE = "server.log"
@@ -76,7 +77,7 @@ def ensure(
     found = running(data_dir)
     if found is not None:
         return found
-    data_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(data_dir)
     # One page starts it; pages opened meanwhile wait here, then find it running.
     with open(data_dir / START_LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -102,7 +103,9 @@ def _start(
         "SCANBATCH_PORT": str(settings.port),
         "SCANBATCH_EXTRACTOR": settings.extractor,
     }
-    with open(log, "ab") as out:
+    # The server's log is private like the rest of the data folder (the kernel that starts the
+    # server may run with a looser umask than the server, which claims the folder itself).
+    with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE), "ab") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "scanbatch.cli", "serve", "--no-first-key"],
             cwd=REPO_ROOT,
