@@ -125,7 +125,13 @@ def load_outcomes(path: Path) -> list[Outcome]:
     """Results from a `results.jsonl`, a job folder holding one, or a job status JSON
     (`{"results": [...]}` as `GET /library/scan/batch/<jobId>` returns it), numbered as the
     job numbers them (from 0). For several jobs of one dataset, `load_dataset_outcomes`."""
-    return [o for part in load_parts(path) for o in part.outcomes]
+    parts = load_parts(path)
+    if len(parts) > 1:
+        raise BadRequest(
+            f"results file {path} holds {len(parts)} jobs, each numbering its items from 0: "
+            "score them with `scanbatch eval TRUTH RESULTS...` (load_dataset_outcomes)"
+        )
+    return parts[0].outcomes
 
 
 @dataclass
