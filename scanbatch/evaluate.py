@@ -235,8 +235,9 @@ def place_jobs(
         if part.first_item is not None:
             start, how = part.first_item, "firstItem"
         else:
-            if part.folder is not None and dataset_dir is not None:
-                if photos is None:
+            has_photos = part.folder is not None and JobFolder(part.folder).images_dir.is_dir()
+            if has_photos and dataset_dir is not None:
+                if photos is None:  # hashed once, and only when a job folder can be matched
                     photos = _truth_photos(truth, dataset_dir)
                 mapping = _by_photos(part, photos, placed)
             if mapping is not None:
