@@ -7,11 +7,12 @@ Pure functions: `evaluate(truth, outcomes)` takes already-loaded data; `load_tru
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from pydantic import ValidationError
 from rapidfuzz import fuzz
 
 from scanbatch.errors import BadRequest
-from scanbatch.jobfolder import RESULTS, iter_results
+from scanbatch.jobfolder import MANIFEST, RESULTS, JobFolder, iter_results
 from scanbatch.models import ItemOutcome
 
 FIELDS = ("artistName", "albumTitle", "labelName", "catalogNumber", "reviewText", "upc")
@@ -122,7 +123,34 @@ def load_truth(path: Path) -> list[dict[str, Any]]:
 
 def load_outcomes(path: Path) -> list[Outcome]:
     """Results from a `results.jsonl`, a job folder holding one, or a job status JSON
-    (`{"results": [...]}` as `GET /library/scan/batch/<jobId>` returns it)."""
+    (`{"results": [...]}` as `GET /library/scan/batch/<jobId>` returns it), numbered as the
+    job numbers them (from 0). For several jobs of one dataset, `load_dataset_outcomes`."""
+    parts = load_parts(path)
+    if len(parts) > 1:
+        raise BadRequest(
+            f"results file {path} holds {len(parts)} jobs, each numbering its items from 0: "
+            "score them with `scanbatch eval TRUTH RESULTS...` (load_dataset_outcomes)"
+        )
+    return parts[0].outcomes
+
+
+@dataclass
+class JobResults:
+    """One job's results as a file gave them, numbered from 0 within the job, and what says
+    where the job's items sit in the dataset."""
+
+    label: str  # the file (and job) they came from, for messages
+    outcomes: list[Outcome]
+    items: int | None  # how many items the job has (its manifest, or totalItems), if known
+    first_item: int | None = None  # the dataset's index of its item 0, when the file says
+    folder: Path | None = None  # its job folder (photos named by item), when there is one
+    placed_by: str = ""  # how `place_jobs` placed it: for the summary line
+
+
+def load_parts(path: Path) -> list[JobResults]:
+    """The jobs in one results source: a `results.jsonl` (with its job folder's manifest
+    beside it, when there), a job folder, a job status JSON, or the JSON `scanbatch run`
+    prints for several jobs (`{"jobs": [{"firstItem": n, ...job status}, ...]}`)."""
     path = Path(path)
     if path.is_dir():
         path = path / RESULTS
@@ -133,18 +161,12 @@ def load_outcomes(path: Path) -> list[Outcome]:
         doc = json.loads(text)
     except json.JSONDecodeError:
         doc = None  # several lines: results.jsonl
+    if isinstance(doc, dict) and isinstance(doc.get("jobs"), list) and "results" not in doc:
+        return [_status_part(f"{path} jobs[{n}]", job) for n, job in enumerate(doc["jobs"])]
     if isinstance(doc, dict) and "results" in doc:
-        results = doc["results"]
-        if not isinstance(results, list):
-            raise BadRequest(f"results file {path}: `results` must be a list")
-        try:
-            return [_outcome(r) for r in results]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BadRequest(
-                f"results file {path}: a result lacks a valid itemIndex ({exc})"
-            ) from None
+        return [_status_part(str(path), doc)]
     try:
-        return [_outcome(o) for o in iter_results(path)]
+        outcomes = [_outcome(o) for o in iter_results(path)]
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -152,6 +174,154 @@ def load_outcomes(path: Path) -> list[Outcome]:
             f"results file {path} is neither a job status JSON nor results.jsonl lines "
             f"({where}: {first['msg']})"
         ) from None
+    folder = path.parent
+    items = None
+    if (folder / MANIFEST).is_file():
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            items = len(manifest["items"])
+        except (ValueError, KeyError, TypeError):
+            items = None
+    return [JobResults(str(path.parent if path.name == RESULTS else path), outcomes, items,
+                       folder=folder if items is not None else None)]  # fmt: skip
+
+
+def _status_part(label: str, doc: Any) -> JobResults:
+    if not isinstance(doc, dict) or not isinstance(doc.get("results"), list):
+        raise BadRequest(f"results file {label}: `results` must be a list")
+    try:
+        outcomes = [_outcome(r) for r in doc["results"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise BadRequest(
+            f"results file {label}: a result lacks a valid itemIndex ({exc})"
+        ) from None
+    first = doc.get("firstItem")
+    total = doc.get("totalItems")
+    for name, value in (("firstItem", first), ("totalItems", total)):
+        if value is not None and (
+            not isinstance(value, int) or isinstance(value, bool) or value < 0
+        ):
+            raise BadRequest(f"results file {label}: {name} must be a whole number, got {value!r}")
+    if "jobId" in doc:
+        label = f"{label} (job {doc['jobId']})"
+    return JobResults(label, outcomes, total, first)
+
+
+def load_dataset_outcomes(truth_path: Path, sources: Sequence[Path]) -> list[JobResults]:
+    """The jobs of `sources`, each placed in the dataset of `truth_path` (`place_jobs`)."""
+    parts = [part for source in sources for part in load_parts(source)]
+    return place_jobs(load_truth(truth_path), parts, Path(truth_path).parent)
+
+
+def place_jobs(
+    truth: Sequence[Mapping[str, Any]], parts: list[JobResults], dataset_dir: Path | None = None
+) -> list[JobResults]:
+    """Each job's results renumbered to the dataset's item indexes. A dataset bigger than one
+    batch runs as several jobs, each numbering its items from 0, so a job's item i is the
+    dataset's item `first + i` where the job starts at `first`, found, in this order:
+    - from the file: `firstItem`, as `scanbatch run` prints it for several jobs;
+    - from its job folder: a job of a dataset (run by `scanbatch run`, or uploaded through the
+      workbench) holds the dataset's photos byte for byte, so each item goes to the dataset
+      item with the same photos, whatever order the folders were given in;
+    - one source alone: it starts at 0, as one job of the whole dataset does;
+    - never from the order the sources were given in (a shell lists job folders by id).
+    Two results for one dataset item are refused (the same job twice, or jobs of another
+    dataset), so a mistake cannot quietly score one record against another's truth."""
+    photos: dict[tuple[str, ...], list[int]] | None = None
+    placed: dict[int, str] = {}
+    out = []
+    for part in parts:
+        mapping: dict[int, int] | None = None
+        if part.first_item is not None:
+            start, how = part.first_item, "firstItem"
+        else:
+            has_photos = part.folder is not None and JobFolder(part.folder).images_dir.is_dir()
+            if has_photos and dataset_dir is not None:
+                if photos is None:  # hashed once, and only when a job folder can be matched
+                    photos = _truth_photos(truth, dataset_dir)
+                mapping = _by_photos(part, photos, placed)
+            if mapping is not None:
+                start, how = 0, "photos"
+            elif len(parts) == 1:
+                start, how = 0, "alone"
+            else:
+                # Never guessed from the order given: `data/jobs/*` lists jobs by id, and a
+                # wrong guess scores every record against another's truth without a word.
+                raise BadRequest(
+                    f"results {part.label}: cannot tell which dataset items this job holds "
+                    "(no firstItem, no job folder with the dataset's photos): give the JSON "
+                    "`scanbatch run` printed, or the job folders"
+                )
+        outcomes = []
+        for o in part.outcomes:
+            if part.items is not None and not 0 <= o.item_index < part.items:
+                raise BadRequest(
+                    f"results {part.label}: item {o.item_index} is outside the job's "
+                    f"{part.items} items"
+                )
+            index = mapping[o.item_index] if mapping is not None else start + o.item_index
+            if index in placed:
+                raise BadRequest(
+                    f"dataset item {index} has results from {placed[index]} and from "
+                    f"{part.label}: give each job once, and only jobs of this dataset"
+                )
+            placed[index] = part.label
+            outcomes.append(replace(o, item_index=index))
+        out.append(replace(part, outcomes=outcomes, placed_by=how))
+    return out
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _truth_photos(
+    truth: Sequence[Mapping[str, Any]], folder: Path
+) -> dict[tuple[str, ...], list[int]]:
+    """Dataset item indexes by the hashes of their photos (the truth's `photos`, in `folder`)."""
+    out: dict[tuple[str, ...], list[int]] = {}
+    for t in truth:
+        names = t.get("photos")
+        if not isinstance(names, list) or not names:
+            continue
+        paths = [folder / str(n) for n in names]
+        if all(Path(str(n)).name == n and p.is_file() for n, p in zip(names, paths, strict=True)):
+            out.setdefault(tuple(_sha256(p) for p in paths), []).append(int(t["itemIndex"]))
+    return out
+
+
+def _by_photos(
+    part: JobResults, photos: dict[tuple[str, ...], list[int]], placed: Mapping[int, str]
+) -> dict[int, int] | None:
+    """Job item -> dataset item by identical photos; None when either side has no photos (a
+    truth file alone, photos pruned), a BadRequest when a job's photos are not the dataset's."""
+    if not photos or part.folder is None or part.items is None:
+        return None
+    folder = JobFolder(part.folder)
+    if not folder.images_dir.is_dir():
+        return None
+    mapping: dict[int, int] = {}
+    taken = set(placed)
+    for i in range(part.items):
+        paths = folder.image_paths(i)
+        if not paths:
+            return None  # pruned: the photos are gone, their order is all that is left
+        candidates = photos.get(tuple(_sha256(p) for p in paths), [])
+        if not candidates:
+            raise BadRequest(
+                f"results {part.label}: the photos of its item {i} are none of this dataset's "
+                "(the truth file's `photos`): is the job from this dataset?"
+            )
+        # Records with identical photos take their places in turn; when every place is taken
+        # (the same job given twice), the first is named, and refused as a duplicate.
+        free = [n for n in candidates if n not in taken] or candidates
+        mapping[i] = free[0]
+        taken.add(free[0])
+    return mapping
 
 
 # --- report ----------------------------------------------------------------------------------

@@ -67,14 +67,29 @@ class ManifestItem(CamelModel):
     context: ScanContext | None = None
 
 
-class Manifest(CamelModel):
-    """The multipart `manifest` field: `{"items": [...]}`, or the bare array the app sends."""
+class _Items(CamelModel):
+    """What both manifests are: a list of batch items (`ManifestItem`, one model for both)."""
 
-    items: list[ManifestItem] = Field(min_length=1, max_length=MAX_ITEMS)
+    items: list[ManifestItem]
 
     @property
     def total_images(self) -> int:
         return sum(item.image_count for item in self.items)
+
+
+class Manifest(_Items):
+    """The multipart `manifest` field: `{"items": [...]}`, or the bare array the app sends."""
+
+    items: list[ManifestItem] = Field(min_length=1, max_length=MAX_ITEMS)
+
+
+class DatasetManifest(_Items):
+    """A dataset's `manifest.json` (a synthetic set, a golden-set export): the batch manifest's
+    shape and items, without the station's limits on one HTTP batch (10 items, 50 images). A
+    dataset is not a batch: `scanbatch run` sends one as several jobs of at most one batch each
+    (`scanbatch.validation.batch_slices`)."""
+
+    items: list[ManifestItem] = Field(min_length=1)
 
 
 class ExtractionField(BaseModel):

@@ -31,6 +31,8 @@ SERVER_ONLY = frozenset(
         "scan_timeout",
         "http_connection_limit",
         "http_channel_timeout",
+        "dataset_max_bytes",
+        "dataset_max_files",
     }
 )
 
@@ -133,6 +135,15 @@ class Settings(BaseSettings):
     )
     match_min_score: float = Field(
         0.82, ge=0, le=1, description="Minimum catalog match score; below it, no match."
+    )
+    dataset_max_bytes: int = Field(
+        8 * 1024**3,
+        ge=1,
+        description="Bytes an experiment may unpack from one dataset zip (all members, "
+        "uncompressed); a zip over it is refused before anything is written.",
+    )
+    dataset_max_files: int = Field(
+        100_000, ge=1, description="Members an experiment may unpack from one dataset zip."
     )
 
     @classmethod

@@ -57,10 +57,11 @@ def write_blobs(images: list[bytes], manifest: Manifest) -> Callable[[JobFolder]
     return write
 
 
-def read_images(paths: list[Path]) -> list[bytes]:
-    """Photos from disk, with the same size, type and pixel checks as an upload."""
+def read_images(paths: list[Path], first_index: int = 0) -> list[bytes]:
+    """Photos from disk, with the same size, type and pixel checks as an upload; messages
+    number them from `first_index` (a part of a longer list)."""
     blobs = []
-    for index, path in enumerate(paths):
+    for index, path in enumerate(paths, start=first_index):
         data = Path(path).read_bytes()
         check_size(len(data), index=index)
         check_pixels(Path(path), sniff_mime(data, index=index), index=index)

@@ -8,6 +8,7 @@ sentence that names the field."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
@@ -17,6 +18,7 @@ from scanbatch.models import (
     MAX_IMAGES,
     MAX_IMAGES_PER_ITEM,
     MAX_ITEMS,
+    DatasetManifest,
     Manifest,
     ManifestItem,
 )
@@ -26,7 +28,10 @@ __all__ = [
     "MAX_IMAGES_PER_ITEM",
     "MAX_ITEMS",
     "MAX_MANIFEST_DEPTH",
+    "batch_slices",
     "field_error",
+    "parse_dataset_manifest",
+    "parse_local_manifest",
     "parse_manifest",
 ]
 
@@ -78,16 +83,71 @@ def parse_manifest(raw: str | bytes | None, file_count: int) -> Manifest:
         raise BadRequest(
             f"Image count mismatch: {file_count} files uploaded but manifest expects {expected}"
         )
+    return Manifest(items=[_item(item, i) for i, item in enumerate(items)])
+
+
+def parse_local_manifest(raw: str | bytes | None, file_count: int) -> DatasetManifest:
+    """A manifest for a local run (`scanbatch run`) against `file_count` photos: one that fits
+    one batch is checked exactly as an upload is (`parse_manifest`: the station's order and
+    messages); a bigger one is a dataset (`parse_dataset_manifest`), run as several batches."""
+    if file_count == 0:
+        raise BadRequest("No images provided")
+    if raw is None or not isinstance(raw, str | bytes) or not str(raw).strip():
+        raise BadRequest("Missing or invalid manifest field")
+    data = _load_json(raw)
+    items = data.get("items") if isinstance(data, dict) else data
+    if not isinstance(items, list) or len(items) <= MAX_ITEMS:
+        return DatasetManifest(items=parse_manifest(raw, file_count).items)
+    manifest = parse_dataset_manifest(data)
+    if file_count != manifest.total_images:
+        raise BadRequest(
+            f"Image count mismatch: {file_count} files uploaded but manifest expects "
+            f"{manifest.total_images}"
+        )
+    return manifest
+
+
+def parse_dataset_manifest(data: Any) -> DatasetManifest:
+    """A dataset's manifest (already parsed JSON, object or bare-array form): any number of
+    items, each checked exactly as a batch item is (`_image_count`, then `_item`), with the
+    same messages. The limits of one HTTP batch are not a dataset's: `batch_slices` splits it."""
+    items = data.get("items") if isinstance(data, dict) else data
+    if not isinstance(items, list) or not items:
+        raise BadRequest("Manifest must contain a non-empty items array")
+    if isinstance(data, dict) and (extra := sorted(set(data) - {"items"})):
+        raise BadRequest(f"manifest has unknown key '{_short(extra[0])}': only 'items' is allowed")
     parsed = []
     for i, item in enumerate(items):
-        types = item.get("photoTypes")
-        if isinstance(types, list) and types and len(types) != item["imageCount"]:
-            raise BadRequest(
-                f"items[{i}].photoTypes has {len(types)} entries but imageCount is "
-                f"{item['imageCount']}: give one photo type per image"
-            )
-        parsed.append(validate_model(ManifestItem, item, f"items[{i}]"))
-    return Manifest(items=parsed)
+        _image_count(item, i)
+        parsed.append(_item(item, i))
+    return DatasetManifest(items=parsed)
+
+
+def _item(item: dict[str, Any], i: int) -> ManifestItem:
+    """One item whose imageCount `_image_count` accepted: its photo types, then its model."""
+    types = item.get("photoTypes")
+    if isinstance(types, list) and types and len(types) != item["imageCount"]:
+        raise BadRequest(
+            f"items[{i}].photoTypes has {len(types)} entries but imageCount is "
+            f"{item['imageCount']}: give one photo type per image"
+        )
+    return validate_model(ManifestItem, item, f"items[{i}]")
+
+
+def batch_slices(image_counts: Sequence[int]) -> list[range]:
+    """Consecutive items split into batches the station accepts: at most MAX_ITEMS items and
+    MAX_IMAGES images each (an item over MAX_IMAGES_PER_ITEM is `parse_manifest`'s to refuse).
+    The one splitting rule, for the workbench's jobs and `scanbatch run` on a dataset."""
+    slices: list[range] = []
+    start, images = 0, 0
+    for i, count in enumerate(image_counts):
+        if i > start and (i - start >= MAX_ITEMS or images + count > MAX_IMAGES):
+            slices.append(range(start, i))
+            start, images = i, 0
+        images += count
+    if start < len(image_counts):
+        slices.append(range(start, len(image_counts)))
+    return slices
 
 
 def _load_json(raw: str | bytes) -> Any:

@@ -1,4 +1,5 @@
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -198,3 +199,96 @@ def test_run_refuses_a_pixel_bomb_like_an_upload(env, runner):
     Path(image).write_bytes(png_header(13000, 13000))
     result = runner.invoke(cli, ["run", "--extractor", "fake", "--manifest", manifest, image])
     assert result.exit_code == 1 and "images[0] is 13000x13000 pixels" in result.stderr
+
+
+# --- a dataset bigger than one batch: the README's loop, synth -> run -> eval -----------------
+
+
+@pytest.fixture(scope="module")
+def synth12(tmp_path_factory):
+    """`scanbatch synth --items 12`, through the CLI: more records than one batch holds (10).
+    Each record's context names its own artist, which the fake extractor reads back: a
+    result scored against another record's truth is then wrong, so a misplaced job shows."""
+    out = tmp_path_factory.mktemp("synth") / "set"
+    result = CliRunner().invoke(
+        cli, ["synth", "--items", "12", "--seed", "1", "--workers", "1", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    truth = json.loads((out / "truth.json").read_text())["items"]
+    for item, t in zip(manifest["items"], truth, strict=True):
+        item["context"] = {"artistName": t["artistName"]}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    return out
+
+
+def run_synth(env, runner, folder):
+    images = sorted(str(p) for p in folder.glob("item*"))  # the shell's `folder/item*`
+    args = ["run", "--extractor", "fake", "--manifest", str(folder / "manifest.json"), *images]
+    return runner.invoke(cli, args)
+
+
+def test_run_sends_a_dataset_as_several_jobs_and_eval_scores_them_together(env, runner, synth12):
+    result = run_synth(env, runner, synth12)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert (doc["totalItems"], doc["completedItems"], doc["status"]) == (12, 12, "completed")
+    assert [(j["firstItem"], j["totalItems"]) for j in doc["jobs"]] == [(0, 10), (10, 2)]
+    # Each job numbers its items from 0, as the server does; each is at most one batch.
+    assert [r["itemIndex"] for r in doc["jobs"][1]["results"]] == [0, 1]
+    folders = [env / "data" / "jobs" / j["jobId"] for j in doc["jobs"]]
+    for folder in folders:
+        assert len(json.loads((folder / "manifest.json").read_text())["items"]) <= 10
+        assert (folder / "process_batch.ipynb").is_file()  # through the processing notebook
+    (env / "jobs.json").write_text(result.stdout)
+
+    def artist_accuracy(*sources):
+        out = env / "eval.json"
+        res = runner.invoke(cli, ["eval", str(synth12 / "truth.json"), *map(str, sources),
+                                  "--json", str(out)])  # fmt: skip
+        assert res.exit_code == 0, res.output
+        report = json.loads(out.read_text())
+        assert (report["items"], report["results"]) == (12, 12)
+        return report["fields"]["artistName"]["accuracy"], res.stdout
+
+    # The printed JSON: each job at its firstItem.
+    accuracy, text = artist_accuracy(env / "jobs.json")
+    assert accuracy == 1.0 and "dataset items 10-11 (placed by firstItem)" in text
+    # The job folders, last job first (as `data/jobs/*` may list them): placed by their photos.
+    assert artist_accuracy(*reversed(folders))[0] == 1.0
+    assert artist_accuracy(folders[1] / "results.jsonl", folders[0] / "results.jsonl")[0] == 1.0
+    # Two API status JSONs say nothing of where they sit: refused, never guessed from order.
+    for n, job in enumerate(doc["jobs"]):
+        job.pop("firstItem")
+        (env / f"status{n}.json").write_text(json.dumps(job))
+    res = runner.invoke(
+        cli,
+        ["eval", str(synth12 / "truth.json"), str(env / "status1.json"), str(env / "status0.json")],
+    )
+    assert res.exit_code == 1 and "cannot tell which dataset items this job holds" in res.stderr
+    res = runner.invoke(
+        cli, ["eval", str(synth12 / "truth.json"), str(folders[0]), str(folders[0])]
+    )
+    assert res.exit_code == 1 and "give each job once" in res.stderr
+
+
+def test_run_checks_every_job_before_the_first_runs(env, runner, synth12, tmp_path):
+    from tests.imaging import png_header
+
+    folder = tmp_path / "set"
+    shutil.copytree(synth12, folder)
+    last = sorted(folder.glob("item11_*"))[-1]
+    last.write_bytes(png_header(13000, 13000))
+    result = run_synth(env, runner, folder)
+    assert result.exit_code == 1
+    total = len(list(folder.glob("item*")))
+    assert f"images[{total - 1}] is 13000x13000 pixels" in result.stderr
+    assert not (env / "data" / "jobs").exists() or not any((env / "data" / "jobs").iterdir())
+
+
+def test_run_refuses_photos_out_of_the_manifests_order(env, runner, synth12):
+    images = sorted(str(p) for p in synth12.glob("item*"))
+    images[0], images[-1] = images[-1], images[0]
+    args = ["run", "--extractor", "fake", "--manifest", str(synth12 / "manifest.json"), *images]
+    result = runner.invoke(cli, args)
+    assert result.exit_code == 1 and "not in the manifest's order: item 0" in result.stderr

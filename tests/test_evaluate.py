@@ -190,3 +190,27 @@ def test_per_field_calibration_and_match_precision():
     # One match right, one false match: precision 1/2; the one in-catalog record found.
     assert (m["match"]["precision"], m["match"]["recall"]) == (0.5, 1.0)
     assert "details" not in m
+
+
+def test_several_jobs_of_one_dataset_score_as_the_one_job(tmp_path: Path) -> None:
+    """The same three results split into two jobs (2 + 1 items) as `scanbatch run` prints
+    them: the second job's item 0 is the dataset's item 2, and the report is the same."""
+    from scanbatch.evaluate import load_dataset_outcomes
+
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps(TRUTH))
+    last = {**RESULTS[2], "itemIndex": 0}
+    doc = {"jobs": [
+        {"firstItem": 0, "jobId": "a", "totalItems": 2, "results": RESULTS[:2]},
+        {"firstItem": 2, "jobId": "b", "totalItems": 1, "results": [last]},
+    ]}  # fmt: skip
+    jobs_json = tmp_path / "jobs.json"
+    jobs_json.write_text(json.dumps(doc))
+    jobs = load_dataset_outcomes(truth, [jobs_json])
+    check_report(evaluate(load_truth(truth), [o for j in jobs for o in j.outcomes]).to_dict())
+    with pytest.raises(BadRequest, match="holds 2 jobs, each numbering its items from 0"):
+        load_outcomes(jobs_json)
+    doc["jobs"][1]["firstItem"] = 1  # overlaps the first job's item 1
+    jobs_json.write_text(json.dumps(doc))
+    with pytest.raises(BadRequest, match=r"dataset item 1 has results from .* give each job once"):
+        load_dataset_outcomes(truth, [jobs_json])

@@ -108,6 +108,188 @@ def test_truth_and_manifest_must_agree(tmp_path):
         load_dataset(tmp_path / "nowhere")
 
 
+def zip_folder(folder: Path, archive: Path) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(archive, "w") as zf:
+        for p in sorted(folder.iterdir()):
+            zf.write(p, f"golden-set/{p.name}")  # the export holds one folder
+    return archive
+
+
+def test_a_dataset_manifest_is_not_a_batch(tmp_path):
+    """12 records (a batch holds 10), 60 photos (a batch holds 50): a dataset."""
+    folder = tmp_path / "set"
+    make_set(folder, 12, photos=5)
+    assert len(load_dataset(folder).items) == 12
+    # Each item is still checked as a batch item is, with the same words.
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["items"][11]["imageCount"] = 6
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BadRequest, match=r"items\[11\]\.photoTypes has 5 entries but imageCount"):
+        load_dataset(folder)
+    manifest["items"][11] = {"imageCount": 6, "photoTypes": ["front"] * 6}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BadRequest, match=r"items\[11\]\.imageCount must be at most 5, got 6"):
+        load_dataset(folder)
+
+
+def make_set(folder: Path, items: int, photos: int = 1) -> Path:
+    """A dataset of `items` records, each with `photos` small distinct JPEGs."""
+    from tests.imaging import image_bytes
+
+    folder.mkdir(parents=True)
+    manifest, truth = [], []
+    for i in range(items):
+        names = [f"item{i:03d}_{n}_front_cover.jpg" for n in range(photos)]
+        for n, name in enumerate(names):
+            colour = f"#{(i * 7 + n * 50) % 256:02x}{i % 256:02x}{i // 256 * 40:02x}"
+            (folder / name).write_bytes(image_bytes("JPEG", (16, 16), colour))
+        manifest.append({"imageCount": photos, "photoTypes": ["front_cover"] * photos})
+        truth.append({"itemIndex": i, "artistName": f"Artist {i}", "albumTitle": f"T{i}",
+                      "photos": names, "photoTypes": ["front_cover"] * photos})  # fmt: skip
+    (folder / "manifest.json").write_text(json.dumps({"items": manifest}))
+    (folder / "truth.json").write_text(json.dumps({"items": truth}))
+    return folder
+
+
+def test_a_golden_set_of_500_records_is_read_and_run(tmp_path, settings):
+    """The size of a real golden set, as a folder and as the export's zip, through the fake
+    extractor (the point is the size; the offline reader takes ~0.5 s a photo)."""
+    import time
+
+    from scanbatch.experiments import run_experiment
+
+    folder = make_set(tmp_path / "set", 500)
+    started = time.perf_counter()
+    ds = load_dataset(folder)
+    seconds = time.perf_counter() - started
+    assert [i.index for i in ds.items] == list(range(500))
+    assert seconds < 10, f"loading 500 records took {seconds:.1f} s"
+    archive = zip_folder(folder, tmp_path / "golden.zip")
+    started = time.perf_counter()
+    run = run_experiment(archive, [{"extractor": "fake"}], settings=settings, progress=False)
+    seconds = time.perf_counter() - started
+    assert run.meta["dataset"]["items"] == 500 and len(run.records) == 500
+    assert {r["status"] for r in run.records} == {"completed"}
+    assert seconds < 60, f"an experiment on 500 records took {seconds:.1f} s"
+
+
+# --- unpacking a dataset zip: private, fresh, bounded ---------------------------------------
+
+
+def _nothing_left(settings) -> bool:
+    from scanbatch.experiments import experiments_dir
+
+    root = experiments_dir(settings)
+    return not root.exists() or not any(root.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("limit", "message"),
+    [
+        ("dataset_max_bytes", r"unpacks to {n:,} bytes, more than SCANBATCH_DATASET_MAX_BYTES "
+                              r"allows \({m:,}\): raise SCANBATCH_DATASET_MAX_BYTES"),
+        ("dataset_max_files", r"holds {n} files, more than SCANBATCH_DATASET_MAX_FILES allows "
+                              r"\({m}\): raise SCANBATCH_DATASET_MAX_FILES"),
+    ],
+)  # fmt: skip
+def test_a_zip_over_the_limit_is_refused_and_leaves_nothing(tmp_path, settings, limit, message):
+    from scanbatch.errors import PayloadTooLarge
+    from scanbatch.experiments import run_experiment
+
+    archive = zip_folder(SAMPLE, tmp_path / "golden.zip")
+    files = list(SAMPLE.iterdir())
+    n = sum(p.stat().st_size for p in files) if limit == "dataset_max_bytes" else len(files)
+    message = message.format(n=n, m=n - 1)
+    small = settings.model_copy(update={limit: n - 1})
+    with pytest.raises(PayloadTooLarge, match=message):
+        run_experiment(archive, [{"extractor": "fake"}], settings=small, progress=False)
+    assert _nothing_left(small)
+    # The same zip within the limits runs.
+    run = run_experiment(archive, [{"extractor": "fake"}], settings=settings, progress=False)
+    assert run.meta["dataset"]["items"] == 8
+
+
+def test_a_zip_whose_directory_understates_its_size_is_refused(tmp_path):
+    """The headers say 10 bytes, the member holds 1 MiB: the limit checked from the headers
+    passes, so the bytes really written are what counts."""
+    import struct
+    import zipfile
+
+    from scanbatch.errors import ScanbatchError
+    from scanbatch.experiments.dataset import UnpackLimits
+
+    archive = tmp_path / "liar.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("set/big.bin", b"\0" * (1 << 20), compress_type=zipfile.ZIP_DEFLATED)
+    data = bytearray(archive.read_bytes())
+    local = data.index(b"PK\x03\x04")
+    central = data.index(b"PK\x01\x02")
+    struct.pack_into("<I", data, local + 22, 10)  # uncompressed size, local header
+    struct.pack_into("<I", data, central + 24, 10)  # and in the central directory
+    archive.write_bytes(bytes(data))
+    into = tmp_path / "into"
+    with pytest.raises(ScanbatchError, match=r"liar\.zip"):
+        load_dataset(archive, unpack_into=into, limits=UnpackLimits(1000, 100))
+    assert list(into.iterdir()) == []
+
+
+@pytest.mark.parametrize("name", ["../outside.txt", "/tmp/abs.txt", "set/../../outside.txt"])
+def test_a_member_outside_the_folder_is_refused(tmp_path, name):
+    import zipfile
+
+    evil = tmp_path / "evil.zip"
+    with zipfile.ZipFile(evil, "w") as zf:
+        zf.writestr("set/manifest.json", "{}")
+        zf.writestr(zipfile.ZipInfo(name), "x")
+    into = tmp_path / "deep" / "into"
+    with pytest.raises(BadRequest, match="points outside the folder"):
+        load_dataset(evil, unpack_into=into)
+    assert list(into.iterdir()) == []  # refused from the directory: nothing was written
+    assert not (tmp_path / "deep" / "outside.txt").exists()
+
+
+def test_each_run_unpacks_into_a_private_folder_of_its_own(tmp_path, settings):
+    import hashlib
+    import stat
+
+    from scanbatch.experiments import experiments_dir, run_experiment
+
+    archive = zip_folder(SAMPLE, tmp_path / "golden.zip")
+    # What an earlier version trusted: the zip's hash under a shared folder, with a marker.
+    planted = (
+        experiments_dir(settings)
+        / "datasets"
+        / hashlib.sha256(archive.read_bytes()).hexdigest()[:16]
+    )
+    shutil.copytree(SAMPLE, planted / "golden-set")
+    truth = json.loads((planted / "golden-set" / "truth.json").read_text())
+    for item in truth["items"]:
+        item["artistName"] = "Planted"
+    (planted / "golden-set" / "truth.json").write_text(json.dumps(truth))
+    (planted / ".unpacked").touch()
+    runs = [
+        run_experiment(archive, [{"extractor": "fake"}], settings=settings, progress=False)
+        for _ in range(2)
+    ]
+    paths = [Path(r.meta["dataset"]["path"]) for r in runs]
+    assert paths[0] != paths[1]
+    for run, path in zip(runs, paths, strict=True):
+        assert run.truth[0]["artistName"] == "John Walker-Schmidt"  # the zip's, not the plant
+        made = path.parent  # the zip holds one folder, inside the folder made for the run
+        assert made.parent == run.path
+        assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    # Outside an experiment: a fresh private folder in the system's temporary folder.
+    a, b = load_dataset(archive), load_dataset(archive)
+    try:
+        assert a.unpacked != b.unpacked
+        assert stat.S_IMODE(a.unpacked.stat().st_mode) == 0o700
+    finally:
+        shutil.rmtree(a.unpacked)
+        shutil.rmtree(b.unpacked)
+
+
 # --- variants -----------------------------------------------------------------------------
 
 

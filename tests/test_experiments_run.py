@@ -355,3 +355,75 @@ def verdict_of(pair) -> str:
     from scanbatch.experiments.compare import verdict
 
     return verdict(pair, OVERALL)
+
+
+# --- datasets bigger than one batch (10 records): a dataset is not a batch --------------------
+
+
+def test_cli_runs_an_experiment_on_a_synth_set_of_12(env, tmp_path):
+    from scanbatch.cli import cli
+
+    runner = CliRunner()
+    out = tmp_path / "set"
+    made = runner.invoke(cli, ["synth", "--items", "12", "--seed", "3", "--workers", "1", str(out)])
+    assert made.exit_code == 0, made.output
+    result = runner.invoke(
+        cli, ["experiment", "run", str(out), "--variant", "fake", "--no-progress", "--name", "s12"]
+    )
+    assert result.exit_code == 0, result.output
+    run = load_run(env.data_dir / "experiments", "s12")
+    assert run.meta["dataset"]["items"] == 12 and len(run.records) == 12
+    assert "12 items" in result.output
+
+
+def test_a_golden_set_export_of_12_records_runs(env, tmp_path):
+    """The review export's own writer (`scanbatch.dataset`), as GET /library/scan/review/dataset
+    streams it, for more reviewed records than one batch holds."""
+    from datetime import UTC, datetime
+
+    from scanbatch.dataset import dataset_entries, zip_stream
+    from scanbatch.review import ReviewView
+    from scanbatch.store.reviews import ReviewedItem
+
+    sample = load_dataset(SAMPLE)
+    items, photos = [], []
+    for n in range(12):
+        src = sample.items[n % len(sample.items)]
+        review = ReviewView.model_construct(
+            reviewer="dir", reviewed_at=datetime.now(UTC), note=None
+        )
+        truth = {k: v for k, v in src.truth.items() if k != "itemIndex"}
+        outcome = {"itemIndex": 0, "status": "completed", "extraction": {}, "matchedAlbumId": None}
+        items.append(ReviewedItem(f"job{n // 10}", n % 10, None, outcome, truth,
+                                  [p.photo_type for p in src.photos], None, review))  # fmt: skip
+        photos.append([p.path for p in src.photos])
+    archive = tmp_path / "golden.zip"
+    with archive.open("wb") as fh:
+        for chunk in zip_stream(dataset_entries(items, photos)):
+            fh.write(chunk)
+    run = run_experiment(archive, ["fake"], settings=env, progress=False, name="golden")
+    assert run.meta["dataset"]["items"] == 12 and len(run.records) == 12
+    assert [t["artistName"] for t in run.truth][8] == sample.items[0].value("artistName")
+
+
+@pytest.mark.slow
+def test_notebook_runs_headless_on_24_records(env, tmp_path):
+    import nbformat
+    import papermill
+
+    from tests.test_experiments import make_set
+
+    dataset = make_set(tmp_path / "set24", 24)
+    out = tmp_path / "experiments.ipynb"
+    papermill.execute_notebook(
+        str(REPO_ROOT / "notebooks" / "experiments.ipynb"),
+        str(out),
+        parameters={"dataset": str(dataset), "variants": ["fake"], "run_name": "nb24"},
+        kernel_name="python3",
+        cwd=str(REPO_ROOT),
+        progress_bar=False,
+    )
+    run = load_run(env.data_dir / "experiments", "nb24")
+    assert run.meta["dataset"]["items"] == 24 and len(run.records) == 24
+    text = json.dumps([c.get("outputs", []) for c in nbformat.read(out, as_version=4).cells])
+    assert "failed records: 0" in text

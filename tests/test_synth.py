@@ -15,7 +15,7 @@ from PIL import Image
 from scanbatch.cli import cli
 from scanbatch.errors import BadRequest
 from scanbatch.images import EXTENSIONS, sniff_mime
-from scanbatch.models import Manifest
+from scanbatch.models import DatasetManifest
 from scanbatch.synth import generate_set
 from scanbatch.synth.records import BUILTIN, draw_records, load_catalog
 
@@ -34,7 +34,7 @@ def synth_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_manifest_is_accepted_and_matches_files(synth_set: Path) -> None:
-    manifest = Manifest.model_validate_json((synth_set / "manifest.json").read_text())
+    manifest = DatasetManifest.model_validate_json((synth_set / "manifest.json").read_text())
     photos = sorted(p for p in synth_set.iterdir() if p.suffix in (".jpg", ".heic"))
     assert len(manifest.items) == N_ITEMS
     assert manifest.total_images == len(photos)
@@ -131,7 +131,7 @@ def test_unknown_difficulty_is_a_bad_request(tmp_path: Path) -> None:
 
 def test_shipped_sample_is_complete() -> None:
     sample = Path(__file__).resolve().parents[1] / "data" / "sample"
-    manifest = Manifest.model_validate_json((sample / "manifest.json").read_text())
+    manifest = DatasetManifest.model_validate_json((sample / "manifest.json").read_text())
     truth = json.loads((sample / "truth.json").read_text())
     photos = [p for p in sample.iterdir() if p.name.startswith("item")]
     assert len(manifest.items) == len(truth["items"]) == 8

@@ -8,21 +8,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+import shutil
+import tempfile
+import zipfile
+from dataclasses import dataclass, field, replace
 from functools import cached_property
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
 
-from pydantic import ValidationError
-
-from scanbatch.errors import BadRequest
+from scanbatch.errors import BadRequest, PayloadTooLarge
 from scanbatch.evaluate import FIELDS, load_truth
 from scanbatch.images import detect_mime
-from scanbatch.models import Manifest, Photo, ScanContext
-from scanbatch.settings import REPO_ROOT
+from scanbatch.models import DatasetManifest, Photo, ScanContext
+from scanbatch.settings import REPO_ROOT, Settings, load_settings
+from scanbatch.validation import parse_dataset_manifest
 
 MANIFEST = "manifest.json"
 TRUTH = "truth.json"
+CHUNK = 1024 * 1024
+MAX_BYTES_SETTING = "SCANBATCH_DATASET_MAX_BYTES"
+MAX_FILES_SETTING = "SCANBATCH_DATASET_MAX_FILES"
 
 
 @dataclass(frozen=True)
@@ -60,6 +65,7 @@ class Dataset:
     path: Path
     items: tuple[DatasetItem, ...]
     meta: dict[str, Any]  # truth.json's keys besides `items` (seed, catalog, ...)
+    unpacked: Path | None = None  # the private folder a zip was unpacked into, if any
 
     @cached_property
     def truth_items(self) -> list[dict[str, Any]]:
@@ -95,32 +101,96 @@ def _read_json(path: Path, what: str) -> Any:
         raise BadRequest(f"{what} {path} is not valid JSON: {exc}") from None
 
 
-def unpack_zip(path: Path, into: Path) -> Path:
-    """The folder holding the dataset in zip `path` (the review export's download), unpacked
-    once under `into/<hash of the zip>/`. Members that would land outside it are refused."""
-    import zipfile
+def read_manifest(path: Path) -> DatasetManifest:
+    """A dataset's manifest.json: any number of items, each checked as a batch item is."""
+    try:
+        return parse_dataset_manifest(_read_json(path, "manifest"))
+    except BadRequest as exc:
+        raise BadRequest(f"manifest {path}: {exc.message}") from None
 
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
-    target = Path(into) / digest
-    done = target / ".unpacked"
-    if not done.exists():
-        try:
-            with zipfile.ZipFile(path) as zf:
-                root = target.resolve()
-                for member in zf.namelist():
-                    dest = (target / member).resolve()
-                    if root != dest and root not in dest.parents:
-                        raise BadRequest(
-                            f"dataset zip {path}: member {member!r} points outside the folder; "
-                            "export the dataset again"
-                        )
-                zf.extractall(target)
-        except zipfile.BadZipFile:
-            raise BadRequest(f"dataset {path} is not a valid zip file") from None
-        done.touch()
-    if (target / MANIFEST).is_file():
-        return target
-    inner = [p.parent for p in target.glob(f"*/{MANIFEST}")]
+
+class UnpackLimits(NamedTuple):
+    max_bytes: int
+    max_files: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> UnpackLimits:
+        return cls(settings.dataset_max_bytes, settings.dataset_max_files)
+
+
+def _over(path: Path, what: str, setting: str, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"dataset zip {path} {what}, more than {setting} allows ({limit:,}): raise {setting} "
+        "if the set is really that big; nothing was unpacked"
+    )
+
+
+def _member_parts(path: Path, name: str) -> tuple[str, ...]:
+    """The member's path inside the folder, or a BadRequest for one that would land outside
+    it (absolute, `..`, a drive, a backslash path: zip-slip)."""
+    parts = PurePosixPath(name).parts
+    if (
+        not parts
+        or name.startswith("/")
+        or "\\" in name
+        or "\0" in name
+        or any(part in ("..", ".") or ":" in part for part in parts)
+    ):
+        raise BadRequest(
+            f"dataset zip {path}: member {name!r} points outside the folder; export the "
+            "dataset again"
+        )
+    return parts
+
+
+def unpack_zip(path: Path, into: Path, limits: UnpackLimits) -> Path:
+    """The folder holding the dataset in zip `path` (the review export's download), unpacked
+    into `into`, a new empty folder. The member count and the uncompressed size are checked
+    from the zip's directory before anything is written, and the size again while writing
+    (a directory can lie); members that would land outside `into` are refused."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            infos = zf.infolist()
+            if len(infos) > limits.max_files:
+                raise _over(
+                    path, f"holds {len(infos):,} files", MAX_FILES_SETTING, limits.max_files
+                )
+            declared = sum(i.file_size for i in infos)
+            if declared > limits.max_bytes:
+                raise _over(
+                    path, f"unpacks to {declared:,} bytes", MAX_BYTES_SETTING, limits.max_bytes
+                )
+            members = [(info, _member_parts(path, info.filename)) for info in infos]
+            written = 0
+            for info, parts in members:
+                dest = into.joinpath(*parts)
+                try:
+                    if info.is_dir():
+                        dest.mkdir(parents=True, exist_ok=True)
+                        continue
+                    dest.parent.mkdir(parents=True, exist_ok=True)
+                    out = dest.open("xb")  # a member named twice must not overwrite the first
+                except (FileExistsError, NotADirectoryError, IsADirectoryError):
+                    raise BadRequest(
+                        f"dataset zip {path}: member {info.filename!r} clashes with another "
+                        "member of the same name; export the dataset again"
+                    ) from None
+                with zf.open(info) as src, out:
+                    while chunk := src.read(CHUNK):
+                        written += len(chunk)
+                        if written > limits.max_bytes:
+                            raise _over(
+                                path,
+                                f"unpacks to more than its directory says ({declared:,} bytes)",
+                                MAX_BYTES_SETTING,
+                                limits.max_bytes,
+                            )
+                        out.write(chunk)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError) as exc:
+        raise BadRequest(f"dataset {path} is not a valid zip file ({exc})") from None
+    if (into / MANIFEST).is_file():
+        return into
+    inner = [p.parent for p in into.glob(f"*/{MANIFEST}")]
     if len(inner) != 1:
         raise BadRequest(
             f"dataset zip {path} must hold one folder with {MANIFEST} and {TRUTH} "
@@ -129,16 +199,32 @@ def unpack_zip(path: Path, into: Path) -> Path:
     return inner[0]
 
 
-def load_dataset(path: str | Path, *, unpack_into: Path | None = None) -> Dataset:
-    """The dataset in folder `path` (or in a zip of one, unpacked under `unpack_into`, by
-    default the system's temporary folder); a clear BadRequest naming the file and field
-    otherwise."""
+def load_dataset(
+    path: str | Path, *, unpack_into: Path | None = None, limits: UnpackLimits | None = None
+) -> Dataset:
+    """The dataset in folder `path`, or in a zip of one; a clear BadRequest naming the file and
+    field otherwise.
+
+    A zip is unpacked into a new private folder (0700, made by `tempfile.mkdtemp`) inside
+    `unpack_into` (an experiment passes its run's folder), by default in the system's
+    temporary folder; `Dataset.unpacked` names it, and it is removed again if the dataset is
+    refused. Nothing unpacked earlier is ever reused: another process could have put it
+    there. `limits` defaults to the settings' (SCANBATCH_DATASET_MAX_BYTES, ..._MAX_FILES)."""
     folder = Path(path)
     if folder.is_file() and folder.suffix.lower() == ".zip":
-        import tempfile
+        limits = limits or UnpackLimits.of(load_settings())
+        if unpack_into is not None:
+            Path(unpack_into).mkdir(mode=0o700, parents=True, exist_ok=True)
+        made = Path(tempfile.mkdtemp(prefix="dataset-", dir=unpack_into))
+        try:
+            return replace(_load_folder(unpack_zip(folder, made, limits)), unpacked=made)
+        except BaseException:
+            shutil.rmtree(made, ignore_errors=True)
+            raise
+    return _load_folder(folder)
 
-        into = unpack_into or Path(tempfile.gettempdir()) / "scanbatch-datasets"
-        folder = unpack_zip(folder, into)
+
+def _load_folder(folder: Path) -> Dataset:
     if not folder.is_dir() and not folder.is_absolute() and (REPO_ROOT / folder).is_dir():
         folder = REPO_ROOT / folder  # a notebook runs in notebooks/; paths are the repository's
     if not folder.is_dir():
@@ -146,15 +232,7 @@ def load_dataset(path: str | Path, *, unpack_into: Path | None = None) -> Datase
             f"dataset {folder} is not a folder: give the folder that holds {MANIFEST} and "
             f"{TRUTH} (e.g. data/sample, or one made by `scanbatch synth --items 20 OUT`)"
         )
-    raw_manifest = _read_json(folder / MANIFEST, "manifest")
-    if isinstance(raw_manifest, list):  # the app's bare-array form
-        raw_manifest = {"items": raw_manifest}
-    try:
-        manifest = Manifest.model_validate(raw_manifest)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(p) for p in err["loc"])
-        raise BadRequest(f"manifest {folder / MANIFEST}: {where}: {err['msg']}") from None
+    manifest = read_manifest(folder / MANIFEST)
     truth_doc = _read_json(folder / TRUTH, "truth file")
     truth = load_truth(folder / TRUTH)
     meta = (

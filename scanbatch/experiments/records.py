@@ -11,6 +11,7 @@ import json
 import os
 import re
 import secrets
+import shutil
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ RUN_META = "run.json"
 RUN_RESULTS = "results.jsonl"
 RUN_TRUTH = "truth.json"
 CACHE_DIR = "cache"
-DATASETS_DIR = "datasets"  # unpacked dataset zips
+DATASETS_DIR = "datasets"  # where dataset zips were once unpacked, shared: never a run name
 RESERVED = (CACHE_DIR, DATASETS_DIR)
 _RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -78,6 +79,7 @@ class RunWriter:
                 f"run {name!r} already exists in {experiments_dir}: choose another name, or "
                 "leave it out for a dated one"
             )
+        self._created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._results = open(self.path / RUN_RESULTS, "a", encoding="utf-8")  # noqa: SIM115
@@ -100,6 +102,13 @@ class RunWriter:
 
     def close(self) -> None:
         self._results.close()
+
+    def discard(self) -> None:
+        """Close, and remove the run's folder if this writer made it: a run refused before it
+        started (a bad dataset) leaves nothing behind."""
+        self.close()
+        if self._created:
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 def _run_path(experiments_dir: Path, run: str | Path) -> Path:

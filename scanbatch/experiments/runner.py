@@ -17,10 +17,9 @@ from typing import Any
 from scanbatch.errors import BadRequest, ConfigError, ExtractionError
 from scanbatch.experiments.cache import DiskCache, cache_key
 from scanbatch.experiments.catalog import CatalogChoice, choose_catalog
-from scanbatch.experiments.dataset import Dataset, DatasetItem, load_dataset
+from scanbatch.experiments.dataset import Dataset, DatasetItem, UnpackLimits, load_dataset
 from scanbatch.experiments.records import (
     CACHE_DIR,
-    DATASETS_DIR,
     RunRecord,
     RunWriter,
     load_run,
@@ -213,19 +212,25 @@ def run_experiment(
     settings = settings or load_settings()
     if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= 20:
         raise BadRequest(f"repeat must be a whole number from 1 to 20, got {repeat!r}")
-    ds = (
-        dataset
-        if isinstance(dataset, Dataset)
-        else load_dataset(dataset, unpack_into=experiments_dir(settings) / DATASETS_DIR)
-    )
     chosen = validate_variants(read_variants(variants), settings)
-    catalog_choice = choose_catalog(settings, catalog, ds.meta)
+    root = experiments_dir(settings)
+    writer = RunWriter(root, name)
+    try:
+        # A zip is unpacked inside this run's own folder: private to the run, kept with its
+        # record (the report's photos come from it), removed with it.
+        ds = (
+            dataset
+            if isinstance(dataset, Dataset)
+            else load_dataset(dataset, unpack_into=writer.path, limits=UnpackLimits.of(settings))
+        )
+        catalog_choice = choose_catalog(settings, catalog, ds.meta)
+    except BaseException:
+        writer.discard()
+        raise
     prepared = [_prepare(v, settings, catalog_choice) for v in chosen]
     for p in prepared:
         if p.reason:
             on_notice(f"variant {p.variant.label}: not runnable here: {p.reason}")
-    root = experiments_dir(settings)
-    writer = RunWriter(root, name)
     cache = DiskCache(root / CACHE_DIR)
     meta: dict[str, Any] = {
         "run": writer.path.name,

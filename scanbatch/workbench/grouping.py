@@ -16,7 +16,7 @@ from typing import Any
 
 from scanbatch.errors import ScanbatchError
 from scanbatch.images import check_size, sniff_mime
-from scanbatch.validation import MAX_IMAGES, MAX_IMAGES_PER_ITEM, MAX_ITEMS, parse_manifest
+from scanbatch.validation import MAX_IMAGES_PER_ITEM, batch_slices, parse_manifest
 
 PHOTO_TYPES = ("front_cover", "back_cover", "center_label", "sticker", "other")
 ACCEPT = ".jpg,.jpeg,.png,.webp,.heic,.heif,image/*"
@@ -89,6 +89,12 @@ def guess_type(name: str) -> str:
         if word in lowered:
             return photo_type
     return "front_cover"
+
+
+def named_place(name: str) -> tuple[int, int] | None:
+    """(record, position) from a name like `item03_1_center_label.jpg`, else None."""
+    m = _NAMED.match(name)
+    return (int(m["record"]), int(m["position"])) if m else None
 
 
 def group_photos(files: Iterable[tuple[str, bytes]]) -> list[SelectedPhoto]:
@@ -168,17 +174,8 @@ def plan_jobs(records: Sequence[Record]) -> list[PlannedJob]:
 
 def split_jobs(records: Sequence[Record]) -> list[PlannedJob]:
     """Consecutive records, at most 10 records and 50 photos per job."""
-    jobs: list[PlannedJob] = []
-    current: list[Record] = []
-    for record in records:
-        count = sum(len(r.photos) for r in current)
-        if current and (len(current) >= MAX_ITEMS or count + len(record.photos) > MAX_IMAGES):
-            jobs.append(PlannedJob(current))
-            current = []
-        current.append(record)
-    if current:
-        jobs.append(PlannedJob(current))
-    return jobs
+    slices = batch_slices([len(r.photos) for r in records])
+    return [PlannedJob(list(records[s.start : s.stop])) for s in slices]
 
 
 def check_job(job: PlannedJob) -> None:
