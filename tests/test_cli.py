@@ -118,6 +118,10 @@ def test_run_processes_a_batch_and_prints_the_status_json(env, runner):
     )
     outputs = json.dumps(executed["cells"])
     assert "Item 1: failed" in outputs and "the fake model refused" in outputs
+    # Private to this account, as the server's own (the kernel's files included).
+    from tests.test_private import loose
+
+    assert loose(env / "data") == []
 
 
 def test_run_refuses_a_bad_setting_before_creating_the_job(env, capsys, monkeypatch):

@@ -18,6 +18,7 @@ from typing import Any
 import click
 from tqdm import tqdm
 
+from scanbatch import private
 from scanbatch.cli import finish, settings
 from scanbatch.errors import BadRequest
 from scanbatch.extractors import extractor_names
@@ -81,6 +82,7 @@ def _run(manifest: Path, extractor: str | None, images: list[Path], settings: Se
     jobs = _split(plan, images)
     if len(jobs) > 1:
         _check_jobs(jobs, extractor, settings)
+    private.claim(settings.data_dir)  # the job folders and the kernels' files, as the server's
     store = JobStore.open(settings.store_path)
     views: list[tuple[int, JobView]] = []
     try:
