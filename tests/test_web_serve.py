@@ -1,10 +1,12 @@
 """The real server (waitress on 127.0.0.1) against clients that misbehave at the socket level."""
 
+import io
 import json
 import os
 import socket
 import threading
 import time
+import zipfile
 
 import pytest
 import requests
@@ -390,3 +392,120 @@ def test_every_multipart_route_is_an_upload_route_of_the_gate():
 
     multipart = {(op.method.upper(), op.path) for op in OPERATIONS if op.multipart}
     assert multipart == set(UPLOAD_ROUTES)
+
+
+# Slow readers (issue 18, row 6): eight clients that stopped reading an export held all eight
+# threads for good, and /healthz with them.
+
+SEND_TIMEOUT = 3
+
+
+def _noise_png(seed):
+    import random
+
+    from PIL import Image
+
+    size = (600, 600)  # about 1 MiB that no compression shrinks
+    pixels = random.Random(seed).randbytes(size[0] * size[1] * 3)
+    buf = io.BytesIO()
+    Image.frombytes("RGB", size, pixels).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def exports(tmp_path_factory):
+    """A server whose send buffer is small (so a few MiB of export fill it) and whose send
+    timeout is short, with an export of six photos of 1 MiB: (server, token, job id, size)."""
+    data = tmp_path_factory.mktemp("stall") / "data"
+    data.mkdir()
+    srv = ServerProcess(
+        data,
+        SCANBATCH_HTTP_SEND_TIMEOUT=str(SEND_TIMEOUT),
+        SCANBATCH_HTTP_SEND_BUFFER=str(256 * 1024),
+    ).start()
+    try:
+        token = _create_keys(srv, "musicDirector")["musicDirector"]
+        items = [{"imageCount": 2, "photoTypes": ["front", "back"]}] * 3
+        r = requests.post(
+            f"{srv.url}/library/scan/batch",
+            data={"manifest": json.dumps({"items": items})},
+            files=[("images", (f"p{i}.png", _noise_png(i))) for i in range(6)],
+            headers=bearer(token),
+            timeout=60,
+        )
+        assert r.status_code == 202, r.text
+        job_id = r.json()["jobId"]
+        assert srv.wait_finished(job_id, token)["status"] == "completed"
+        truth = dict.fromkeys(
+            ("artistName", "albumTitle", "labelName", "catalogNumber", "reviewText", "upc")
+        )
+        for i in range(3):
+            r = requests.put(
+                f"{srv.url}/library/scan/batch/{job_id}/items/{i}/review",
+                json={"fields": truth, "matchedAlbumId": None, "note": None},
+                headers=bearer(token),
+                timeout=10,
+            )
+            assert r.status_code == 200, r.text
+        whole = _export(srv, token)
+        assert whole.status_code == 200 and len(whole.content) > 6 * MiB
+        yield srv, token, job_id, len(whole.content)
+    finally:
+        srv.stop()
+
+
+def _export(srv, token):
+    return requests.get(f"{srv.url}/library/scan/review/dataset", headers=bearer(token), timeout=30)
+
+
+def _stalled_export(srv, token):
+    """A client that asks for the export, reads its first bytes, and stops reading."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)  # before connecting: the window
+    s.settimeout(10)
+    s.connect(_address(srv.url))
+    s.sendall(
+        f"GET /library/scan/review/dataset HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {token}\r\n\r\n".encode()
+    )
+    return s, s.recv(64)
+
+
+def test_clients_that_stall_exports_never_take_the_server(exports):
+    srv, token, job_id, size = exports
+    assert requests.get(f"{srv.url}/healthz", timeout=10).status_code == 200  # the client warm
+    stalled = [_stalled_export(srv, token) for _ in range(8)]
+    stalled_at = time.monotonic()
+    try:
+        time.sleep(0.5)  # the streams fill their buffers: their threads now wait
+        # Polls and /healthz keep answering while the readers stall.
+        while time.monotonic() - stalled_at < SEND_TIMEOUT - 0.5:
+            for path in ("/healthz", f"/library/scan/batch/{job_id}"):
+                started = time.monotonic()
+                r = requests.get(f"{srv.url}{path}", headers=bearer(token), timeout=10)
+                assert r.status_code == 200 and time.monotonic() - started < 1, path
+            time.sleep(0.2)
+        # Two exports stream at once; the others were told to come back.
+        statuses = sorted(int(first.split()[1]) for _, first in stalled)
+        assert statuses == [200] * 2 + [503] * 6
+        # Past the send timeout the stalled streams are reset, not left waiting forever: what
+        # was sent before is all there is.
+        time.sleep(stalled_at + SEND_TIMEOUT + 2.5 - time.monotonic())
+        for s, first in stalled:
+            if int(first.split()[1]) != 200:
+                continue
+            got = len(first)
+            try:
+                while chunk := s.recv(65536):
+                    got += len(chunk)
+            except ConnectionResetError:
+                pass
+            assert got < size // 2
+    finally:
+        for s, _ in stalled:
+            s.close()
+    # Their threads and export slots are free again.
+    again = _export(srv, token)
+    assert again.status_code == 200 and len(again.content) > size - 1024
+    with zipfile.ZipFile(io.BytesIO(again.content)) as whole:
+        assert whole.testzip() is None and len(whole.namelist()) == 6 + 3
