@@ -7,6 +7,7 @@ import socket
 import threading
 import time
 import zipfile
+from pathlib import Path
 
 import pytest
 import requests
@@ -509,3 +510,51 @@ def test_clients_that_stall_exports_never_take_the_server(exports):
     assert again.status_code == 200 and len(again.content) > size - 1024
     with zipfile.ZipFile(io.BytesIO(again.content)) as whole:
         assert whole.testzip() is None and len(whole.namelist()) == 6 + 3
+
+
+def test_connections_past_descriptor_1023_leave_the_server_answering(tmp_path):
+    """1000 connections (the default limit) beside the store, kernels' sockets, photos being
+    sent and uploads being staged pass descriptor 1023, which select() cannot watch: the
+    server's loop ended with a ValueError. Here the limit is raised to get there directly."""
+    data = tmp_path / "data"
+    data.mkdir()
+    srv = ServerProcess(data, SCANBATCH_HTTP_CONNECTION_LIMIT="1200").start()
+    opened = []
+    try:
+        for _ in range(1100):
+            opened.append(socket.create_connection(_address(srv.url), timeout=10))
+        deadline = time.monotonic() + 10
+        while True:
+            assert srv.proc.poll() is None, "the server ended (see its server.log)"
+            if max(int(fd) for fd in os.listdir(f"/proc/{srv.proc.pid}/fd")) >= 1030:
+                break
+            assert time.monotonic() < deadline, "the server did not accept the connections"
+            time.sleep(0.1)
+        r = requests.get(f"{srv.url}/healthz", timeout=10)
+        assert r.status_code == 200
+    finally:
+        for s in opened:
+            s.close()
+        srv.stop()
+
+
+def test_a_low_open_file_limit_is_raised_to_fit_the_connection_limit(tmp_path):
+    """With the common soft limit of 1024 open files, 1000 connections and the app's own
+    files did not fit: accept() failed with EMFILE in a busy loop, and so did every file the
+    app opened."""
+    import resource
+
+    data = tmp_path / "data"
+    data.mkdir()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (1024, hard))  # inherited by the server
+    try:
+        srv = ServerProcess(data).start()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    try:
+        limits = (Path(f"/proc/{srv.proc.pid}/limits")).read_text()
+        line = next(li for li in limits.splitlines() if li.startswith("Max open files"))
+        assert int(line.split()[3]) >= 1000 + 256
+    finally:
+        srv.stop()
