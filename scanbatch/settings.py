@@ -33,6 +33,8 @@ SERVER_ONLY = frozenset(
         "http_channel_timeout",
         "dataset_max_bytes",
         "dataset_max_files",
+        "http_send_timeout",
+        "http_send_buffer",
     }
 )
 
@@ -96,6 +98,20 @@ class Settings(BaseSettings):
         le=600,
         description="Seconds a connection may send nothing (e.g. a stalled partial request) "
         "before the server closes it.",
+    )
+    http_send_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=600,
+        description="Seconds a client may accept none of a response waiting for it (a stalled "
+        "reader) before the server resets its connection and frees the thread serving it.",
+    )
+    http_send_buffer: int = Field(
+        16 * 1024 * 1024,
+        ge=64 * 1024,
+        le=1024 * 1024 * 1024,
+        description="Bytes of a response buffered for a slow client before the thread making "
+        "it waits for the client to read.",
     )
     host: str = Field("127.0.0.1", description="Address `scanbatch serve` binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port `scanbatch serve` binds.")

@@ -55,7 +55,12 @@ def visible_to(key: ApiKey) -> str | None:
 
 
 def require_write() -> ApiKey:
-    key = current_key()
+    return check_write(current_key())
+
+
+def check_write(key: ApiKey) -> ApiKey:
+    """The key if its role may write, else 403 (also asked by the server from a request's
+    headers, before an upload's body is read: scanbatch.web.serve)."""
     if not key.can_write:
         raise Forbidden(
             f"Role '{key.role}' may only read; submitting or changing batches needs the "

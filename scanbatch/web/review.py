@@ -6,6 +6,7 @@ user's items); `dj` gets 403. A photo may be read by the job's owner and by thos
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from scanbatch.catalog.schema import VIEW, VIEW_COLUMNS
 from scanbatch.errors import BadRequest, Forbidden, NotFound
 from scanbatch.images import EXTENSIONS
 from scanbatch.jobfolder import JobFolder
-from scanbatch.models import MatchedAlbum
+from scanbatch.models import ErrorBody, MatchedAlbum
 from scanbatch.review import (
     AlbumList,
     CatalogQuery,
@@ -33,6 +34,7 @@ from scanbatch.store import ApiKey, parse_job_id
 from scanbatch.store.reviews import ReviewStore
 from scanbatch.thumbnails import cached_thumbnail
 from scanbatch.web.auth import current_key
+from scanbatch.web.errors import error_response
 from scanbatch.web.forms import json_body, query_args
 from scanbatch.web.openapi import JOB_ID, Reply, operation
 
@@ -45,6 +47,13 @@ _MIME_BY_SUFFIX = {suffix: mime for mime, suffix in EXTENSIONS.items()}
 NOT_REVIEWER = "Only musicDirector and stationManager may audit (dj may not)"
 _INDEX = {"type": "integer", "minimum": 0}
 ITEM = [JOB_ID, {"name": "itemIndex", "in": "path", "required": True, "schema": _INDEX}]
+# The export is the one response that streams for long (every reviewed photo): at most this
+# many at once, so clients that read exports slowly, or stop, hold at most 2 of the server's
+# 8 threads (scanbatch.web.serve) and the others keep answering polls. A stalled one is reset
+# after SCANBATCH_HTTP_SEND_TIMEOUT, which frees its slot.
+MAX_EXPORTS = 2
+EXPORT_RETRY_AFTER = 10  # seconds
+_EXPORTS_LOCK = threading.Lock()
 
 
 def _services():
@@ -231,24 +240,53 @@ operation(
         200: Reply("A zip", content={"application/zip": {}}),
         400: "since is not an ISO 8601 time with its zone",
         403: NOT_REVIEWER,
+        503: Reply(
+            f"{MAX_EXPORTS} exports are being sent already; retry after Retry-After seconds",
+            model=ErrorBody,
+            headers={"Retry-After": {"type": "integer"}},
+        ),
     },
 )
+
+
+def _export_slots() -> threading.BoundedSemaphore:
+    with _EXPORTS_LOCK:  # one per app
+        return current_app.extensions.setdefault(
+            "scanbatch.exports", threading.BoundedSemaphore(MAX_EXPORTS)
+        )
 
 
 @bp.get("/review/dataset")
 def review_dataset() -> Response:
     require_reviewer()
-    items = list(_reviews().reviewed(since=query_args(DatasetQuery).since))
-    photo_paths = [_photo_files(_folder(i.job_id), i.item_index) for i in items]
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    return Response(
-        dataset.zip_stream(dataset.dataset_entries(items, photo_paths)),
-        mimetype="application/zip",
-        headers={
-            "Content-Disposition": f'attachment; filename="scanbatch-golden-{stamp}.zip"',
-            "X-Reviewed-Items": str(len(items)),
-        },
-    )
+    since = query_args(DatasetQuery).since
+    slots = _export_slots()
+    if not slots.acquire(blocking=False):
+        busy = error_response(
+            503,
+            f"{MAX_EXPORTS} dataset exports are being sent already (the most at once): "
+            f"retry in {EXPORT_RETRY_AFTER} s",
+        )
+        busy.headers["Retry-After"] = str(EXPORT_RETRY_AFTER)
+        return busy
+    try:
+        items = list(_reviews().reviewed(since=since))
+        photo_paths = [_photo_files(_folder(i.job_id), i.item_index) for i in items]
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        response = Response(
+            dataset.zip_stream(dataset.dataset_entries(items, photo_paths)),
+            mimetype="application/zip",
+            headers={
+                "Content-Disposition": f'attachment; filename="scanbatch-golden-{stamp}.zip"',
+                "X-Reviewed-Items": str(len(items)),
+            },
+        )
+    except BaseException:
+        slots.release()
+        raise
+    # The slot is held until the server closes the stream: sent whole, or the client gone.
+    response.call_on_close(slots.release)
+    return response
 
 
 def _like_escape(word: str) -> str:

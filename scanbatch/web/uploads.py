@@ -27,6 +27,13 @@ log = logging.getLogger(__name__)
 # The whole request: 50 files of 10 MiB plus the manifest and multipart framing. A request
 # declaring more is refused from its Content-Length alone, before any of it is read.
 MAX_REQUEST_BYTES = MAX_IMAGES * MAX_IMAGE_BYTES + 1024 * 1024
+# Every other request's body is a small JSON document (a review, a key to create): the server
+# refuses a larger declared one from its headers (scanbatch.web.serve), so it never spills to
+# a temporary file (waitress keeps up to 512 KiB of a body in memory).
+MAX_JSON_BYTES = 64 * 1024
+# The routes that take multipart uploads (the only ones that stage files): their bodies may be
+# up to MAX_REQUEST_BYTES, from a caller whose key may write.
+UPLOAD_ROUTES = frozenset({("POST", "/library/scan/batch"), ("POST", "/library/scan")})
 # A form field (the manifest, a context field) is held in memory: 10 items of context fit in
 # a few KiB, so 256 KiB is generous and still bounded.
 MAX_FORM_FIELD_BYTES = 256 * 1024
@@ -149,4 +156,11 @@ def request_too_large_message(limit: int) -> str:
         f"Request too large: the body may be at most {limit} bytes "
         f"({MAX_IMAGES} images of at most {MAX_IMAGE_BYTES // (1024 * 1024)} MiB each, plus "
         "1 MiB for the form fields)"
+    )
+
+
+def json_too_large_message(limit: int) -> str:
+    return (
+        f"Request too large: a JSON body may be at most {limit} bytes ({limit // 1024} KiB); "
+        "photos go to POST /library/scan/batch as multipart files"
     )
