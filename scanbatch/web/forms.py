@@ -3,16 +3,25 @@ and JSON bodies, each validated by a pydantic model with a 400 that names the fi
 
 from __future__ import annotations
 
+import json
 from typing import TypeVar
 
 from flask import request
 from pydantic import BaseModel
 
-from scanbatch.errors import BadRequest
+from scanbatch.errors import BadRequest, PayloadTooLarge
+from scanbatch.review import MAX_NOTE_CHARS, MAX_VALUE_CHARS
 from scanbatch.validation import validate_model
 from scanbatch.web.uploads import StagedFile
 
 M = TypeVar("M", bound=BaseModel)
+
+# JSON bodies are small (a review, a new key) and parsed whole, so they get their own limit,
+# far below the upload's. The largest valid one is a review whose six fields and note are full
+# of characters JSON may escape as a surrogate pair (12 bytes for one character), plus room
+# for the keys and whitespace: 100,096 bytes.
+MAX_JSON_BYTES = (6 * MAX_VALUE_CHARS + MAX_NOTE_CHARS) * 12 + 4096
+_CHUNK = 16 * 1024
 
 
 def uploaded_images(hint: str) -> list[StagedFile]:
@@ -50,10 +59,39 @@ def query_args(model: type[M]) -> M:
     return validate_model(model, data, "")
 
 
+def _too_large(size: str) -> PayloadTooLarge:
+    return PayloadTooLarge(
+        f"The JSON body is {size}; a JSON body may be at most {MAX_JSON_BYTES:,} bytes "
+        f"({MAX_JSON_BYTES // 1024} KiB, the limit for JSON bodies): send only the fields "
+        "the route takes"
+    )
+
+
+def _json_bytes() -> bytes:
+    """The body, never more than MAX_JSON_BYTES of it: refused from Content-Length before
+    anything is read, and counted while reading when there is none (chunked)."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_JSON_BYTES:
+        raise _too_large(f"{declared:,} bytes")
+    stream = request.stream
+    parts, total = [], 0
+    while chunk := stream.read(_CHUNK):
+        total += len(chunk)
+        if total > MAX_JSON_BYTES:
+            raise _too_large(f"over {MAX_JSON_BYTES:,} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def json_body(model: type[M]) -> M:
+    """The JSON body validated by `model`: every route's JSON body is read here."""
     if not request.is_json:
         raise BadRequest("Send a JSON body with Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise BadRequest("The body is not valid JSON")
+    raw = _json_bytes()
+    try:
+        data = json.loads(raw)
+    except RecursionError:  # json.loads recurses once per level of nesting
+        raise BadRequest("The body is not valid JSON: it nests too deeply") from None
+    except ValueError:  # also bytes that are not UTF-8, and integers of over 4,300 digits
+        raise BadRequest("The body is not valid JSON") from None
     return validate_model(model, data, "")
