@@ -27,6 +27,7 @@ from scanbatch.models import (
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore, parse_job_id
+from scanbatch.store.jobs import reviewed_message
 from scanbatch.store.reviews import ReviewStore
 from scanbatch.submit import create_job
 from scanbatch.validation import parse_manifest
@@ -343,17 +344,20 @@ def delete_batch(job_id: str) -> Response:
     if reviewed:
         # Reviews are ground truth: they must not vanish with the job by accident.
         if not force:
-            raise Conflict(
-                f"The job has {reviewed} reviewed item(s) whose truth would be lost: export "
-                "the golden set first (GET /library/scan/review/dataset); a stationManager "
-                "may delete anyway with ?force=true"
-            )
+            raise Conflict(reviewed_message(reviewed))
         if key.role != "stationManager":
             raise Forbidden("Only a stationManager may delete a job with reviewed items")
     # Whatever still runs for it ends first: the items, or the notebook of a job already
     # answered, which writes its report into the folder about to go.
     svc.runner.cancel(job_id)
-    svc.store.delete_job(job_id)
+    # Checked again as it deletes: a review saved during the cancel's wait is kept (409).
+    try:
+        svc.store.delete_job(job_id, with_reviews=force and key.role == "stationManager")
+    except Conflict as exc:
+        raise Conflict(
+            f"{exc.message} (a review was saved while the job was being cancelled: the job "
+            "is cancelled, and kept)"
+        ) from None
     JobFolder.for_job(svc.settings.jobs_dir, job_id).remove()
     return Response(status=204)
 
