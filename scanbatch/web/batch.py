@@ -8,6 +8,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
@@ -368,17 +369,51 @@ operation(
     "The executed processing notebook as HTML (the audit trail)",
     parameters=[JOB_ID],
     responses={
-        200: Reply("HTML", content={"text/html": {"schema": {"type": "string"}}}),
+        200: Reply(
+            "HTML that loads nothing from another site and runs no script",
+            content={"text/html": {"schema": {"type": "string"}}},
+            headers={"Content-Security-Policy": {"type": "string"}},
+        ),
         400: JOB_ERRORS[400],
         404: "Job not found, or its notebook is not written yet",
     },
 )
 
 
-@bp.get("/batch/<job_id>/notebook")
-def batch_notebook(job_id: str) -> Response:
+# nbconvert's lab template with nothing from another site: no require.js, MathJax or mermaid
+# from cdnjs, no widget manager from unpkg. The processing notebook needs none of them (its
+# outputs are HTML tables and inline JPEG thumbnails), a station's network may be offline,
+# and a third-party script does not belong on a page that is only shown to a signed-in user.
+_OFFLINE_TEMPLATE = "scanbatch-offline.html.j2"
+_OFFLINE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+# What the page may load: its own inline styles and data: images (the thumbnails, the
+# template's icons). No script runs at all, from anywhere; nothing is fetched from a site.
+NOTEBOOK_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def notebook_html(path: Path) -> str:
+    """The executed notebook at `path` as one self-contained HTML page."""
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
+    exporter = HTMLExporter(
+        extra_loaders=[DictLoader({_OFFLINE_TEMPLATE: _OFFLINE})],
+        template_file=_OFFLINE_TEMPLATE,
+    )
+    body, _ = exporter.from_filename(str(path))
+    return body
+
+
+@bp.get("/batch/<job_id>/notebook")
+def batch_notebook(job_id: str) -> Response:
     key = current_key()
     job_id = parse_job_id(job_id)
     svc = services()
@@ -389,5 +424,6 @@ def batch_notebook(job_id: str) -> Response:
             "The job's notebook does not exist yet: it is written once its items have started "
             "(a job can be answered a moment before): try again in a second"
         )
-    body, _ = HTMLExporter().from_filename(str(path))
-    return Response(body, mimetype="text/html")
+    response = Response(notebook_html(path), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = NOTEBOOK_CSP
+    return response
