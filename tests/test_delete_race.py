@@ -17,7 +17,8 @@ from tests.imaging import image_bytes
 from tests.test_web_review import review_body
 from tests.webutil import bearer
 
-TRIALS = 4
+TRIALS = 4  # at least this many; more (up to MAX_TRIALS) until one raced the cancel
+MAX_TRIALS = 10
 
 
 def submit_blocking_job(url: str, token: str) -> str:
@@ -87,7 +88,9 @@ def test_a_review_saved_during_the_deletes_cancel_is_kept_or_refused(live_server
     token = server_tokens["director"]
     raced = 0
     trials = []
-    for _ in range(TRIALS):
+    for _ in range(MAX_TRIALS):
+        if raced >= 1 and len(trials) >= TRIALS:
+            break
         out = one_trial(live_server.url, token, head_start=0.05)
         trials.append(out)
         status, message = out["delete"]
