@@ -29,6 +29,11 @@ _HEIF_BRANDS = {b"mif1", b"msf1", b"mif2", b"avic"}
 
 SNIFF_BYTES = 32
 
+# The only thumbnail sizes made (longer side, px); a request is rounded up to one of them, so
+# a photo has at most this many thumbnails on disk. 160 and 1200 are what the workbench's
+# review tab asks for (its strip and its large view); 2048 is the most the app sends.
+THUMBNAIL_SIZES = (160, 320, 640, 1200, 2048)
+
 
 @functools.cache
 def register_heif() -> None:

@@ -19,6 +19,8 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from scanbatch.wholenumbers import MAX_ID, WholeNumber
+
 
 class CamelModel(BaseModel):
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
@@ -43,7 +45,7 @@ class Status(StrEnum):
 class ScanContext(CamelModel):
     """What the app already knows about a record (all optional)."""
 
-    catalog_item_id: int | None = Field(default=None, strict=True)
+    catalog_item_id: int | None = Field(default=None, strict=True, ge=0, le=MAX_ID)
     sticker_text: str | None = None
     detected_upc: str | None = Field(default=None, alias="detectedUPC")
     artist_name: str | None = None
@@ -257,8 +259,8 @@ class JobListQuery(CamelModel):
 
     model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
 
-    limit: int = Field(20, description="page size; clamped to 1..100")
-    offset: int = Field(0, ge=0, le=2**31 - 1)
+    limit: WholeNumber(0, MAX_ID, description="page size; clamped to 1..100") = 20
+    offset: WholeNumber(0, MAX_ID) = 0
 
 
 class ScanResponse(CamelModel):
@@ -320,7 +322,7 @@ class ScanForm(BaseModel):
             "comma-separated (front,back); default: photo for each",
         )
     )
-    catalog_item_id: int | None = Field(None, ge=0, le=2**31 - 1)
+    catalog_item_id: WholeNumber(0, MAX_ID, optional=True) = None
     sticker_text: str | None = Field(None, max_length=10_000)
     detected_upc: str | None = Field(None, max_length=100)
     artist_name: str | None = Field(None, max_length=1000)

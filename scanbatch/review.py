@@ -14,7 +14,9 @@ from uuid import UUID
 from pydantic import AwareDatetime, Field, StrictInt, field_validator
 
 from scanbatch.evaluate import FIELDS, normalize
+from scanbatch.images import THUMBNAIL_SIZES
 from scanbatch.models import CamelModel, MatchedAlbum, Status
+from scanbatch.wholenumbers import MAX_ID, WholeNumber
 
 MAX_VALUE_CHARS = 1000
 MAX_NOTE_CHARS = 2000
@@ -73,7 +75,7 @@ class ReviewInput(CamelModel):
     """The body of `PUT .../items/<i>/review`."""
 
     fields: TruthFields
-    matched_album_id: StrictInt | None = Field(ge=1)
+    matched_album_id: StrictInt | None = Field(ge=1, le=MAX_ID)
     note: str | None = Field(default=None, max_length=MAX_NOTE_CHARS)
 
 
@@ -160,8 +162,8 @@ class ReviewItemsQuery(CamelModel):
     sort: ReviewSort = ReviewSort.CONFIDENCE
     job_id: UUID | None = Field(None, description="only this job's items")
     user_id: str | None = Field(None, description="only this user's uploads")
-    limit: int = Field(20, ge=1, le=MAX_PAGE)
-    offset: int = Field(0, ge=0, le=2**31 - 1)
+    limit: WholeNumber(1, MAX_PAGE) = 20
+    offset: WholeNumber(0, MAX_ID) = 0
 
 
 class MetricsQuery(CamelModel):
@@ -173,16 +175,21 @@ class DatasetQuery(CamelModel):
 
 
 class PhotoQuery(CamelModel):
-    size: int | None = Field(
-        None, ge=16, le=4096, description="a JPEG whose longer side is at most this"
-    )
+    size: WholeNumber(
+        16,
+        4096,
+        optional=True,
+        description="a JPEG thumbnail: its longer side is the smallest of the fixed sizes "
+        f"{', '.join(map(str, THUMBNAIL_SIZES))} that is at least this (the largest when "
+        "none is)",
+    ) = None
 
 
 class CatalogQuery(CamelModel):
     q: str = Field(
         min_length=1, max_length=200, description="words of the artist and title, or an album id"
     )
-    limit: int = Field(10, ge=1, le=MAX_SEARCH)
+    limit: WholeNumber(1, MAX_SEARCH) = 10
 
 
 class AlbumList(CamelModel):

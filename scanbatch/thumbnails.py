@@ -7,25 +7,61 @@ import base64
 import html
 import io
 import os
+import threading
 import uuid
+import warnings
 from pathlib import Path
 
 from PIL import Image, ImageOps
 
-from scanbatch.images import register_heif
+from scanbatch.errors import Unprocessable
+from scanbatch.images import MAX_IMAGE_PIXELS, THUMBNAIL_SIZES, register_heif
 
 JPEG_QUALITY = 85
+# Decodes at once, across every request thread: each may hold a whole decoded photo (a PNG,
+# WebP or HEIC has no reduced-scale decode; up to 4 bytes a pixel of MAX_IMAGE_PIXELS).
+_DECODES = threading.BoundedSemaphore(2)
+
+
+def _open(data: bytes) -> Image.Image:
+    """The image, header read only; past twice Pillow's own limit Pillow refuses to open it,
+    which is a photo too large as well."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            return Image.open(io.BytesIO(data))
+    except Image.DecompressionBombError:
+        raise Unprocessable(
+            f"The photo has more than the {MAX_IMAGE_PIXELS:,} pixels a thumbnail is made "
+            "from: download the original instead (no size=)"
+        ) from None
+
+
+def thumbnail_size(requested: int) -> int:
+    """The fixed size a request for `requested` px is served at: the smallest that is at least
+    as large, or the largest. A photo then has at most len(THUMBNAIL_SIZES) thumbnails."""
+    return next((s for s in THUMBNAIL_SIZES if s >= requested), THUMBNAIL_SIZES[-1])
 
 
 def jpeg_thumbnail(data: bytes, size: int, quality: int = JPEG_QUALITY) -> bytes:
-    """A JPEG whose longer side is at most `size` pixels, upright."""
+    """A JPEG whose longer side is at most `size` pixels, upright. Memory stays bounded
+    whatever the format: the canvas is checked from the header before anything is decoded,
+    a JPEG is decoded at a reduced scale, and the rotation is applied to the small image."""
     register_heif()
-    with Image.open(io.BytesIO(data)) as img:
-        img.draft("RGB", (size, size))  # JPEG: decode at a reduced scale, much faster
-        img = ImageOps.exif_transpose(img)
-        img.thumbnail((size, size))
+    with _DECODES, _open(data) as img:
+        width, height = img.size
+        if width * height > MAX_IMAGE_PIXELS:
+            # The upload refuses these from the header; a file that got here anyway (an older
+            # store, a dataset) must not take the server's memory with it.
+            raise Unprocessable(
+                f"The photo is {width}x{height} pixels, more than the {MAX_IMAGE_PIXELS:,} "
+                "a thumbnail is made from: download the original instead (no size=)"
+            )
+        img.draft("RGB", (size, size))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
+        img.thumbnail((size, size), reducing_gap=2.0)  # a cheap reduce() first, then resample
+        small = ImageOps.exif_transpose(img)
         out = io.BytesIO()
-        img.convert("RGB").save(out, "JPEG", quality=quality, optimize=True)
+        small.convert("RGB").save(out, "JPEG", quality=quality, optimize=True)
     return out.getvalue()
 
 
@@ -36,14 +72,18 @@ def inline_img(jpeg: bytes, title: str = "") -> str:
 
 
 def cached_thumbnail(original: Path, size: int, cache_dir: Path) -> Path:
-    """The thumbnail of `original` at `size`, made on first request and then read from
-    `cache_dir`. Written to a unique temporary name first, so two requests racing for the
-    same thumbnail never serve a half-written file."""
+    """The thumbnail of `original` at `thumbnail_size(size)`, made on first request and then
+    read from `cache_dir`. Written to a unique temporary name first, so two requests racing
+    for the same thumbnail never serve a half-written file."""
+    size = thumbnail_size(size)
     target = cache_dir / f"{original.stem}_{size}.jpg"
     if target.exists():
         return target
     cache_dir.mkdir(parents=True, exist_ok=True)
     tmp = cache_dir / f".{target.name}.{uuid.uuid4().hex}.tmp"
-    tmp.write_bytes(jpeg_thumbnail(original.read_bytes(), size))
-    os.replace(tmp, target)
+    try:
+        tmp.write_bytes(jpeg_thumbnail(original.read_bytes(), size))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
     return target

@@ -4,6 +4,8 @@ a stationManager and with no token. No 5xx, every status, content type, body and
 documented (so every error is the JSON error shape). Bounded examples and a fixed seed keep
 it reproducible and within a few minutes on 2 cores."""
 
+import json
+import os
 import re
 import subprocess
 import sys
@@ -12,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from scanbatch.store import JobStore
+from tests.fuzz_hooks import HOSTILE
 from tests.server_process import ServerProcess
 
 CHECKS = (
@@ -43,6 +46,7 @@ def server(tmp_path_factory):
 def test_schemathesis_finds_nothing(server, role, tmp_path):
     srv, tokens = server
     auth = ["-H", f"Authorization: Bearer {tokens[role]}"] if role else []
+    log = tmp_path / "hostile.jsonl"
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "st"),
@@ -64,6 +68,12 @@ def test_schemathesis_finds_nothing(server, role, tmp_path):
             *auth,
         ],
         cwd=tmp_path,  # its report folder, if any, stays out of the repository
+        # Non-ASCII digits and very long numbers in every integer parameter (tests/fuzz_hooks.py)
+        env={
+            **os.environ,
+            "SCHEMATHESIS_HOOKS": "tests.fuzz_hooks",
+            "SCANBATCH_FUZZ_LOG": str(log),
+        },
         capture_output=True,
         text=True,
         timeout=600,
@@ -73,3 +83,12 @@ def test_schemathesis_finds_nothing(server, role, tmp_path):
     # Every generated case passed every check ("N generated, N passed"), and there were some.
     counts = re.search(r"(\d+) generated, (\d+) passed\n", summary)
     assert counts and counts[1] == counts[2] and int(counts[1]) > 100, summary
+    # The hostile numbers really went out, each of them, to the routes that take numbers, and
+    # came back as a refusal (a 400 naming the parameter; 401/403/404 before it is read).
+    sent = [json.loads(line) for line in log.read_text(encoding="utf-8").splitlines()]
+    assert len(sent) >= 30, sent
+    values = {v for line in sent for v in line["values"].values()}
+    assert values == {v[:12] for v in HOSTILE}, values
+    operations = {line["operation"].split("/items/")[0].split("?")[0] for line in sent}
+    assert len(operations) >= 3, operations
+    assert {line["status"] for line in sent} <= {400, 401, 403, 404}, sent

@@ -49,10 +49,10 @@ def test_documented_limits_are_the_enforced_ones(app):
         images["properties"]["images"]["maxItems"],
     ) == (1, 50)
     params = {p["name"]: p for p in batch["get"]["parameters"]}
-    # limit is clamped (the station's contract), so no bounds are claimed for it.
-    assert (
-        "maximum" not in params["limit"]["schema"] and "clamped" in params["limit"]["description"]
-    )
+    # limit is clamped to 1..100 (the station's contract): its schema claims only what is
+    # refused, a number that is not 0 to 2**31 - 1 in ASCII digits (scanbatch.wholenumbers).
+    assert params["limit"]["schema"]["maximum"] == 2**31 - 1
+    assert "clamped" in params["limit"]["description"]
     assert params["offset"]["schema"]["minimum"] == 0
 
 

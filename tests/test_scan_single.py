@@ -75,7 +75,7 @@ def test_no_match_is_null(client, tokens, fake_extractor):
         ({"n_images": 2, "photo_types": "front"}, 400, "photo_types has 1 entries but 2 images"),
         ({"n_images": 1, "photo_types": "[1]"}, 400, "photo_types must be a list of non-empty"),
         ({"n_images": 1, "photo_types": "[oops"}, 400, "photo_types"),
-        ({"n_images": 1, "catalog_item_id": "abc"}, 400, "catalog_item_id must be an integer"),
+        ({"n_images": 1, "catalog_item_id": "abc"}, 400, "catalog_item_id must be a whole number"),
         ({"n_images": 1, "colour": "red"}, 400, "unknown key 'colour'"),
         ({"files": [("x.jpg", b"%PDF-1.7")]}, 400, "images[0] is not a supported image"),
         ({"files": [("x.png", png_header(13000, 13000))]}, 400, "images[0] is 13000x13000"),

@@ -176,7 +176,7 @@ def test_list_pagination_and_clamping(client, tokens):
     r = client.get("/library/scan/batch?offset=-1", headers=h)
     assert r.status_code == 400 and "offset" in r.get_json()["message"]
     r = client.get("/library/scan/batch?limit=ten", headers=h)
-    assert r.status_code == 400 and "limit must be an integer" in r.get_json()["message"]
+    assert r.status_code == 400 and "limit must be a whole number" in r.get_json()["message"]
     assert (
         client.get("/library/scan/batch", headers=bearer(tokens["other"])).get_json()["total"] == 0
     )

@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 import pytest
 from PIL import Image
 
+from scanbatch.images import THUMBNAIL_SIZES
 from scanbatch.models import ItemOutcome, Status
-from tests.imaging import image_bytes
+from tests.imaging import image_bytes, png_header
 from tests.webutil import bearer
 
 TRUTH = {
@@ -239,7 +240,7 @@ def test_review_errors_for_state_ids_and_body(client, store, tokens):
         ("limit=0", "limit must be at least 1"),
         ("limit=101", "limit must be at most 100"),
         ("offset=-1", "offset must be at least 0"),
-        ("limit=x", "limit must be an integer"),
+        ("limit=x", "limit must be a whole number from 1 to 100"),
         ("jobId=123", "jobId must be a UUID"),
     ],
 )
@@ -255,14 +256,14 @@ def test_photos_originals_and_thumbnails_made_once(app, client, store, tokens):
     assert original.status_code == 200 and original.mimetype == "image/heic"
     assert original.data[4:8] == b"ftyp"
 
-    thumb = client.get(f"{path}?size=128", headers=bearer(tokens["manager"]))
+    thumb = client.get(f"{path}?size=160", headers=bearer(tokens["manager"]))
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
-    assert Image.open(io.BytesIO(thumb.data)).size == (128, 96)
+    assert Image.open(io.BytesIO(thumb.data)).size == (160, 120)
     folder = app.extensions["scanbatch"].settings.jobs_dir / job / "thumbnails"
     made = list(folder.iterdir())
-    assert [p.name for p in made] == ["item00_1_128.jpg"]
+    assert [p.name for p in made] == ["item00_1_160.jpg"]
     stamp = made[0].stat().st_mtime_ns
-    assert client.get(f"{path}?size=128", headers=bearer(tokens["director"])).data == thumb.data
+    assert client.get(f"{path}?size=160", headers=bearer(tokens["director"])).data == thumb.data
     assert made[0].stat().st_mtime_ns == stamp  # served from disk, not made again
 
     # Another director may read it (auditing); a dj who does not own the job may not.
@@ -273,10 +274,61 @@ def test_photos_originals_and_thumbnails_made_once(app, client, store, tokens):
         (f"/library/scan/batch/{job}/items/3/photos/0", 404, "has no item 3"),
         (f"/library/scan/batch/{job}/items/-1/photos/0", 400, "itemIndex"),
         (f"{path}?size=5", 400, "size must be at least 16"),
-        (f"{path}?size=big", 400, "size must be an integer"),
+        (f"{path}?size=big", 400, "size must be a whole number from 16 to 4096"),
     ]:
         r = client.get(bad, headers=bearer(tokens["director"]))
         assert r.status_code == status and words in r.get_json()["message"], bad
+
+
+def test_thumbnails_come_in_fixed_sizes_rounded_up(app, client, store, tokens):
+    """Any of 4,081 accepted sizes used to be made and kept: 50 sizes, 50 files per photo."""
+    job = make_job(client, store, tokens["director"], [{}])
+    big = image_bytes("JPEG", size=(3000, 2000))  # larger than every fixed size
+    photo = app.extensions["scanbatch"].settings.jobs_dir / job / "images" / "item00_0.jpg"
+    photo.write_bytes(big)
+    path = f"/library/scan/batch/{job}/items/0/photos/0"
+    sizes = [16 + 81 * i for i in range(50)]  # 16 .. 3985, spread over the whole range
+    for size in sizes:
+        r = client.get(f"{path}?size={size}", headers=bearer(tokens["director"]))
+        assert r.status_code == 200 and r.mimetype == "image/jpeg"
+        served = max(Image.open(io.BytesIO(r.data)).size)
+        assert served == next((s for s in THUMBNAIL_SIZES if s >= size), THUMBNAIL_SIZES[-1])
+    for size, expected in [(16, (160, 107)), (161, (320, 213)), (1200, (1200, 800))]:
+        r = client.get(f"{path}?size={size}", headers=bearer(tokens["director"]))
+        assert Image.open(io.BytesIO(r.data)).size == expected, size
+    folder = photo.parent.parent / "thumbnails"
+    names = sorted(p.name for p in folder.iterdir())
+    assert names == sorted(f"item00_0_{s}.jpg" for s in THUMBNAIL_SIZES)
+
+
+def test_photos_and_thumbnails_are_private_to_caches(client, store, tokens):
+    """A private job's photo answered `Cache-Control: public, max-age=86400`: any proxy or
+    shared cache between the station and the server could keep and hand it out."""
+    job = make_job(client, store, tokens["director"], [{}])
+    path = f"/library/scan/batch/{job}/items/0/photos/0"
+    for url in (path, f"{path}?size=320"):
+        r = client.get(url, headers=bearer(tokens["director"]))
+        assert r.status_code == 200
+        directives = {d.strip() for d in r.headers["Cache-Control"].split(",")}
+        assert "private" in directives and "public" not in directives, url
+        assert "max-age=86400" in directives
+
+
+def test_a_thumbnail_of_a_photo_over_the_pixel_limit_is_refused_before_decoding(
+    app, client, store, tokens
+):
+    """The upload refuses these from the header; one already on disk (an older store) must not
+    be decoded: 13000x13000 is 169 MB of pixels that Pillow would allocate."""
+    job = make_job(client, store, tokens["director"], [{}], fmt="PNG")
+    photo = app.extensions["scanbatch"].settings.jobs_dir / job / "images" / "item00_0.png"
+    photo.write_bytes(png_header(13000, 13000))
+    r = client.get(
+        f"/library/scan/batch/{job}/items/0/photos/0?size=160",
+        headers=bearer(tokens["director"]),
+    )
+    assert r.status_code == 422, r.data[:300]
+    assert "13000x13000 pixels" in r.get_json()["message"]
+    assert "no size=" in r.get_json()["message"]
 
 
 def test_metrics_change_when_a_field_is_corrected(client, store, tokens):

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scanbatch.catalog.snapshot import matched_albums
-from scanbatch.errors import BadRequest, NotFound
+from scanbatch.errors import BadRequest, Conflict, NotFound
 from scanbatch.models import (
     ItemOutcome,
     JobList,
@@ -49,6 +49,14 @@ def parse_job_id(job_id: str) -> str:
         return str(uuid.UUID(str(job_id)))
     except ValueError:
         raise BadRequest("Invalid job ID format") from None
+
+
+def reviewed_message(reviewed: int) -> str:
+    return (
+        f"The job has {reviewed} reviewed item(s) whose truth would be lost: export the "
+        "golden set first (GET /library/scan/review/dataset); a stationManager may delete "
+        "anyway with ?force=true"
+    )
 
 
 def item_confidence(extraction: dict[str, Any] | None) -> float | None:
@@ -485,7 +493,13 @@ class JobStore:
             [completed, failed, status.value, now, now, job_id],
         )
 
-    def delete_job(self, job_id: str, user_id: str | None = None) -> None:
+    def delete_job(
+        self, job_id: str, user_id: str | None = None, *, with_reviews: bool = True
+    ) -> None:
+        """Remove the job, its results and (unless `with_reviews` is False) its reviews.
+        With `with_reviews=False` a job with reviews is a 409, decided inside the transaction
+        that deletes: review saves take the same write lock, so a review saved at any moment
+        before the delete is seen here, and one saved after it finds no item (404)."""
         job_id = parse_job_id(job_id)
         # DuckDB foreign keys cannot CASCADE, and a parent whose children were deleted in the
         # same transaction still counts as referenced (duckdb 2.0): children go first, in their
@@ -494,6 +508,12 @@ class JobStore:
         with self._write_order:
             with self._job_write(job_id) as cur:
                 self._owned(cur, job_id, user_id)
+                if not with_reviews:
+                    reviewed = cur.execute(
+                        "SELECT count(*) FROM scan_reviews WHERE job_id = ?", [job_id]
+                    ).fetchone()[0]
+                    if reviewed:
+                        raise Conflict(reviewed_message(reviewed))
                 # Reviews have no foreign key (see store/reviews.py); they go with the results.
                 cur.execute("DELETE FROM scan_reviews WHERE job_id = ?", [job_id])
                 cur.execute("DELETE FROM scan_review_history WHERE job_id = ?", [job_id])

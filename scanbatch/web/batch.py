@@ -8,6 +8,7 @@ import secrets
 import threading
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request, url_for
 
@@ -27,6 +28,7 @@ from scanbatch.models import (
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore, parse_job_id
+from scanbatch.store.jobs import reviewed_message
 from scanbatch.store.reviews import ReviewStore
 from scanbatch.submit import create_job
 from scanbatch.validation import parse_manifest
@@ -343,17 +345,20 @@ def delete_batch(job_id: str) -> Response:
     if reviewed:
         # Reviews are ground truth: they must not vanish with the job by accident.
         if not force:
-            raise Conflict(
-                f"The job has {reviewed} reviewed item(s) whose truth would be lost: export "
-                "the golden set first (GET /library/scan/review/dataset); a stationManager "
-                "may delete anyway with ?force=true"
-            )
+            raise Conflict(reviewed_message(reviewed))
         if key.role != "stationManager":
             raise Forbidden("Only a stationManager may delete a job with reviewed items")
     # Whatever still runs for it ends first: the items, or the notebook of a job already
     # answered, which writes its report into the folder about to go.
     svc.runner.cancel(job_id)
-    svc.store.delete_job(job_id)
+    # Checked again as it deletes: a review saved during the cancel's wait is kept (409).
+    try:
+        svc.store.delete_job(job_id, with_reviews=force and key.role == "stationManager")
+    except Conflict as exc:
+        raise Conflict(
+            f"{exc.message} (a review was saved while the job was being cancelled: the job "
+            "is cancelled, and kept)"
+        ) from None
     JobFolder.for_job(svc.settings.jobs_dir, job_id).remove()
     return Response(status=204)
 
@@ -364,17 +369,51 @@ operation(
     "The executed processing notebook as HTML (the audit trail)",
     parameters=[JOB_ID],
     responses={
-        200: Reply("HTML", content={"text/html": {"schema": {"type": "string"}}}),
+        200: Reply(
+            "HTML that loads nothing from another site and runs no script",
+            content={"text/html": {"schema": {"type": "string"}}},
+            headers={"Content-Security-Policy": {"type": "string"}},
+        ),
         400: JOB_ERRORS[400],
         404: "Job not found, or its notebook is not written yet",
     },
 )
 
 
-@bp.get("/batch/<job_id>/notebook")
-def batch_notebook(job_id: str) -> Response:
+# nbconvert's lab template with nothing from another site: no require.js, MathJax or mermaid
+# from cdnjs, no widget manager from unpkg. The processing notebook needs none of them (its
+# outputs are HTML tables and inline JPEG thumbnails), a station's network may be offline,
+# and a third-party script does not belong on a page that is only shown to a signed-in user.
+_OFFLINE_TEMPLATE = "scanbatch-offline.html.j2"
+_OFFLINE = """{%- extends 'lab/index.html.j2' -%}
+{%- block html_head_js -%}{%- endblock html_head_js -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
+{%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
+{%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}
+"""
+# What the page may load: its own inline styles and data: images (the thumbnails, the
+# template's icons). No script runs at all, from anywhere; nothing is fetched from a site.
+NOTEBOOK_CSP = (
+    "default-src 'none'; img-src data:; style-src 'unsafe-inline'; font-src data:; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
+def notebook_html(path: Path) -> str:
+    """The executed notebook at `path` as one self-contained HTML page."""
+    from jinja2 import DictLoader
     from nbconvert import HTMLExporter
 
+    exporter = HTMLExporter(
+        extra_loaders=[DictLoader({_OFFLINE_TEMPLATE: _OFFLINE})],
+        template_file=_OFFLINE_TEMPLATE,
+    )
+    body, _ = exporter.from_filename(str(path))
+    return body
+
+
+@bp.get("/batch/<job_id>/notebook")
+def batch_notebook(job_id: str) -> Response:
     key = current_key()
     job_id = parse_job_id(job_id)
     svc = services()
@@ -385,5 +424,6 @@ def batch_notebook(job_id: str) -> Response:
             "The job's notebook does not exist yet: it is written once its items have started "
             "(a job can be answered a moment before): try again in a second"
         )
-    body, _ = HTMLExporter().from_filename(str(path))
-    return Response(body, mimetype="text/html")
+    response = Response(notebook_html(path), mimetype="text/html")
+    response.headers["Content-Security-Policy"] = NOTEBOOK_CSP
+    return response

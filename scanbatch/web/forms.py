@@ -3,16 +3,19 @@ and JSON bodies, each validated by a pydantic model with a 400 that names the fi
 
 from __future__ import annotations
 
+import json
 from typing import TypeVar
 
 from flask import request
 from pydantic import BaseModel
 
-from scanbatch.errors import BadRequest
+from scanbatch.errors import BadRequest, PayloadTooLarge
 from scanbatch.validation import validate_model
-from scanbatch.web.uploads import StagedFile
+from scanbatch.web.uploads import MAX_JSON_BYTES, StagedFile, json_too_large_message
 
 M = TypeVar("M", bound=BaseModel)
+
+_CHUNK = 16 * 1024
 
 
 def uploaded_images(hint: str) -> list[StagedFile]:
@@ -50,10 +53,35 @@ def query_args(model: type[M]) -> M:
     return validate_model(model, data, "")
 
 
+def _too_large(size: str) -> PayloadTooLarge:
+    return PayloadTooLarge(json_too_large_message(MAX_JSON_BYTES, size))
+
+
+def _json_bytes() -> bytes:
+    """The body, never more than MAX_JSON_BYTES of it: refused from Content-Length before
+    anything is read, and counted while reading when there is none (chunked)."""
+    declared = request.content_length
+    if declared is not None and declared > MAX_JSON_BYTES:
+        raise _too_large(f"{declared:,} bytes")
+    stream = request.stream
+    parts, total = [], 0
+    while chunk := stream.read(_CHUNK):
+        total += len(chunk)
+        if total > MAX_JSON_BYTES:
+            raise _too_large(f"over {MAX_JSON_BYTES:,} bytes")
+        parts.append(chunk)
+    return b"".join(parts)
+
+
 def json_body(model: type[M]) -> M:
+    """The JSON body validated by `model`: every route's JSON body is read here."""
     if not request.is_json:
         raise BadRequest("Send a JSON body with Content-Type: application/json")
-    data = request.get_json(silent=True)
-    if data is None:
-        raise BadRequest("The body is not valid JSON")
+    raw = _json_bytes()
+    try:
+        data = json.loads(raw)
+    except RecursionError:  # json.loads recurses once per level of nesting
+        raise BadRequest("The body is not valid JSON: it nests too deeply") from None
+    except ValueError:  # also bytes that are not UTF-8, and integers of over 4,300 digits
+        raise BadRequest("The body is not valid JSON") from None
     return validate_model(model, data, "")

@@ -177,6 +177,12 @@ def _operation(op: Operation, refs: dict) -> dict[str, Any]:
             "content": {"multipart/form-data": {"schema": op.multipart}},
         }
     responses = dict(op.responses)
+    if op.json_body is not None:
+        from scanbatch.web.uploads import MAX_JSON_BYTES
+
+        responses.setdefault(
+            413, f"The JSON body is over {MAX_JSON_BYTES:,} bytes, the limit for JSON bodies"
+        )
     if not op.public:
         responses.setdefault(401, "Missing, malformed, invalid or revoked API token")
     responses.setdefault(500, "Unexpected server error; the details are in the server log")

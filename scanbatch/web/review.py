@@ -17,7 +17,7 @@ from scanbatch.catalog.schema import VIEW, VIEW_COLUMNS
 from scanbatch.errors import BadRequest, Forbidden, NotFound
 from scanbatch.images import EXTENSIONS
 from scanbatch.jobfolder import JobFolder
-from scanbatch.models import ErrorBody, MatchedAlbum
+from scanbatch.models import MAX_IMAGES_PER_ITEM, MAX_ITEMS, ErrorBody, MatchedAlbum
 from scanbatch.review import (
     AlbumList,
     CatalogQuery,
@@ -37,16 +37,27 @@ from scanbatch.web.auth import current_key
 from scanbatch.web.errors import error_response
 from scanbatch.web.forms import json_body, query_args
 from scanbatch.web.openapi import JOB_ID, Reply, operation
+from scanbatch.wholenumbers import MAX_ID, whole_number
 
 bp = Blueprint("review", __name__, url_prefix="/library/scan")
 
 REVIEW_ROLES = frozenset({"musicDirector", "stationManager"})
 THUMBNAILS = "thumbnails"
+PHOTO_MAX_AGE = 86400
 _MIME_BY_SUFFIX = {suffix: mime for mime, suffix in EXTENSIONS.items()}
 
 NOT_REVIEWER = "Only musicDirector and stationManager may audit (dj may not)"
-_INDEX = {"type": "integer", "minimum": 0}
-ITEM = [JOB_ID, {"name": "itemIndex", "in": "path", "required": True, "schema": _INDEX}]
+MAX_ITEM_INDEX = MAX_ITEMS - 1
+MAX_PHOTO_INDEX = MAX_IMAGES_PER_ITEM - 1
+ITEM = [
+    JOB_ID,
+    {
+        "name": "itemIndex",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ITEM_INDEX},
+    },
+]
 # The export is the one response that streams for long (every reviewed photo): at most this
 # many at once, so clients that read exports slowly, or stop, hold at most 2 of the server's
 # 8 threads (scanbatch.web.serve) and the others keep answering polls. A stalled one is reset
@@ -78,10 +89,8 @@ def _folder(job_id: str) -> JobFolder:
     return JobFolder.for_job(_services().settings.jobs_dir, job_id)
 
 
-def _index(raw: str, what: str) -> int:
-    if not raw.isdigit():
-        raise BadRequest(f"{what} must be a whole number of at least 0, got '{raw[:50]}'")
-    return int(raw)
+def _item_index(raw: str) -> int:
+    return whole_number(raw, "itemIndex", 0, MAX_ITEM_INDEX)
 
 
 def _photo_files(folder: JobFolder, item_index: int) -> list[Path]:
@@ -134,12 +143,21 @@ operation(
     "get",
     "/library/scan/batch/{jobId}/items/{itemIndex}/photos/{n}",
     "A photo's original bytes, or with ?size=N a JPEG thumbnail (made once, then kept)",
-    parameters=[*ITEM, {"name": "n", "in": "path", "required": True, "schema": _INDEX}],
+    parameters=[
+        *ITEM,
+        {
+            "name": "n",
+            "in": "path",
+            "required": True,
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_PHOTO_INDEX},
+        },
+    ],
     query=PhotoQuery,
     responses={
         200: Reply("The image", content={"image/*": {}}),
         400: "A malformed job id, index or size",
         404: "No such job (or not visible to the caller), item or photo",
+        422: "A thumbnail was asked of a photo with more pixels than thumbnails are made from",
     },
 )
 
@@ -148,7 +166,8 @@ operation(
 def photo(job_id: str, item_index: str, n: str) -> Response:
     key = current_key()
     job_id = parse_job_id(job_id)
-    index, position = _index(item_index, "itemIndex"), _index(n, "photo index")
+    index = _item_index(item_index)
+    position = whole_number(n, "n (the photo's index)", 0, MAX_PHOTO_INDEX)
     size = query_args(PhotoQuery).size
     owner = None if key.role in REVIEW_ROLES else key.user_id
     view = _services().store.get_job(job_id, owner)  # 404 for another user's job
@@ -163,9 +182,18 @@ def photo(job_id: str, item_index: str, n: str) -> Response:
     path = paths[position]
     if size is not None:
         target = cached_thumbnail(path, size, folder.path / THUMBNAILS)
-        return send_file(target, mimetype="image/jpeg", max_age=86400)
+        return _private(send_file(target, mimetype="image/jpeg"))
     mime = _MIME_BY_SUFFIX.get(path.suffix, "application/octet-stream")
-    return send_file(path, mimetype=mime, max_age=86400)
+    return _private(send_file(path, mimetype=mime))
+
+
+def _private(response: Response) -> Response:
+    """A job's photos are its owner's and the auditors': a browser may keep them (they never
+    change under one URL), a shared cache (a proxy, a CDN) must not."""
+    response.cache_control.public = False
+    response.cache_control.private = True
+    response.cache_control.max_age = PHOTO_MAX_AGE
+    return response
 
 
 operation(
@@ -188,7 +216,7 @@ operation(
 def save_review(job_id: str, item_index: str) -> Response:
     key = require_reviewer()
     job_id = parse_job_id(job_id)
-    index = _index(item_index, "itemIndex")
+    index = _item_index(item_index)
     review = json_body(ReviewInput)
     return jsonify(_reviews().save(job_id, index, key.user_id, review).to_json_dict())
 
@@ -205,7 +233,7 @@ operation(
 @bp.get("/batch/<job_id>/items/<item_index>/reviews")
 def review_history(job_id: str, item_index: str) -> Response:
     require_reviewer()
-    index = _index(item_index, "itemIndex")
+    index = _item_index(item_index)
     history = ReviewHistory(reviews=_reviews().history(parse_job_id(job_id), index))
     return jsonify(history.to_json_dict())
 
@@ -310,8 +338,9 @@ def catalog_search() -> Response:
     words = q.split()
     if not words:
         raise BadRequest("q must name an artist, a title, words of either, or an album id")
-    if q.isdigit():
-        where, params = "id = ?", [int(q)]
+    if q.isascii() and q.isdigit():
+        # Only the ASCII digits make an id ('²' or '١٢' are words to look for, like any other).
+        where, params = "id = ?", [whole_number(q, "q (an album id)", 0, MAX_ID)]
     else:
         # Every word somewhere in "artist title": "miles kind" finds Miles Davis, Kind of Blue.
         where = " AND ".join(

@@ -20,6 +20,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from scanbatch.errors import BadRequest, PayloadTooLarge
 from scanbatch.images import MAX_IMAGE_BYTES, SNIFF_BYTES, check_pixels, check_size, sniff_mime
+from scanbatch.review import MAX_NOTE_CHARS, MAX_VALUE_CHARS
 from scanbatch.validation import MAX_IMAGES
 
 log = logging.getLogger(__name__)
@@ -27,10 +28,13 @@ log = logging.getLogger(__name__)
 # The whole request: 50 files of 10 MiB plus the manifest and multipart framing. A request
 # declaring more is refused from its Content-Length alone, before any of it is read.
 MAX_REQUEST_BYTES = MAX_IMAGES * MAX_IMAGE_BYTES + 1024 * 1024
-# Every other request's body is a small JSON document (a review, a key to create): the server
-# refuses a larger declared one from its headers (scanbatch.web.serve), so it never spills to
-# a temporary file (waitress keeps up to 512 KiB of a body in memory).
-MAX_JSON_BYTES = 64 * 1024
+# Every other request's body is a small JSON document (a review, a key to create), parsed whole:
+# the server refuses a larger declared one from its headers (scanbatch.web.serve), so it never
+# spills to a temporary file (waitress keeps up to 512 KiB of a body in memory), and the app
+# counts an undeclared (chunked) one as it reads (scanbatch.web.forms). The largest valid one
+# is a review whose six fields and note are full of characters JSON may escape as a surrogate
+# pair (12 bytes for one character), plus room for the keys and whitespace: 100,096 bytes.
+MAX_JSON_BYTES = (6 * MAX_VALUE_CHARS + MAX_NOTE_CHARS) * 12 + 4096
 # The routes that take multipart uploads (the only ones that stage files): their bodies may be
 # up to MAX_REQUEST_BYTES, from a caller whose key may write.
 UPLOAD_ROUTES = frozenset({("POST", "/library/scan/batch"), ("POST", "/library/scan")})
@@ -159,8 +163,11 @@ def request_too_large_message(limit: int) -> str:
     )
 
 
-def json_too_large_message(limit: int) -> str:
+def json_too_large_message(limit: int, size: str | None = None) -> str:
+    """The one 413 of a JSON body, from its headers (no `size`) or while it is read."""
+    what = f"The JSON body is {size}; a" if size else "Request too large: a"
     return (
-        f"Request too large: a JSON body may be at most {limit} bytes ({limit // 1024} KiB); "
-        "photos go to POST /library/scan/batch as multipart files"
+        f"{what} JSON body may be at most {limit:,} bytes ({limit // 1024} KiB, the limit for "
+        "JSON bodies): send only the fields the route takes (photos go to "
+        "POST /library/scan/batch as multipart files)"
     )
