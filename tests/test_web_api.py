@@ -150,6 +150,10 @@ def test_auth_401_403_and_other_users_job_is_404(client, tokens):
     assert theirs.get_json() == missing.get_json() == {"status": 404, "message": "Job not found"}
     bad = client.get("/library/scan/batch/123", headers=bearer(tokens["other"]))
     assert bad.get_json() == {"status": 400, "message": "Invalid job ID format"}
+    # uuid.UUID reads other scripts' digits as 0-9: the same job under another spelling.
+    arabic = job_id.translate({ord(d): chr(0x660 + int(d)) for d in "0123456789"})
+    r = client.get(f"/library/scan/batch/{arabic}", headers=bearer(tokens["director"]))
+    assert r.get_json() == {"status": 400, "message": "Invalid job ID format"}
     # A dj may read (its own, empty) list.
     assert client.get("/library/scan/batch", headers=bearer(tokens["dj"])).status_code == 200
 

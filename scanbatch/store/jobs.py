@@ -45,8 +45,11 @@ def utcnow() -> datetime:
 
 def parse_job_id(job_id: str) -> str:
     """The canonical form of a job id, or 400 `Invalid job ID format`."""
+    job_id = str(job_id)
+    if not job_id.isascii():  # uuid.UUID reads `١٢` (Arabic-Indic digits) as 12
+        raise BadRequest("Invalid job ID format")
     try:
-        return str(uuid.UUID(str(job_id)))
+        return str(uuid.UUID(job_id))
     except ValueError:
         raise BadRequest("Invalid job ID format") from None
 
