@@ -186,7 +186,9 @@ def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots, p
             ports.append(s.getsockname()[1])
     api_port, page_port = ports
     env = {k: v for k, v in os.environ.items() if k not in ("SCANBATCH_URL", "SCANBATCH_TOKEN")}
+    page_token = "the-page-s-token"
     env.update(
+        JUPYTER_TOKEN=page_token,  # the page's door (voila.json), as `make run` opens it
         SCANBATCH_DATA_DIR=str(tmp_path / "data"),
         SCANBATCH_PORT=str(api_port),
         SCANBATCH_EXTRACTOR="fake",
@@ -213,7 +215,7 @@ def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots, p
         deadline = time.monotonic() + 60
         while True:  # Voilà listens a second or two after it starts
             try:
-                bare.goto(f"http://127.0.0.1:{page_port}/")
+                bare.goto(f"http://127.0.0.1:{page_port}/?token={page_token}")
                 break
             except Exception:
                 assert time.monotonic() < deadline and voila.poll() is None
