@@ -11,6 +11,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import psutil
 import pytest
 import requests
 import websocket
@@ -53,6 +54,13 @@ def test_the_page_answers_only_with_its_token_at_its_own_address(launcher, tmp_p
     base = page.split("?", 1)[0]
     port = urlsplit(base).port
     assert re.fullmatch(rf"http://127\.0\.0\.1:{port}/\?token=[\w-]{{40,}}", page), page
+
+    # Bound to loopback only.
+    (voila,) = [
+        c for c in psutil.Process(session.proc.pid).children() if "voila" in " ".join(c.cmdline())
+    ]
+    listening = {c.laddr for c in voila.net_connections("inet") if c.status == psutil.CONN_LISTEN}
+    assert listening == {("127.0.0.1", port)}, listening
 
     # Without the token, or with a wrong one: 403 and what to open instead.
     for url in (base, f"{base}?token=wrong", f"{base}?token="):
