@@ -491,6 +491,11 @@ class WarmPool:
                 self._settled.set()
 
     def _spawn(self) -> subprocess.Popen | None:
+        # The parameters are read from the server's store, which a shutdown closes right
+        # after closing the pool: a replacement asked for by the last job must not start then.
+        with self._lock:
+            if self._closed:
+                return None
         self.settings.data_dir.mkdir(parents=True, exist_ok=True)
         try:
             parameters = self.warm_parameters()
@@ -577,14 +582,21 @@ class WarmPool:
             self._all.discard(proc)
         proc.wait()
 
-    def close(self) -> None:
+    def close(self, timeout: float = 30.0) -> None:
+        """Kill every process of the pool and wait for the spawner to end: once this returns
+        nothing of the pool reads the store any more (the server closes it next)."""
         with self._lock:
             self._closed = True
             procs = list(self._all)
             self._all.clear()
+            spawner = self._spawner
         self._requests.put(False)
         for proc in procs:
             _kill(proc)
+        # A warm-up under way ends with its killed process; one computing its parameters
+        # finishes that (a catalog snapshot at most), then sees the pool closed.
+        if spawner is not None and spawner is not threading.current_thread():
+            spawner.join(timeout)
 
 
 def kernel_env() -> dict[str, str]:

@@ -1,6 +1,7 @@
 """The workbench in a real browser: Debian's chromium driven by playwright, Voilà serving the
-real notebook, started by the real launcher (`make run`) against a real server. `make
-screenshots` runs it with the offline `ocr` reader and writes docs/*.png (the README's)."""
+real notebook, started by the real launcher exactly as `make run` starts it: from the
+repository root, with the default relative `data` folder and the demo job. `make screenshots`
+runs it with the offline `ocr` reader and writes docs/*.png (the README's)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scanbatch.client import Client
-from tests.server_process import ROOT, start_launcher
+from tests.server_process import ROOT, Launcher, copy_work_tree
 
 pytestmark = pytest.mark.slow
 
@@ -28,16 +29,26 @@ def launch_args() -> list[str]:
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
-    """`python -m scanbatch.workbench.launch` (what `make run` runs), on free ports."""
+    """`make run` as a newcomer runs it: `python -m scanbatch.workbench.launch` with no data
+    folder set (the relative `data`), the repository root as working directory, the demo job.
+    The repository is a copy of this work tree (its package first on PYTHONPATH, so the
+    settings' repository root is the copy's): the developer's own data/ folder, ports and store
+    lock stay untouched, and nothing is left behind. Only the ports are free ones."""
     if not CHROMIUM.exists():
         pytest.fail(f"chromium is missing: the browser test needs it. Install it with: {INSTALL}")
-    data = tmp_path_factory.mktemp("browser") / "data"
-    proc, banner = start_launcher(data, EXTRACTOR)
-    assert set(banner) == {"api", "page", "token"}, banner
-    yield {**banner, "proc": proc, "data": data}
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=60)
+    root = copy_work_tree(tmp_path_factory.mktemp("checkout"))
+    assert not (root / "data" / "scanbatch.duckdb").exists()
+    launcher = Launcher(root, SCANBATCH_EXTRACTOR=EXTRACTOR).start()
+    assert {"api", "page", "token", "page_token"} <= set(launcher.banner), launcher.output
+    # Everything went to <checkout>/data, the folder `make run` names: the store, the job of the
+    # demo, the server's file for local commands.
+    data = root / "data"
+    assert (data / "scanbatch.duckdb").is_file(), launcher.output
+    assert (data / "server.json").is_file()
+    assert "Processing the sample batch (data/sample/) as job" in launcher.output
+    yield {**launcher.banner, "launcher": launcher, "proc": launcher.proc, "data": data}
+    if launcher.proc.poll() is None:
+        launcher.stop()
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +72,17 @@ def shots(tmp_path_factory) -> Path:
     (`make screenshots`), so a test run leaves the repository as it was."""
     wanted = os.environ.get("SCANBATCH_SCREENSHOTS")
     return (ROOT / wanted) if wanted else tmp_path_factory.mktemp("shots")
+
+
+# The record's photos (the <img> elements around the record's header): what each shows.
+PHOTOS = """() => [...document.querySelector('.sb-record-header').parentElement
+    .querySelectorAll('img')].map(i => ({width: i.naturalWidth, complete: i.complete,
+    shown: i.offsetParent !== null}))"""
+ALL_PHOTOS_LOADED = """(expected) => {
+    const imgs = [...document.querySelector('.sb-record-header').parentElement
+        .querySelectorAll('img')];
+    return imgs.length >= expected && imgs.every(i => i.complete && i.naturalWidth > 0);
+}"""
 
 
 def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
@@ -99,13 +121,22 @@ def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
     expect(page.locator(".sb-job-bar")).to_have_count(1, timeout=30_000)
     expect(page.locator(".sb-job-bar").get_by_text("Done")).to_be_visible(timeout=240_000)
 
-    # Review the least confident record: correct the artist, save.
+    # The queue holds the demo's 8 records and the 8 sent from the page.
+    session["launcher"].wait_for("Sample job ", timeout=240)
     page.get_by_role("tab", name="Review").click()
-    expect(page.locator(".sb-record-header").get_by_text("Record 1 of 8")).to_be_visible(
+    expect(page.locator(".sb-record-header").get_by_text("Record 1 of 16")).to_be_visible(
         timeout=30_000
     )
     page.locator(".sb-photo-button").first.click()
     page.locator(".sb-record-header").scroll_into_view_if_needed()
+    # Every photo of the record loaded, its thumbnails and the large one (under `make run`'s
+    # relative data folder they all answered 500 once, and the review showed none).
+    photos = page.locator(".sb-photo-button").count()
+    assert photos >= 1
+    try:
+        page.wait_for_function(ALL_PHOTOS_LOADED, arg=photos + 1, timeout=60_000)
+    except Exception:
+        pytest.fail(f"photos of the review tab did not load: {page.evaluate(PHOTOS)}")
     artist = page.locator(".sb-field-artistName input")
     artist.fill("Corrected Artist")
     artist.press("Enter")
@@ -113,7 +144,7 @@ def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
     page.screenshot(path=str(shots / "workbench.png"))
     page.click(".sb-save")
     expect(page.get_by_text("Saved job")).to_be_visible(timeout=30_000)
-    expect(page.locator(".sb-record-header").get_by_text("Record 1 of 7")).to_be_visible()
+    expect(page.locator(".sb-record-header").get_by_text("Record 1 of 15")).to_be_visible()
 
     # The dashboard counts it.
     page.get_by_role("tab", name="Dashboard").click()
@@ -128,8 +159,8 @@ def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
     assert reviewed.review.fields["artistName"] == "Corrected Artist"
     assert reviewed.review.reviewer == "director"
     if EXTRACTOR == "fake":  # the fake reader echoes the context typed on the upload page
-        (job,) = client.jobs().jobs
-        first = client.job(job.job_id).results[0].extraction
+        sent, _demo = client.jobs().jobs  # newest first
+        first = client.job(sent.job_id).results[0].extraction
         assert first["albumTitle"]["value"] == "Fever"
 
 
@@ -145,8 +176,9 @@ def test_ctrl_c_stops_both_and_leaves_no_process_behind(session):
     tree = psutil.Process(proc.pid).children(recursive=True)
     names = " ".join(" ".join(p.cmdline()) for p in tree)
     assert "voila" in names and "--serve-child" in names and "ipykernel" in names
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 0
+    launcher = session["launcher"]
+    assert launcher.stop(signal.SIGINT) == 0
+    assert "Traceback" not in launcher.output and "ERROR" not in launcher.output, launcher.output
     _gone, alive = psutil.wait_procs(tree, timeout=5)
     assert alive == []
     with pytest.raises(requests.ConnectionError):
@@ -186,7 +218,9 @@ def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots, p
             ports.append(s.getsockname()[1])
     api_port, page_port = ports
     env = {k: v for k, v in os.environ.items() if k not in ("SCANBATCH_URL", "SCANBATCH_TOKEN")}
+    page_token = "the-page-s-token"
     env.update(
+        JUPYTER_TOKEN=page_token,  # the page's door (voila.json), as `make run` opens it
         SCANBATCH_DATA_DIR=str(tmp_path / "data"),
         SCANBATCH_PORT=str(api_port),
         SCANBATCH_EXTRACTOR="fake",
@@ -213,7 +247,7 @@ def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots, p
         deadline = time.monotonic() + 60
         while True:  # Voilà listens a second or two after it starts
             try:
-                bare.goto(f"http://127.0.0.1:{page_port}/")
+                bare.goto(f"http://127.0.0.1:{page_port}/?token={page_token}")
                 break
             except Exception:
                 assert time.monotonic() < deadline and voila.poll() is None

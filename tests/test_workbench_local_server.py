@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from pathlib import Path
 
 import pytest
 
@@ -48,7 +49,9 @@ def text(workbench: Workbench) -> str:
     return workbench.signin.message.value
 
 
-def test_with_no_server_running_the_workbench_starts_one_and_signs_in(machine):
+def test_with_no_server_running_the_workbench_starts_one_and_signs_in(machine, monkeypatch):
+    # Voilà hands the page's kernel its request, the page's `?token=` included.
+    monkeypatch.setenv("QUERY_STRING", "token=the-page-s-own-secret")
     # Two pages opened at once: one server, started by one of them; both signed in.
     pages = [Workbench(), Workbench()]
     assert all(page.join(timeout=150) for page in pages)
@@ -59,6 +62,8 @@ def test_with_no_server_running_the_workbench_starts_one_and_signs_in(machine):
     started = server_file.read(machine.data_dir)
     assert started is not None and alive(started.pid)
     assert started.token not in text(pages[0]) + text(pages[1])
+    # The server outlives the page: the page's token stays behind.
+    assert b"the-page-s-own-secret" not in Path(f"/proc/{started.pid}/environ").read_bytes()
     news = [
         f"Started a scanbatch server on this machine (process {started.pid})" in text(p)
         for p in pages

@@ -2,13 +2,16 @@
 
 A fresh musicDirector key is made for the session before the server starts (the store has one
 owner at a time), printed with both addresses, handed to the page through the environment, and
-revoked when the session ends. Ctrl-C (or SIGTERM) stops both children and then anything they
+revoked when the session ends. The page has a door of its own (scanbatch/workbench/door.py,
+named in voila.json): a random token minted per session, printed in the page's address and
+nowhere else. Ctrl-C (or SIGTERM) stops both children and then anything they
 left running (kernels included), so no process outlives the session."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -24,6 +27,7 @@ import psutil
 from scanbatch.client import TOKEN_ENV, URL_ENV
 from scanbatch.errors import ScanbatchError
 from scanbatch.settings import Settings, load_settings
+from scanbatch.workbench import door
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "workbench.ipynb"
@@ -71,7 +75,10 @@ class Session:
         self.server: subprocess.Popen | None = None
         self.voila: subprocess.Popen | None = None
         self.api_url = ""
-        self.workbench_url = f"http://127.0.0.1:{self.voila_port}/"
+        # The page's door: whoever opens the page acts with the session's key, so the page
+        # answers only this address (see door.py).
+        self.page_token = secrets.token_urlsafe(32)
+        self.workbench_url = f"http://127.0.0.1:{self.voila_port}/?token={self.page_token}"
         self.key_id = ""
         self.token = ""
 
@@ -110,7 +117,14 @@ class Session:
             if time.monotonic() > deadline:
                 raise ScanbatchError("The API server did not start in time")
         threading.Thread(target=_pump, args=(self.server.stdout, out), daemon=True).start()
-        env = {**os.environ, URL_ENV: self.api_url, TOKEN_ENV: self.token}
+        # The page's token travels in the environment, not on the command line, which every
+        # account of the machine can read; the door takes it out before any kernel starts.
+        env = {
+            **os.environ,
+            URL_ENV: self.api_url,
+            TOKEN_ENV: self.token,
+            door.TOKEN_ENV: self.page_token,
+        }
         self.voila = subprocess.Popen(
             [
                 sys.executable,
@@ -126,8 +140,9 @@ class Session:
                 # the page shows its widgets without waiting for a kernel to start.
                 "--preheat_kernel=True",
             ],
-            # voila.json in the repository root (the working directory) raises the websocket
-            # message cap, so uploads over Tornado's 10 MiB default work.
+            # voila.json in the repository root (the working directory) holds the page's
+            # door and Tornado's settings: the Host check on, the websocket message cap
+            # raised over Tornado's 10 MiB so that uploads of many photos work.
             cwd=ROOT,
             env=env,
             start_new_session=True,
@@ -143,7 +158,8 @@ class Session:
     def banner(self) -> str:
         return (
             f"\nscanbatch API:  {self.api_url}\n"
-            f"workbench:      {self.workbench_url}   <- open this in your browser\n"
+            f"workbench:      {self.workbench_url}\n"
+            "                (open this in your browser; the page answers only with its token)\n"
             f"API token:      {self.token}\n"
             f"                (user '{SESSION_USER}', {SESSION_ROLE}; the page is already "
             "signed in with it; it stops working when this session ends)\n"

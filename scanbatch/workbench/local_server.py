@@ -97,7 +97,9 @@ def _start(
     if _recorded(data_dir) is not None:  # started some other way, and not answering yet
         return _wait(data_dir, None, log, timeout)
     env = {
-        **os.environ,
+        # Not QUERY_STRING: Voilà hands its kernel the page's request, `?token=` included,
+        # and the page's key must not outlive the page in a server's environment.
+        **{k: v for k, v in os.environ.items() if k != "QUERY_STRING"},
         "SCANBATCH_DATA_DIR": str(data_dir),
         "SCANBATCH_HOST": settings.host,
         "SCANBATCH_PORT": str(settings.port),
