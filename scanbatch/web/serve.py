@@ -404,13 +404,16 @@ def job_table(view: JobView) -> str:
     )
 
 
-def _report_when_done(app: Flask, job_id: str) -> None:
+def _report_when_done(app: Flask, job_id: str, stopping: threading.Event) -> None:
+    # `stopping` is set (and this thread joined) before the store closes, so a stop during
+    # the demo job never has this read a closed store.
     store = app.extensions["scanbatch"].store
     while True:
         view = store.get_job(job_id)
         if view.status.finished:
             break
-        time.sleep(0.5)
+        if stopping.wait(0.5):
+            return
     print(f"\nSample job {job_id}: {view.status.value}", flush=True)
     print(job_table(view), flush=True)
 
@@ -513,10 +516,14 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
     elif pool.last_failure:
         print(f"A notebook kernel failed to start: {pool.last_failure}", file=sys.stderr)
     print(f"scanbatch listening on {base_url} (extractor: {settings.extractor})", flush=True)
+    stopping, reporter = threading.Event(), None
     if demo:
         job_id = submit_sample(app)
         print(f"Processing the sample batch (data/sample/) as job {job_id} ...", flush=True)
-        threading.Thread(target=_report_when_done, args=(app, job_id), daemon=True).start()
+        reporter = threading.Thread(
+            target=_report_when_done, args=(app, job_id, stopping), daemon=True
+        )
+        reporter.start()
 
     def stop(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
@@ -529,5 +536,8 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
     finally:
         server.close()
         runtime.unlink(missing_ok=True)
+        stopping.set()
+        if reporter is not None:
+            reporter.join()
         shutdown(app)
         print("scanbatch stopped", file=sys.stderr)
