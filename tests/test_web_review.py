@@ -311,7 +311,7 @@ def test_photos_and_thumbnails_are_private_to_caches(client, store, tokens):
         assert r.status_code == 200
         directives = {d.strip() for d in r.headers["Cache-Control"].split(",")}
         assert "private" in directives and "public" not in directives, url
-        assert "max-age=86400" in directives
+        assert "max-age=86400" in directives and "no-cache" not in directives, url
 
 
 def test_a_thumbnail_of_a_photo_over_the_pixel_limit_is_refused_before_decoding(

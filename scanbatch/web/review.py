@@ -192,6 +192,7 @@ def _private(response: Response) -> Response:
     change under one URL), a shared cache (a proxy, a CDN) must not."""
     response.cache_control.public = False
     response.cache_control.private = True
+    response.cache_control.no_cache = None  # send_file's default: it would ask every time
     response.cache_control.max_age = PHOTO_MAX_AGE
     return response
 
