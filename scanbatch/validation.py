@@ -61,12 +61,7 @@ _NAMES = {
 
 def parse_manifest(raw: str | bytes | None, file_count: int) -> Manifest:
     """Validate the multipart `manifest` field against `file_count` uploaded images."""
-    if file_count == 0:
-        raise BadRequest("No images provided")
-    if raw is None or not isinstance(raw, str | bytes) or not str(raw).strip():
-        raise BadRequest("Missing or invalid manifest field")
-    data = _load_json(raw)
-    items = data.get("items") if isinstance(data, dict) else data
+    data, items = _read_manifest(raw, file_count)
     if not isinstance(items, list) or not items:
         raise BadRequest("Manifest must contain a non-empty items array")
     if isinstance(data, dict) and (extra := sorted(set(data) - {"items"})):
@@ -86,16 +81,22 @@ def parse_manifest(raw: str | bytes | None, file_count: int) -> Manifest:
     return Manifest(items=[_item(item, i) for i, item in enumerate(items)])
 
 
-def parse_local_manifest(raw: str | bytes | None, file_count: int) -> DatasetManifest:
-    """A manifest for a local run (`scanbatch run`) against `file_count` photos: one that fits
-    one batch is checked exactly as an upload is (`parse_manifest`: the station's order and
-    messages); a bigger one is a dataset (`parse_dataset_manifest`), run as several batches."""
+def _read_manifest(raw: str | bytes | None, file_count: int) -> tuple[Any, Any]:
+    """The station's first three checks, in its order; then (the JSON, its items)."""
     if file_count == 0:
         raise BadRequest("No images provided")
     if raw is None or not isinstance(raw, str | bytes) or not str(raw).strip():
         raise BadRequest("Missing or invalid manifest field")
     data = _load_json(raw)
     items = data.get("items") if isinstance(data, dict) else data
+    return data, items
+
+
+def parse_local_manifest(raw: str | bytes | None, file_count: int) -> DatasetManifest:
+    """A manifest for a local run (`scanbatch run`) against `file_count` photos: one that fits
+    one batch is checked exactly as an upload is (`parse_manifest`: the station's order and
+    messages); a bigger one is a dataset (`parse_dataset_manifest`), run as several batches."""
+    data, items = _read_manifest(raw, file_count)
     if not isinstance(items, list) or len(items) <= MAX_ITEMS:
         return DatasetManifest(items=parse_manifest(raw, file_count).items)
     manifest = parse_dataset_manifest(data)

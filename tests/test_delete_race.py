@@ -7,7 +7,6 @@ keeps its kernel busy, the DELETE cancels it (kill the kernel, wait for the runn
 and only then deletes, while a director's PUTs of the finished first item start just after the
 DELETE and go on until it answers."""
 
-import json
 import threading
 import time
 
@@ -16,7 +15,7 @@ import requests
 
 from tests.imaging import image_bytes
 from tests.test_web_review import make_job, review_body
-from tests.webutil import bearer
+from tests.webutil import bearer, post_batch
 
 TRIALS = 4
 
@@ -26,16 +25,8 @@ def submit_blocking_job(url: str, token: str) -> str:
         {"imageCount": 1, "photoTypes": ["front"]},
         {"imageCount": 1, "photoTypes": ["front"], "context": {"stickerText": "sleep:120"}},
     ]
-    files = [("images", (f"p{i}.jpg", image_bytes(), "image/jpeg")) for i in range(2)]
-    r = requests.post(
-        f"{url}/library/scan/batch",
-        data={"manifest": json.dumps(manifest)},
-        files=files,
-        headers=bearer(token),
-        timeout=30,
-    )
-    assert r.status_code == 202, r.text
-    return r.json()["jobId"]
+    files = [(f"p{i}.jpg", image_bytes(), "image/jpeg") for i in range(2)]
+    return post_batch(url, token, manifest, files)
 
 
 def wait_first_item_done(url: str, token: str, job_id: str, timeout: float = 90) -> None:

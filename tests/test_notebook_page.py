@@ -3,7 +3,6 @@ another site: no require.js or MathJax from a CDN (broken on an offline station 
 third-party script on an authenticated page), a Content-Security-Policy that forbids remote
 (and any) scripts, and it still renders its tables and thumbnails in a real browser."""
 
-import json
 import re
 import shutil
 from pathlib import Path
@@ -12,7 +11,7 @@ import pytest
 import requests
 
 from tests.imaging import image_bytes
-from tests.webutil import bearer
+from tests.webutil import bearer, post_batch
 
 CHROMIUM = Path("/usr/bin/chromium")
 CDNS = ("cdnjs", "unpkg", "jsdelivr", "mathjax", "require.js", "googleapis")
@@ -27,19 +26,11 @@ def notebook(live_server, server_tokens):
         {"imageCount": 1, "photoTypes": ["front"], "context": {"stickerText": "fail"}},
     ]
     files = [
-        ("images", ("a.jpg", image_bytes("JPEG", size=(400, 300)), "image/jpeg")),
-        ("images", ("b.heic", image_bytes("HEIF", size=(300, 400)), "image/heic")),
-        ("images", ("c.png", image_bytes("PNG", size=(320, 320)), "image/png")),
+        ("a.jpg", image_bytes("JPEG", size=(400, 300)), "image/jpeg"),
+        ("b.heic", image_bytes("HEIF", size=(300, 400)), "image/heic"),
+        ("c.png", image_bytes("PNG", size=(320, 320)), "image/png"),
     ]
-    r = requests.post(
-        f"{live_server.url}/library/scan/batch",
-        data={"manifest": json.dumps(manifest)},
-        files=files,
-        headers=bearer(token),
-        timeout=30,
-    )
-    assert r.status_code == 202, r.text
-    job_id = r.json()["jobId"]
+    job_id = post_batch(live_server.url, token, manifest, files)
     live_server.wait_finished(job_id, token)
     url = f"{live_server.url}/library/scan/batch/{job_id}/notebook"
     page = requests.get(url, headers=bearer(token), timeout=60)

@@ -11,7 +11,6 @@ import re
 import socket
 import stat
 import subprocess
-import threading
 import time
 from urllib.parse import urlsplit
 
@@ -20,6 +19,7 @@ import requests
 
 from scanbatch import server_file
 from tests.server_process import ROOT, Launcher, copy_work_tree
+from tests.test_key_revocation import served_after_a_revoke
 from tests.webutil import bearer
 
 pytestmark = pytest.mark.slow
@@ -137,35 +137,7 @@ def test_a_big_json_body_is_refused_naming_its_limit(run):
 def test_a_revoked_key_stops_at_once_for_its_concurrent_users(run):
     local = server_file.read(run.root / "data")  # the server's own stationManager key
     assert local is not None
-    manager = bearer(local.token)
-    r = requests.post(
-        f"{api(run)}/admin/keys", json={"user": "probe", "role": "dj"}, headers=manager, timeout=30
-    )
-    assert r.status_code == 201, r.text
-    key = r.json()
-    revoked: list[float] = []
-    late: list[int] = []
-    stop = threading.Event()
-
-    def user() -> None:
-        with requests.Session() as s:
-            while not stop.is_set():
-                started = time.perf_counter()
-                r = s.get(f"{api(run)}/library/scan/batch", headers=bearer(key["token"]))
-                if r.status_code == 200 and revoked and started > revoked[0]:
-                    late.append(r.status_code)
-
-    users = [threading.Thread(target=user) for _ in range(8)]
-    for t in users:
-        t.start()
-    time.sleep(0.3)
-    r = requests.delete(f"{api(run)}/admin/keys/{key['id']}", headers=manager, timeout=30)
-    revoked.append(time.perf_counter())
-    time.sleep(0.3)
-    stop.set()
-    for t in users:
-        t.join()
-    assert r.status_code == 200 and late == []
+    assert served_after_a_revoke(api(run), bearer(local.token)) == []
 
 
 def test_the_notebook_page_loads_nothing_from_another_site(run):

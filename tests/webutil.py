@@ -37,6 +37,22 @@ def bearer(token):
     return {"Authorization": f"Bearer {token}"}
 
 
+def post_batch(url, token, manifest, files):
+    """POST a batch to a real server at `url`: `manifest` a list of items, `files` a list of
+    (name, bytes, content type); the job id of its 202."""
+    import requests
+
+    r = requests.post(
+        f"{url}/library/scan/batch",
+        data={"manifest": json.dumps(manifest)},
+        files=[("images", f) for f in files],
+        headers=bearer(token),
+        timeout=30,
+    )
+    assert r.status_code == 202, r.text
+    return r.json()["jobId"]
+
+
 class ContractChecker:
     """Checks responses against the app's /openapi.json: the status must be documented for the
     operation, the media type too, and a JSON body must match the documented schema. Errors
