@@ -5,6 +5,7 @@ while the job is unchanged."""
 from __future__ import annotations
 
 import threading
+import time
 from datetime import UTC, datetime
 
 import pytest
@@ -209,6 +210,58 @@ def test_readers_racing_a_writer_never_see_a_job_go_back(store, fresh):
             t.join()
     assert regressions == []
     assert same_as_committed(store, fresh, job_id).completed_items == 10
+
+
+def test_a_miss_that_reads_a_newer_commit_than_memory_holds_answers_memory(store, fresh):
+    """The interleaving behind a rare failure of the test above, made exact: a GET misses,
+    a write commits while it reads, and that writer has not yet replaced the view in memory.
+    Answering the newer read would let the same client's next GET (a hit on the older view)
+    go back in time; so the view in memory wins."""
+    job_id = store.create_job("alice", manifest(3))
+    store.mark_processing(job_id)
+    store.record_outcomes(job_id, [outcome(0)])
+    original = store._read_view
+    reader_may_read, writer_committed, writer_may_cache = (threading.Event() for _ in range(3))
+    roles: dict[int, str] = {}
+
+    def paused_read(jid):
+        role = roles.get(threading.get_ident())
+        if role == "reader":
+            reader_may_read.wait(10)
+        if role == "writer":  # its commit is done: this is its re-read
+            writer_committed.set()
+            writer_may_cache.wait(10)
+        return original(jid)
+
+    store._read_view = paused_read
+    answers: list[int] = []
+
+    def reader() -> None:
+        roles[threading.get_ident()] = "reader"
+        answers.append(store.get_job(job_id, "alice").completed_items)  # a miss
+        answers.append(store.get_job(job_id, "alice").completed_items)  # then a hit
+
+    def writer() -> None:
+        roles[threading.get_ident()] = "writer"
+        store.record_outcomes(job_id, [outcome(2)])
+
+    with store._cache_lock:
+        store._views.pop(job_id, None)
+    r = threading.Thread(target=reader)
+    r.start()
+    time.sleep(0.1)  # the reader has missed and waits to read
+    store.record_outcomes(job_id, [outcome(1)])  # cached after the reader's look-up: 2 done
+    w = threading.Thread(target=writer)
+    w.start()
+    assert writer_committed.wait(10)  # 3 done in DuckDB, 2 in memory
+    reader_may_read.set()
+    time.sleep(0.2)  # the reader's miss answers, its hit too
+    writer_may_cache.set()
+    r.join()
+    w.join()
+    store._read_view = original
+    assert answers == sorted(answers) == [2, 2], answers
+    assert same_as_committed(store, fresh, job_id).completed_items == 3
 
 
 # -- the job GET: ETag and If-None-Match ------------------------------------------------------

@@ -273,7 +273,13 @@ class JobStore:
             if entry is None:
                 raise NotFound("Job not found")
             with self._cache_lock:
-                if writes == self._writes and not self._writing and job_id not in self._views:
+                kept = self._views.get(job_id)
+                if kept is not None:
+                    # Cached while we read: a writer's re-read, in commit order. Ours may have
+                    # seen a newer commit whose writer has not replaced that view yet, and
+                    # answering it would let this client's next GET (a hit) go back in time.
+                    entry = kept
+                elif writes == self._writes and not self._writing:
                     self._cache(job_id, entry)
         owner, view = entry
         # Another user's job is indistinguishable from a missing one.
