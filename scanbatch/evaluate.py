@@ -182,8 +182,8 @@ def load_parts(path: Path) -> list[JobResults]:
             items = len(manifest["items"])
         except (ValueError, KeyError, TypeError):
             items = None
-    return [JobResults(str(path.parent if path.name == RESULTS else path), outcomes, items,
-                       folder=folder if items is not None else None)]  # fmt: skip
+    label = str(path.parent if path.name == RESULTS else path)
+    return [JobResults(label, outcomes, items, folder=folder if items is not None else None)]
 
 
 def _status_part(label: str, doc: Any) -> JobResults:

@@ -503,12 +503,12 @@ class JobStore:
         )
 
     def delete_job(
-        self, job_id: str, user_id: str | None = None, *, with_reviews: bool = True
+        self, job_id: str, user_id: str | None = None, *, with_reviews: bool = False
     ) -> None:
-        """Remove the job, its results and (unless `with_reviews` is False) its reviews.
-        With `with_reviews=False` a job with reviews is a 409, decided inside the transaction
-        that deletes: review saves take the same write lock, so a review saved at any moment
-        before the delete is seen here, and one saved after it finds no item (404)."""
+        """Remove the job and its results; its reviews too only when `with_reviews` says so
+        (they are the golden set). Otherwise a job with reviews is a 409, decided inside the
+        transaction that deletes: review saves take the same write lock, so a review saved at
+        any moment before the delete is seen here, and one saved after it finds no item (404)."""
         job_id = parse_job_id(job_id)
         # DuckDB foreign keys cannot CASCADE, and a parent whose children were deleted in the
         # same transaction still counts as referenced (duckdb 2.0): children go first, in their
