@@ -23,8 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from scanbatch.evaluate import FIELDS  # noqa: E402
 from scanbatch.experiments import compare, load_dataset, run_experiment  # noqa: E402
+from scanbatch.names import FIELDS  # noqa: E402
 from scanbatch.settings import load_settings  # noqa: E402
 from tests.fake_gemini import (  # noqa: E402
     FakeGemini,

@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 from bench_server import header, line, percentile, ratio  # noqa: E402
 
-from scanbatch.evaluate import FIELDS  # noqa: E402
+from scanbatch.names import FIELDS  # noqa: E402
 from scanbatch.store import JobStore  # noqa: E402
 from scanbatch.store.jobs import item_confidence  # noqa: E402
 from tests.server_process import ServerProcess  # noqa: E402
@@ -114,7 +114,7 @@ def seed_store(
         for i in range(10):
             for p in range(photos_per_item):
                 os.link(photo, images / f"item{i:02d}_{p}.jpg")
-    from scanbatch.review import ReviewInput
+    from scanbatch.audit import ReviewInput
     from scanbatch.store.reviews import ReviewStore
 
     reviews = ReviewStore(store.db)

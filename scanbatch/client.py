@@ -18,9 +18,9 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from scanbatch.audit import ReviewPage, ReviewView
 from scanbatch.errors import ScanbatchError
 from scanbatch.models import JobList, JobView, MatchedAlbum
-from scanbatch.review import ReviewPage, ReviewView
 
 if TYPE_CHECKING:
     import pandas as pd

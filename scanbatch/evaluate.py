@@ -22,8 +22,8 @@ from rapidfuzz import fuzz
 from scanbatch.errors import BadRequest
 from scanbatch.jobfolder import MANIFEST, RESULTS, JobFolder, iter_results
 from scanbatch.models import ItemOutcome
+from scanbatch.names import FIELDS
 
-FIELDS = ("artistName", "albumTitle", "labelName", "catalogNumber", "reviewText", "upc")
 # Upper edges of the confidence buckets; the last bucket includes 1.0.
 BUCKET_EDGES = (0.5, 0.7, 0.8, 0.9, 1.0)
 

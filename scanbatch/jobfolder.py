@@ -20,7 +20,7 @@ from scanbatch.private import DIR_MODE
 
 MANIFEST = "manifest.json"
 RESULTS = "results.jsonl"
-NOTEBOOK = "process_batch.ipynb"
+EXECUTED_NOTEBOOK = "process_batch.ipynb"  # the job's audit trail, beside its inputs
 IMAGES = "images"
 
 
@@ -46,7 +46,7 @@ class JobFolder:
 
     @property
     def notebook_path(self) -> Path:
-        return self.path / NOTEBOOK
+        return self.path / EXECUTED_NOTEBOOK
 
     @property
     def images_dir(self) -> Path:

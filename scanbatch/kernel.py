@@ -26,6 +26,7 @@ from scanbatch.extractors.base import Extractor
 from scanbatch.images import SNIFF_BYTES, sniff_mime
 from scanbatch.jobfolder import JobFolder, iter_results
 from scanbatch.models import ItemOutcome, Manifest, ManifestItem, Status
+from scanbatch.names import FIELD_LABELS
 from scanbatch.pipeline import FolderRun, Matcher, pending_items
 from scanbatch.settings import Settings, kernel_fields
 from scanbatch.thumbnails import inline_img, jpeg_thumbnail
@@ -35,14 +36,6 @@ log = logging.getLogger(__name__)
 THUMBNAIL_PX = 160
 # Parameters of the notebook that describe the job rather than the settings.
 JOB_PARAMETERS = ("job_dir", "catalog_snapshot")
-FIELD_LABELS = {
-    "artistName": "Artist",
-    "albumTitle": "Album title",
-    "labelName": "Label",
-    "catalogNumber": "Catalog number",
-    "reviewText": "Review",
-    "upc": "UPC",
-}
 
 
 def notebook_parameters() -> list[str]:

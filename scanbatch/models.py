@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from scanbatch.names import FIELDS, Role
 from scanbatch.wholenumbers import MAX_ID, WholeNumber
 
 
@@ -134,12 +135,11 @@ class Extraction(CamelModel):
         return f.value if f is not None else None
 
 
-FIELD_NAMES = ("artistName", "albumTitle", "labelName", "catalogNumber", "reviewText", "upc")
 # The API's `extraction`: kept a plain dict at run time (it is stored and passed on as JSON), but
 # documented exactly: the six fields, each present only when read.
 _EXTRACTION_JSON = {
     "type": "object",
-    "propertyNames": {"enum": list(FIELD_NAMES)},
+    "propertyNames": {"enum": list(FIELDS)},
     "additionalProperties": ExtractionField.model_json_schema(),
     "description": "the fields read, each present only when read",
 }
@@ -289,7 +289,7 @@ class KeyCreate(CamelModel):
     """Body of `POST /admin/keys`."""
 
     user: str = Field(min_length=1, max_length=200, pattern=r"\S")
-    role: Literal["dj", "musicDirector", "stationManager"]
+    role: Literal[Role.DJ, Role.MUSIC_DIRECTOR, Role.STATION_MANAGER]
 
 
 class KeyView(CamelModel):

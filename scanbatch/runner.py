@@ -28,17 +28,16 @@ from scanbatch.catalog_sync import CatalogSnapshot
 from scanbatch.errors import NotFound
 from scanbatch.jobfolder import JobFolder, read_results
 from scanbatch.models import ItemOutcome, JobView
+from scanbatch.names import LOCAL_RUN_USER
 from scanbatch.settings import PROCESSING_NOTEBOOK, Settings
 from scanbatch.store import JobStore
 
 log = logging.getLogger(__name__)
 
-NOTEBOOK = PROCESSING_NOTEBOOK
 PID_FILE = "papermill.pid"
 CANCELLED = "cancelled"
 WARM_LOG = "warm_kernels.log"
 WARM_UP_WAIT = 120.0  # seconds a warm-up may take before the next one starts beside it
-LOCAL_USER = "local"
 
 OnOutcome = Callable[[ItemOutcome], None]
 
@@ -226,7 +225,7 @@ class JobRunner:
         """One papermill run in a warm process, until the process reports how the run ended
         (the executed notebook is saved by then) or it is stopped."""
         job = {
-            "input": str(NOTEBOOK),
+            "input": str(PROCESSING_NOTEBOOK),
             "output": str(folder.notebook_path.resolve()),
             "parameters": self._parameters(job_id, folder, snapshot),
             "cwd": str(folder.path.resolve()),
@@ -383,7 +382,7 @@ def run_batch(
     image_paths: list[Path],
     *,
     extractor_name: str | None = None,
-    user_id: str = LOCAL_USER,
+    user_id: str = LOCAL_RUN_USER,
     on_item: OnOutcome | None = None,
     on_start: Callable[[int], None] | None = None,
 ) -> JobView:

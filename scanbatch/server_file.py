@@ -12,7 +12,6 @@ from pathlib import Path
 
 NAME = "server.json"
 # Whom the file's token acts as (scanbatch.web.auth.LOCAL_ADMIN): what reviews saved with it say.
-LOCAL_USER = "(local admin)"
 
 
 @dataclass(frozen=True)

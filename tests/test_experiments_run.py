@@ -14,9 +14,16 @@ from click.testing import CliRunner
 
 from scanbatch.cli.experiment import experiment
 from scanbatch.errors import BadRequest
-from scanbatch.evaluate import FIELDS
-from scanbatch.experiments import compare, list_runs, load_dataset, load_run, run_experiment
+from scanbatch.experiments import (
+    compare,
+    execute,
+    list_runs,
+    load_dataset,
+    load_run,
+    run_experiment,
+)
 from scanbatch.experiments.compare import OVERALL
+from scanbatch.names import FIELDS
 from scanbatch.prompts import load_prompt
 from scanbatch.settings import REPO_ROOT, SHIPPED_DATA, Settings
 from tests.fake_gemini import (
@@ -180,7 +187,6 @@ def test_a_failing_variant_shows_errors_per_item_and_does_not_stop_the_others(en
 
 
 def test_an_unforeseen_failure_is_that_items_error(env, fake, monkeypatch):
-    from scanbatch.experiments import runner
     from scanbatch.experiments.catalog import CatalogChoice
 
     class BrokenMatcher:  # a bug outside the extractor, where nothing expects one
@@ -191,7 +197,7 @@ def test_an_unforeseen_failure_is_that_items_error(env, fake, monkeypatch):
             raise RuntimeError("matcher bug")
 
     monkeypatch.setattr(
-        runner, "choose_catalog", lambda *a, **k: CatalogChoice(BrokenMatcher(), "broken", None)
+        execute, "choose_catalog", lambda *a, **k: CatalogChoice(BrokenMatcher(), "broken", None)
     )
     run = run_experiment(SAMPLE, ["gemini:v1"], settings=env, progress=False)
     assert len(run.records) == 8
@@ -377,12 +383,12 @@ def test_cli_runs_an_experiment_on_a_synth_set_of_12(env, tmp_path):
 
 
 def test_a_golden_set_export_of_12_records_runs(env, tmp_path):
-    """The review export's own writer (`scanbatch.dataset`), as GET /library/scan/review/dataset
+    """The review export's own writer (`scanbatch.golden_set`), as GET /library/scan/review/dataset
     streams it, for more reviewed records than one batch holds."""
     from datetime import UTC, datetime
 
-    from scanbatch.dataset import dataset_entries, zip_stream
-    from scanbatch.review import ReviewView
+    from scanbatch.audit import ReviewView
+    from scanbatch.golden_set import dataset_entries, zip_stream
     from scanbatch.store.reviews import ReviewedItem
 
     sample = load_dataset(SAMPLE)

@@ -7,7 +7,7 @@ import json
 import pytest
 import requests
 
-from scanbatch.review import MAX_NOTE_CHARS, MAX_VALUE_CHARS
+from scanbatch.audit import MAX_NOTE_CHARS, MAX_VALUE_CHARS
 from scanbatch.web.uploads import MAX_JSON_BYTES
 from tests.test_web_review import TRUTH, make_job, review_body
 from tests.webutil import bearer

@@ -13,8 +13,7 @@ import pytest
 from scanbatch.catalog import CatalogMatcher
 from scanbatch.kernel import JOB_PARAMETERS, notebook_parameters, open_job, parameters_source
 from scanbatch.models import Manifest
-from scanbatch.runner import NOTEBOOK
-from scanbatch.settings import REPO_ROOT, SERVER_ONLY, Settings, kernel_fields
+from scanbatch.settings import PROCESSING_NOTEBOOK, REPO_ROOT, SERVER_ONLY, Settings, kernel_fields
 from tests.imaging import image_bytes
 
 PY_TYPES = {int: "int", float: "float", str: "str"}
@@ -28,7 +27,7 @@ def clean_env(monkeypatch):
 
 
 def test_the_notebooks_parameters_are_the_settings_kernel_fields(clean_env):
-    declared = papermill.inspect_notebook(str(NOTEBOOK))
+    declared = papermill.inspect_notebook(str(PROCESSING_NOTEBOOK))
     assert list(declared) == [*JOB_PARAMETERS, *kernel_fields()] == notebook_parameters()
     assert set(kernel_fields()) == set(Settings.model_fields) - SERVER_ONLY
     defaults = Settings()
@@ -51,7 +50,7 @@ def test_the_notebooks_parameters_are_the_settings_kernel_fields(clean_env):
 
 
 def test_the_parameters_cell_is_the_generated_one_and_the_notebook_names_its_kernel():
-    notebook = json.loads(NOTEBOOK.read_text())
+    notebook = json.loads(PROCESSING_NOTEBOOK.read_text())
     cells = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
     assert len(cells) == 1 and "".join(cells[0]["source"]) == parameters_source()
     assert notebook["metadata"]["kernelspec"]["name"] == "python3"

@@ -13,8 +13,8 @@ import pytest
 from jupyter_client.manager import KernelManager
 
 from scanbatch import warm_kernel
-from scanbatch.runner import NOTEBOOK, kernel_env
-from scanbatch.settings import REPO_ROOT
+from scanbatch.runner import kernel_env
+from scanbatch.settings import PROCESSING_NOTEBOOK, REPO_ROOT
 from tests.procs import alive, children, wait_gone
 
 pytestmark = pytest.mark.slow
@@ -76,7 +76,7 @@ def test_a_failing_job_reports_papermills_error(tmp_path):
     log = tmp_path / "job.log"
     proc = start_ready()
     job = {  # a job folder that does not exist: the notebook fails, and says why
-        "input": str(NOTEBOOK),
+        "input": str(PROCESSING_NOTEBOOK),
         "output": str(out),
         "parameters": {"job_dir": str(tmp_path / "nope"), "extractor": "fake"},
         "cwd": str(tmp_path),

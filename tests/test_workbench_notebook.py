@@ -14,7 +14,7 @@ from tests.webutil import keys
 
 pytestmark = pytest.mark.slow
 
-NOTEBOOK = ROOT / "notebooks" / "workbench.ipynb"
+WORKBENCH_NOTEBOOK = ROOT / "notebooks" / "workbench.ipynb"
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +37,7 @@ def test_the_workbench_notebook_runs_headless_and_never_saves_the_token(
     monkeypatch.setenv("SCANBATCH_URL", server.url)
     monkeypatch.setenv("SCANBATCH_TOKEN", token)
     out = tmp_path / "workbench.ipynb"
-    papermill.execute_notebook(str(NOTEBOOK), str(out), cwd=str(ROOT), progress_bar=False)
+    papermill.execute_notebook(str(WORKBENCH_NOTEBOOK), str(out), cwd=str(ROOT), progress_bar=False)
     text = out.read_text()
     assert token not in text
     assert token.split("_")[2][:12] not in text  # not even the secret part alone
@@ -46,7 +46,7 @@ def test_the_workbench_notebook_runs_headless_and_never_saves_the_token(
 
 
 def test_the_workbench_notebook_is_thin_and_declares_its_kernel():
-    nb = json.loads(NOTEBOOK.read_text())
+    nb = json.loads(WORKBENCH_NOTEBOOK.read_text())
     assert nb["metadata"]["kernelspec"]["name"] == "python3"
     code = [c for c in nb["cells"] if c["cell_type"] == "code"]
     assert len(code) == 1 and len("".join(code[0]["source"]).splitlines()) <= 5

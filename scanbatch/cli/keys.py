@@ -16,8 +16,9 @@ import click
 from scanbatch import server_file
 from scanbatch.cli import settings
 from scanbatch.errors import ScanbatchError, StoreLocked
+from scanbatch.names import Role
 from scanbatch.settings import Settings
-from scanbatch.store import ROLES, ApiKey, JobStore
+from scanbatch.store import ApiKey, JobStore
 
 T = TypeVar("T")
 
@@ -103,7 +104,7 @@ def _key(d: dict[str, Any]) -> ApiKey:
 @click.option(
     "--role",
     required=True,
-    type=click.Choice(ROLES),
+    type=click.Choice([r.value for r in Role]),
     help="dj may read; musicDirector and stationManager may also write.",
 )
 def create(user: str, role: str) -> None:

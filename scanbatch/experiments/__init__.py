@@ -5,9 +5,9 @@ server's store; a disk cache answers identical requests, so re-running costs not
 
 from scanbatch.experiments.compare import Comparison, compare
 from scanbatch.experiments.dataset import Dataset, load_dataset
+from scanbatch.experiments.execute import experiments_dir, run_experiment
 from scanbatch.experiments.prices import PriceTable, load_prices
 from scanbatch.experiments.records import RunRecord, list_runs, load_run
-from scanbatch.experiments.runner import experiments_dir, run_experiment
 from scanbatch.experiments.stats import mcnemar, paired_bootstrap
 from scanbatch.experiments.variants import (
     DEFAULT_VARIANTS,

@@ -12,10 +12,11 @@ from functools import cached_property
 from typing import Any
 
 from scanbatch.errors import BadRequest
-from scanbatch.evaluate import FIELDS, EvalReport, evaluate, normalize
+from scanbatch.evaluate import EvalReport, evaluate, normalize
 from scanbatch.experiments.prices import PriceTable, load_prices
 from scanbatch.experiments.records import RunRecord
 from scanbatch.experiments.stats import Interval, McNemar, mcnemar, paired_bootstrap, percentile
+from scanbatch.names import FIELDS
 
 OVERALL = "all fields"
 

@@ -17,9 +17,10 @@ from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
 from scanbatch.errors import BadRequest, PayloadTooLarge
-from scanbatch.evaluate import FIELDS, load_truth
+from scanbatch.evaluate import load_truth
 from scanbatch.images import detect_mime
 from scanbatch.models import DatasetManifest, Photo, ScanContext
+from scanbatch.names import FIELDS
 from scanbatch.settings import REPO_ROOT, Settings, load_settings
 from scanbatch.validation import parse_dataset_manifest
 

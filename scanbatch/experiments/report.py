@@ -9,8 +9,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from scanbatch.evaluate import FIELDS
 from scanbatch.experiments.compare import OVERALL, Comparison, verdict
+from scanbatch.names import FIELDS
 from scanbatch.thumbnails import inline_img, jpeg_thumbnail
 
 THUMBNAIL_PX = 120

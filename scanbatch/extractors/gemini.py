@@ -32,6 +32,7 @@ from scanbatch.extractors.ratelimit import (
     shared_limiter,
 )
 from scanbatch.models import Extraction, ExtractionField, Photo, ScanContext, Usage
+from scanbatch.names import FIELD_ATTRIBUTES, FIELDS
 from scanbatch.prompts import load_prompt
 from scanbatch.settings import Settings
 from scanbatch.upc import normalize_upc, upc_check_digit_ok
@@ -43,14 +44,6 @@ DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 
 # The response schema's keys are the API's camelCase names, so what the model writes is what
 # the station's app reads.
-FIELDS: dict[str, str] = {
-    "artistName": "artist_name",
-    "albumTitle": "album_title",
-    "labelName": "label_name",
-    "catalogNumber": "catalog_number",
-    "reviewText": "review_text",
-    "upc": "upc",
-}
 FIELD_DESCRIPTIONS = {
     "artistName": "Performing artist or band, as printed.",
     "albumTitle": "Album title, as printed.",
@@ -566,7 +559,7 @@ def parse_extraction(text: str) -> Extraction:
             raw=text,
         )
     fields: dict[str, ExtractionField] = {}
-    for key, attr in FIELDS.items():
+    for key, attr in FIELD_ATTRIBUTES.items():
         item = data.get(key, data.get(attr))
         parsed = _parse_field(item)
         if parsed is not None and attr == "upc":

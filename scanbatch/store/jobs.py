@@ -28,13 +28,12 @@ from scanbatch.models import (
     ResultView,
     Status,
 )
+from scanbatch.names import WRITE_ROLES, Role
 from scanbatch.store.db import Database, records
 
 log = logging.getLogger(__name__)
 
-ROLES = ("dj", "musicDirector", "stationManager")
 VIEW_CACHE_SIZE = 1024  # job views kept in memory, least recently used dropped first
-WRITE_ROLES = frozenset({"musicDirector", "stationManager"})
 
 _SUMMARY_COLUMNS = "id, status, total_items, completed_items, failed_items, created_at, updated_at"
 
@@ -543,8 +542,8 @@ class JobStore:
 
     def create_key(self, user_id: str, role: str) -> tuple[ApiKey, str]:
         """A new key; the token is returned once and only its hash is stored."""
-        if role not in ROLES:
-            raise BadRequest(f"Unknown role '{role}': use one of {', '.join(ROLES)}")
+        if role not in set(Role):
+            raise BadRequest(f"Unknown role '{role}': use one of {', '.join(Role)}")
         if not user_id.strip():
             raise BadRequest("user must not be empty")
         key_id = "k_" + secrets.token_hex(4)

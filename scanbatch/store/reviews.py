@@ -15,10 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from scanbatch.catalog.snapshot import matched_albums
-from scanbatch.errors import BadRequest, Conflict, NotFound
-from scanbatch.models import Status
-from scanbatch.review import (
+from scanbatch.audit import (
     GroupBy,
     PhotoRef,
     ReviewInput,
@@ -31,6 +28,9 @@ from scanbatch.review import (
     field_verdicts,
     verdict,
 )
+from scanbatch.catalog.snapshot import matched_albums
+from scanbatch.errors import BadRequest, Conflict, NotFound
+from scanbatch.models import Status
 from scanbatch.store.db import Database, records
 from scanbatch.store.jobs import parse_job_id, utcnow
 

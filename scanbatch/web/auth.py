@@ -10,14 +10,14 @@ from typing import TYPE_CHECKING
 from flask import current_app, g, request
 
 from scanbatch.errors import Forbidden, Unauthorized
-from scanbatch.server_file import LOCAL_USER
+from scanbatch.names import LOCAL_ADMIN_USER, Role
 from scanbatch.store import ApiKey
 
 if TYPE_CHECKING:
     from scanbatch.web.batch import Services
 
 # Who the local CLI acts as through the server (see Services.admin_token).
-LOCAL_ADMIN = ApiKey("local", LOCAL_USER, "stationManager", datetime.now(UTC), None)
+LOCAL_ADMIN = ApiKey("local", LOCAL_ADMIN_USER, Role.STATION_MANAGER, datetime.now(UTC), None)
 
 _HOW = "send `Authorization: Bearer <token>` with a key from `scanbatch keys create`"
 
@@ -51,7 +51,7 @@ def key_for(authorization: str, svc: Services) -> ApiKey:
 def visible_to(key: ApiKey) -> str | None:
     """The owner filter for a caller: a stationManager administers every job (None: any
     owner); everyone else sees only their own."""
-    return None if key.role == "stationManager" else key.user_id
+    return None if key.role == Role.STATION_MANAGER else key.user_id
 
 
 def require_write() -> ApiKey:
@@ -71,6 +71,6 @@ def check_write(key: ApiKey) -> ApiKey:
 
 def require_manager() -> ApiKey:
     key = current_key()
-    if key.role != "stationManager":
+    if key.role != Role.STATION_MANAGER:
         raise Forbidden(f"Role '{key.role}' may not manage API keys: that needs stationManager")
     return key

@@ -25,6 +25,7 @@ from scanbatch.models import (
     JobView,
     Manifest,
 )
+from scanbatch.names import Role
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore, parse_job_id
@@ -346,14 +347,14 @@ def delete_batch(job_id: str) -> Response:
         # Reviews are ground truth: they must not vanish with the job by accident.
         if not force:
             raise Conflict(reviewed_message(reviewed))
-        if key.role != "stationManager":
+        if key.role != Role.STATION_MANAGER:
             raise Forbidden("Only a stationManager may delete a job with reviewed items")
     # Whatever still runs for it ends first: the items, or the notebook of a job already
     # answered, which writes its report into the folder about to go.
     svc.runner.cancel(job_id)
     # Checked again as it deletes: a review saved during the cancel's wait is kept (409).
     try:
-        svc.store.delete_job(job_id, with_reviews=force and key.role == "stationManager")
+        svc.store.delete_job(job_id, with_reviews=force and key.role == Role.STATION_MANAGER)
     except Conflict as exc:
         raise Conflict(
             f"{exc.message} (a review was saved while the job was being cancelled: the job "

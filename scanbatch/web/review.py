@@ -12,13 +12,8 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, send_file, url_for
 
-from scanbatch import dataset
-from scanbatch.catalog.schema import VIEW, VIEW_COLUMNS
-from scanbatch.errors import BadRequest, Forbidden, NotFound
-from scanbatch.images import EXTENSIONS
-from scanbatch.jobfolder import JobFolder
-from scanbatch.models import MAX_IMAGES_PER_ITEM, MAX_ITEMS, ErrorBody, MatchedAlbum
-from scanbatch.review import (
+from scanbatch import golden_set
+from scanbatch.audit import (
     AlbumList,
     CatalogQuery,
     DatasetQuery,
@@ -30,6 +25,12 @@ from scanbatch.review import (
     ReviewPage,
     ReviewView,
 )
+from scanbatch.catalog.schema import VIEW, VIEW_COLUMNS
+from scanbatch.errors import BadRequest, Forbidden, NotFound
+from scanbatch.images import EXTENSIONS
+from scanbatch.jobfolder import JobFolder
+from scanbatch.models import MAX_IMAGES_PER_ITEM, MAX_ITEMS, ErrorBody, MatchedAlbum
+from scanbatch.names import REVIEW_ROLES
 from scanbatch.store import ApiKey, parse_job_id
 from scanbatch.store.reviews import ReviewStore
 from scanbatch.thumbnails import cached_thumbnail
@@ -41,7 +42,6 @@ from scanbatch.wholenumbers import MAX_ID, whole_number
 
 bp = Blueprint("review", __name__, url_prefix="/library/scan")
 
-REVIEW_ROLES = frozenset({"musicDirector", "stationManager"})
 THUMBNAILS = "thumbnails"
 PHOTO_MAX_AGE = 86400
 _MIME_BY_SUFFIX = {suffix: mime for mime, suffix in EXTENSIONS.items()}
@@ -257,7 +257,7 @@ operation(
 def review_metrics() -> Response:
     require_reviewer()
     group_by = query_args(MetricsQuery).group_by
-    return jsonify(dataset.metrics(_reviews().reviewed(group_by=group_by), group_by))
+    return jsonify(golden_set.metrics(_reviews().reviewed(group_by=group_by), group_by))
 
 
 operation(
@@ -303,7 +303,7 @@ def review_dataset() -> Response:
         photo_paths = [_photo_files(_folder(i.job_id), i.item_index) for i in items]
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         response = Response(
-            dataset.zip_stream(dataset.dataset_entries(items, photo_paths)),
+            golden_set.zip_stream(golden_set.dataset_entries(items, photo_paths)),
             mimetype="application/zip",
             headers={
                 "Content-Disposition": f'attachment; filename="scanbatch-golden-{stamp}.zip"',

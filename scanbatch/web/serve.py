@@ -32,6 +32,7 @@ from waitress.utilities import Error, RequestEntityTooLarge, build_http_date
 from scanbatch import private, server_file
 from scanbatch.errors import ConfigError, PayloadTooLarge, ScanbatchError
 from scanbatch.models import JobView
+from scanbatch.names import FIELDS, Role
 from scanbatch.settings import SHIPPED_DATA, Settings
 from scanbatch.submit import create_job_from_files
 from scanbatch.web import create_app, shutdown
@@ -390,10 +391,7 @@ def job_table(view: JobView) -> str:
             (
                 str(r.item_index),
                 r.status.value,
-                *(
-                    fields.get(name, "")
-                    for name in ("artistName", "albumTitle", "labelName", "catalogNumber", "upc")
-                ),
+                *(fields.get(name, "") for name in FIELDS if name != "reviewText"),
                 match,
             )
         )
@@ -493,7 +491,7 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
         settings.data_dir, base_url, app.extensions["scanbatch"].admin_token
     )
     if first_key and not any(k.revoked_at is None for k in store.list_keys()):
-        _key, token = store.create_key(FIRST_USER, "musicDirector")
+        _key, token = store.create_key(FIRST_USER, Role.MUSIC_DIRECTOR)
         print(f"Created a first API key for user '{FIRST_USER}' (musicDirector). Keep it:")
         print(f"  {token}")
         example = curl_example(base_url, token)

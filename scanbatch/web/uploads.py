@@ -18,9 +18,9 @@ from typing import IO, Any
 from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from scanbatch.audit import MAX_NOTE_CHARS, MAX_VALUE_CHARS
 from scanbatch.errors import BadRequest, PayloadTooLarge
 from scanbatch.images import MAX_IMAGE_BYTES, SNIFF_BYTES, check_pixels, check_size, sniff_mime
-from scanbatch.review import MAX_NOTE_CHARS, MAX_VALUE_CHARS
 from scanbatch.validation import MAX_IMAGES
 
 log = logging.getLogger(__name__)

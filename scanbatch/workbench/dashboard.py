@@ -11,7 +11,7 @@ from typing import Any
 import ipywidgets as widgets
 
 from scanbatch.client import Client
-from scanbatch.workbench.review import FIELD_LABELS
+from scanbatch.names import FIELD_LABELS
 from scanbatch.workbench.ui import guarded, message_box, show
 
 GROUPINGS = (

@@ -26,13 +26,14 @@ import psutil
 
 from scanbatch.client import TOKEN_ENV, URL_ENV
 from scanbatch.errors import ScanbatchError
+from scanbatch.names import Role
 from scanbatch.settings import Settings, load_settings
 from scanbatch.workbench import door
 
 ROOT = Path(__file__).resolve().parents[2]
-NOTEBOOK = ROOT / "notebooks" / "workbench.ipynb"
+WORKBENCH_NOTEBOOK = ROOT / "notebooks" / "workbench.ipynb"
 SESSION_USER = "director"
-SESSION_ROLE = "musicDirector"
+SESSION_ROLE = Role.MUSIC_DIRECTOR
 VOILA_PORT = 8866
 
 
@@ -130,7 +131,7 @@ class Session:
                 sys.executable,
                 "-m",
                 "voila",
-                str(NOTEBOOK.relative_to(ROOT)),
+                str(WORKBENCH_NOTEBOOK.relative_to(ROOT)),
                 "--no-browser",
                 f"--port={self.voila_port}",
                 "--Voila.ip=127.0.0.1",

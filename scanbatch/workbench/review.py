@@ -10,21 +10,11 @@ from typing import Any
 
 import ipywidgets as widgets
 
+from scanbatch.audit import ReviewItem
 from scanbatch.client import Client
-from scanbatch.evaluate import FIELDS
 from scanbatch.models import MatchedAlbum
-from scanbatch.review import ReviewItem
+from scanbatch.names import FIELD_LABELS
 from scanbatch.workbench.ui import Background, guarded, message_box, show
-
-FIELD_LABELS = {
-    "artistName": "Artist",
-    "albumTitle": "Album title",
-    "labelName": "Label",
-    "catalogNumber": "Catalog number",
-    "reviewText": "Review sticker",
-    "upc": "UPC",
-}
-assert tuple(FIELD_LABELS) == tuple(FIELDS)  # one list of the six fields: evaluate's
 
 THUMB_PX = 160
 LARGE_PX = 1200

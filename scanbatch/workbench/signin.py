@@ -12,7 +12,7 @@ from collections.abc import Callable
 import ipywidgets as widgets
 
 from scanbatch.client import DEFAULT_URL, TOKEN_ENV, URL_ENV, ApiError, Client
-from scanbatch.server_file import LOCAL_USER
+from scanbatch.names import LOCAL_ADMIN_USER
 from scanbatch.settings import Settings, load_settings
 from scanbatch.workbench import local_server
 from scanbatch.workbench.ui import Background, explain, guarded, message_box, show
@@ -109,7 +109,7 @@ class SignInPanel(widgets.VBox):
             server.url,
             server.token,
             f"{started}Signed in to {server.url} with this machine's own server key: reviews "
-            f"are saved as '{LOCAL_USER}'.",
+            f"are saved as '{LOCAL_ADMIN_USER}'.",
         ):
             self.token.placeholder = "this machine's server key"
 

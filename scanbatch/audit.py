@@ -13,9 +13,10 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field, StrictInt, field_validator
 
-from scanbatch.evaluate import FIELDS, normalize
+from scanbatch.evaluate import normalize
 from scanbatch.images import THUMBNAIL_SIZES
 from scanbatch.models import CamelModel, MatchedAlbum, Status
+from scanbatch.names import FIELDS
 from scanbatch.wholenumbers import MAX_ID, WholeNumber
 
 MAX_VALUE_CHARS = 1000

@@ -17,8 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from scanbatch.audit import GroupBy
 from scanbatch.evaluate import EvalReport, evaluate
-from scanbatch.review import GroupBy
 from scanbatch.store.reviews import ReviewedItem
 
 CHUNK = 1024 * 1024
