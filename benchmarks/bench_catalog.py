@@ -17,7 +17,6 @@ import argparse
 import os
 import random
 import statistics
-import sys
 import tempfile
 import time
 from collections import Counter
@@ -25,8 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import duckdb
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import percentile, rss_mib
 
 from scanbatch.catalog import (
     CATALOG_MIGRATION_SQL,
@@ -67,10 +65,10 @@ def main() -> None:
         snapshot = Path(tmp) / "catalog.parquet"
         export_snapshot(con, snapshot)
         t5 = time.perf_counter()
-        rss0 = _rss_mb()
+        rss0 = rss_mib()
         matcher = CatalogMatcher.from_parquet(snapshot)
         t6 = time.perf_counter()
-        rss1 = _rss_mb()
+        rss1 = rss_mib()
         baseline = CatalogMatcher.from_parquet(snapshot, baseline=True)
         t7 = time.perf_counter()
         con.close()
@@ -121,10 +119,11 @@ def main() -> None:
         c = _pick(cpu["index"], kind)
         bw = _pick(wall["baseline"], kind)
         bc = _pick(cpu["baseline"], kind)
-        verdict = "met" if p(w, 0.99) < 5 else ("met on cpu" if p(c, 0.99) < 5 else "NOT met")
+        w99, c99, bw99, bc99 = (percentile(xs, 99) for xs in (w, c, bw, bc))
+        verdict = "met" if w99 < 5 else ("met on cpu" if c99 < 5 else "NOT met")
         print(
-            f"  {kind:15} {statistics.median(w):9.2f} {p(w, 0.99):9.2f} {p(c, 0.99):8.2f} | "
-            f"{p(bw, 0.99):12.2f} {p(bc, 0.99):8.2f} | {p(w, 0.99) / p(bw, 0.99):5.2f}x {verdict}"
+            f"  {kind:15} {statistics.median(w):9.2f} {w99:9.2f} {c99:8.2f} | "
+            f"{bw99:12.2f} {bc99:8.2f} | {w99 / bw99:5.2f}x {verdict}"
         )
     compared = sum(q.kind != "title_only" for q in queries)
     print(f"  same album (or none) as the baseline, title_only aside: {agree}/{compared} queries")
@@ -143,7 +142,7 @@ def main() -> None:
         alone[q.kind].append((time.thread_time() - started_cpu) * 1000)
     print(
         "index alone (no baseline query in between), cpu p99 ms: "
-        + ", ".join(f"{k} {p(_pick(alone, k), 0.99):.2f}" for k in (*KINDS, "all"))
+        + ", ".join(f"{k} {percentile(_pick(alone, k), 99):.2f}" for k in (*KINDS, "all"))
     )
 
     unique = _unique_title_queries(rows, queries, args.seed)
@@ -183,12 +182,6 @@ def _scores(matcher: CatalogMatcher, queries: list[Query], extra: list[Query]) -
     return scores
 
 
-def _rss_mb() -> float:
-    """Resident memory of this process (Linux), MB."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
 def _index_bytes(matcher: CatalogMatcher) -> int:
     searches = (matcher._artist_search, matcher._sorted_search, matcher._title_search)
     return sum(
@@ -203,11 +196,6 @@ def _album(found) -> int | None:
 
 def _pick(by_kind: dict[str, list[float]], kind: str) -> list[float]:
     return [x for xs in by_kind.values() for x in xs] if kind == "all" else by_kind[kind]
-
-
-def p(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def _unique_title_queries(rows: list[dict], queries: list[Query], seed: int) -> list[Query]:

@@ -14,25 +14,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import common  # noqa: F401  (puts the repository on sys.path)
 
-from scanbatch.experiments import compare, load_dataset, run_experiment  # noqa: E402
-from scanbatch.names import FIELDS  # noqa: E402
-from scanbatch.settings import load_settings  # noqa: E402
-from tests.fake_gemini import (  # noqa: E402
+from scanbatch.experiments import compare, load_dataset, run_experiment
+from scanbatch.names import FIELDS
+from scanbatch.settings import load_settings
+from tests.fake_gemini import (
     FakeGemini,
     extraction_reply,
     image_digests,
     system_instruction_text,
 )
-from tests.imaging import image_bytes  # noqa: E402
+from tests.imaging import image_bytes
 
 VARIANTS = [
     {"extractor": "gemini", "prompt_version": "v1"},

@@ -10,22 +10,19 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+import common  # noqa: F401  (puts the repository on sys.path)
 
-from scanbatch.extractors.gemini import GeminiExtractor  # noqa: E402
-from scanbatch.jobfolder import JobFolder  # noqa: E402
-from scanbatch.models import Manifest, Status  # noqa: E402
-from scanbatch.pipeline import process_folder  # noqa: E402
-from scanbatch.settings import load_settings  # noqa: E402
-from tests.fake_gemini import FakeGemini  # noqa: E402
-from tests.imaging import image_bytes  # noqa: E402
+from scanbatch.extractors.gemini import GeminiExtractor
+from scanbatch.jobfolder import JobFolder
+from scanbatch.models import Manifest, Status
+from scanbatch.pipeline import process_folder
+from scanbatch.settings import load_settings
+from tests.fake_gemini import FakeGemini
+from tests.imaging import image_bytes
 
 
 def make_job(jobs_dir: Path, name: str, items: int) -> JobFolder:

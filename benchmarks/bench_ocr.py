@@ -21,9 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import common  # noqa: F401  (puts the repository on sys.path)
 import duckdb
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scanbatch.catalog import CATALOG_MIGRATION_SQL, CatalogMatcher, export_snapshot, import_csv
 from scanbatch.evaluate import evaluate

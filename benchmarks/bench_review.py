@@ -13,11 +13,9 @@ Nothing is asserted: figures are printed with their goal. Run it with nothing el
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import random
-import sys
 import tempfile
 import threading
 import time
@@ -25,40 +23,15 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
 import psutil
 import requests
-from PIL import Image
+from common import MiB, header, line, noisy_photo, percentile, ratio
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from bench_server import header, line, percentile, ratio  # noqa: E402
-
-from scanbatch.names import FIELDS  # noqa: E402
-from scanbatch.store import JobStore  # noqa: E402
-from scanbatch.store.jobs import item_confidence  # noqa: E402
-from tests.server_process import ServerProcess  # noqa: E402
-from tests.webutil import bearer, keys  # noqa: E402
-
-MiB = 1024 * 1024
-
-
-def noisy_photo(side: int, fmt: str, seed: int = 1) -> bytes:
-    """A photo-like image that does not compress away: smooth gradients plus sensor noise."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:side, 0:side]
-    base = np.stack([(x * 255 // side), (y * 255 // side), ((x + y) * 127 // side)], axis=-1)
-    pixels = np.clip(base + rng.normal(0, 18, base.shape), 0, 255).astype(np.uint8)
-    img = Image.fromarray(pixels, "RGB")
-    out = io.BytesIO()
-    if fmt == "HEIF":
-        from scanbatch.images import register_heif
-
-        register_heif()
-    img.save(out, fmt, quality=90)
-    return out.getvalue()
+from scanbatch.names import FIELDS
+from scanbatch.store import JobStore
+from scanbatch.store.jobs import item_confidence
+from tests.server_process import ServerProcess
+from tests.webutil import bearer, keys
 
 
 def seed_store(

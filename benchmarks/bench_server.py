@@ -28,50 +28,19 @@ from typing import Any
 
 import psutil
 import requests
+from common import ROOT, MiB, header, line, load_average, percentile, ratio
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from scanbatch.models import Manifest
+from scanbatch.store import JobStore
+from tests.fake_gemini import FakeGemini
+from tests.imaging import image_bytes
+from tests.server_process import ServerProcess
+from tests.webutil import bearer, keys
 
-from scanbatch.models import Manifest  # noqa: E402
-from scanbatch.store import JobStore  # noqa: E402
-from tests.fake_gemini import FakeGemini  # noqa: E402
-from tests.imaging import image_bytes  # noqa: E402
-from tests.server_process import ServerProcess  # noqa: E402
-from tests.webutil import bearer, keys  # noqa: E402
-
-MiB = 1024 * 1024
 BATCH = "/library/scan/batch"
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def load_average() -> str:
-    """The machine's load: every figure here is wall time on a machine that may be shared."""
-    one, five, _fifteen = os.getloadavg()
-    return f"load average {one:.1f} (1 min), {five:.1f} (5 min) on {os.cpu_count()} CPUs"
-
-
-def header(title: str) -> None:
-    print(f"\n== {title} == ({load_average()})", flush=True)
-
-
-def line(label: str, value: str) -> None:
-    print(f"  {label:<40} {value}", flush=True)
-
-
-def ratio(figure: float, baseline: float) -> str:
-    return f"{figure / baseline:.2f}x" if baseline > 0 else "n/a"
-
-
-def percentile(values: list[float], pct: float) -> float:
-    """Nearest-rank percentile: with few samples it reports a value that was really seen."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    rank = max(1, round(pct / 100 * len(ordered) + 0.5 - 1e-9))
-    return ordered[min(rank, len(ordered)) - 1]
 
 
 @contextlib.contextmanager

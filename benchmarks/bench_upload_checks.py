@@ -11,17 +11,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-import contextlib
-
+import common  # noqa: F401  (puts the repository on sys.path)
 from PIL import Image
 
 from scanbatch.images import check_pixels, sniff_mime

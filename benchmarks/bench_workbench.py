@@ -15,9 +15,6 @@ no websocket), printed beside it. Nothing is asserted: timings on a shared machi
 from __future__ import annotations
 
 import argparse
-import io
-import os
-import random
 import signal
 import statistics
 import sys
@@ -25,20 +22,14 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from common import load_average, photo_of_size
 
-from scanbatch.client import Client  # noqa: E402
-from tests.server_process import start_launcher  # noqa: E402
+from scanbatch.client import Client
+from tests.server_process import start_launcher
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
 VIEWPORT = {"width": 1280, "height": 2200}
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
 
 def line(what: str, seconds: float, goal: float, extra: str = "") -> None:
@@ -47,21 +38,6 @@ def line(what: str, seconds: float, goal: float, extra: str = "") -> None:
         f"ratio {seconds / goal:5.2f}{('   ' + extra) if extra else ''}",
         flush=True,
     )
-
-
-def noisy_jpeg(seed: int, target: int = 2_000_000) -> bytes:
-    """A JPEG of about `target` bytes: noise does not compress, like a sharp phone photo."""
-    from PIL import Image
-
-    rng = random.Random(seed)
-    side = 900
-    while True:
-        img = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
-        out = io.BytesIO()
-        img.save(out, "JPEG", quality=90)
-        if out.tell() >= target * 0.95:
-            return out.getvalue()
-        side = int(side * (target / out.tell()) ** 0.5) + 8
 
 
 def main() -> int:
@@ -77,7 +53,7 @@ def main() -> int:
         for r in range(10):
             for p in range(5):
                 path = tmp_path / f"item{r:02d}_{p}_front_cover.jpg"
-                path.write_bytes(noisy_jpeg(r * 5 + p))
+                path.write_bytes(photo_of_size(r * 5 + p))
                 photos.append(path)
         total_mb = sum(p.stat().st_size for p in photos) / 1e6
         proc, banner = start_launcher(tmp_path / "data")
