@@ -107,14 +107,13 @@ class JobStore:
         now = utcnow()
         with self._job_write(job_id) as cur:
             cur.execute(
-                "INSERT INTO scan_jobs (id, user_id, status, total_items, manifest, extractor, "
+                "INSERT INTO scan_jobs (id, user_id, status, total_items, extractor, "
                 "idempotency_key, request_hash, created_at, updated_at) "
-                "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
                 [
                     job_id,
                     user_id,
                     len(manifest.items),
-                    manifest.model_dump_json(by_alias=True),
                     extractor,
                     idempotency_key,
                     request_hash,
