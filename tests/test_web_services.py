@@ -125,11 +125,10 @@ def test_create_app_builds_and_starts_nothing(settings):
         svc = services_of(app)
         assert svc.store.catalog.is_empty()
         assert svc.catalog_snapshot() is None
-        assert svc.runner.pool.ready == 0 and svc.runner._threads == []
+        assert not svc.runner.running and svc.runner.pool.ready == 0
         prepare(app)
         assert not svc.store.catalog.is_empty()
         assert svc.catalog_snapshot() == settings.catalog_snapshot
-        assert svc.runner._threads == []
     finally:
         shutdown(app)
 
