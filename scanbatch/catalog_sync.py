@@ -10,7 +10,6 @@ import logging
 import threading
 from pathlib import Path
 
-from scanbatch.catalog import export_snapshot, import_csv
 from scanbatch.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -23,23 +22,14 @@ class CatalogSnapshot:
         self._signature: tuple | None = None
         self._lock = threading.Lock()
 
-    def _current_signature(self) -> tuple:
-        with self.store.db.read() as cur:
-            return cur.execute(
-                "SELECT (SELECT count(*) FROM catalog_albums), "
-                "(SELECT max(updated_at) FROM catalog_albums), "
-                "(SELECT count(*) FROM catalog_artists)"
-            ).fetchone()
-
     def ensure(self) -> Path | None:
         """The snapshot's path, exported first if the catalog changed; None for no catalog."""
         with self._lock:
-            signature = self._current_signature()
+            signature = self.store.catalog.signature()
             if signature[0] == 0:
                 return None
             if signature != self._signature or not self.path.exists():
-                with self.store.db.read() as cur:
-                    export_snapshot(cur, self.path)
+                self.store.catalog.export_snapshot(self.path)
                 self._signature = signature
                 log.info("catalog snapshot written: %s (%d albums)", self.path, signature[0])
             return self.path
@@ -49,10 +39,8 @@ def seed_catalog_if_empty(store: JobStore, csv_path: Path | None) -> int:
     """Import the shipped sample catalog on a fresh store so matching works out of the box."""
     if csv_path is None or not Path(csv_path).exists():
         return 0
-    with store.db.read() as cur:
-        if cur.execute("SELECT count(*) FROM catalog_albums").fetchone()[0]:
-            return 0
-    with store.db.write() as cur:
-        summary = import_csv(cur, csv_path, own_transaction=False)
+    if not store.catalog.is_empty():
+        return 0
+    summary = store.catalog.import_csv(Path(csv_path))
     log.info("seeded the catalog from %s: %s", csv_path, summary)
     return summary.added

@@ -87,10 +87,11 @@ def _responses_match_the_openapi_document(monkeypatch):
 def app(settings):
     """The real Flask app on a temporary store (the runner not started: jobs stay pending).
     Every response a test receives is checked against /openapi.json."""
-    from scanbatch.web import create_app, shutdown
+    from scanbatch.web import create_app, prepare, shutdown
     from tests.webutil import ResponseChecker
 
-    app = create_app(settings, start_runner=False)
+    app = create_app(settings)
+    prepare(app)  # the catalog seeded, as a server's start does; the runner is not started
     checker = ResponseChecker(app)
     yield app
     shutdown(app)
@@ -104,9 +105,10 @@ def client(app):
 
 @pytest.fixture
 def tokens(app):
+    from scanbatch.web.services import services_of
     from tests.webutil import keys
 
-    return keys(app.extensions["scanbatch"].store)
+    return keys(services_of(app).store)
 
 
 @pytest.fixture(scope="module")

@@ -190,7 +190,7 @@ def test_ctrl_c_stops_both_and_leaves_no_process_behind(session):
 
     store = JobStore.open(session["data"] / "scanbatch.duckdb")
     try:
-        assert store.authenticate(session["token"]) is None
+        assert store.keys.authenticate(session["token"]) is None
     finally:
         store.close()
 

@@ -37,7 +37,7 @@ def test_keys_create_prints_the_token_alone_once(env, runner):
     assert token.count("\n") == 1 and token.startswith("sb_")
     store = JobStore.open(env / "data" / "scanbatch.duckdb")
     try:
-        assert store.authenticate(token.strip()).user_id == "alice"
+        assert store.keys.authenticate(token.strip()).user_id == "alice"
     finally:
         store.close()
     listing = runner.invoke(cli, ["keys", "list"]).stdout

@@ -13,6 +13,7 @@ import time
 import pytest
 import requests
 
+from scanbatch.web.services import services_of
 from tests.imaging import image_bytes
 from tests.test_web_review import make_job, review_body
 from tests.webutil import bearer, post_batch
@@ -78,7 +79,7 @@ def test_a_review_saved_while_the_delete_waits_on_the_cancel_is_kept(app, client
     """The exact interleaving, every time: the DELETE has passed its check for reviews and is
     in the runner's cancel when a reviewer's PUT (another thread, the real route and store)
     arrives and is answered. The cancel then goes on as it would."""
-    svc = app.extensions["scanbatch"]
+    svc = services_of(app)
     job_id = make_job(client, svc.store, tokens["director"], [{}])
     real_cancel = svc.runner.cancel
     answers = {}

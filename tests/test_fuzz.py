@@ -31,7 +31,7 @@ def server(tmp_path_factory):
     store = JobStore.open(data / "scanbatch.duckdb")
     try:
         tokens = {
-            role: store.create_key(f"fuzz-{role}", role)[1]
+            role: store.keys.create(f"fuzz-{role}", role)[1]
             for role in ("musicDirector", "dj", "stationManager")
         }
     finally:

@@ -14,6 +14,7 @@ from scanbatch.errors import NotFound
 from scanbatch.models import ItemOutcome, Manifest, Status, Usage
 from scanbatch.store import JobStore
 from scanbatch.store.db import Database
+from scanbatch.web.services import services_of
 from tests.webutil import bearer, keys
 
 
@@ -193,8 +194,7 @@ def test_readers_racing_a_writer_never_see_a_job_go_back(store, fresh):
     def evicting_reader() -> None:
         # Forces the read-from-DuckDB path over and over, racing the writer.
         while not stop.is_set():
-            with store._cache_lock:
-                store._views.pop(job_id, None)
+            store._cache.forget(job_id)
             store.get_job(job_id, "alice")
 
     threads = [threading.Thread(target=reader) for _ in range(3)]
@@ -245,8 +245,7 @@ def test_a_miss_that_reads_a_newer_commit_than_memory_holds_answers_memory(store
         roles[threading.get_ident()] = "writer"
         store.record_outcomes(job_id, [outcome(2)])
 
-    with store._cache_lock:
-        store._views.pop(job_id, None)
+    store._cache.forget(job_id)
     r = threading.Thread(target=reader)
     r.start()
     time.sleep(0.1)  # the reader has missed and waits to read
@@ -268,7 +267,7 @@ def test_a_miss_that_reads_a_newer_commit_than_memory_holds_answers_memory(store
 
 
 def test_job_get_answers_304_only_while_the_job_is_unchanged(app):
-    store = app.extensions["scanbatch"].store
+    store = services_of(app).store
     tokens = keys(store)
     client = app.test_client()
     job_id = store.create_job("alice", manifest(2))
@@ -311,7 +310,7 @@ def test_job_get_answers_304_only_while_the_job_is_unchanged(app):
 
 
 def test_an_etag_does_not_open_another_users_job(app):
-    store = app.extensions["scanbatch"].store
+    store = services_of(app).store
     tokens = keys(store)
     client = app.test_client()
     job_id = store.create_job("alice", manifest(1))

@@ -8,6 +8,7 @@ import pytest
 import requests
 
 from scanbatch.audit import MAX_NOTE_CHARS, MAX_VALUE_CHARS
+from scanbatch.web.services import services_of
 from scanbatch.web.uploads import MAX_JSON_BYTES
 from tests.test_web_review import TRUTH, make_job, review_body
 from tests.webutil import bearer
@@ -37,7 +38,7 @@ class Counting(io.BytesIO):
 
 @pytest.fixture
 def job(client, app, tokens):
-    return make_job(client, app.extensions["scanbatch"].store, tokens["director"], [{}])
+    return make_job(client, services_of(app).store, tokens["director"], [{}])
 
 
 def test_the_largest_valid_review_fits_the_limit(client, tokens, job):

@@ -8,8 +8,9 @@ import pytest
 from pydantic.json_schema import models_json_schema
 
 from scanbatch.models import JobView, ScanResponse
-from scanbatch.web import create_app, shutdown
+from scanbatch.web import create_app, prepare, shutdown
 from scanbatch.web.openapi import OPERATIONS, operation
+from scanbatch.web.services import services_of
 from tests.imaging import image_bytes
 from tests.webutil import ResponseChecker, bearer, keys
 
@@ -17,7 +18,8 @@ from tests.webutil import ResponseChecker, bearer, keys
 @pytest.fixture
 def app(settings):
     """Without the conftest's checker: tests here feed the checker bad shapes on purpose."""
-    app = create_app(settings, start_runner=False)
+    app = create_app(settings)
+    prepare(app)
     yield app
     shutdown(app)
 
@@ -58,7 +60,7 @@ def test_documented_limits_are_the_enforced_ones(app):
 
 def test_clamping_and_offset_bounds_behave_as_documented(app):
     client = app.test_client()
-    token = keys(app.extensions["scanbatch"].store)["director"]
+    token = keys(services_of(app).store)["director"]
     doc = client.get("/openapi.json").get_json()
     offset = {p["name"]: p for p in doc["paths"]["/library/scan/batch"]["get"]["parameters"]}[
         "offset"
@@ -90,8 +92,8 @@ def test_every_operation_documents_its_errors_in_the_one_shape(app):
 def test_the_response_checker_catches_an_undocumented_shape(app, monkeypatch):
     checker = ResponseChecker(app)
     client = app.test_client()
-    token = keys(app.extensions["scanbatch"].store)["director"]
-    store = app.extensions["scanbatch"].store
+    token = keys(services_of(app).store)["director"]
+    store = services_of(app).store
     real = store.list_jobs
 
     def drifted(*args):

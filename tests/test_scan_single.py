@@ -6,14 +6,16 @@ import json
 
 import pytest
 
-from scanbatch.web import create_app, shutdown
+from scanbatch.web import create_app, prepare, shutdown
+from scanbatch.web.services import services_of
 from tests.imaging import image_bytes, png_header
 from tests.webutil import ResponseChecker, bearer
 
 
 @pytest.fixture
 def app(settings):
-    app = create_app(settings.model_copy(update={"scan_timeout": 1.0}), start_runner=False)
+    app = create_app(settings.model_copy(update={"scan_timeout": 1.0}))
+    prepare(app)
     checker = ResponseChecker(app)
     yield app
     shutdown(app)
@@ -31,7 +33,7 @@ def scan(client, token, n_images=2, fmt="JPEG", files=None, **fields):
 
 
 def leftovers(app):
-    jobs = app.extensions["scanbatch"].settings.jobs_dir
+    jobs = services_of(app).settings.jobs_dir
     return sorted(p.name for p in jobs.iterdir()) if jobs.exists() else []
 
 

@@ -218,24 +218,6 @@ def test_concurrent_writers_from_many_threads(store):
     assert store.list_jobs("extra").total == 16
 
 
-def test_api_keys_are_hashed_and_revocable(store):
-    key, token = store.create_key("alice", "musicDirector")
-    assert token.startswith("sb_") and len(token) > 40
-    raw = store.db.cursor().execute("SELECT token_hash FROM api_keys").fetchall()
-    assert token not in str(raw)
-    auth = store.authenticate(token)
-    assert (auth.user_id, auth.role, auth.can_write) == ("alice", "musicDirector", True)
-    assert store.authenticate(token + "x") is None
-    store.revoke_key(key.id)
-    assert store.authenticate(token) is None
-    with pytest.raises(NotFound):
-        store.revoke_key(key.id)
-    with pytest.raises(BadRequest, match="Unknown role"):
-        store.create_key("bob", "admin")
-    dj, _ = store.create_key("dj1", "dj")
-    assert not dj.can_write
-
-
 def test_results_are_hydrated_from_the_catalog(store):
     from scanbatch.catalog import import_csv
     from scanbatch.settings import SHIPPED_DATA
@@ -286,38 +268,3 @@ def test_finished_job_views_are_cached_until_the_job_changes(store):
 def test_finishing_a_job_that_is_gone_says_so(store):
     with pytest.raises(NotFound, match="Job not found"):
         store.finish_job(str(uuid.uuid4()))
-
-
-def test_a_revoke_holds_for_every_request_that_starts_after_it_answered(store):
-    """Eight threads present the key while it is revoked: once `revoke_key` has returned, no
-    lookup that starts afterwards may find the key, and the token cache must not have kept
-    the row a lookup read just before the revoke committed."""
-    late_hits = 0
-    for _trial in range(30):
-        key, token = store.create_key("alice", "musicDirector")
-        assert store.authenticate(token) is not None  # cached, as between requests
-        revoked_at = [None]
-        stop = threading.Event()
-        hits_after = []
-
-        def user(token=token, revoked_at=revoked_at, stop=stop, hits_after=hits_after):
-            while not stop.is_set():
-                started = time.perf_counter()
-                found = store.authenticate(token)
-                done_at = revoked_at[0]
-                if found is not None and done_at is not None and started > done_at:
-                    hits_after.append(started - done_at)
-
-        threads = [threading.Thread(target=user) for _ in range(8)]
-        for t in threads:
-            t.start()
-        time.sleep(0.01)
-        store.revoke_key(key.id)
-        revoked_at[0] = time.perf_counter()
-        time.sleep(0.02)
-        stop.set()
-        for t in threads:
-            t.join()
-        late_hits += len(hits_after)
-        assert store.authenticate(token) is None
-    assert late_hits == 0

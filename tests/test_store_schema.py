@@ -1,7 +1,17 @@
 """Pins the schema the migrations produce. A change here must come with a new migration
 (migrations are append-only); update the pin in the same change."""
 
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import duckdb
+import pytest
+
+from scanbatch.models import ItemOutcome, Manifest, Status
 from scanbatch.store import JobStore
+from scanbatch.store.db import _statements
+from scanbatch.store.migrations import MIGRATIONS_TABLE, _migrations
 
 EXPECTED = """
 api_keys.id VARCHAR NOT NULL
@@ -39,7 +49,6 @@ scan_jobs.status VARCHAR NOT NULL
 scan_jobs.total_items INTEGER NOT NULL
 scan_jobs.completed_items INTEGER NOT NULL
 scan_jobs.failed_items INTEGER NOT NULL
-scan_jobs.manifest JSON NOT NULL
 scan_jobs.extractor VARCHAR
 scan_jobs.idempotency_key VARCHAR
 scan_jobs.request_hash VARCHAR
@@ -148,13 +157,16 @@ def test_final_schema_is_pinned(tmp_path):
 
 
 # A shipped migration never changes (stores in the field already ran it): a new one is added.
-SHIPPED = {1: "965f2c62995ae60b", 2: "39ab3d1709148a96", 3: "188f9c000029c88d"}
+SHIPPED = {
+    1: "965f2c62995ae60b",
+    2: "39ab3d1709148a96",
+    3: "188f9c000029c88d",
+    4: "a85cd79b0510afac",
+}
 
 
 def test_shipped_migrations_are_unchanged_and_append_only():
     import hashlib
-
-    from scanbatch.store.migrations import _migrations
 
     migrations = _migrations()
     assert [m.version for m in migrations] == list(range(1, len(migrations) + 1))
@@ -163,3 +175,100 @@ def test_shipped_migrations_are_unchanged_and_append_only():
             assert hashlib.sha256(m.sql.encode()).hexdigest()[:16] == SHIPPED[m.version], (
                 f"migration {m.version} was edited: add a new migration instead"
             )
+
+
+def store_at(path, version: int) -> duckdb.DuckDBPyConnection:
+    """A real DuckDB file as a release whose last migration was `version` left it."""
+    con = duckdb.connect(str(path))
+    con.execute(MIGRATIONS_TABLE)
+    for m in _migrations()[:version]:
+        for statement in _statements(m.sql):
+            con.execute(statement)
+        con.execute("INSERT INTO schema_migrations VALUES (?, ?, now())", [m.version, m.name])
+    return con
+
+
+def test_migration_4_drops_the_manifest_and_keeps_every_row(tmp_path):
+    path = tmp_path / "v3.duckdb"
+    con = store_at(path, 3)
+    now = datetime.now(UTC)
+    jobs = [str(uuid.uuid4()) for _ in range(3)]
+    for n, job in enumerate(jobs):
+        con.execute(
+            "INSERT INTO scan_jobs (id, user_id, status, total_items, completed_items, "
+            "failed_items, manifest, extractor, idempotency_key, request_hash, created_at, "
+            "updated_at, completed_at) VALUES (?, ?, 'completed', 2, 1, 1, ?, 'fake', ?, 'h', "
+            "?, ?, ?)",
+            [job, f"user{n}", json.dumps({"items": []}), f"k{n}", now, now, now],
+        )
+        for i in range(2):
+            con.execute(
+                "INSERT INTO scan_results (job_id, item_index, status, image_count, "
+                "photo_types, context, extraction, matched_album_id, error_message, "
+                "input_tokens, raw_response, confidence, created_at, updated_at, completed_at) "
+                "VALUES (?, ?, ?, 1, '[\"front\"]', '{}', ?, ?, ?, 10, 'raw', ?, ?, ?, ?)",
+                [
+                    job,
+                    i,
+                    "completed" if i == 0 else "failed",
+                    json.dumps({"artistName": {"value": "Can", "confidence": 0.5}}),
+                    None,
+                    None if i == 0 else "unreadable",
+                    0.5 if i == 0 else None,
+                    now,
+                    now,
+                    now,
+                ],
+            )
+    con.execute(
+        "INSERT INTO scan_reviews VALUES (?, 0, 'r1', ?)",
+        [jobs[0], now],
+    )
+    columns = "* EXCLUDE (manifest)"
+    before_jobs = con.execute(f"SELECT {columns} FROM scan_jobs ORDER BY id").fetchall()
+    before_results = con.execute(
+        "SELECT * FROM scan_results ORDER BY job_id, item_index"
+    ).fetchall()
+    con.close()
+
+    store = JobStore.open(path)
+    try:
+        cur = store.db.cursor()
+        assert describe(cur) == EXPECTED.strip()
+        assert cur.execute("SELECT * FROM scan_jobs ORDER BY id").fetchall() == before_jobs
+        assert (
+            cur.execute("SELECT * FROM scan_results ORDER BY job_id, item_index").fetchall()
+            == before_results
+        )
+        assert cur.execute("SELECT count(*) FROM scan_reviews").fetchone()[0] == 1
+        # The checks and the foreign key came back with the tables.
+        with pytest.raises(duckdb.ConstraintException):
+            cur.execute(
+                "INSERT INTO scan_jobs (id, user_id, status, total_items, created_at, "
+                "updated_at) VALUES (uuid(), 'u', 'lost', 1, now(), now())"
+            )
+        with pytest.raises(duckdb.ConstraintException):
+            cur.execute(
+                "INSERT INTO scan_results (job_id, item_index, status, image_count, "
+                "photo_types, created_at, updated_at) "
+                "VALUES (uuid(), 0, 'pending', 1, '[]', now(), now())"
+            )
+        # And the store works on them: read, write (an update of a referenced parent), delete.
+        assert store.get_job(jobs[1], "user1").failed_items == 1
+        assert store.find_idempotent("user2", "k2", within=timedelta(days=1))
+        store.delete_job(jobs[1])
+        one = Manifest.model_validate({"items": [{"imageCount": 1, "photoTypes": ["front"]}]})
+        job = store.create_job("alice", one)
+        store.mark_processing(job)
+        store.record_outcomes(
+            job, [ItemOutcome(item_index=0, status=Status.COMPLETED, finished_at=now)]
+        )
+        assert store.get_job(job).status is Status.COMPLETED
+        assert store.list_jobs("user2").total == 1
+    finally:
+        store.close()
+    again = JobStore.open(path)  # reopened: nothing left to apply
+    try:
+        assert again.db.migrate() == []
+    finally:
+        again.close()

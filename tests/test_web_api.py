@@ -8,7 +8,8 @@ import uuid
 import pytest
 
 from scanbatch.images import MAX_IMAGE_BYTES
-from scanbatch.web import create_app, shutdown
+from scanbatch.web import create_app, prepare, shutdown
+from scanbatch.web.services import services_of
 from tests.imaging import image_bytes
 from tests.webutil import batch_files, bearer
 
@@ -26,7 +27,7 @@ def post(client, token, manifest, files, headers=None):
 
 
 def jobs_dir_entries(app):
-    jobs = app.extensions["scanbatch"].settings.jobs_dir
+    jobs = services_of(app).settings.jobs_dir
     return sorted(p.name for p in jobs.iterdir()) if jobs.exists() else []
 
 
@@ -37,7 +38,7 @@ def test_post_returns_202_with_location_and_stores_the_folder(app, client, token
     body = r.get_json()
     assert body["status"] == "pending" and body["totalItems"] == 2
     assert r.headers["Location"] == f"/library/scan/batch/{body['jobId']}"
-    folder = app.extensions["scanbatch"].settings.jobs_dir / body["jobId"]
+    folder = services_of(app).settings.jobs_dir / body["jobId"]
     names = sorted(p.name for p in (folder / "images").iterdir())
     assert names == ["item00_0.jpg", "item00_1.jpg", "item01_0.jpg", "item01_1.jpg"]
     assert jobs_dir_entries(app) == [body["jobId"]]  # no staging left behind
@@ -56,7 +57,7 @@ def test_bare_array_manifest_and_real_types_from_bytes(app, client, tokens):
     manifest = json.dumps([{"imageCount": 3, "photoTypes": ["front", "back", "photo"]}])
     r = post(client, tokens["director"], manifest, files)
     assert r.status_code == 202
-    folder = app.extensions["scanbatch"].settings.jobs_dir / r.get_json()["jobId"]
+    folder = services_of(app).settings.jobs_dir / r.get_json()["jobId"]
     assert sorted(p.name for p in (folder / "images").iterdir()) == [
         "item00_0.png",
         "item00_1.heic",
@@ -101,7 +102,7 @@ def test_validation_messages_and_nothing_left_behind(
     assert r.status_code == 400
     assert r.get_json() == {"status": 400, "message": message}
     assert jobs_dir_entries(app) == []
-    assert app.extensions["scanbatch"].store.list_jobs("alice").total == 0
+    assert services_of(app).store.list_jobs("alice").total == 0
 
 
 def test_more_than_50_files_is_refused_while_reading(app, client, tokens):
@@ -246,7 +247,7 @@ def test_flask_errors_use_the_one_shape(client, tokens):
 
 
 def test_unexpected_errors_are_a_json_500_without_a_trace(app, client, tokens, monkeypatch):
-    store = app.extensions["scanbatch"].store
+    store = services_of(app).store
     monkeypatch.setattr(store, "list_jobs", lambda *a: 1 / 0)
     r = client.get("/library/scan/batch", headers=bearer(tokens["director"]))
     assert r.status_code == 500
@@ -260,7 +261,7 @@ def test_server_refuses_to_start_with_an_unusable_extractor(settings, monkeypatc
     from scanbatch.errors import ConfigError
 
     with pytest.raises(ConfigError, match="Unknown extractor 'nope'"):
-        create_app(settings.model_copy(update={"extractor": "nope"}), start_runner=False)
+        create_app(settings.model_copy(update={"extractor": "nope"}))
 
 
 def test_healthz_says_warming_while_no_kernel_is_ready(client):
@@ -302,7 +303,8 @@ def test_abandoned_staging_is_removed_at_start(settings):
         (folder / "00").write_bytes(b"\0" * 1024)
     job = jobs / "3f1c0a52-0b7c-4d4e-8f00-000000000000"
     job.mkdir()
-    app = create_app(settings, start_runner=False)
+    app = create_app(settings)
+    prepare(app)
     try:
         assert not any(f.exists() for f in left)
         assert job.exists()  # job folders are the runner's business, not staging

@@ -9,8 +9,9 @@ import pytest
 from werkzeug.test import Client
 
 from scanbatch.models import Manifest
-from scanbatch.web import create_app, shutdown
+from scanbatch.web import create_app, prepare, shutdown
 from scanbatch.web.polls import JobPolls
+from scanbatch.web.services import services_of
 from tests.test_job_views import outcome
 from tests.webutil import bearer, keys
 
@@ -19,7 +20,8 @@ from tests.webutil import bearer, keys
 def polled(settings):
     """The app as the server runs it, the same app with Flask alone, and a list that records
     each request Flask itself handled."""
-    app = create_app(settings, start_runner=False)
+    app = create_app(settings)
+    prepare(app)
     assert isinstance(app.wsgi_app, JobPolls)
     handled: list[str] = []
 
@@ -38,7 +40,7 @@ def answer(response) -> tuple[str, list[tuple[str, str]], bytes]:
 
 def test_a_poll_is_answered_before_flask_exactly_as_flask_answers_it(polled):
     app, client, flask_only, handled = polled
-    store = app.extensions["scanbatch"].store
+    store = services_of(app).store
     tokens = keys(store)
     manifest = Manifest.model_validate({"items": [{"imageCount": 1, "photoTypes": ["front"]}] * 2})
     job_id = store.create_job("alice", manifest)
@@ -70,7 +72,7 @@ def test_a_poll_is_answered_before_flask_exactly_as_flask_answers_it(polled):
 
 def test_what_is_not_a_good_poll_is_answered_by_flask_in_the_one_error_shape(polled):
     app, client, _flask_only, handled = polled
-    store = app.extensions["scanbatch"].store
+    store = services_of(app).store
     tokens = keys(store)
     job_id = store.create_job(
         "alice", Manifest.model_validate({"items": [{"imageCount": 1, "photoTypes": ["front"]}]})
@@ -99,7 +101,7 @@ def test_what_is_not_a_good_poll_is_answered_by_flask_in_the_one_error_shape(pol
 
 def test_an_unexpected_error_in_a_poll_is_flasks_500_not_a_traceback(polled, monkeypatch):
     app, client, _flask_only, handled = polled
-    store = app.extensions["scanbatch"].store
+    store = services_of(app).store
     tokens = keys(store)
 
     def broken(*args, **kwargs):

@@ -11,6 +11,7 @@ from PIL import Image
 
 from scanbatch.images import THUMBNAIL_SIZES
 from scanbatch.models import ItemOutcome, Status
+from scanbatch.web.services import services_of
 from tests.imaging import image_bytes, png_header
 from tests.webutil import bearer
 
@@ -26,7 +27,7 @@ TRUTH = {
 
 @pytest.fixture
 def store(app):
-    return app.extensions["scanbatch"].store
+    return services_of(app).store
 
 
 @pytest.fixture
@@ -259,7 +260,7 @@ def test_photos_originals_and_thumbnails_made_once(app, client, store, tokens):
     thumb = client.get(f"{path}?size=160", headers=bearer(tokens["manager"]))
     assert thumb.status_code == 200 and thumb.mimetype == "image/jpeg"
     assert Image.open(io.BytesIO(thumb.data)).size == (160, 120)
-    folder = app.extensions["scanbatch"].settings.jobs_dir / job / "thumbnails"
+    folder = services_of(app).settings.jobs_dir / job / "thumbnails"
     made = list(folder.iterdir())
     assert [p.name for p in made] == ["item00_1_160.jpg"]
     stamp = made[0].stat().st_mtime_ns
@@ -284,7 +285,7 @@ def test_thumbnails_come_in_fixed_sizes_rounded_up(app, client, store, tokens):
     """Any of 4,081 accepted sizes used to be made and kept: 50 sizes, 50 files per photo."""
     job = make_job(client, store, tokens["director"], [{}])
     big = image_bytes("JPEG", size=(3000, 2000))  # larger than every fixed size
-    photo = app.extensions["scanbatch"].settings.jobs_dir / job / "images" / "item00_0.jpg"
+    photo = services_of(app).settings.jobs_dir / job / "images" / "item00_0.jpg"
     photo.write_bytes(big)
     path = f"/library/scan/batch/{job}/items/0/photos/0"
     sizes = [16 + 81 * i for i in range(50)]  # 16 .. 3985, spread over the whole range
@@ -320,7 +321,7 @@ def test_a_thumbnail_of_a_photo_over_the_pixel_limit_is_refused_before_decoding(
     """The upload refuses these from the header; one already on disk (an older store) must not
     be decoded: 13000x13000 is 169 MB of pixels that Pillow would allocate."""
     job = make_job(client, store, tokens["director"], [{}], fmt="PNG")
-    photo = app.extensions["scanbatch"].settings.jobs_dir / job / "images" / "item00_0.png"
+    photo = services_of(app).settings.jobs_dir / job / "images" / "item00_0.png"
     photo.write_bytes(png_header(13000, 13000))
     r = client.get(
         f"/library/scan/batch/{job}/items/0/photos/0?size=160",

@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from scanbatch.web.services import services_of
 from scanbatch.wholenumbers import MAX_ID, number_problem
 from tests.imaging import image_bytes
 from tests.test_web_review import make_job, review_body
@@ -26,7 +27,7 @@ def test_only_ascii_digits_are_a_number(raw):
 
 @pytest.fixture
 def job(client, app, tokens):
-    return make_job(client, app.extensions["scanbatch"].store, tokens["director"], [{}])
+    return make_job(client, services_of(app).store, tokens["director"], [{}])
 
 
 @pytest.mark.parametrize("raw", HOSTILE)

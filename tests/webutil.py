@@ -29,7 +29,7 @@ def keys(store):
         ("dj", "dave", "dj"),
         ("manager", "mia", "stationManager"),
     ):
-        out[name] = store.create_key(user, role)[1]
+        out[name] = store.keys.create(user, role)[1]
     return out
 
 

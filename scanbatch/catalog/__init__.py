@@ -1,5 +1,6 @@
 """The station's library catalog: DuckDB tables and the `matchedAlbum` view, CSV import, a
-synthetic catalog generator, the Parquet snapshot the processing kernel reads, and matching.
+synthetic catalog generator, album look-ups and search, the Parquet snapshot the processing
+kernel reads, and matching.
 
 Names are imported on first use: the processing kernel needs only matching, and importing
 the CSV importer would pull in pandas (about half a second) into every job's start-up."""
@@ -25,7 +26,8 @@ _EXPORTS = {
     "LinePair": "match",
     "load_matcher": "match",
     "export_snapshot": "snapshot",
-    "matched_albums": "snapshot",
+    "matched_albums": "lookup",
+    "search_albums": "lookup",
     "read_snapshot": "snapshot",
 }
 

@@ -5,13 +5,11 @@ store: DuckDB allows one process per database file). A Parquet file of the
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
 
 from scanbatch.catalog.schema import VIEW, VIEW_COLUMNS
-from scanbatch.models import MatchedAlbum
 
 
 def export_snapshot(con: duckdb.DuckDBPyConnection, path: Path) -> None:
@@ -37,18 +35,3 @@ def read_snapshot(path: Path) -> list[tuple]:
         return con.execute(
             f"SELECT {', '.join(VIEW_COLUMNS)} FROM read_parquet(?) ORDER BY id", [str(path)]
         ).fetchall()
-
-
-def matched_albums(
-    con: duckdb.DuckDBPyConnection, album_ids: Iterable[int | None]
-) -> dict[int, MatchedAlbum]:
-    """The hydrated `matchedAlbum` of each known id (None and unknown ids are left out). Only
-    these rows are read: joining the whole view would scan every album on every poll."""
-    ids = sorted({i for i in album_ids if i is not None})
-    if not ids:
-        return {}
-    rows = con.execute(
-        f"SELECT {', '.join(VIEW_COLUMNS)} FROM {VIEW} WHERE id IN (SELECT unnest(?::INTEGER[]))",
-        [ids],
-    ).fetchall()
-    return {r[0]: MatchedAlbum(**dict(zip(VIEW_COLUMNS, r, strict=True))) for r in rows}

@@ -111,7 +111,7 @@ def create(user: str, role: str) -> None:
     """Issue a key bound to a user and a role. The token is printed once, alone on stdout,
     and stored only as a hash: keep it."""
     _key_obj, token = _local_or_server(
-        lambda store: store.create_key(user, role),
+        lambda store: store.keys.create(user, role),
         lambda server: (
             None,
             server.call("POST", "/admin/keys", json={"user": user, "role": role})["token"],
@@ -124,7 +124,7 @@ def create(user: str, role: str) -> None:
 def list_() -> None:
     """List keys (never the tokens)."""
     keys = _local_or_server(
-        lambda store: store.list_keys(),
+        lambda store: store.keys.list_all(),
         lambda server: [_key(k) for k in server.call("GET", "/admin/keys")["keys"]],
     )
     click.echo(f"{'ID':<12} {'USER':<20} {'ROLE':<15} {'CREATED':<26} REVOKED")
@@ -139,7 +139,7 @@ def list_() -> None:
 def revoke(key_id: str) -> None:
     """Revoke a key by its id (see `keys list`), e.g. k_1a2b3c4d."""
     _local_or_server(
-        lambda store: store.revoke_key(key_id),
+        lambda store: store.keys.revoke(key_id),
         lambda server: server.call("DELETE", f"/admin/keys/{quote(key_id, safe='')}"),
     )
     click.echo(f"revoked {key_id}")

@@ -1,6 +1,7 @@
 """The job store: one DuckDB file owned by one process."""
 
-from scanbatch.store.db import Database
-from scanbatch.store.jobs import ApiKey, JobStore, hash_token, parse_job_id
+from scanbatch.store.db import Database, parse_job_id
+from scanbatch.store.jobs import JobStore
+from scanbatch.store.keys import ApiKey, KeyStore, hash_token
 
-__all__ = ["ApiKey", "Database", "JobStore", "hash_token", "parse_job_id"]
+__all__ = ["ApiKey", "Database", "JobStore", "KeyStore", "hash_token", "parse_job_id"]

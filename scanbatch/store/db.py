@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,9 +19,27 @@ from typing import Any
 
 import duckdb
 
-from scanbatch.errors import StoreLocked
+from scanbatch.errors import BadRequest, StoreLocked
 from scanbatch.private import private_dir, private_file
 from scanbatch.store.migrations import MIGRATIONS_TABLE, _migrations
+
+
+def utcnow() -> datetime:
+    """The time every row of the store is stamped with."""
+    return datetime.now(UTC)
+
+
+def parse_job_id(job_id: str) -> str:
+    """The canonical form of a job id (the key of `scan_jobs` and of every row about a job),
+    or 400 `Invalid job ID format`."""
+    job_id = str(job_id)
+    if not job_id.isascii():  # uuid.UUID reads `١٢` (Arabic-Indic digits) as 12
+        raise BadRequest("Invalid job ID format")
+    try:
+        return str(uuid.UUID(job_id))
+    except ValueError:
+        raise BadRequest("Invalid job ID format") from None
+
 
 _LOCK_HOLDER = re.compile(r"Conflicting lock is held in (?P<exe>.+?) \(PID (?P<pid>\d+)\)")
 

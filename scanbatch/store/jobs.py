@@ -1,64 +1,36 @@
-"""The job store API: scan jobs, their per-item results and API keys, on one DuckDB file."""
+"""The job store: scan jobs and their per-item results on one DuckDB file, and the rooms beside
+them on the same file (API keys, reviews, the catalog), each its own object: `store.keys`,
+`store.reviews`, `store.catalog`."""
 
 from __future__ import annotations
 
-import bisect
-import hashlib
 import json
 import logging
-import secrets
 import threading
 import uuid
-from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from scanbatch.catalog.snapshot import matched_albums
-from scanbatch.errors import BadRequest, Conflict, NotFound
+from scanbatch.catalog.lookup import matched_albums
+from scanbatch.errors import Conflict, NotFound
 from scanbatch.models import (
     ItemOutcome,
     JobList,
-    JobSummary,
     JobView,
     Manifest,
     ResultView,
     Status,
 )
-from scanbatch.names import WRITE_ROLES, Role
-from scanbatch.store.db import Database, records
+from scanbatch.store.catalog import CatalogStore
+from scanbatch.store.db import Database, parse_job_id, records, utcnow
+from scanbatch.store.job_cache import SUMMARY_COLUMNS, Entry, JobCache, summary
+from scanbatch.store.keys import KeyStore
+from scanbatch.store.reviews import ReviewStore, reviewed_message
 
 log = logging.getLogger(__name__)
-
-VIEW_CACHE_SIZE = 1024  # job views kept in memory, least recently used dropped first
-
-_SUMMARY_COLUMNS = "id, status, total_items, completed_items, failed_items, created_at, updated_at"
-
-
-def utcnow() -> datetime:
-    return datetime.now(UTC)
-
-
-def parse_job_id(job_id: str) -> str:
-    """The canonical form of a job id, or 400 `Invalid job ID format`."""
-    job_id = str(job_id)
-    if not job_id.isascii():  # uuid.UUID reads `١٢` (Arabic-Indic digits) as 12
-        raise BadRequest("Invalid job ID format")
-    try:
-        return str(uuid.UUID(job_id))
-    except ValueError:
-        raise BadRequest("Invalid job ID format") from None
-
-
-def reviewed_message(reviewed: int) -> str:
-    return (
-        f"The job has {reviewed} reviewed item(s) whose truth would be lost: export the "
-        "golden set first (GET /library/scan/review/dataset); a stationManager may delete "
-        "anyway with ?force=true"
-    )
 
 
 def item_confidence(extraction: dict[str, Any] | None) -> float | None:
@@ -71,50 +43,17 @@ def item_confidence(extraction: dict[str, Any] | None) -> float | None:
     return min(values, default=None)
 
 
-def hash_token(token: str) -> str:
-    # Tokens are 256 random bits, so a plain SHA-256 cannot be brute-forced; no salt needed.
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
-@dataclass(frozen=True)
-class ApiKey:
-    id: str
-    user_id: str
-    role: str
-    created_at: datetime
-    revoked_at: datetime | None
-
-    @property
-    def can_write(self) -> bool:
-        return self.role in WRITE_ROLES
-
-
 class JobStore:
     def __init__(self, db: Database) -> None:
         self.db = db
-        # This process is the store's only writer, so it knows exactly when these go stale.
-        # Polling clients ask for the same jobs and present the same tokens over and over: a
-        # job GET is answered from memory, not DuckDB (whose queries compete for the CPU with
-        # the kernels). Every write method re-reads the view of the job it changed right after
-        # its commit, in commit order, so the view in memory is always the committed state.
-        self._cache_lock = threading.Lock()
-        self._views: OrderedDict[str, tuple[str, JobView]] = OrderedDict()  # id -> (owner, view)
-        # A GET that misses reads DuckDB and keeps what it read only if no write began or was
-        # under way meanwhile: a read that raced a commit may be older than what another GET
-        # has already returned, and the writer's own re-read is the one to keep.
-        self._writes = 0  # job writes begun so far
-        self._writing = False
+        self.keys = KeyStore(db)
+        self.reviews = ReviewStore(db)
+        self.catalog = CatalogStore(db)
+        # What was committed, in memory (scanbatch.store.job_cache): every job write re-reads
+        # the view of the job it changed right after its commit and hands it over.
+        self._cache = JobCache()
         self._write_order = threading.RLock()  # one job write (and its re-read) at a time
         self._local = threading.local()
-        self._keys: dict[str, ApiKey] = {}
-        # Bumped by every revoke after its commit: a lookup keeps the row it read only if no
-        # revoke finished meanwhile (it may have read the row before the revoke committed).
-        self._keys_lock = threading.Lock()
-        self._keys_revokes = 0
-        # Each listing user's jobs, loaded from DuckDB at their first list and kept exact by
-        # the writes: the polling app lists too, and a DuckDB list query under load (writes
-        # committing beside it) took up to a second, holding a request thread all the while.
-        self._lists: dict[str, _UserJobs] = {}
 
     @contextmanager
     def _job_write(self, job_id: str) -> Iterator[Any]:
@@ -124,9 +63,7 @@ class JobStore:
         with self._write_order:
             depth = getattr(self._local, "depth", 0)
             if depth == 0:
-                with self._cache_lock:
-                    self._writes += 1
-                    self._writing = True
+                self._cache.write_begins()
             self._local.depth = depth + 1
             fresh = None
             reread = False
@@ -144,38 +81,7 @@ class JobStore:
             finally:
                 self._local.depth = depth
                 if depth == 0:
-                    with self._cache_lock:
-                        if fresh is None:
-                            self._views.pop(job_id, None)
-                        else:
-                            self._cache(job_id, fresh)
-                        self._writing = False
-                    self._relist(job_id, fresh if reread else False)
-
-    def _relist(self, job_id: str, fresh: tuple[str, JobView] | bool | None) -> None:
-        """Bring the listed users' indexes in line with the job as committed: `fresh` is its
-        re-read, None when it is gone, False when it could not be re-read (a failed write or
-        read: the indexes that hold it are rebuilt at their next list)."""
-        with self._cache_lock:
-            if fresh is False:
-                for user in [u for u, jobs in self._lists.items() if job_id in jobs.rows]:
-                    del self._lists[user]
-                return
-            if fresh is None:
-                for jobs in self._lists.values():
-                    jobs.remove(job_id)
-                return
-            assert isinstance(fresh, tuple)
-            owner, view = fresh
-            jobs = self._lists.get(owner)
-            if jobs is not None:
-                jobs.put(_summary_row(view))
-
-    def _cache(self, job_id: str, entry: tuple[str, JobView]) -> None:
-        self._views[job_id] = entry
-        self._views.move_to_end(job_id)
-        if len(self._views) > VIEW_CACHE_SIZE:
-            self._views.popitem(last=False)
+                    self._cache.write_ended(job_id, fresh, reread)
 
     @classmethod
     def open(cls, path: Path) -> JobStore:
@@ -201,14 +107,13 @@ class JobStore:
         now = utcnow()
         with self._job_write(job_id) as cur:
             cur.execute(
-                "INSERT INTO scan_jobs (id, user_id, status, total_items, manifest, extractor, "
+                "INSERT INTO scan_jobs (id, user_id, status, total_items, extractor, "
                 "idempotency_key, request_hash, created_at, updated_at) "
-                "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?)",
+                "VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?)",
                 [
                     job_id,
                     user_id,
                     len(manifest.items),
-                    manifest.model_dump_json(by_alias=True),
                     extractor,
                     idempotency_key,
                     request_hash,
@@ -242,7 +147,7 @@ class JobStore:
 
     def _owned(self, cur: Any, job_id: str, user_id: str | None) -> tuple:
         row = cur.execute(
-            f"SELECT {_SUMMARY_COLUMNS}, user_id FROM scan_jobs WHERE id = ?",
+            f"SELECT {SUMMARY_COLUMNS}, user_id FROM scan_jobs WHERE id = ?",
             [parse_job_id(job_id)],
         ).fetchone()
         # Another user's job is indistinguishable from a missing one.
@@ -262,35 +167,23 @@ class JobStore:
         (the server's own bookkeeping and the local CLI). The same object is returned until
         the job changes."""
         job_id = parse_job_id(job_id)
-        with self._cache_lock:
-            entry = self._views.get(job_id)
-            if entry is not None:
-                self._views.move_to_end(job_id)
-            writes = None if self._writing else self._writes
+        entry, mark = self._cache.lookup(job_id)
         if entry is None:
             entry = self._read_view(job_id)
             if entry is None:
                 raise NotFound("Job not found")
-            with self._cache_lock:
-                kept = self._views.get(job_id)
-                if kept is not None:
-                    # Cached while we read: a writer's re-read, in commit order. Ours may have
-                    # seen a newer commit whose writer has not replaced that view yet, and
-                    # answering it would let this client's next GET (a hit) go back in time.
-                    entry = kept
-                elif writes == self._writes and not self._writing:
-                    self._cache(job_id, entry)
+            entry = self._cache.keep(job_id, entry, mark)
         owner, view = entry
         # Another user's job is indistinguishable from a missing one.
         if user_id is not None and owner != user_id:
             raise NotFound("Job not found")
         return view
 
-    def _read_view(self, job_id: str) -> tuple[str, JobView] | None:
+    def _read_view(self, job_id: str) -> Entry | None:
         """(owner, view) of the job as DuckDB has it, None when there is no such job."""
         with self.db.read() as cur:
             row = cur.execute(
-                f"SELECT {_SUMMARY_COLUMNS}, user_id FROM scan_jobs WHERE id = ?", [job_id]
+                f"SELECT {SUMMARY_COLUMNS}, user_id FROM scan_jobs WHERE id = ?", [job_id]
             ).fetchone()
             if row is None:
                 return None
@@ -321,7 +214,7 @@ class JobStore:
             tokens_in += r["input_tokens"] or 0
             tokens_out += r["output_tokens"] or 0
         view = JobView(
-            **_summary(row).model_dump(),
+            **summary(row).model_dump(),
             results=views,
             input_tokens=tokens_in,
             output_tokens=tokens_out,
@@ -329,20 +222,17 @@ class JobStore:
         return str(row[-1]), view
 
     def list_jobs(self, user_id: str, limit: int = 20, offset: int = 0) -> JobList:
-        with self._cache_lock:
-            jobs = self._lists.get(user_id)
-            if jobs is not None:
-                return jobs.page(limit, offset)
+        page = self._cache.page(user_id, limit, offset)
+        if page is not None:
+            return page
         # The first list of this user: read DuckDB with no write under way, so that no write
         # can fall between the read and the index it becomes.
         with self._write_order:
             with self.db.read() as cur:
                 rows = cur.execute(
-                    f"SELECT {_SUMMARY_COLUMNS} FROM scan_jobs WHERE user_id = ?", [user_id]
+                    f"SELECT {SUMMARY_COLUMNS} FROM scan_jobs WHERE user_id = ?", [user_id]
                 ).fetchall()
-            with self._cache_lock:
-                jobs = self._lists[user_id] = _UserJobs(rows)
-                return jobs.page(limit, offset)
+            return self._cache.load(user_id, rows, limit, offset)
 
     def find_idempotent(self, user_id: str, key: str, within: timedelta) -> tuple[str, str] | None:
         """(job id, request hash) of the user's job created with this key within `within`."""
@@ -517,9 +407,7 @@ class JobStore:
             with self._job_write(job_id) as cur:
                 self._owned(cur, job_id, user_id)
                 if not with_reviews:
-                    reviewed = cur.execute(
-                        "SELECT count(*) FROM scan_reviews WHERE job_id = ?", [job_id]
-                    ).fetchone()[0]
+                    reviewed = self.reviews.count_for_job(job_id)  # inside this transaction
                     if reviewed:
                         raise Conflict(reviewed_message(reviewed))
                 # Reviews have no foreign key (see store/reviews.py); they go with the results.
@@ -537,128 +425,3 @@ class JobStore:
                 [parse_job_id(job_id)],
             )
             return records(rel)
-
-    # -- API keys -------------------------------------------------------------------------
-
-    def create_key(self, user_id: str, role: str) -> tuple[ApiKey, str]:
-        """A new key; the token is returned once and only its hash is stored."""
-        if role not in set(Role):
-            raise BadRequest(f"Unknown role '{role}': use one of {', '.join(Role)}")
-        if not user_id.strip():
-            raise BadRequest("user must not be empty")
-        key_id = "k_" + secrets.token_hex(4)
-        token = f"sb_{key_id[2:]}_{secrets.token_urlsafe(32)}"
-        now = utcnow()
-        with self.db.write() as cur:
-            cur.execute(
-                "INSERT INTO api_keys VALUES (?, ?, ?, ?, ?, NULL)",
-                [key_id, user_id, role, hash_token(token), now],
-            )
-        return ApiKey(key_id, user_id, role, now, None), token
-
-    def authenticate(self, token: str) -> ApiKey | None:
-        token_hash = hash_token(token)
-        key = self._keys.get(token_hash)
-        if key is not None:
-            return key
-        revokes = self._keys_revokes
-        with self.db.read() as cur:
-            row = cur.execute(
-                "SELECT id, user_id, role, created_at, revoked_at FROM api_keys "
-                "WHERE token_hash = ? AND revoked_at IS NULL",
-                [token_hash],
-            ).fetchone()
-        if row is None:  # unknown tokens are not cached: that cache would grow without bound
-            return None
-        key = ApiKey(*row)
-        with self._keys_lock:
-            if self._keys_revokes == revokes:
-                self._keys[token_hash] = key
-        return key
-
-    def list_keys(self) -> list[ApiKey]:
-        with self.db.read() as cur:
-            rows = cur.execute(
-                "SELECT id, user_id, role, created_at, revoked_at FROM api_keys ORDER BY created_at"
-            ).fetchall()
-        return [ApiKey(*r) for r in rows]
-
-    def revoke_key(self, key_id: str) -> ApiKey:
-        """Revoke at once: once this returns, every request with the key is a 401. The cache
-        is cleared after the commit (before it, a lookup could cache the row again), and a
-        lookup that read the row before the commit does not cache it (`_keys_revokes`)."""
-        with self.db.write() as cur:
-            cur.execute(
-                "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
-                [utcnow(), key_id],
-            )
-            if cur.fetchone()[0] == 0:
-                raise NotFound(f"No active API key with id '{key_id}': see `scanbatch keys list`")
-            row = cur.execute(
-                "SELECT id, user_id, role, created_at, revoked_at FROM api_keys WHERE id = ?",
-                [key_id],
-            ).fetchone()
-        with self._keys_lock:
-            self._keys_revokes += 1
-            self._keys.clear()
-        return ApiKey(*row)
-
-
-def _summary_row(view: JobSummary) -> tuple:
-    """A job as a row of `_SUMMARY_COLUMNS`."""
-    return (
-        view.job_id,
-        view.status.value,
-        view.total_items,
-        view.completed_items,
-        view.failed_items,
-        view.created_at,
-        view.updated_at,
-    )
-
-
-class _UserJobs:
-    """One user's jobs as summary rows, with their keys in list order (newest first, then
-    the greater id, as `ORDER BY created_at DESC, id DESC`), kept ascending for `bisect`."""
-
-    def __init__(self, rows: list[tuple]) -> None:
-        self.rows: dict[str, tuple] = {str(r[0]): r for r in rows}
-        self.keys = sorted(_list_key(r) for r in self.rows.values())
-
-    def put(self, row: tuple) -> None:
-        job_id = str(row[0])
-        old = self.rows.get(job_id)
-        if old is None:
-            bisect.insort(self.keys, _list_key(row))
-        self.rows[job_id] = row  # created_at never changes: the key stays where it is
-
-    def remove(self, job_id: str) -> None:
-        row = self.rows.pop(job_id, None)
-        if row is not None:
-            self.keys.remove(_list_key(row))
-
-    def page(self, limit: int, offset: int) -> JobList:
-        end = max(len(self.keys) - offset, 0)
-        keys = self.keys[max(end - limit, 0) : end][::-1]
-        return JobList(
-            jobs=[_summary(self.rows[job_id]) for _created, job_id in keys],
-            total=len(self.keys),
-            limit=limit,
-            offset=offset,
-        )
-
-
-def _list_key(row: tuple) -> tuple[datetime, str]:
-    return row[5].astimezone(UTC), str(row[0])
-
-
-def _summary(row: tuple) -> JobSummary:
-    return JobSummary(
-        job_id=str(row[0]),
-        status=Status(row[1]),
-        total_items=row[2],
-        completed_items=row[3],
-        failed_items=row[4],
-        created_at=row[5].astimezone(UTC),
-        updated_at=row[6].astimezone(UTC),
-    )

@@ -4,7 +4,8 @@
 DuckDB facts that shape this schema (measured on duckdb 2.0): foreign keys cannot CASCADE, so
 children are deleted first; an UPDATE of an indexed column of a referenced parent raises a
 foreign-key error, so `scan_jobs` indexes only columns that never change (id, user_id,
-created_at)."""
+created_at); and a referenced parent cannot be altered at all (no DROP COLUMN, no DROP NOT
+NULL), so changing one rebuilds it and its children (migration 4)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,45 @@ UPDATE scan_results SET confidence = list_min(json_extract_string(extraction, [
 """
 
 
+def _create_table(sql: str, table: str, *, drop: str = "", add: tuple[str, str] = ("", "")) -> str:
+    """The `CREATE TABLE table` statement of a shipped migration's `sql`, with the column line
+    `drop` taken out and `add[1]` put before the line `add[0]`: a later migration rebuilds a
+    table from the DDL that made it (shipped migrations never change, so neither does this)."""
+    start = sql.index(f"CREATE TABLE {table} (")
+    statement = sql[start : sql.index(";", start)]
+    for line in (drop, add[0]):
+        if line and f"\n    {line}\n" not in statement + "\n":
+            raise ValueError(f"{table} has no line {line!r}")
+    if drop:
+        statement = statement.replace(f"\n    {drop}\n", "\n")
+    if add[0]:
+        statement = statement.replace(f"\n    {add[0]}", f"\n    {add[1]}\n    {add[0]}")
+    return statement
+
+
+# `scan_jobs.manifest` was written and never read (the job folder's manifest.json is what the
+# kernel reads). DuckDB 2.0 cannot drop it, nor make it nullable, while `scan_results`
+# references `scan_jobs` ("Cannot alter entry ... because there are entries that depend on
+# it"; measured), so both tables are rebuilt, in the one transaction of the migration:
+# children copied and dropped first, then the parent; the same columns, checks, keys and index.
+_RESULTS_V3 = _create_table(  # as migration 3 left it: confidence added last
+    _CORE, "scan_results", add=("PRIMARY KEY (job_id, item_index)", "confidence DOUBLE,")
+)
+_NO_MANIFEST = f"""
+CREATE TEMP TABLE scan_results_before AS SELECT * FROM scan_results;
+DROP TABLE scan_results;
+CREATE TEMP TABLE scan_jobs_before AS SELECT * FROM scan_jobs;
+DROP TABLE scan_jobs;
+{_create_table(_CORE, "scan_jobs", drop="manifest JSON NOT NULL,")};
+CREATE INDEX scan_jobs_user_created ON scan_jobs (user_id, created_at);
+INSERT INTO scan_jobs BY NAME SELECT * EXCLUDE (manifest) FROM scan_jobs_before;
+{_RESULTS_V3};
+INSERT INTO scan_results BY NAME SELECT * FROM scan_results_before;
+DROP TABLE scan_results_before;
+DROP TABLE scan_jobs_before;
+"""
+
+
 def _migrations() -> list[Migration]:
     from scanbatch.catalog import CATALOG_MIGRATION_SQL
 
@@ -119,6 +159,7 @@ def _migrations() -> list[Migration]:
         Migration(1, "jobs, results and api keys", _CORE),
         Migration(2, "library catalog", CATALOG_MIGRATION_SQL),
         Migration(3, "reviews: the current truth per item and every review as history", _REVIEWS),
+        Migration(4, "scan_jobs without manifest (never read)", _NO_MANIFEST),
     ]
 
 

@@ -28,11 +28,10 @@ from scanbatch.audit import (
     field_verdicts,
     verdict,
 )
-from scanbatch.catalog.snapshot import matched_albums
+from scanbatch.catalog.lookup import matched_albums
 from scanbatch.errors import BadRequest, Conflict, NotFound
 from scanbatch.models import Status
-from scanbatch.store.db import Database, records
-from scanbatch.store.jobs import parse_job_id, utcnow
+from scanbatch.store.db import Database, parse_job_id, records, utcnow
 
 _ITEM_COLUMNS = """
     r.job_id, r.item_index, j.user_id, j.created_at, r.status, r.extraction,
@@ -53,6 +52,15 @@ _FROM = f"FROM scan_results r {_JOINS} WHERE r.status IN ('completed', 'failed')
 PhotoUrl = Callable[[str, int, int], str]
 # Photos of an item as (photo type, MIME type) pairs, read from the job folder.
 PhotoLister = Callable[[str, int, list[str]], list[tuple[str, str]]]
+
+
+def reviewed_message(reviewed: int) -> str:
+    """Why a job with reviewed items is not deleted, and what to do."""
+    return (
+        f"The job has {reviewed} reviewed item(s) whose truth would be lost: export the "
+        "golden set first (GET /library/scan/review/dataset); a stationManager may delete "
+        "anyway with ?force=true"
+    )
 
 
 @dataclass(frozen=True)

@@ -1,19 +1,21 @@
-"""The HTTP façade: `create_app(settings)` builds the Flask app that owns the job store."""
+"""The HTTP façade, in three steps as flaskr's factory: `create_app(settings)` builds the Flask
+app that owns the job store (opens it, constructs the runner: nothing runs yet); `prepare(app)`
+does the start-up work on the data before the first request; `start(app)` starts the runner.
+`shutdown(app)` stops the runner and closes the store."""
 
 from __future__ import annotations
-
-import threading
 
 from flask import Flask
 
 from scanbatch.catalog_sync import seed_catalog_if_empty
-from scanbatch.extractors import create_extractor
+from scanbatch.extractors import check_extractor
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings, load_settings
 from scanbatch.store import JobStore
 from scanbatch.web import batch, keys, meta, review, scan
 from scanbatch.web.errors import register_error_handlers
 from scanbatch.web.polls import JobPolls
+from scanbatch.web.services import Services, attach, services_of
 from scanbatch.web.uploads import (
     MAX_FORM_FIELD_BYTES,
     MAX_FORM_PARTS,
@@ -26,11 +28,12 @@ from scanbatch.web.uploads import (
 BLUEPRINTS = [batch.bp, scan.bp, review.bp, keys.bp, meta.bp]
 
 
-def create_app(settings: Settings | None = None, *, start_runner: bool = True) -> Flask:
+def create_app(settings: Settings | None = None) -> Flask:
+    """The app on the settings' store, built but not started (see `prepare` and `start`)."""
     settings = settings or load_settings()
     # A misconfigured extractor (e.g. gemini without GEMINI_API_KEY) stops the server here,
     # before it accepts a batch it could not process.
-    create_extractor(settings.extractor, settings)
+    check_extractor(settings.extractor, settings)
     app = Flask(__name__)
     app.request_class = UploadRequest
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -38,22 +41,33 @@ def create_app(settings: Settings | None = None, *, start_runner: bool = True) -
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.json.sort_keys = False
     store = JobStore.open(settings.store_path)
-    # Holding the store means no other server runs on this data: any upload folder is
-    # left over from one that was killed mid-request.
-    remove_abandoned_staging(settings.jobs_dir)
-    seed_catalog_if_empty(store, settings.seed_catalog)
-    runner = JobRunner(store, settings)
-    app.extensions["scanbatch"] = batch.Services(settings, store, runner, threading.Lock())
+    attach(app, Services(settings, store, JobRunner(store, settings)))
     register_error_handlers(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     app.wsgi_app = JobPolls(app)  # type: ignore[method-assign]
-    if start_runner:
-        runner.start()
     return app
 
 
+def prepare(app: Flask) -> None:
+    """The start-up work on the data, before the app answers its first request: upload
+    folders left by a killed server are removed, and an empty catalog is seeded (so matching
+    works out of the box). Once per app, before any request: a later call could remove the
+    upload folder of a request under way."""
+    svc = services_of(app)
+    # Holding the store means no other server runs on this data: any upload folder is
+    # left over from one that was killed mid-request.
+    remove_abandoned_staging(svc.settings.jobs_dir)
+    seed_catalog_if_empty(svc.store, svc.settings.seed_catalog)
+
+
+def start(app: Flask) -> None:
+    """Start processing: the runner resumes the jobs a previous server left unfinished, warms
+    its kernels and takes jobs from now on."""
+    services_of(app).runner.start()
+
+
 def shutdown(app: Flask) -> None:
-    svc = app.extensions["scanbatch"]
+    svc = services_of(app)
     svc.runner.stop()
     svc.store.close()

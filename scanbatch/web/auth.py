@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import hmac
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
 
-from flask import current_app, g, request
+from flask import g, request
 
 from scanbatch.errors import Forbidden, Unauthorized
 from scanbatch.names import LOCAL_ADMIN_USER, Role
 from scanbatch.store import ApiKey
-
-if TYPE_CHECKING:
-    from scanbatch.web.batch import Services
+from scanbatch.web.services import Services, services
 
 # Who the local CLI acts as through the server (see Services.admin_token).
 LOCAL_ADMIN = ApiKey("local", LOCAL_ADMIN_USER, Role.STATION_MANAGER, datetime.now(UTC), None)
@@ -26,9 +23,7 @@ def current_key() -> ApiKey:
     """The caller's key, or 401. Cached on `g` for the request."""
     key = g.get("api_key")
     if key is None:
-        key = g.api_key = key_for(
-            request.headers.get("Authorization", ""), current_app.extensions["scanbatch"]
-        )
+        key = g.api_key = key_for(request.headers.get("Authorization", ""), services())
     return key
 
 
@@ -42,7 +37,7 @@ def key_for(authorization: str, svc: Services) -> ApiKey:
     token = token.strip()
     if hmac.compare_digest(token.encode(), svc.admin_token.encode()):
         return LOCAL_ADMIN
-    key = svc.store.authenticate(token)
+    key = svc.store.keys.authenticate(token)
     if key is None:
         raise Unauthorized(f"Invalid or revoked API token: {_HOW}")
     return key

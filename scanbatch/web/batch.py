@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
-import threading
-from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,17 +23,15 @@ from scanbatch.models import (
     Manifest,
 )
 from scanbatch.names import Role
-from scanbatch.runner import JobRunner
-from scanbatch.settings import Settings
-from scanbatch.store import JobStore, parse_job_id
-from scanbatch.store.jobs import reviewed_message
-from scanbatch.store.reviews import ReviewStore
+from scanbatch.store import parse_job_id
+from scanbatch.store.reviews import reviewed_message
 from scanbatch.submit import create_job
 from scanbatch.validation import parse_manifest
 from scanbatch.web.auth import current_key, require_write, visible_to
 from scanbatch.web.forms import query_args, single_field, uploaded_images
 from scanbatch.web.openapi import JOB_ID, Reply, operation
 from scanbatch.web.polls import POLL_AFTER_SECONDS, job_answer
+from scanbatch.web.services import services
 from scanbatch.web.uploads import (
     MAX_FORM_FIELD_BYTES,
     MAX_FORM_PARTS,
@@ -52,21 +47,6 @@ bp = Blueprint("batch", __name__, url_prefix="/library/scan")
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 MAX_IDEMPOTENCY_KEY = 200
-
-
-@dataclass
-class Services:
-    settings: Settings
-    store: JobStore
-    runner: JobRunner
-    submit_lock: threading.Lock
-    # A per-process stationManager token for the local CLI (`scanbatch keys` while the server
-    # holds the store); `scanbatch serve` writes it to a file only the data dir's owner reads.
-    admin_token: str = field(default_factory=lambda: "sb_local_" + secrets.token_urlsafe(32))
-
-
-def services() -> Services:
-    return current_app.extensions["scanbatch"]
 
 
 def _job_response(view: JobView, status: int = 200) -> Response:
@@ -342,7 +322,7 @@ def delete_batch(job_id: str) -> Response:
     job_id = parse_job_id(job_id)
     svc.store.get_job(job_id, visible_to(key))  # another user's job: 404 before anything else
     force = request.args.get("force", "").lower() in ("1", "true", "yes")
-    reviewed = ReviewStore(svc.store.db).count_for_job(job_id)
+    reviewed = svc.store.reviews.count_for_job(job_id)
     if reviewed:
         # Reviews are ground truth: they must not vanish with the job by accident.
         if not force:

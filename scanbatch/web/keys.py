@@ -4,13 +4,14 @@ is this process's, and revoking clears it."""
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
 from scanbatch.models import KeyCreate, KeyCreated, KeyList, KeyView
 from scanbatch.store import ApiKey
 from scanbatch.web.auth import require_manager
 from scanbatch.web.forms import json_body
 from scanbatch.web.openapi import operation
+from scanbatch.web.services import services
 
 bp = Blueprint("keys", __name__, url_prefix="/admin/keys")
 
@@ -38,7 +39,7 @@ operation(
 @bp.get("")
 def list_keys() -> Response:
     require_manager()
-    keys = current_app.extensions["scanbatch"].store.list_keys()
+    keys = services().store.keys.list_all()
     return jsonify(KeyList(keys=[_view(k) for k in keys]).to_json_dict())
 
 
@@ -55,7 +56,7 @@ operation(
 def create_key() -> Response:
     require_manager()
     body = json_body(KeyCreate)
-    key, token = current_app.extensions["scanbatch"].store.create_key(body.user.strip(), body.role)
+    key, token = services().store.keys.create(body.user.strip(), body.role)
     response = jsonify(KeyCreated(**_view(key).model_dump(), token=token).to_json_dict())
     response.status_code = 201
     return response
@@ -73,5 +74,5 @@ operation(
 @bp.delete("/<key_id>")
 def revoke_key(key_id: str) -> Response:
     require_manager()
-    key = current_app.extensions["scanbatch"].store.revoke_key(key_id)
+    key = services().store.keys.revoke(key_id)
     return jsonify(_view(key).to_json_dict())

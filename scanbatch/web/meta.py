@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, Response, jsonify
 
 from scanbatch import __version__
 from scanbatch.models import Health
 from scanbatch.web.openapi import Reply, openapi_document, operation
+from scanbatch.web.services import services
 
 bp = Blueprint("meta", __name__)
 
@@ -22,7 +23,7 @@ operation(
 
 @bp.get("/healthz")
 def healthz() -> Response:
-    svc = current_app.extensions["scanbatch"]
+    svc = services()
     pool = svc.runner.pool
     ready, problem = pool.ready, pool.last_failure
     health = Health(

@@ -23,6 +23,7 @@ from werkzeug.http import HTTP_STATUS_CODES, parse_etags, quote_etag
 from scanbatch.models import JobView
 from scanbatch.store import ApiKey
 from scanbatch.web.auth import key_for, visible_to
+from scanbatch.web.services import services_of
 
 POLL_PREFIX = "/library/scan/batch/"
 POLL_AFTER_SECONDS = 2
@@ -39,7 +40,7 @@ def job_answer(app: Flask, key: ApiKey, job_id: str, if_none_match: str | None) 
     """The job as `key` may see it: 200 with its JSON, or 304 while it is as `if_none_match`
     says (the app polls: an unchanged job costs it no body). Raises the store's NotFound or
     BadRequest."""
-    view = app.extensions["scanbatch"].store.get_job(job_id, visible_to(key))
+    view = services_of(app).store.get_job(job_id, visible_to(key))
     body, etag = _encoded(app, view)
     # The body belongs to one user and changes while the job runs: caches must ask each time.
     headers = [("ETag", quote_etag(etag)), ("Cache-Control", "private, no-cache")]
@@ -93,7 +94,7 @@ class JobPolls:
 
     def _answer(self, environ: dict[str, Any]) -> Answer | None:
         try:
-            key = key_for(environ.get("HTTP_AUTHORIZATION", ""), self.app.extensions["scanbatch"])
+            key = key_for(environ.get("HTTP_AUTHORIZATION", ""), services_of(self.app))
             job_id = environ["PATH_INFO"][len(POLL_PREFIX) :]
             return job_answer(self.app, key, job_id, environ.get("HTTP_IF_NONE_MATCH"))
         except Exception:

@@ -25,11 +25,10 @@ from scanbatch.audit import (
     ReviewPage,
     ReviewView,
 )
-from scanbatch.catalog.schema import VIEW, VIEW_COLUMNS
 from scanbatch.errors import BadRequest, Forbidden, NotFound
 from scanbatch.images import EXTENSIONS
 from scanbatch.jobfolder import JobFolder
-from scanbatch.models import MAX_IMAGES_PER_ITEM, MAX_ITEMS, ErrorBody, MatchedAlbum
+from scanbatch.models import MAX_IMAGES_PER_ITEM, MAX_ITEMS, ErrorBody
 from scanbatch.names import REVIEW_ROLES
 from scanbatch.store import ApiKey, parse_job_id
 from scanbatch.store.reviews import ReviewStore
@@ -38,6 +37,7 @@ from scanbatch.web.auth import current_key
 from scanbatch.web.errors import error_response
 from scanbatch.web.forms import json_body, query_args
 from scanbatch.web.openapi import JOB_ID, Reply, operation
+from scanbatch.web.services import services
 from scanbatch.wholenumbers import MAX_ID, whole_number
 
 bp = Blueprint("review", __name__, url_prefix="/library/scan")
@@ -67,12 +67,8 @@ EXPORT_RETRY_AFTER = 10  # seconds
 _EXPORTS_LOCK = threading.Lock()
 
 
-def _services():
-    return current_app.extensions["scanbatch"]
-
-
 def _reviews() -> ReviewStore:
-    return ReviewStore(_services().store.db)
+    return services().store.reviews
 
 
 def require_reviewer() -> ApiKey:
@@ -86,7 +82,7 @@ def require_reviewer() -> ApiKey:
 
 
 def _folder(job_id: str) -> JobFolder:
-    return JobFolder.for_job(_services().settings.jobs_dir, job_id)
+    return JobFolder.for_job(services().settings.jobs_dir, job_id)
 
 
 def _item_index(raw: str) -> int:
@@ -170,7 +166,7 @@ def photo(job_id: str, item_index: str, n: str) -> Response:
     position = whole_number(n, "n (the photo's index)", 0, MAX_PHOTO_INDEX)
     size = query_args(PhotoQuery).size
     owner = None if key.role in REVIEW_ROLES else key.user_id
-    view = _services().store.get_job(job_id, owner)  # 404 for another user's job
+    view = services().store.get_job(job_id, owner)  # 404 for another user's job
     if index >= view.total_items:
         raise NotFound(f"Job has no item {index}: its items are 0..{view.total_items - 1}")
     folder = _folder(job_id)
@@ -318,10 +314,6 @@ def review_dataset() -> Response:
     return response
 
 
-def _like_escape(word: str) -> str:
-    return word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 operation(
     "get",
     "/library/scan/catalog/search",
@@ -339,20 +331,11 @@ def catalog_search() -> Response:
     words = q.split()
     if not words:
         raise BadRequest("q must name an artist, a title, words of either, or an album id")
+    catalog = services().store.catalog
     if q.isascii() and q.isdigit():
         # Only the ASCII digits make an id ('²' or '١٢' are words to look for, like any other).
-        where, params = "id = ?", [whole_number(q, "q (an album id)", 0, MAX_ID)]
+        album = catalog.album(whole_number(q, "q (an album id)", 0, MAX_ID))
+        albums = [album] if album else []
     else:
-        # Every word somewhere in "artist title": "miles kind" finds Miles Davis, Kind of Blue.
-        where = " AND ".join(
-            ["(artist_name || ' ' || album_title) ILIKE ? ESCAPE '\\'"] * len(words)
-        )
-        params = [f"%{_like_escape(w)}%" for w in words]
-    with _services().store.db.read() as cur:
-        rows = cur.execute(
-            f"SELECT {', '.join(VIEW_COLUMNS)} FROM {VIEW} WHERE {where} "
-            "ORDER BY artist_name, album_title, id LIMIT ?",
-            [*params, query.limit],
-        ).fetchall()
-    albums = [MatchedAlbum(**dict(zip(VIEW_COLUMNS, r, strict=True))) for r in rows]
+        albums = catalog.search(words, query.limit)
     return jsonify(AlbumList(albums=albums).to_json_dict())

@@ -17,7 +17,6 @@ from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from scanbatch.catalog.snapshot import matched_albums
 from scanbatch.errors import BadRequest, ExtractionError, ScanbatchError
 from scanbatch.extractors import create_extractor
 from scanbatch.extractors.base import Extractor
@@ -38,6 +37,7 @@ from scanbatch.validation import validate_model
 from scanbatch.web.auth import require_write
 from scanbatch.web.forms import single_field, uploaded_images
 from scanbatch.web.openapi import operation
+from scanbatch.web.services import Services, services
 from scanbatch.web.uploads import (
     MAX_FORM_FIELD_BYTES,
     STAGING_KEY,
@@ -129,14 +129,14 @@ def _scanner() -> _Scanner:
     ext = current_app.extensions
     with _SCANNER_LOCK:  # one per app, made on first use (most servers never get a scan)
         if "scanbatch.scan" not in ext:
-            ext["scanbatch.scan"] = _Scanner(ext["scanbatch"].settings)
+            ext["scanbatch.scan"] = _Scanner(services().settings)
         return ext["scanbatch.scan"]
 
 
 @bp.post("")
 def scan_one() -> Response:
     require_write()
-    svc = current_app.extensions["scanbatch"]
+    svc = services()
     staging = Staging(svc.settings.jobs_dir, MAX_IMAGES_PER_ITEM, TOO_MANY)
     request.environ[STAGING_KEY] = staging
     folder: JobFolder | None = None
@@ -201,20 +201,19 @@ def _run(folder: JobFolder, item: ManifestItem, svc) -> ItemOutcome:
         ) from None
 
 
-def _matcher(svc):
+def _matcher(svc: Services):
     from scanbatch.catalog import load_matcher
 
-    snapshot = svc.runner.snapshot.ensure()
+    snapshot = svc.catalog_snapshot()
     return load_matcher(snapshot, svc.settings.match_min_score) if snapshot else None
 
 
-def _answer(outcome: ItemOutcome, svc) -> ScanResponse:
+def _answer(outcome: ItemOutcome, svc: Services) -> ScanResponse:
     if outcome.status != Status.COMPLETED:
         raise ExtractionError(f"Extraction failed: {outcome.error_message}")
     album = None
     if outcome.matched_album_id is not None:
-        with svc.store.db.read() as cur:
-            album = matched_albums(cur, [outcome.matched_album_id]).get(outcome.matched_album_id)
+        album = svc.store.catalog.album(outcome.matched_album_id)
     return ScanResponse(
         extraction=outcome.extraction or {},
         matched_album_id=outcome.matched_album_id if album else None,

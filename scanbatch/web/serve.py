@@ -35,8 +35,9 @@ from scanbatch.models import JobView
 from scanbatch.names import FIELDS, Role
 from scanbatch.settings import SHIPPED_DATA, Settings
 from scanbatch.submit import create_job_from_files
-from scanbatch.web import create_app, shutdown
+from scanbatch.web import create_app, prepare, shutdown, start
 from scanbatch.web.auth import check_write, key_for
+from scanbatch.web.services import Services, services_of
 from scanbatch.web.uploads import (
     MAX_JSON_BYTES,
     MAX_REQUEST_BYTES,
@@ -47,8 +48,6 @@ from scanbatch.web.uploads import (
 
 if TYPE_CHECKING:
     from waitress.server import BaseWSGIServer
-
-    from scanbatch.web.batch import Services
 
 log = logging.getLogger(__name__)
 
@@ -364,7 +363,7 @@ def _shown(path: Path) -> str:
 
 def submit_sample(app: Flask, sample_dir: Path = SAMPLE_DIR) -> str:
     """Queue the shipped sample batch as a job of the first user, as if it had been POSTed."""
-    svc = app.extensions["scanbatch"]
+    svc = services_of(app)
     job_id, _manifest = create_job_from_files(
         svc.store,
         svc.settings.jobs_dir,
@@ -405,7 +404,7 @@ def job_table(view: JobView) -> str:
 def _report_when_done(app: Flask, job_id: str, stopping: threading.Event) -> None:
     # `stopping` is set (and this thread joined) before the store closes, so a stop during
     # the demo job never has this read a closed store.
-    store = app.extensions["scanbatch"].store
+    store = services_of(app).store
     while True:
         view = store.get_job(job_id)
         if view.status.finished:
@@ -441,7 +440,7 @@ def build_server(app: Flask, settings: Settings) -> BaseWSGIServer:
     )
     server.channel_class = functools.partial(
         JsonErrorChannel,
-        gate=UploadGate(app.extensions["scanbatch"]),
+        gate=UploadGate(services_of(app)),
         send_timeout=settings.http_send_timeout,
     )
     return server
@@ -474,8 +473,9 @@ def _fit_connection_limit(wanted: int) -> int:
 
 def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> None:
     private.claim(settings.data_dir)  # before anything is written there, by us or a kernel
+    app = create_app(settings)
+    prepare(app)
     # The runner (and its kernels) starts once the address is ours: a taken port ends here.
-    app = create_app(settings, start_runner=False)
     try:
         server = build_server(app, settings)
     except OSError as exc:  # the address is taken or not this machine's
@@ -484,14 +484,12 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
             f"Cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}. Stop "
             "what uses that port, or choose another with SCANBATCH_PORT (or --port)"
         ) from None
-    app.extensions["scanbatch"].runner.start()
+    start(app)
+    svc = services_of(app)
     base_url = f"http://{settings.host}:{server.effective_port}"
-    store = app.extensions["scanbatch"].store
-    runtime = server_file.write(
-        settings.data_dir, base_url, app.extensions["scanbatch"].admin_token
-    )
-    if first_key and not any(k.revoked_at is None for k in store.list_keys()):
-        _key, token = store.create_key(FIRST_USER, Role.MUSIC_DIRECTOR)
+    runtime = server_file.write(settings.data_dir, base_url, svc.admin_token)
+    if first_key and not any(k.revoked_at is None for k in svc.store.keys.list_all()):
+        _key, token = svc.store.keys.create(FIRST_USER, Role.MUSIC_DIRECTOR)
         print(f"Created a first API key for user '{FIRST_USER}' (musicDirector). Keep it:")
         print(f"  {token}")
         example = curl_example(base_url, token)
@@ -504,7 +502,7 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
             )
     # The first job after a start is as quick as any other: the server answers once a warm
     # kernel is ready (or starting one failed: then /healthz says why, and jobs fail in words).
-    pool = app.extensions["scanbatch"].runner.pool
+    pool = svc.runner.pool
     if not pool.wait_first(FIRST_KERNEL_TIMEOUT):
         print(
             f"No notebook kernel was ready after {FIRST_KERNEL_TIMEOUT} s; answering anyway "

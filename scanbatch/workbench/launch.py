@@ -49,7 +49,7 @@ def create_session_key(settings: Settings) -> tuple[str, str]:
 
     store = JobStore.open(settings.store_path)
     try:
-        key, token = store.create_key(SESSION_USER, SESSION_ROLE)
+        key, token = store.keys.create(SESSION_USER, SESSION_ROLE)
         return key.id, token
     finally:
         store.close()
@@ -60,7 +60,7 @@ def revoke_session_key(settings: Settings, key_id: str) -> None:
 
     store = JobStore.open(settings.store_path)
     try:
-        store.revoke_key(key_id)
+        store.keys.revoke(key_id)
     finally:
         store.close()
 
