@@ -45,15 +45,12 @@ def seed_store(
     tokens = keys(store)
     now = datetime.now(UTC)
     job_ids = [str(uuid.uuid4()) for _ in range(jobs)]
-    manifest = json.dumps(
-        {"items": [{"imageCount": photos_per_item, "photoTypes": ["front_cover"] * 3}] * 10}
-    )
     with store.db.write() as cur:
         cur.executemany(
             "INSERT INTO scan_jobs (id, user_id, status, total_items, completed_items, "
-            "manifest, extractor, created_at, updated_at, completed_at) "
-            "VALUES (?, 'alice', 'completed', 10, 10, ?, 'ocr', ?, ?, ?)",
-            [[j, manifest, now, now, now] for j in job_ids],
+            "extractor, created_at, updated_at, completed_at) "
+            "VALUES (?, 'alice', 'completed', 10, 10, 'ocr', ?, ?, ?)",
+            [[j, now, now, now] for j in job_ids],
         )
         rows = []
         for j in job_ids:
@@ -88,9 +85,8 @@ def seed_store(
             for p in range(photos_per_item):
                 os.link(photo, images / f"item{i:02d}_{p}.jpg")
     from scanbatch.audit import ReviewInput
-    from scanbatch.store.reviews import ReviewStore
 
-    reviews = ReviewStore(store.db)
+    reviews = store.reviews
     body = ReviewInput.model_validate(
         {"fields": dict.fromkeys(FIELDS, "x"), "matchedAlbumId": None}
     )

@@ -473,8 +473,8 @@ PREFILL_ITEMS = 2
 
 def prefill(store: JobStore, tokens: dict[str, str]) -> None:
     """10,000 finished jobs for the polling user (alice), in two INSERT ... SELECT statements.
-    The rows have create_job's shape (same manifest/context/photo_types JSON, as create_job
-    would write them) but are already `completed`: pending ones would all be "recovered" at
+    The rows have create_job's shape (same context/photo_types JSON, as create_job would
+    write them) but are already `completed`: pending ones would all be "recovered" at
     server start, which is not what a station's history looks like."""
     manifest = Manifest.model_validate({"items": manifest_items([""] * PREFILL_ITEMS)})
     item = manifest.items[0]
@@ -488,11 +488,11 @@ def prefill(store: JobStore, tokens: dict[str, str]) -> None:
         )
         cur.execute(
             "INSERT INTO scan_jobs (id, user_id, status, total_items, completed_items, "
-            "failed_items, manifest, extractor, idempotency_key, request_hash, created_at, "
-            "updated_at, completed_at) SELECT id, 'alice', 'completed', ?, ?, 0, ?, 'fake', "
+            "failed_items, extractor, idempotency_key, request_hash, created_at, "
+            "updated_at, completed_at) SELECT id, 'alice', 'completed', ?, ?, 0, 'fake', "
             "NULL, NULL, created, created + INTERVAL 5 SECOND, created + INTERVAL 5 SECOND "
             "FROM prefill",
-            [PREFILL_ITEMS, PREFILL_ITEMS, manifest.model_dump_json(by_alias=True)],
+            [PREFILL_ITEMS, PREFILL_ITEMS],
         )
         cur.execute(
             "INSERT INTO scan_results (job_id, item_index, status, image_count, photo_types, "
