@@ -154,6 +154,23 @@ def test_catalog_generate_usage_error(env, runner):
     assert result.exit_code == 0 and result.stdout.count("\n") == 4  # header + 3 albums
 
 
+def test_catalog_import_stats_and_snapshot_use_the_store(env, runner):
+    csv = env / "catalog.csv"
+    made = runner.invoke(cli, ["catalog", "generate", "--albums", "12", "--out", str(csv)])
+    assert made.exit_code == 0, made.output
+    imported = runner.invoke(cli, ["catalog", "import", str(csv)])
+    assert imported.exit_code == 0 and "12 added" in imported.stdout, imported.output
+    snapshot = env / "data" / "catalog.parquet"
+    snapshot.unlink()
+    stats = runner.invoke(cli, ["catalog", "stats"])
+    lines = stats.stdout.splitlines()
+    assert lines[1] == "albums: 12" and lines[0].startswith("artists: ")
+    genres = [int(line.rsplit(": ", 1)[1]) for line in lines[2:] if line.startswith("  ")]
+    assert sum(genres) == 12 and genres == sorted(genres, reverse=True)
+    assert lines[-1].endswith("(missing)")
+    assert runner.invoke(cli, ["catalog", "snapshot"]).exit_code == 0 and snapshot.exists()
+
+
 def test_console_script_is_installed():
     exe = Path(sys.executable).parent / "scanbatch"
     result = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)

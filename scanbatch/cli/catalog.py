@@ -20,20 +20,14 @@ def command() -> None:
 def _open_store(settings: Settings):
     from scanbatch.store import JobStore
 
-    store = JobStore.open(settings.store_path)
-    # The store's transactions live on its Database (`write()`/`read()` context managers).
-    return store, getattr(store, "db", store)
+    return JobStore.open(settings.store_path)
 
 
 def _import_file(path: Path, settings: Settings) -> int:
-    from scanbatch.catalog import export_snapshot, import_csv
-
-    store, db = _open_store(settings)
+    store = _open_store(settings)
     try:
-        with db.write() as cur:
-            summary = import_csv(cur, path, own_transaction=False)
-        with db.read() as cur:
-            export_snapshot(cur, settings.catalog_snapshot)
+        summary = store.catalog.import_csv(path)
+        store.catalog.export_snapshot(settings.catalog_snapshot)
     finally:
         store.close()
     for line, message in summary.errors:
@@ -79,17 +73,9 @@ def cmd_generate(albums: int, seed: int, out: Path | None, do_import: bool) -> N
 def cmd_stats() -> None:
     """Counts of artists and albums, and the snapshot's state."""
     settings_ = settings()
-    store, db = _open_store(settings_)
+    store = _open_store(settings_)
     try:
-        with db.read() as cur:
-            artists, albums = cur.execute(
-                "SELECT (SELECT count(*) FROM catalog_artists), "
-                "(SELECT count(*) FROM catalog_albums)"
-            ).fetchone()
-            genres = cur.execute(
-                "SELECT coalesce(genre, '(none)'), count(*) AS n FROM catalog_albums "
-                "GROUP BY 1 ORDER BY n DESC, 1"
-            ).fetchall()
+        artists, albums, genres = store.catalog.stats()
     finally:
         store.close()
     print(f"artists: {artists}\nalbums: {albums}")
@@ -102,13 +88,10 @@ def cmd_stats() -> None:
 @command.command("snapshot")
 def cmd_snapshot() -> None:
     """Rewrite the Parquet snapshot the processing kernel matches against."""
-    from scanbatch.catalog import export_snapshot
-
     settings_ = settings()
-    store, db = _open_store(settings_)
+    store = _open_store(settings_)
     try:
-        with db.read() as cur:
-            export_snapshot(cur, settings_.catalog_snapshot)
+        store.catalog.export_snapshot(settings_.catalog_snapshot)
     finally:
         store.close()
     print(f"wrote {settings_.catalog_snapshot}")

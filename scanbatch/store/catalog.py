@@ -44,6 +44,20 @@ class CatalogStore:
                 "(SELECT count(*) FROM catalog_artists)"
             ).fetchone()
 
+    def stats(self) -> tuple[int, int, list[tuple[str, int]]]:
+        """(artists, albums, [(genre, albums)] most albums first): what `scanbatch catalog
+        stats` prints."""
+        with self.db.read() as cur:
+            artists, albums = cur.execute(
+                "SELECT (SELECT count(*) FROM catalog_artists), "
+                "(SELECT count(*) FROM catalog_albums)"
+            ).fetchone()
+            genres = cur.execute(
+                "SELECT coalesce(genre, '(none)'), count(*) AS n FROM catalog_albums "
+                "GROUP BY 1 ORDER BY n DESC, 1"
+            ).fetchall()
+        return artists, albums, genres
+
     def is_empty(self) -> bool:
         with self.db.read() as cur:
             return not cur.execute("SELECT count(*) FROM catalog_albums").fetchone()[0]
