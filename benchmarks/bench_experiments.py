@@ -24,6 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from scanbatch.experiments import compare, load_dataset, run_experiment  # noqa: E402
+from scanbatch.extractors import check_extractor  # noqa: E402
 from scanbatch.names import FIELDS  # noqa: E402
 from scanbatch.settings import load_settings  # noqa: E402
 from tests.fake_gemini import (  # noqa: E402
@@ -94,14 +95,15 @@ def main() -> None:
             # Never a real key: every request goes to the fake server on loopback.
             os.environ["GEMINI_API_KEY"] = "bench-key"
             os.environ.pop("GOOGLE_GEMINI_BASE_URL", None)
-            settings = load_settings(
-                data_dir=Path(tmp) / "data", gemini_base_url=fake.base_url, gemini_rpm=10_000
-            )
+            os.environ["SCANBATCH_GEMINI_BASE_URL"] = fake.base_url
+            os.environ["SCANBATCH_GEMINI_RPM"] = "10000"
+            settings = load_settings(data_dir=Path(tmp) / "data")
+            rpm = check_extractor("gemini", settings).rpm
             requests = args.items * len(VARIANTS)
             print(
                 f"{args.items} records x 2 photos x {len(VARIANTS)} variants = {requests} "
                 f"requests; fake Gemini latency {args.latency:g} s; concurrency "
-                f"{settings.item_concurrency} per variant; rpm limit {settings.gemini_rpm}"
+                f"{settings.item_concurrency} per variant; rpm limit {rpm}"
             )
             started = time.perf_counter()
             first = run_experiment(dataset, VARIANTS, settings=settings, progress=False)

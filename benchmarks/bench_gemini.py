@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from scanbatch.extractors import create_extractor  # noqa: E402
 from scanbatch.extractors.gemini import GeminiExtractor  # noqa: E402
 from scanbatch.jobfolder import JobFolder  # noqa: E402
 from scanbatch.models import Manifest, Status  # noqa: E402
@@ -71,15 +72,14 @@ def main() -> None:
     os.environ["GEMINI_API_KEY"] = "bench-key"
     with FakeGemini(latency=args.latency) as fake, tempfile.TemporaryDirectory() as tmp:
         # A fresh data folder: the rate limit's window file lives there.
-        settings = load_settings(
-            extractor="gemini", gemini_base_url=fake.base_url, data_dir=Path(tmp)
-        )
-        extractor = GeminiExtractor.from_settings(settings)
+        settings = load_settings(extractor="gemini", data_dir=Path(tmp))
+        extractor = create_extractor("gemini", settings, base_url=fake.base_url)
+        assert isinstance(extractor, GeminiExtractor)
         levels = [1, settings.item_concurrency, *args.concurrency]
         levels = list(dict.fromkeys(levels))  # keep order, drop repeats
         print(
             f"{args.items} items x 2 photos, fake Gemini latency {args.latency:g} s, "
-            f"rpm limit {settings.gemini_rpm}, model {settings.gemini_model}"
+            f"rpm limit {extractor.options.rpm}, model {extractor.options.model}"
         )
         times = {c: run(extractor, Path(tmp), args.items, c) for c in levels}
         base = times[1]
