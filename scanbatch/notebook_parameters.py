@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 # Parameters of the notebook that describe the job rather than the settings.
 JOB_PARAMETERS = ("job_dir", "catalog_snapshot")
 EXTRACTOR_OPTIONS = "extractor_options"
+CHECK_OUTPUT = "# NBVAL_CHECK_OUTPUT"  # nbval compares this cell's output with the stored one
 
 JOB_PARAMETER_LINES = (
     'job_dir: str = ""  # The job folder, data/jobs/<jobId>; empty: a copy of one sample record.',
@@ -131,9 +132,11 @@ def notebook_default(name: str) -> Any:
 
 
 def open_job_source() -> str:
-    """The notebook's cell that opens the job: every parameter passed by its name."""
+    """The notebook's cell that opens the job, every parameter passed by its name. nbval
+    checks that it shows nothing (no warning): its reference output is empty, the one kind
+    that cannot mislead in a job's copy of the notebook written before it runs."""
     names = ", ".join(f"{name}={name}" for name in notebook_parameters())
-    return f"from scanbatch.kernel import open_job\njob = open_job(dict({names}))\njob.start()"
+    return f"{CHECK_OUTPUT}\nfrom scanbatch.kernel import open_job\njob = open_job(dict({names}))"
 
 
 def parameters_source() -> str:

@@ -42,7 +42,7 @@ def settings_table() -> str:
     """The core settings, then each extractor's own options (its `Options` model), which
     only that extractor reads."""
     out = [_rows((f"{ENV_PREFIX}{n.upper()}", f) for n, f in Settings.model_fields.items())]
-    for name in extractor_names():
+    for name in extractor_names(shipped_only=True):  # a plugin documents its own
         cls = get_extractor_class(name)
         fields = cls.Options.model_fields
         out.append(f"\nThe `{name}` extractor's options:\n\n")

@@ -87,8 +87,14 @@ def _entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def extractor_names() -> list[str]:
-    return sorted(_entry_points())
+def extractor_names(*, shipped_only: bool = False) -> list[str]:
+    """Every registered backend; `shipped_only`: those scanbatch itself registers."""
+    found = _entry_points()
+    return sorted(n for n, ep in found.items() if not shipped_only or _shipped(ep))
+
+
+def _shipped(entry: EntryPoint) -> bool:
+    return entry.dist is not None and entry.dist.name == "scanbatch"
 
 
 def get_extractor_class(name: str) -> type[Extractor]:
