@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint format docs bench clean-venv screenshots chromium
+.PHONY: run test nbval lint format docs bench clean-venv screenshots chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,22 @@ format: $(STAMP)
 
 test: lint chromium
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(if $(PYTEST_ARGS),,$(MAKE) --no-print-directory nbval)
+
+# The three notebooks run as they ship, with their default parameters, cell by cell (nbval): the
+# processing notebook on one sample record, the workbench showing its sign-in (no server: its
+# address goes nowhere, and no token), the experiments on data/sample with the offline variant
+# only (no GEMINI_API_KEY: never Google). A cell marked `# NBVAL_CHECK_OUTPUT` must show what
+# its stored output shows, after notebooks/nbval_sanitize.cfg. Their data folder lives in
+# .venv, so the experiments' cache makes the next run quick; its runs are dropped each time.
+NBVAL_DATA := $(VENV)/nbval-data
+NOTEBOOKS := notebooks/process_batch.ipynb notebooks/workbench.ipynb notebooks/experiments.ipynb
+nbval: $(STAMP)
+	mkdir -p $(NBVAL_DATA)/experiments
+	find $(NBVAL_DATA)/experiments -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} +
+	env -u GEMINI_API_KEY -u SCANBATCH_TOKEN SCANBATCH_URL=http://127.0.0.1:9 \
+	  SCANBATCH_DATA_DIR=$(abspath $(NBVAL_DATA)) $(BIN)/python -m pytest -p no:cacheprovider \
+	  --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg $(NOTEBOOKS)
 
 # The workbench's browser test drives Debian's chromium; it is never skipped. Installed here
 # when we can (root with apt-get), otherwise `make test` stops with the command to run.

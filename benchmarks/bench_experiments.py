@@ -21,6 +21,7 @@ from pathlib import Path
 import common  # noqa: F401  (puts the repository on sys.path)
 
 from scanbatch.experiments import compare, load_dataset, run_experiment
+from scanbatch.extractors import check_extractor
 from scanbatch.names import FIELDS
 from scanbatch.settings import load_settings
 from tests.fake_gemini import (
@@ -91,14 +92,15 @@ def main() -> None:
             # Never a real key: every request goes to the fake server on loopback.
             os.environ["GEMINI_API_KEY"] = "bench-key"
             os.environ.pop("GOOGLE_GEMINI_BASE_URL", None)
-            settings = load_settings(
-                data_dir=Path(tmp) / "data", gemini_base_url=fake.base_url, gemini_rpm=10_000
-            )
+            os.environ["SCANBATCH_GEMINI_BASE_URL"] = fake.base_url
+            os.environ["SCANBATCH_GEMINI_RPM"] = "10000"
+            settings = load_settings(data_dir=Path(tmp) / "data")
+            rpm = check_extractor("gemini", settings).rpm
             requests = args.items * len(VARIANTS)
             print(
                 f"{args.items} records x 2 photos x {len(VARIANTS)} variants = {requests} "
                 f"requests; fake Gemini latency {args.latency:g} s; concurrency "
-                f"{settings.item_concurrency} per variant; rpm limit {settings.gemini_rpm}"
+                f"{settings.item_concurrency} per variant; rpm limit {rpm}"
             )
             started = time.perf_counter()
             first = run_experiment(dataset, VARIANTS, settings=settings, progress=False)

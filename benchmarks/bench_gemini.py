@@ -16,6 +16,7 @@ from pathlib import Path
 
 import common  # noqa: F401  (puts the repository on sys.path)
 
+from scanbatch.extractors import create_extractor
 from scanbatch.extractors.gemini import GeminiExtractor
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import Manifest, Status
@@ -68,15 +69,14 @@ def main() -> None:
     os.environ["GEMINI_API_KEY"] = "bench-key"
     with FakeGemini(latency=args.latency) as fake, tempfile.TemporaryDirectory() as tmp:
         # A fresh data folder: the rate limit's window file lives there.
-        settings = load_settings(
-            extractor="gemini", gemini_base_url=fake.base_url, data_dir=Path(tmp)
-        )
-        extractor = GeminiExtractor.from_settings(settings)
+        settings = load_settings(extractor="gemini", data_dir=Path(tmp))
+        extractor = create_extractor("gemini", settings, base_url=fake.base_url)
+        assert isinstance(extractor, GeminiExtractor)
         levels = [1, settings.item_concurrency, *args.concurrency]
         levels = list(dict.fromkeys(levels))  # keep order, drop repeats
         print(
             f"{args.items} items x 2 photos, fake Gemini latency {args.latency:g} s, "
-            f"rpm limit {settings.gemini_rpm}, model {settings.gemini_model}"
+            f"rpm limit {extractor.options.rpm}, model {extractor.options.model}"
         )
         times = {c: run(extractor, Path(tmp), args.items, c) for c in levels}
         base = times[1]

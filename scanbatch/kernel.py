@@ -27,24 +27,23 @@ from scanbatch.images import SNIFF_BYTES, sniff_mime
 from scanbatch.jobfolder import JobFolder, iter_results
 from scanbatch.models import ItemOutcome, Manifest, ManifestItem, Status
 from scanbatch.names import FIELD_LABELS
+from scanbatch.notebook_parameters import (
+    JOB_PARAMETERS,
+    options_key,
+    options_parameter,
+    sample_job_dir,
+)
 from scanbatch.pipeline import FolderRun, Matcher, pending_items
-from scanbatch.settings import Settings, kernel_fields
+from scanbatch.settings import Settings
 from scanbatch.thumbnails import inline_img, jpeg_thumbnail
 
 log = logging.getLogger(__name__)
 
 THUMBNAIL_PX = 160
-# Parameters of the notebook that describe the job rather than the settings.
-JOB_PARAMETERS = ("job_dir", "catalog_snapshot")
-
-
-def notebook_parameters() -> list[str]:
-    """Every parameter the processing notebook declares, in order."""
-    return [*JOB_PARAMETERS, *kernel_fields()]
-
 
 # What `prepare` built for the job this kernel expects: reused by `open_job` when the job's
-# settings are the same (a Gemini client takes ~0.1 s to build; the catalog index much longer).
+# settings and extractor options are the same (a Gemini client takes ~0.1 s to build; the
+# catalog index much longer).
 _warmed: dict[str, Any] = {}
 # The job started ahead of its notebook, from the channel `prepare` listens on: a future of
 # (its key, the job), or of None when there was none. Taken by `open_job`.
@@ -78,9 +77,9 @@ def prepare(parameters: str = "{}", job_fd: int | None = None) -> None:
         return
     try:
         settings = Settings.from_kernel_parameters(params)
-        backend = create_extractor(settings.extractor, settings)
+        backend = create_extractor(settings.extractor, settings, **options_parameter(params))
         backend.warm()
-        _warmed.update(settings=settings, backend=backend)
+        _warmed.update(key=(settings, options_key(params)), backend=backend)
         if params.get("catalog_snapshot"):
             from scanbatch.catalog import load_matcher
 
@@ -124,12 +123,13 @@ def _start(parameters: str, future: Future[tuple[tuple, BatchJob] | None]) -> No
 def _job_key(parameters: Mapping[str, Any]) -> tuple:
     return (
         Settings.from_kernel_parameters(dict(parameters)),
+        options_key(parameters),
         *(parameters.get(name) for name in JOB_PARAMETERS),
     )
 
 
 def open_job(parameters: Mapping[str, Any]) -> BatchJob:
-    """The job described by the notebook's parameters (pass `globals()`): settings validated,
+    """The job described by the notebook's parameters (every one, by name): settings validated,
     the extractor built (a bad option or a missing key fails here, before any item), the catalog
     snapshot loaded. The job started ahead of the notebook, if its parameters are these."""
     future = _begun.pop("job", None)
@@ -149,17 +149,15 @@ def open_job(parameters: Mapping[str, Any]) -> BatchJob:
 
 
 def _open_job(parameters: Mapping[str, Any]) -> BatchJob:
-    from scanbatch.errors import ConfigError
-
     settings = Settings.from_kernel_parameters(dict(parameters))
-    if not parameters.get("job_dir"):
-        raise ConfigError("notebook parameter job_dir is empty: pass the job's folder")
-    folder = JobFolder(Path(parameters["job_dir"]))
+    options = options_parameter(parameters)
+    # Without a job (the notebook opened on its own), one sample record in a temporary folder.
+    folder = JobFolder(Path(parameters.get("job_dir") or sample_job_dir()))
     manifest = folder.read_manifest()
-    if _warmed.pop("settings", None) == settings:
+    if _warmed.pop("key", None) == (settings, options_key(parameters)):
         backend = _warmed.pop("backend")  # one job per kernel: it is not shared
     else:
-        backend = create_extractor(settings.extractor, settings)
+        backend = create_extractor(settings.extractor, settings, **options)
     snapshot = Path(parameters["catalog_snapshot"]) if parameters.get("catalog_snapshot") else None
     matcher = None
     if snapshot is not None and snapshot.exists():
@@ -534,41 +532,3 @@ def thumbnail_html(path: Path) -> str:
     except Exception as exc:  # an unreadable photo is itself worth seeing in the audit trail
         return f"<span>unreadable photo: {esc(exc)}</span>"
     return f"{inline_img(jpeg, path.name)}<br>{size[0]}×{size[1]} px"
-
-
-# -- the notebook's parameters cell ----------------------------------------------------------
-
-JOB_PARAMETER_LINES = (
-    'job_dir: str = ""  # The job folder, data/jobs/<jobId>.',
-    'catalog_snapshot: str = ""  # Parquet snapshot of the catalog to match against; empty: none.',
-)
-
-
-def notebook_default(name: str) -> Any:
-    """A setting's default as the notebook declares it: paths relative to the repository (the
-    runner always passes them absolute), None as "" (the settings read "" as None), and the
-    offline extractor (the settings' own default depends on GEMINI_API_KEY)."""
-    from scanbatch.settings import REPO_ROOT
-
-    if name == "extractor":
-        return "ocr"
-    value = Settings.model_fields[name].default
-    if isinstance(value, Path):
-        return str(value.relative_to(REPO_ROOT) if value.is_relative_to(REPO_ROOT) else value)
-    return "" if value is None else value
-
-
-def parameters_source() -> str:
-    """The source of the notebook's parameters cell, one `name: type = value  # help` line per
-    parameter, generated from the settings object (tests pin the notebook against it)."""
-    lines = [
-        "# Parameters. papermill injects this job's values in the cell below; the server and",
-        "# `scanbatch run` take them from the settings object (Settings.kernel_parameters).",
-        *JOB_PARAMETER_LINES,
-    ]
-    for name in kernel_fields():
-        default = notebook_default(name)
-        help_text = " ".join((Settings.model_fields[name].description or "").split())
-        literal = json.dumps(default) if isinstance(default, str) else repr(default)
-        lines.append(f"{name}: {type(default).__name__} = {literal}  # {help_text}")
-    return "\n".join(lines)

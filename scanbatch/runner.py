@@ -29,6 +29,7 @@ from scanbatch.errors import NotFound
 from scanbatch.jobfolder import JobFolder, read_results
 from scanbatch.models import ItemOutcome, JobView
 from scanbatch.names import LOCAL_RUN_USER
+from scanbatch.notebook_parameters import job_parameters
 from scanbatch.settings import PROCESSING_NOTEBOOK, Settings
 from scanbatch.store import JobStore
 
@@ -197,23 +198,18 @@ class JobRunner:
             # This worker waits for it, so no more kernels run than there are workers.
             run.reap()
 
-    def _kernel_parameters(self, snapshot: Path | None) -> dict:
-        return {
-            **self.settings.kernel_parameters(),
-            "catalog_snapshot": str(snapshot.resolve()) if snapshot else "",
-        }
-
     def _parameters(self, job_id: str, folder: JobFolder, snapshot: Path | None) -> dict:
-        return {
-            **self._kernel_parameters(snapshot),
-            "extractor": self.store.job_extractor(job_id) or self.settings.extractor,
-            "job_dir": str(folder.path.resolve()),
-        }
+        return job_parameters(
+            self.settings,
+            extractor=self.store.job_extractor(job_id),
+            job_dir=folder.path,
+            catalog_snapshot=snapshot,
+        )
 
     def _warm_parameters(self) -> dict:
         """What the next job will most likely be given (the settings and today's catalog
         snapshot, exported now if the catalog changed), for the warm-up only."""
-        return self._kernel_parameters(self.snapshot.ensure())
+        return job_parameters(self.settings, catalog_snapshot=self.snapshot.ensure())
 
     def _execute(
         self,

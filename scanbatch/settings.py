@@ -9,7 +9,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, field_validator
+from pydantic import Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 # Files that ship with the repository (prompts, sample photos, sample catalog, notebooks).
@@ -20,7 +20,7 @@ SHIPPED_DATA = REPO_ROOT / "data"
 
 
 # Settings only the server (or the CLI around the kernel) uses; every other field is a
-# parameter of the processing notebook.
+# parameter of the processing notebook, except the EXTRACTOR_ONLY ones.
 SERVER_ONLY = frozenset(
     {
         "host",
@@ -39,9 +39,15 @@ SERVER_ONLY = frozenset(
 )
 
 
+# Settings that only give an extractor's options their values (`Extractor.option_settings`):
+# they reach the kernel inside its `extractor_options` parameter, so that a job's notebook shows
+# them only when its extractor takes them.
+EXTRACTOR_ONLY = frozenset({"prompts_dir", "prompt_version"})
+
+
 def kernel_fields() -> list[str]:
     """Names of the settings the processing kernel receives, in declaration order."""
-    return [name for name in Settings.model_fields if name not in SERVER_ONLY]
+    return [name for name in Settings.model_fields if name not in SERVER_ONLY | EXTRACTOR_ONLY]
 
 
 # Set while the settings are built from a kernel's parameters, which are their only source.
@@ -52,8 +58,11 @@ def _default_extractor() -> str:
     return "gemini" if os.environ.get("GEMINI_API_KEY") else "ocr"
 
 
+ENV_PREFIX = "SCANBATCH_"
+
+
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SCANBATCH_", extra="ignore", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     data_dir: Path = Field(
         Path("data"),
@@ -115,34 +124,6 @@ class Settings(BaseSettings):
     )
     host: str = Field("127.0.0.1", description="Address `scanbatch serve` binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port `scanbatch serve` binds.")
-    gemini_model: str = Field("gemini-3-flash-preview", description="Gemini model name.")
-    gemini_temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature.")
-    gemini_timeout: float = Field(60.0, gt=0, description="Seconds per Gemini call.")
-    gemini_max_retries: int = Field(
-        4, ge=0, le=10, description="Retries of a 429/5xx/connection error."
-    )
-    gemini_rpm: int = Field(
-        60,
-        ge=1,
-        description="Gemini requests per rate period, shared by every job of every process "
-        "using this data folder.",
-    )
-    gemini_rate_period: float = Field(
-        60.0,
-        gt=0,
-        description="Seconds over which SCANBATCH_GEMINI_RPM is counted (Gemini counts per "
-        "minute; tests shorten it).",
-    )
-    gemini_base_url: str | None = Field(
-        None,
-        description="Gemini endpoint; unset uses the SDK's GOOGLE_GEMINI_BASE_URL, else Google's.",
-    )
-    gemini_retry_base_delay: float = Field(
-        1.0, ge=0, description="Seconds before the first retry; doubles per retry, with jitter."
-    )
-    gemini_retry_max_delay: float = Field(
-        60.0, ge=0, description="Longest wait between retries, Retry-After included."
-    )
     prompts_dir: Path = Field(
         SHIPPED_DATA / "prompts", description="Folder of versioned prompt files."
     )
@@ -150,7 +131,11 @@ class Settings(BaseSettings):
         "v1", description="Prompt file under data/prompts/ (name without .md)."
     )
     match_min_score: float = Field(
-        0.82, ge=0, le=1, description="Minimum catalog match score; below it, no match."
+        # Tuned on the quality set (docs/catalog.md); the matcher's own default is this one.
+        0.82,
+        ge=0,
+        le=1,
+        description="Minimum catalog match score; below it, no match.",
     )
     dataset_max_bytes: int = Field(
         8 * 1024**3,
@@ -161,6 +146,28 @@ class Settings(BaseSettings):
     dataset_max_files: int = Field(
         100_000, ge=1, description="Members an experiment may unpack from one dataset zip."
     )
+
+    # The SCANBATCH_* variables these settings were read with (none when they come from kernel
+    # parameters): each extractor reads its own options from them (`scanbatch.extractors`).
+    _environ: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, context: Any, /) -> None:
+        if not _PARAMETERS_ONLY.get():
+            self._environ = {
+                name.upper(): value
+                for name, value in os.environ.items()
+                if name.upper().startswith(ENV_PREFIX)
+            }
+
+    def environment(self, prefix: str) -> dict[str, str]:
+        """The variables read with these settings whose names start with `prefix` (e.g.
+        `SCANBATCH_GEMINI_`), keyed by the rest of the name in lower case (`rpm`)."""
+        prefix = prefix.upper()
+        return {
+            name[len(prefix) :].lower(): value
+            for name, value in self._environ.items()
+            if name.startswith(prefix)
+        }
 
     @classmethod
     def settings_customise_sources(
@@ -175,7 +182,7 @@ class Settings(BaseSettings):
             return (init_settings,)
         return (init_settings, env_settings, dotenv_settings, file_secret_settings)
 
-    @field_validator("seed_catalog", "gemini_base_url", mode="before")
+    @field_validator("seed_catalog", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

@@ -26,6 +26,14 @@ def fake_extractor():
 
 
 @pytest.fixture
+def clean_env(monkeypatch):
+    """No SCANBATCH_* variable and no Gemini key: what a kernel's environment holds."""
+    for name in list(os.environ):
+        if name.startswith("SCANBATCH_") or name == "GEMINI_API_KEY":
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
 def settings(tmp_path, monkeypatch):
     from scanbatch.settings import Settings
 

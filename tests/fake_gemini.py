@@ -2,7 +2,7 @@
 
     with FakeGemini() as fake:
         fake.script(error_reply(429, retry_after=1), extraction_reply({"artistName": ...}))
-        extractor = GeminiExtractor(GeminiExtractor.Options(api_key="k", base_url=fake.base_url))
+        extractor = create_extractor("gemini", settings, base_url=fake.base_url)
         ...
         fake.requests  # every request: path, headers, parsed JSON body, arrival time
 

@@ -557,3 +557,39 @@ def test_comparison_matrix_pairs_regressions_and_cost(tmp_path):
     assert "fail item 0 (repeat 0): gemini_rate_limited: quota" in text
     with pytest.raises(BadRequest, match="baseline 'off' is not a variant that ran"):
         Comparison(RunRecord(tmp_path / "r", meta, records, truth), baseline="off")
+
+
+# --- the notebook -------------------------------------------------------------------------
+
+
+def _experiments_notebook() -> dict:
+    from scanbatch.settings import REPO_ROOT
+
+    return json.loads((REPO_ROOT / "notebooks" / "experiments.ipynb").read_text())
+
+
+def test_the_notebooks_last_cell_is_one_call_to_the_package():
+    import ast
+
+    from scanbatch.experiments import notebook
+
+    code = [c for c in _experiments_notebook()["cells"] if c["cell_type"] == "code"]
+    last = "".join(code[-1]["source"])
+    (statement,) = ast.parse(last).body  # one statement: no logic in the notebook
+    assert isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
+    assert hasattr(notebook, statement.value.func.id)
+
+
+def test_the_notebooks_intro_states_the_rule_the_pairs_table_applies():
+    """The intro's "real difference" is the verdict's "better": the interval excludes 0 and
+    the exact test's p is below 0.05; the table's two other verdicts are named with it."""
+    import importlib
+    import inspect
+
+    compare = importlib.import_module("scanbatch.experiments.compare")  # not the function
+    intro = " ".join("".join(_experiments_notebook()["cells"][0]["source"]).split())
+    rule = inspect.getsource(compare.verdict)
+    assert "iv.excludes_zero" in rule and "test.p_value >= 0.05" in rule
+    assert "the interval does not include 0 **and** the exact test's p is below 0.05" in intro
+    for words in ("looks better; too few records to be sure", "no clear difference"):
+        assert words in rule and words in intro, words

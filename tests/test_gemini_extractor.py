@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
 from scanbatch.errors import ConfigError, ExtractionError
-from scanbatch.extractors import create_extractor
+from scanbatch.extractors import check_extractor, create_extractor
 from scanbatch.extractors.gemini import UPC_UNVERIFIED_CONFIDENCE, GeminiExtractor
 from scanbatch.extractors.ratelimit import RateLimiter
 from scanbatch.jobfolder import JobFolder
@@ -34,6 +35,7 @@ from tests.fake_gemini import (
 )
 from tests.imaging import image_bytes
 
+KEY = "test-key"
 FAST = {"retry_base_delay": 0.01, "retry_max_delay": 3.0, "max_retries": 3, "timeout": 5.0}
 
 
@@ -50,17 +52,24 @@ def _no_env_base_url(monkeypatch):
 
 
 def gemini_options(**overrides) -> GeminiExtractor.Options:
-    """Options as the settings object makes them (its defaults are the only ones), overridden."""
+    """Options as the factory makes them (the extractor's defaults, the settings' prompt),
+    overridden."""
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GEMINI_API_KEY", "test-key")  # settings_options requires one
-        values = GeminiExtractor.settings_options(Settings(extractor="gemini"))
-    return GeminiExtractor.Options(**{**values, **overrides})
+        mp.setenv("GEMINI_API_KEY", "test-key")  # check_extractor requires one
+        for name in list(os.environ):
+            if name.startswith("SCANBATCH_GEMINI_"):
+                mp.delenv(name)
+        options = check_extractor("gemini", Settings(extractor="gemini"), **overrides)
+    assert isinstance(options, GeminiExtractor.Options)
+    return options
 
 
 def make(fake: FakeGemini, limiter: RateLimiter | None = None, sleep=time.sleep, **overrides):
     options = gemini_options(base_url=fake.base_url, **{**FAST, **overrides})
     # A private limiter per test: the process-wide one would carry state between tests.
-    return GeminiExtractor(options, rate_limiter=limiter or RateLimiter(10_000), sleep=sleep)
+    return GeminiExtractor(
+        options, api_key=KEY, rate_limiter=limiter or RateLimiter(10_000), sleep=sleep
+    )
 
 
 def photo(fmt: str = "JPEG", photo_type: str = "front_cover") -> Photo:
@@ -155,7 +164,7 @@ def test_sdk_default_api_version_with_base_url_and_env_var(fake, monkeypatch):
     make(fake).extract([photo()], None)
     monkeypatch.setenv("GOOGLE_GEMINI_BASE_URL", fake.base_url)
     options = gemini_options(**FAST)  # no base_url: the SDK reads the env
-    GeminiExtractor(options, rate_limiter=RateLimiter(100)).extract([photo()], None)
+    GeminiExtractor(options, api_key=KEY, rate_limiter=RateLimiter(100)).extract([photo()], None)
     assert [r.api_version for r in fake.requests] == ["v1", "v1"]
 
 
@@ -420,7 +429,9 @@ def test_connection_errors_are_retried_then_fail():
         url = closed.base_url  # the port is free again once the server closes
     delays: list[float] = []
     options = gemini_options(base_url=url, **{**FAST, "max_retries": 2})
-    extractor = GeminiExtractor(options, rate_limiter=RateLimiter(100), sleep=delays.append)
+    extractor = GeminiExtractor(
+        options, api_key=KEY, rate_limiter=RateLimiter(100), sleep=delays.append
+    )
     error = fail(extractor)
     assert error.code == "gemini_connection" and error.retryable
     assert len(delays) == 2
@@ -463,10 +474,10 @@ def test_concurrent_items_share_the_rate_limit(fake):
 
 def test_extractors_for_the_same_quota_share_one_window_file(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("GEMINI_API_KEY", "k")
-    settings = Settings(
-        data_dir=tmp_path, gemini_base_url=fake.base_url, gemini_rpm=7, extractor="gemini"
-    )
-    first = GeminiExtractor.from_settings(settings)
+    monkeypatch.setenv("SCANBATCH_GEMINI_BASE_URL", fake.base_url)
+    monkeypatch.setenv("SCANBATCH_GEMINI_RPM", "7")
+    settings = Settings(data_dir=tmp_path, extractor="gemini")
+    first = create_extractor("gemini", settings)
     second = create_extractor("gemini", settings)
     other_model = create_extractor("gemini", settings, model="gemini-other")
     assert first._limiter.path == second._limiter.path != other_model._limiter.path
@@ -483,16 +494,18 @@ def test_options_are_typed_and_an_unknown_one_is_named(monkeypatch, tmp_path):
         create_extractor("gemini", settings, temperature="hot")
     built = create_extractor("gemini", settings, temperature=0.4, prompt_version="v1")
     assert built.options.temperature == 0.4
-    assert built.options.model == settings.gemini_model  # the rest from the settings object
+    # The rest are the extractor's own defaults.
+    assert built.options.model == GeminiExtractor.Options.model_fields["model"].default
 
 
-def test_the_settings_object_is_the_only_source_of_defaults():
-    required = {
-        name for name, field in GeminiExtractor.Options.model_fields.items() if field.is_required()
-    }
-    # Everything a setting covers has no default of its own here.
-    covered = set(gemini_options().model_dump()) - {"max_timeout_retries"}
-    assert covered <= required
+def test_the_options_are_the_only_source_of_defaults():
+    """Each default is written once: on the option (the core settings hold none of them),
+    except the prompt's folder and version, which are the core settings of those names."""
+    fields = GeminiExtractor.Options.model_fields
+    required = {name for name, field in fields.items() if field.is_required()}
+    assert required == set(GeminiExtractor.option_settings) == {"prompts_dir", "prompt_version"}
+    assert not {f"gemini_{name}" for name in fields} & set(Settings.model_fields)
+    assert all(fields[name].description for name in fields)
 
 
 # --- configuration -------------------------------------------------------------------------
@@ -501,28 +514,32 @@ def test_the_settings_object_is_the_only_source_of_defaults():
 def test_missing_api_key_is_a_config_error(monkeypatch):
     monkeypatch.delenv("GEMINI_API_KEY", raising=False)
     with pytest.raises(ConfigError, match="GEMINI_API_KEY"):
-        GeminiExtractor.from_settings(Settings(extractor="gemini"))
+        create_extractor("gemini", Settings(extractor="gemini"))
+    with pytest.raises(ConfigError, match="GEMINI_API_KEY"):
+        check_extractor("gemini", Settings(extractor="gemini"))
 
 
-def test_unknown_prompt_version_fails_in_from_settings(monkeypatch, tmp_path):
+def test_unknown_prompt_version_fails_when_built(monkeypatch, tmp_path):
     monkeypatch.setenv("GEMINI_API_KEY", "k")
     with pytest.raises(ConfigError, match="v1"):
-        GeminiExtractor.from_settings(
-            Settings(extractor="gemini", prompt_version="v999", data_dir=tmp_path)
+        create_extractor(
+            "gemini", Settings(extractor="gemini", prompt_version="v999", data_dir=tmp_path)
+        )
+    # An override reaches the options before the extractor is built: it fails the same way.
+    with pytest.raises(ConfigError, match="v1"):
+        create_extractor(
+            "gemini", Settings(extractor="gemini", data_dir=tmp_path), prompt_version="v999"
         )
 
 
-def test_from_settings_reads_the_gemini_settings(fake, monkeypatch, tmp_path):
+def test_the_gemini_variables_set_its_options(fake, monkeypatch, tmp_path):
     monkeypatch.setenv("GEMINI_API_KEY", "from-env")
-    settings = Settings(
-        extractor="gemini",
-        data_dir=tmp_path,
-        gemini_base_url=fake.base_url,
-        gemini_model="gemini-x",
-        gemini_temperature=0.2,
-        gemini_rpm=1000,
-    )
-    GeminiExtractor.from_settings(settings).extract([photo()], None)
+    monkeypatch.setenv("SCANBATCH_GEMINI_BASE_URL", fake.base_url)
+    monkeypatch.setenv("SCANBATCH_GEMINI_MODEL", "gemini-x")
+    monkeypatch.setenv("SCANBATCH_GEMINI_TEMPERATURE", "0.2")
+    monkeypatch.setenv("SCANBATCH_GEMINI_RPM", "1000")
+    settings = Settings(extractor="gemini", data_dir=tmp_path)
+    create_extractor("gemini", settings).extract([photo()], None)
     (request,) = fake.requests
     assert request.model == "gemini-x"
     assert request.headers["x-goog-api-key"] == "from-env"

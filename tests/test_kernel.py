@@ -1,63 +1,17 @@
-"""The processing notebook's parameters, pinned against the settings object, and the report the
-kernel writes into it (built here in-process; test_server reads it through HTTP)."""
+"""The report the kernel writes into the processing notebook (built here in-process;
+test_server reads it through HTTP), and the hand-off of a job to a warm kernel. The notebook's
+parameters are pinned in test_notebook_parameters."""
 
-import ast
 import json
-import os
 import time
-from pathlib import Path
 
-import papermill
 import pytest
 
 from scanbatch.catalog import CatalogMatcher
-from scanbatch.kernel import JOB_PARAMETERS, notebook_parameters, open_job, parameters_source
+from scanbatch.kernel import open_job
 from scanbatch.models import Manifest
-from scanbatch.settings import PROCESSING_NOTEBOOK, REPO_ROOT, SERVER_ONLY, Settings, kernel_fields
+from scanbatch.settings import Settings
 from tests.imaging import image_bytes
-
-PY_TYPES = {int: "int", float: "float", str: "str"}
-
-
-@pytest.fixture
-def clean_env(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("SCANBATCH_") or name == "GEMINI_API_KEY":
-            monkeypatch.delenv(name)
-
-
-def test_the_notebooks_parameters_are_the_settings_kernel_fields(clean_env):
-    declared = papermill.inspect_notebook(str(PROCESSING_NOTEBOOK))
-    assert list(declared) == [*JOB_PARAMETERS, *kernel_fields()] == notebook_parameters()
-    assert set(kernel_fields()) == set(Settings.model_fields) - SERVER_ONLY
-    defaults = Settings()
-    for name in kernel_fields():
-        param = declared[name]
-        field = Settings.model_fields[name]
-        value = ast.literal_eval(param["default"])
-        expected = getattr(defaults, name)
-        if isinstance(expected, Path):  # declared relative to the repository
-            assert param["inferred_type_name"] == "str"
-            assert expected in (Path(value), REPO_ROOT / value), name
-        elif expected is None:  # declared as "", which the settings read as None
-            assert (param["inferred_type_name"], value) == ("str", ""), name
-        else:
-            assert param["inferred_type_name"] == PY_TYPES[type(expected)], name
-            assert value == expected, name
-        assert param["help"] == " ".join(field.description.split()), name
-    # And the server sends exactly these, with a value for each.
-    assert set(Settings().kernel_parameters()) == set(kernel_fields())
-
-
-def test_the_parameters_cell_is_the_generated_one_and_the_notebook_names_its_kernel():
-    notebook = json.loads(PROCESSING_NOTEBOOK.read_text())
-    cells = [c for c in notebook["cells"] if "parameters" in c["metadata"].get("tags", [])]
-    assert len(cells) == 1 and "".join(cells[0]["source"]) == parameters_source()
-    assert notebook["metadata"]["kernelspec"]["name"] == "python3"
-    # Thin: every code cell is a line or two that calls the package.
-    code = ["".join(c["source"]) for c in notebook["cells"] if c["cell_type"] == "code"][1:]
-    assert all(len(src.splitlines()) <= 3 for src in code)
-    assert all(c["outputs"] == [] for c in notebook["cells"] if c["cell_type"] == "code")
 
 
 def make_job(tmp_path, records):
@@ -283,3 +237,24 @@ def test_a_job_that_cannot_begin_is_left_to_its_notebook(tmp_path, clean_env, mo
     hand_job_to_kernel(params)  # logged, not raised
     with pytest.raises(ConfigError, match="Unknown extractor 'nope'"):
         open_job(params)  # the notebook's cell says why, in words
+
+
+def test_a_warmed_job_is_keyed_by_its_extractor_options_too(tmp_path, clean_env):
+    import scanbatch.kernel as kernel
+    from scanbatch.notebook_parameters import job_parameters
+
+    params = job_parameters(Settings(data_dir=tmp_path, extractor="ocr"), job_dir=tmp_path)
+    assert kernel._job_key(params) == kernel._job_key(json.loads(json.dumps(params)))
+    other = {**params, "extractor_options": {**params["extractor_options"], "max_side": 640}}
+    assert kernel._job_key(other) != kernel._job_key(params)
+
+
+def test_without_a_job_the_notebook_reads_one_sample_record(clean_env):
+    """Opened on its own (Jupyter, nbval), the notebook has a job: a temporary copy of the
+    first record of data/sample, so nothing is written into the repository."""
+    from scanbatch.settings import REPO_ROOT
+
+    job = open_job({"extractor": "fake"})
+    assert not job.folder.path.is_relative_to(REPO_ROOT)
+    assert job.mime_types == {0: ["image/jpeg", "image/jpeg", "image/heic"]}
+    assert [o.status for o in job.process()] == ["completed"]

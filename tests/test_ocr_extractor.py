@@ -16,7 +16,7 @@ from PIL import Image
 from scanbatch.catalog.match import CatalogMatcher
 from scanbatch.errors import ExtractionError
 from scanbatch.evaluate import normalize
-from scanbatch.extractors import get_extractor_class, ocr_engine, ocr_layout
+from scanbatch.extractors import create_extractor, get_extractor_class, ocr_engine, ocr_layout
 from scanbatch.extractors.ocr import OcrExtractor
 from scanbatch.extractors.ocr_engine import BarcodeRead, OcrLine
 from scanbatch.models import Photo, ScanContext
@@ -90,11 +90,11 @@ def full_extraction(extractor, full_item):
 def test_registry_builds_the_ocr_extractor(tmp_path):
     cls = get_extractor_class("ocr")
     assert cls is OcrExtractor
-    ex = cls.from_settings(Settings(data_dir=tmp_path))  # no snapshot: works without a catalog
+    ex = create_extractor("ocr", Settings(data_dir=tmp_path))  # no snapshot: no catalog needed
     assert isinstance(ex, OcrExtractor) and ex.catalog is None
 
 
-def test_from_settings_loads_the_catalog_snapshot(tmp_path):
+def test_the_factory_loads_the_catalog_snapshot(tmp_path):
     import duckdb
 
     from scanbatch.catalog import CATALOG_MIGRATION_SQL, export_snapshot
@@ -109,7 +109,7 @@ def test_from_settings_loads_the_catalog_snapshot(tmp_path):
     )
     settings = Settings(data_dir=tmp_path)
     export_snapshot(con, settings.catalog_snapshot)
-    ex = OcrExtractor.from_settings(settings)
+    ex = create_extractor("ocr", settings)
     assert ex.catalog is not None and ex.catalog.get(7)["album_title"] == "Treasure"
 
 

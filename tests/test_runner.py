@@ -162,13 +162,15 @@ def test_two_jobs_at_once_share_one_gemini_rate_limit(runner_settings, runner_st
     # Slow replies keep each job running for seconds after its last request, so the two jobs
     # overlap even when one kernel is slow to begin (the machine may be busy).
     with FakeGemini(default=extraction_reply(), latency=5.0) as fake:
-        settings = runner_settings.model_copy(
-            update={
+        # The gemini extractor's own variables, read with the settings (kernels see none).
+        monkeypatch.setenv("SCANBATCH_GEMINI_RPM", str(rpm))
+        monkeypatch.setenv("SCANBATCH_GEMINI_RATE_PERIOD", str(period))
+        monkeypatch.setenv("SCANBATCH_GEMINI_BASE_URL", fake.base_url)
+        settings = Settings(
+            **{
+                **runner_settings.model_dump(),
                 "extractor": "gemini",
                 "runner_workers": 2,
-                "gemini_rpm": rpm,
-                "gemini_rate_period": period,
-                "gemini_base_url": fake.base_url,
                 "notebook_timeout": 120,
             }
         )

@@ -4,17 +4,20 @@ the click commands, so neither can drift from the code."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import click
+from pydantic.fields import FieldInfo
 
-from scanbatch.settings import REPO_ROOT, Settings
+from scanbatch.extractors import extractor_names, get_extractor_class
+from scanbatch.extractors.base import env_options, env_prefix
+from scanbatch.settings import ENV_PREFIX, REPO_ROOT, Settings
 
 
-def _default(name: str) -> str:
-    field = Settings.model_fields[name]
+def _default(field: FieldInfo) -> str:
     if field.default_factory is not None:
-        return (field.json_schema_extra or {}).get("shown_default", "(computed)")
+        return (field.json_schema_extra or {}).get("shown_default", "(computed)")  # type: ignore[union-attr]
     value = field.default
     if value is None:
         return "(unset)"
@@ -27,12 +30,24 @@ def _default(name: str) -> str:
     return f"`{value}`"
 
 
-def settings_table() -> str:
+def _rows(fields: Iterable[tuple[str, FieldInfo]]) -> str:
     rows = ["| variable | default | meaning |", "|---|---|---|"]
-    for name, field in Settings.model_fields.items():
-        meaning = (field.description or "").replace("|", "\\|")
-        rows.append(f"| `SCANBATCH_{name.upper()}` | {_default(name)} | {meaning} |")
+    for variable, field in fields:
+        meaning = " ".join((field.description or "").split()).replace("|", "\\|")
+        rows.append(f"| `{variable}` | {_default(field)} | {meaning} |")
     return "\n".join(rows) + "\n"
+
+
+def settings_table() -> str:
+    """The core settings, then each extractor's own options (its `Options` model), which
+    only that extractor reads."""
+    out = [_rows((f"{ENV_PREFIX}{n.upper()}", f) for n, f in Settings.model_fields.items())]
+    for name in extractor_names(shipped_only=True):  # a plugin documents its own
+        cls = get_extractor_class(name)
+        fields = cls.Options.model_fields
+        out.append(f"\nThe `{name}` extractor's options:\n\n")
+        out.append(_rows((env_prefix(name) + o.upper(), fields[o]) for o in env_options(cls)))
+    return "".join(out)
 
 
 def _walk(cmd: click.Command, path: list[str]):

@@ -83,3 +83,19 @@ def show_table(frame: Any) -> None:
 
     with pd.option_context("display.max_colwidth", None, "display.max_rows", 500):
         display(frame)
+
+
+def print_cost_and_failures(c: Comparison, *, limit: int = 30) -> None:
+    """The price table's date and source, each variant's cost note, and the failed records
+    (the first `limit`) with their errors."""
+    print(f"prices as of {c.prices.date} ({c.prices.currency}) from {c.prices.path}")
+    for row in c.matrix_rows():
+        if row["cost note"]:
+            print(f"{row['variant']}: {row['cost note']}")
+    errors = c.errors()
+    print(f"failed records: {len(errors)}")
+    for e in errors[:limit]:
+        print(
+            f"  {e['variant']} item {e['itemIndex']} (repeat {e['repeat']}): "
+            f"{e['errorCode']}: {e['errorMessage']}"
+        )

@@ -3,7 +3,8 @@ answers (model, prompt version, temperature, any other option of that extractor)
 
 Everything is validated before any photo is sent: an unknown extractor, an option the
 extractor does not have, a bad value or an unknown prompt version is a BadRequest naming the
-variant and the fix. `build_extractor` is the one place a variant becomes an extractor."""
+variant and the fix. `build_extractor` is the one place a variant becomes an extractor, through
+the one factory (`create_extractor`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,12 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
 from scanbatch.errors import BadRequest, ConfigError
-from scanbatch.extractors import Extractor, extractor_names, get_extractor_class
+from scanbatch.extractors import (
+    Extractor,
+    create_extractor,
+    extractor_names,
+    get_extractor_class,
+)
 from scanbatch.prompts import load_prompt, prompt_versions
 from scanbatch.settings import Settings
 
@@ -34,7 +40,6 @@ DEFAULT_VARIANTS: list[dict[str, Any]] = [
 # version is replaced by the hash of the prompt's text (a file edited in place must miss).
 NOT_IN_CACHE_KEY = frozenset(
     {
-        "api_key",
         "timeout",
         "max_retries",
         "max_timeout_retries",
@@ -47,7 +52,6 @@ NOT_IN_CACHE_KEY = frozenset(
 )
 # Secrets come from the environment only, never from a variant (which is written to disk).
 FORBIDDEN_OPTIONS = frozenset({"api_key"})
-PROMPT_SETTINGS = frozenset({"prompt_version", "prompts_dir"})
 # Shorthands a variant may give at its top level, each the extractor option of the same name.
 SHORTHANDS = ("model", "prompt_version", "temperature")
 
@@ -244,27 +248,11 @@ def validate_variants(variants: Iterable[Variant], settings: Settings) -> list[V
 
 
 def build_extractor(variant: Variant, settings: Settings, catalog: Any = None) -> Extractor:
-    """The extractor for `variant`. The one place variants become extractors: options that the
-    settings object carries (model, prompt version, temperature, ...) go through
-    `Settings.model_copy`, so `from_settings` builds exactly what a job would; the rest are set
-    on the built extractor's options. Raises ConfigError when the variant cannot run here
-    (e.g. GEMINI_API_KEY missing). Extractors that read a catalog get the experiment's."""
-    cls = get_extractor_class(variant.extractor)
-    through_settings: dict[str, Any] = {}
-    after: dict[str, Any] = {}
-    for key, value in variant.overrides().items():
-        value = _check_value(cls, key, value)
-        # `gemini_model`-style settings belong to one backend; of the unprefixed settings only
-        # the prompt ones are extractor options (a plugin's `port` is not the server's).
-        for name in (f"{variant.extractor}_{key}", key if key in PROMPT_SETTINGS else ""):
-            if name in Settings.model_fields:
-                through_settings[name] = value
-                break
-        else:
-            after[key] = value
-    extractor = cls.from_settings(settings.model_copy(update=through_settings))
-    if after:
-        extractor.options = extractor.options.model_copy(update=after)
+    """The extractor for `variant`: `create_extractor` with the variant's options as
+    overrides, so it is built exactly as a job's would be, with them. Raises ConfigError when
+    the variant cannot run here (e.g. GEMINI_API_KEY missing). Extractors that read a catalog
+    get the experiment's."""
+    extractor = create_extractor(variant.extractor, settings, **variant.overrides())
     if catalog is not None and hasattr(extractor, "catalog"):
         extractor.catalog = catalog
     return extractor

@@ -2,12 +2,15 @@
 
 A backend is a subclass of `Extractor` registered under a name in the `scanbatch.extractors`
 entry-point group (the built-in ones in scanbatch's own `pyproject.toml`, as pytest and llm do
-for their plugins). Its options are a pydantic model that forbids unknown names, filled from the
-settings object, so a bad option fails before any work starts."""
+for their plugins). Its options are a pydantic model that forbids unknown names and holds their
+defaults and descriptions; each is settable as SCANBATCH_<EXTRACTOR>_<OPTION>. `create_extractor`
+and `check_extractor` are the one way to build or validate a backend, so a bad option fails
+before any work starts."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any, ClassVar
@@ -16,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from scanbatch.errors import ConfigError
 from scanbatch.models import Extraction, Photo, ScanContext
-from scanbatch.settings import Settings
+from scanbatch.settings import ENV_PREFIX, Settings
 
 ENTRY_POINT_GROUP = "scanbatch.extractors"
 
@@ -33,29 +36,23 @@ class Extractor(ABC):
     class Options(ExtractorOptions):
         pass
 
+    # Options whose value is a core setting's (option name -> `Settings` field): that setting's
+    # variable sets them (e.g. SCANBATCH_PROMPT_VERSION), not SCANBATCH_<EXTRACTOR>_<OPTION>.
+    option_settings: ClassVar[Mapping[str, str]] = {}
+
     def __init__(self, options: ExtractorOptions | None = None) -> None:
         self.options = options if options is not None else self.Options()
 
-    @classmethod
-    def settings_options(cls, settings: Settings) -> dict[str, Any]:
-        """Option values taken from the settings object, the only source of their defaults."""
-        return {}
+    @classmethod  # noqa: B027  (an optional hook: most backends need nothing from it)
+    def check_environment(cls) -> None:
+        """Raise `ConfigError` when what the backend needs from the process environment (an
+        API key: secrets are never options) is missing."""
 
     @classmethod
     def from_options(cls, options: ExtractorOptions, settings: Settings) -> Extractor:
         """Build the backend from validated options; override to add resources (a client, a
         catalog) that the settings locate."""
         return cls(options)
-
-    @classmethod
-    def from_settings(cls, settings: Settings, **overrides: Any) -> Extractor:
-        """The backend configured by `settings`, with `overrides` replacing single options."""
-        values = {**cls.settings_options(settings), **overrides}
-        try:
-            options = cls.Options.model_validate(values)
-        except ValidationError as exc:
-            raise ConfigError(describe_option_error(cls.name, cls.Options, exc)) from None
-        return cls.from_options(options, settings)
 
     def request_info(self) -> dict[str, str]:
         """What each request is made with, for the audit trail (e.g. model, prompt version)."""
@@ -90,8 +87,14 @@ def _entry_points() -> dict[str, EntryPoint]:
     return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
 
 
-def extractor_names() -> list[str]:
-    return sorted(_entry_points())
+def extractor_names(*, shipped_only: bool = False) -> list[str]:
+    """Every registered backend; `shipped_only`: those scanbatch itself registers."""
+    found = _entry_points()
+    return sorted(n for n, ep in found.items() if not shipped_only or _shipped(ep))
+
+
+def _shipped(entry: EntryPoint) -> bool:
+    return entry.dist is not None and entry.dist.name == "scanbatch"
 
 
 def get_extractor_class(name: str) -> type[Extractor]:
@@ -113,18 +116,55 @@ def get_extractor_class(name: str) -> type[Extractor]:
     return cls
 
 
-def check_extractor(name: str, settings: Settings, **overrides: Any) -> None:
-    """Validate backend `name`'s options (and that it exists) without building it: for callers
-    that build it elsewhere, e.g. in a kernel. Raises `ConfigError` naming the bad option."""
-    cls = get_extractor_class(name)
+def env_prefix(name: str) -> str:
+    """Where backend `name`'s options are read from: `SCANBATCH_GEMINI_` for `gemini`."""
+    return f"{ENV_PREFIX}{name.upper().replace('-', '_')}_"
+
+
+def env_options(cls: type[Extractor]) -> list[str]:
+    """The options of `cls` that a `SCANBATCH_<EXTRACTOR>_<OPTION>` variable sets."""
+    return [name for name in cls.Options.model_fields if name not in cls.option_settings]
+
+
+def _options(cls: type[Extractor], settings: Settings, overrides: Mapping[str, Any]) -> Any:
+    """The options `cls` is built with: its own defaults, replaced by the core settings it
+    takes, then by its SCANBATCH_<EXTRACTOR>_* variables (read with `settings`; settings made
+    from kernel parameters read none), then by `overrides`, validated once."""
+    from_env = {
+        name: value
+        for name, value in settings.environment(env_prefix(cls.name)).items()
+        if name in env_options(cls)
+    }
+    values = {
+        **{option: getattr(settings, field) for option, field in cls.option_settings.items()},
+        **from_env,
+        **overrides,
+    }
     try:
-        cls.Options.model_validate({**cls.settings_options(settings), **overrides})
+        return cls.Options.model_validate(values)
     except ValidationError as exc:
-        raise ConfigError(describe_option_error(name, cls.Options, exc)) from None
+        err = exc.errors()[0]
+        option = str(err["loc"][0]) if err["loc"] else ""
+        if option in from_env and option not in overrides:
+            variable = env_prefix(cls.name) + option.upper()
+            raise ConfigError(f"{variable}: {err['msg']} (got {err.get('input')!r})") from None
+        raise ConfigError(describe_option_error(cls.name, cls.Options, exc)) from None
+
+
+def check_extractor(name: str, settings: Settings, **overrides: Any) -> ExtractorOptions:
+    """Validate backend `name` (that it exists, its options, what it needs from the
+    environment) without building it, and return the options it would be built with: for
+    callers that build it elsewhere, e.g. in a kernel. Raises `ConfigError` naming the bad
+    option or variable."""
+    cls = get_extractor_class(name)
+    cls.check_environment()
+    return _options(cls, settings, overrides)
 
 
 def create_extractor(name: str, settings: Settings, **overrides: Any) -> Extractor:
     """Build backend `name` from the settings object, each override replacing one option
-    (e.g. `model="gemini-x"`). Options are validated before any work: an unknown or bad option
-    raises `ConfigError` naming it."""
-    return get_extractor_class(name).from_settings(settings, **overrides)
+    (e.g. `model="gemini-x"`) before it is built. Options are validated before any work: an
+    unknown or bad option raises `ConfigError` naming it."""
+    cls = get_extractor_class(name)
+    cls.check_environment()
+    return cls.from_options(_options(cls, settings, overrides), settings)

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-from pydantic import Field, SecretStr
+from pydantic import Field, field_validator
 
 from scanbatch.errors import ConfigError, ExtractionError
 from scanbatch.extractors.base import Extractor, ExtractorOptions
@@ -94,6 +94,17 @@ def _http_client_errors(name: str) -> tuple[type[BaseException], ...]:
     return tuple(found)
 
 
+def api_key_from_env() -> str:
+    api_key = os.environ.get(API_KEY_ENV, "").strip()
+    if not api_key:
+        raise ConfigError(
+            f"{API_KEY_ENV} is not set: export your Gemini API key as {API_KEY_ENV} "
+            "(https://aistudio.google.com/apikey), or set SCANBATCH_EXTRACTOR=ocr to "
+            "extract offline"
+        )
+    return api_key
+
+
 TRANSPORT_ERRORS = _http_client_errors("TransportError")
 TIMEOUT_ERRORS = _http_client_errors("TimeoutException")
 
@@ -102,37 +113,66 @@ class GeminiExtractor(Extractor):
     name: ClassVar[str] = "gemini"
 
     class Options(ExtractorOptions):
-        """Every default comes from the settings object (`settings_options`); only what no
-        setting covers has one here."""
+        """Each option is also SCANBATCH_GEMINI_<OPTION> (e.g. SCANBATCH_GEMINI_MODEL), except
+        the prompt's folder and version, which are the core settings of those names."""
 
-        api_key: SecretStr
-        model: str
-        temperature: float = Field(ge=0, le=2)
-        timeout: float = Field(gt=0, description="Seconds per call.")
-        max_retries: int = Field(ge=0, le=10)
+        model: str = Field("gemini-3-flash-preview", description="Gemini model name.")
+        temperature: float = Field(0.1, ge=0, le=2, description="Sampling temperature.")
+        timeout: float = Field(60.0, gt=0, description="Seconds per Gemini call.")
+        max_retries: int = Field(
+            4, ge=0, le=10, description="Retries of a 429/5xx/connection error."
+        )
         max_timeout_retries: int = Field(
             1,
             ge=0,
             description="Of max_retries, how many may follow a timeout (each costs a "
             "full timeout, so a hung model should not hold the item for minutes).",
         )
-        rpm: int = Field(ge=1)
-        rate_period: float = Field(gt=0, description="Seconds over which rpm is counted.")
-        base_url: str | None = Field(
-            description="None: the SDK's GOOGLE_GEMINI_BASE_URL, else Google's endpoint."
+        rpm: int = Field(
+            60,
+            ge=1,
+            description="Gemini requests per rate period, shared by every job of every process "
+            "using this data folder.",
         )
-        prompts_dir: Path
-        prompt_version: str
-        retry_base_delay: float = Field(ge=0)
-        retry_max_delay: float = Field(ge=0)
+        rate_period: float = Field(
+            60.0,
+            gt=0,
+            description="Seconds over which SCANBATCH_GEMINI_RPM is counted (Gemini counts per "
+            "minute; tests shorten it).",
+        )
+        base_url: str | None = Field(
+            None,
+            description="Gemini endpoint; unset uses the SDK's GOOGLE_GEMINI_BASE_URL, else "
+            "Google's.",
+        )
+        prompts_dir: Path = Field(description="Folder of versioned prompt files.")
+        prompt_version: str = Field(description="Prompt file name, without .md.")
+        retry_base_delay: float = Field(
+            1.0, ge=0, description="Seconds before the first retry; doubles per retry, with jitter."
+        )
+        retry_max_delay: float = Field(
+            60.0, ge=0, description="Longest wait between retries, Retry-After included."
+        )
+
+        @field_validator("base_url", mode="before")
+        @classmethod
+        def _empty_is_none(cls, value: object) -> object:
+            return None if value == "" else value
+
+    option_settings: ClassVar[dict[str, str]] = {
+        "prompts_dir": "prompts_dir",
+        "prompt_version": "prompt_version",
+    }
 
     def __init__(
         self,
         options: GeminiExtractor.Options,
         *,
+        api_key: str | None = None,
         rate_limiter: RateLimiter | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """`api_key` None: GEMINI_API_KEY, read here (secrets are never options)."""
         super().__init__(options)
         self.options: GeminiExtractor.Options = options
         # Loaded now so that an unknown version fails before any item runs.
@@ -144,7 +184,9 @@ class GeminiExtractor(Extractor):
             retry_options=types.HttpRetryOptions(attempts=1),  # our loop is the only retry
         )
         self._client = genai.Client(
-            vertexai=False, api_key=options.api_key.get_secret_value(), http_options=http_options
+            vertexai=False,
+            api_key=api_key if api_key is not None else api_key_from_env(),
+            http_options=http_options,
         )
         self.base_url = (
             options.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
@@ -162,28 +204,8 @@ class GeminiExtractor(Extractor):
         )
 
     @classmethod
-    def settings_options(cls, settings: Settings) -> dict[str, Any]:
-        api_key = os.environ.get(API_KEY_ENV, "").strip()
-        if not api_key:
-            raise ConfigError(
-                f"{API_KEY_ENV} is not set: export your Gemini API key as {API_KEY_ENV} "
-                "(https://aistudio.google.com/apikey), or set SCANBATCH_EXTRACTOR=ocr to "
-                "extract offline"
-            )
-        return {
-            "api_key": api_key,
-            "model": settings.gemini_model,
-            "temperature": settings.gemini_temperature,
-            "timeout": settings.gemini_timeout,
-            "max_retries": settings.gemini_max_retries,
-            "rpm": settings.gemini_rpm,
-            "rate_period": settings.gemini_rate_period,
-            "base_url": settings.gemini_base_url,
-            "prompts_dir": settings.prompts_dir,
-            "prompt_version": settings.prompt_version,
-            "retry_base_delay": settings.gemini_retry_base_delay,
-            "retry_max_delay": settings.gemini_retry_max_delay,
-        }
+    def check_environment(cls) -> None:
+        api_key_from_env()
 
     @classmethod
     def from_options(cls, options: ExtractorOptions, settings: Settings) -> GeminiExtractor:
