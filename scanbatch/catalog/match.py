@@ -35,7 +35,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import duckdb
 import numpy as np
@@ -48,6 +48,21 @@ from scanbatch.catalog.snapshot import read_snapshot
 from scanbatch.models import CatalogMatch, Extraction, ScanContext
 
 log = logging.getLogger(__name__)
+
+
+class Matcher(Protocol):
+    """What a job asks of the catalog (`CatalogMatcher` is the one implementation; tests stand
+    in for it): the match, and the matched album for the job's report."""
+
+    def match(self, context: ScanContext | None, extraction: Extraction) -> CatalogMatch | None:
+        """The catalog album this record is, or None when nothing is close enough."""
+
+    def get(self, album_id: int) -> dict[str, Any] | None:
+        """The snapshot row of the album (snake_case `matchedAlbum` fields), None if unknown."""
+
+    def __len__(self) -> int:
+        """How many albums the catalog holds."""
+
 
 DEFAULT_MIN_SCORE = 0.82  # tuned on the quality set: see docs/catalog.md
 SWAP_FACTOR = 0.97  # artist and title read the wrong way round: slightly less certain
