@@ -19,17 +19,19 @@ import time
 from collections.abc import Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanbatch.extractors import create_extractor, extractor_names, get_extractor_class
 from scanbatch.extractors.base import Extractor
-from scanbatch.images import SNIFF_BYTES, sniff_mime
-from scanbatch.jobfolder import JobFolder, iter_results
+from scanbatch.jobfolder import JobFolder
 from scanbatch.models import ItemOutcome, Manifest, ManifestItem, Status
 from scanbatch.names import FIELD_LABELS
-from scanbatch.pipeline import FolderRun, Matcher, pending_items
+from scanbatch.pipeline import FolderRun
 from scanbatch.settings import Settings, kernel_fields
 from scanbatch.thumbnails import inline_img, jpeg_thumbnail
+
+if TYPE_CHECKING:
+    from scanbatch.catalog.match import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -186,11 +188,12 @@ class BatchJob:
         self.backend = backend
         self.matcher = matcher
         self.snapshot = snapshot
+        # Recorded when the photos were staged (read from their bytes then), not read again.
         self.mime_types = {
-            index: [_mime(p) for p in folder.image_paths(index)]
+            index: [f.mime_type for f in folder.photo_files(index)]
             for index in range(len(manifest.items))
         }
-        self.done_before = len(manifest.items) - len(pending_items(folder))  # a resumed job
+        self.done_before = len(manifest.items) - len(folder.pending())  # a resumed job
         self._run: FolderRun | None = None
         self._started = 0.0
         self._thumbs_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumb")
@@ -280,10 +283,7 @@ class BatchJob:
     def outcomes(self) -> dict[int, ItemOutcome]:
         """Every item's outcome, this run's and earlier runs' (the first line per item counts,
         as in the store)."""
-        found: dict[int, ItemOutcome] = {}
-        for outcome in iter_results(self.folder.results_path):
-            found.setdefault(outcome.item_index, outcome)
-        return found
+        return self.folder.outcomes()
 
     # -- the report -----------------------------------------------------------------------
 
@@ -507,11 +507,6 @@ def album_label(album: Mapping[str, Any] | None) -> str:
 
 def _field_text(field: Mapping[str, Any] | None) -> str:
     return f"{field['value']} ({field['confidence']:.2f})" if field else ""
-
-
-def _mime(path: Path) -> str:
-    with open(path, "rb") as fh:
-        return sniff_mime(fh.read(SNIFF_BYTES), index=None)
 
 
 def warm_report() -> None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from scanbatch.catalog_sync import CatalogSnapshot
 from scanbatch.errors import NotFound
-from scanbatch.jobfolder import JobFolder, read_results
+from scanbatch.jobfolder import JobFolder
 from scanbatch.models import ItemOutcome, JobView
 from scanbatch.names import LOCAL_RUN_USER
 from scanbatch.settings import PROCESSING_NOTEBOOK, Settings
@@ -33,7 +33,6 @@ from scanbatch.warm_pool import WarmPool, kill, read_event
 
 log = logging.getLogger(__name__)
 
-PID_FILE = "papermill.pid"
 CANCELLED = "cancelled"
 
 OnOutcome = Callable[[ItemOutcome], None]
@@ -226,7 +225,7 @@ class JobRunner:
             "output": str(folder.notebook_path.resolve()),
             "parameters": self._parameters(job_id, folder, snapshot),
             "cwd": str(folder.path.resolve()),
-            "log": str((folder.path / "papermill.log").resolve()),
+            "log": str(folder.notebook_log_path.resolve()),
         }
         proc, failure = self.pool.take_with(job)
         # Marked once the kernel has the job (its photos may be on their way already): this
@@ -234,8 +233,7 @@ class JobRunner:
         self.store.mark_processing(job_id)
         if proc is None:
             return Run(None, folder, 0, f"Could not start a notebook kernel: {failure}")
-        pid_file = folder.path / PID_FILE
-        pid_file.write_text(str(proc.pid))
+        folder.pid_path.write_text(str(proc.pid))
         with self._lock:
             self._procs[job_id] = proc
         run = Run(proc, folder, 0)
@@ -281,7 +279,7 @@ class JobRunner:
             return run
         run.failure = (
             f"The notebook process exited (code {proc.wait()}) without a result; see "
-            "papermill.log in the job folder"
+            f"{folder.notebook_log_path.name} in the job folder"
         )
         return run
 
@@ -297,7 +295,7 @@ class JobRunner:
     def _ingest(
         self, job_id: str, folder: JobFolder, offset: int, on_outcome: OnOutcome | None = None
     ) -> int:
-        outcomes, offset = read_results(folder.results_path, offset)
+        outcomes, offset = folder.new_outcomes(offset)
         if outcomes:
             self.store.record_outcomes(job_id, outcomes)
             if on_outcome is not None:
@@ -369,7 +367,7 @@ class Run:
         """Wait for the process to exit, then forget its pid."""
         if self.proc is not None:
             self.proc.wait()
-            (self.folder.path / PID_FILE).unlink(missing_ok=True)
+            self.folder.pid_path.unlink(missing_ok=True)
 
 
 def run_batch(
@@ -409,7 +407,7 @@ def run_batch(
 def _kill_orphan(folder: JobFolder) -> None:
     """A notebook process that outlived its server (its parent-death signal should prevent
     that) would go on appending to `results.jsonl` beside the resumed run: stop it first."""
-    pid_file = folder.path / PID_FILE
+    pid_file = folder.pid_path
     try:
         pid = int(pid_file.read_text())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
@@ -417,7 +415,7 @@ def _kill_orphan(folder: JobFolder) -> None:
         pid_file.unlink(missing_ok=True)
         return
     except ValueError:
-        log.warning("job %s: ignoring an unreadable %s", folder.job_id, PID_FILE)
+        log.warning("job %s: ignoring an unreadable %s", folder.job_id, pid_file.name)
         pid_file.unlink(missing_ok=True)
         return
     if "scanbatch.warm_kernel" in cmdline:  # not a recycled pid
