@@ -517,9 +517,10 @@ def test_a_minimum_above_the_early_exit_prunes_only_below_the_early_exit():
     assert found is None
 
 
-def test_the_catalog_matcher_is_what_a_job_asks_of_the_catalog(small):
-    """Jobs (the pipeline, the kernel's report) use the catalog through `Matcher` alone: the
-    one implementation has each of its methods, with the same signature."""
+def test_the_catalog_matcher_is_what_its_callers_ask_of_the_catalog(small):
+    """The catalog's callers (the pipeline, the kernel's report, an extractor reading lines)
+    have one Protocol, `Matcher`: the one implementation has each of its methods, with the
+    same signature."""
     import inspect
 
     from scanbatch.catalog import Matcher
@@ -529,7 +530,7 @@ def test_the_catalog_matcher_is_what_a_job_asks_of_the_catalog(small):
         for name, value in vars(Matcher).items()
         if callable(value) and (not name.startswith("_") or name == "__len__")
     }
-    assert declared == {"match", "get", "__len__"}
+    assert declared == {"match", "get", "__len__", "best", "best_pair"}
     for name in declared:
         assert inspect.signature(getattr(CatalogMatcher, name)) == inspect.signature(
             getattr(Matcher, name)

@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 
 
 class Matcher(Protocol):
-    """What a job asks of the catalog (`CatalogMatcher` is the one implementation; tests stand
-    in for it): the match, and the matched album for the job's report."""
+    """Everything asked of the catalog by its callers (`CatalogMatcher` is the one
+    implementation; tests stand in for it): a job's match, the matched album for its report,
+    and the lookups an extractor reading text lines uses to tell artist from title."""
 
     def match(self, context: ScanContext | None, extraction: Extraction) -> CatalogMatch | None:
         """The catalog album this record is, or None when nothing is close enough."""
@@ -62,6 +63,12 @@ class Matcher(Protocol):
 
     def __len__(self) -> int:
         """How many albums the catalog holds."""
+
+    def best(self, artist: str | None, title: str | None) -> Candidate | None:
+        """The best album for these fields if it clears the minimum score, else None."""
+
+    def best_pair(self, lines: Sequence[str]) -> LinePair | None:
+        """Which of these text lines is the artist and which the title, if any pair matches."""
 
 
 DEFAULT_MIN_SCORE = 0.82  # tuned on the quality set: see docs/catalog.md
