@@ -186,6 +186,7 @@ def bench_queue_and_export(tmp: Path, quick: bool) -> None:
 
 def bench_thumbnail(tmp: Path) -> None:
     header("2. A 512-px thumbnail of a 2048-px HEIC: made once, then served")
+    from scanbatch.jobfolder import JobFolder
     from scanbatch.thumbnails import cached_thumbnail
 
     heic = tmp / "item00_0.heic"
@@ -193,12 +194,12 @@ def bench_thumbnail(tmp: Path) -> None:
     made = []
     for n in range(3):  # each in a fresh cache folder: the cost of making it
         t0 = time.perf_counter()
-        cached_thumbnail(heic, 512, tmp / f"cache{n}")
+        cached_thumbnail(heic, 512, JobFolder(tmp / f"cache{n}"))
         made.append((time.perf_counter() - t0) * 1000)
     served = []
     for _ in range(200):
         t0 = time.perf_counter()
-        path = cached_thumbnail(heic, 512, tmp / "cache0")
+        path = cached_thumbnail(heic, 512, JobFolder(tmp / "cache0"))
         path.read_bytes()
         served.append((time.perf_counter() - t0) * 1000)
     line("made (decode, resize, JPEG)", f"median {sorted(made)[1]:.0f} ms   (goal < 1500 ms)")

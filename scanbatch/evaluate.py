@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from rapidfuzz import fuzz
 
 from scanbatch.errors import BadRequest
-from scanbatch.jobfolder import MANIFEST, RESULTS, JobFolder, iter_results
+from scanbatch.jobfolder import RESULTS, JobFolder, read_results
 from scanbatch.models import ItemOutcome
 from scanbatch.names import FIELDS
 
@@ -153,7 +153,7 @@ def load_parts(path: Path) -> list[JobResults]:
     prints for several jobs (`{"jobs": [{"firstItem": n, ...job status}, ...]}`)."""
     path = Path(path)
     if path.is_dir():
-        path = path / RESULTS
+        path = JobFolder(path).results_path
     if not path.is_file():
         raise BadRequest(f"results file {path} does not exist")
     text = path.read_text(encoding="utf-8")
@@ -166,7 +166,7 @@ def load_parts(path: Path) -> list[JobResults]:
     if isinstance(doc, dict) and "results" in doc:
         return [_status_part(str(path), doc)]
     try:
-        outcomes = [_outcome(o) for o in iter_results(path)]
+        outcomes = [_outcome(o) for o in read_results(path)[0]]
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -174,16 +174,16 @@ def load_parts(path: Path) -> list[JobResults]:
             f"results file {path} is neither a job status JSON nor results.jsonl lines "
             f"({where}: {first['msg']})"
         ) from None
-    folder = path.parent
+    folder = JobFolder(path.parent)
     items = None
-    if (folder / MANIFEST).is_file():
+    if folder.manifest_path.is_file():
         try:
-            manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+            manifest = json.loads(folder.manifest_path.read_text(encoding="utf-8"))
             items = len(manifest["items"])
         except (ValueError, KeyError, TypeError):
             items = None
     label = str(path.parent if path.name == RESULTS else path)
-    return [JobResults(label, outcomes, items, folder=folder if items is not None else None)]
+    return [JobResults(label, outcomes, items, folder=folder.path if items is not None else None)]
 
 
 def _status_part(label: str, doc: Any) -> JobResults:

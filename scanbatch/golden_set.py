@@ -1,8 +1,10 @@
 """The dataset format, as written by the review export (a golden set): a folder (or zip) of the
 photos, `manifest.json` (the batch manifest, object form), `truth.json` (per item: the six
-fields, `albumId`, `photos`, `photoTypes`) and `results.jsonl` (what was read, one line per item,
-the shape the processing kernel writes) so that `scanbatch eval truth.json results.jsonl`
-scores the export exactly as the metrics route scored the same reviews.
+fields, `albumId`, `photos`, `photoTypes`) and `results.jsonl` (what was read, one line per item:
+the lines the processing kernel writes, `ItemOutcome`, with only the fields the evaluation
+reads, `itemIndex`, `status`, `extraction`, `matchedAlbumId` and `finishedAt`; the one reader,
+`jobfolder.read_results`, parses both) so that `scanbatch eval truth.json results.jsonl` scores
+the export exactly as the metrics route scored the same reviews.
 
 Items are numbered 0..n-1 in the order given; `source` in each truth item names the job and item
 it came from."""
@@ -19,6 +21,7 @@ from typing import Any
 
 from scanbatch.audit import GroupBy
 from scanbatch.evaluate import EvalReport, evaluate
+from scanbatch.jobfolder import RESULTS
 from scanbatch.store.reviews import ReviewedItem
 
 CHUNK = 1024 * 1024
@@ -94,7 +97,7 @@ def dataset_entries(
             }
         ),
     )
-    yield "results.jsonl", "".join(json.dumps(o) + "\n" for o in outcomes).encode()
+    yield RESULTS, "".join(json.dumps(o) + "\n" for o in outcomes).encode()
 
 
 def _json(obj: Any) -> bytes:

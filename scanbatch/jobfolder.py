@@ -1,8 +1,16 @@
 """A job's folder, `<data_dir>/jobs/<jobId>/`: the normalised manifest, the images named by item
-and position, an append-only `results.jsonl` and the executed notebook.
+and position, an append-only `results.jsonl`, the executed notebook, its log and pid file, and
+the thumbnails the review routes make. Every name in it is spelled here, and `results.jsonl`
+is read here only.
 
 The processing kernel never opens the DuckDB store (one writing process per file), so this
-folder is the whole interface between the server and the kernel."""
+folder is the whole interface between the server and the kernel.
+
+Each photo's MIME type is read from its bytes once, when it is staged, and recorded in the
+photo's name: JobFolder names it `item<NN>_<position><suffix>` with the suffix of that type
+(one suffix per type: `EXTENSIONS`), as it has since the first job folder. Every later reader
+takes the type from there (`photo_files`); only a file whose suffix is none of ours (a folder
+put together by hand) has its bytes sniffed."""
 
 from __future__ import annotations
 
@@ -10,18 +18,35 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanbatch.images import EXTENSIONS, sniff_mime
+from scanbatch.images import EXTENSIONS, SNIFF_BYTES, sniff_mime
 from scanbatch.models import ItemOutcome, Manifest, Photo
 from scanbatch.private import DIR_MODE
 
 MANIFEST = "manifest.json"
 RESULTS = "results.jsonl"
 EXECUTED_NOTEBOOK = "process_batch.ipynb"  # the job's audit trail, beside its inputs
+NOTEBOOK_LOG = "papermill.log"
+PID_FILE = "papermill.pid"  # the notebook process running the job, while it runs
 IMAGES = "images"
+THUMBNAILS = "thumbnails"
+MIME_BY_SUFFIX = {suffix: mime for mime, suffix in EXTENSIONS.items()}
+
+
+@dataclass(frozen=True)
+class PhotoFile:
+    """One photo of an item on disk, with the MIME type recorded when it was staged."""
+
+    path: Path
+    mime_type: str
+
+
+def _entry(name: str) -> property:
+    """The path of the folder's file or subfolder `name`."""
+    return property(lambda folder: folder.path / name, doc=f"`<job folder>/{name}`")
 
 
 @dataclass(frozen=True)
@@ -36,21 +61,13 @@ class JobFolder:
     def job_id(self) -> str:
         return self.path.name
 
-    @property
-    def manifest_path(self) -> Path:
-        return self.path / MANIFEST
-
-    @property
-    def results_path(self) -> Path:
-        return self.path / RESULTS
-
-    @property
-    def notebook_path(self) -> Path:
-        return self.path / EXECUTED_NOTEBOOK
-
-    @property
-    def images_dir(self) -> Path:
-        return self.path / IMAGES
+    manifest_path = _entry(MANIFEST)
+    results_path = _entry(RESULTS)
+    notebook_path = _entry(EXECUTED_NOTEBOOK)
+    notebook_log_path = _entry(NOTEBOOK_LOG)
+    pid_path = _entry(PID_FILE)
+    images_dir = _entry(IMAGES)
+    thumbnails_dir = _entry(THUMBNAILS)
 
     def exists(self) -> bool:
         return self.manifest_path.exists()
@@ -68,12 +85,20 @@ class JobFolder:
     def read_manifest(self) -> Manifest:
         return Manifest.model_validate_json(self.manifest_path.read_text())
 
+    # -- photos -----------------------------------------------------------------------------
+
     def image_path(self, item_index: int, position: int, mime_type: str) -> Path:
-        # Never the client's filename: names are ours, so nothing in them can escape the folder.
+        """Where a photo of `mime_type` (read from its bytes) goes: the name records the type.
+        Never the client's filename: names are ours, so nothing in them can escape the folder."""
         return self.images_dir / f"item{item_index:02d}_{position}{EXTENSIONS[mime_type]}"
 
-    def write_image(self, item_index: int, position: int, data: bytes) -> Path:
-        path = self.image_path(item_index, position, sniff_mime(data, index=None))
+    def write_image(
+        self, item_index: int, position: int, data: bytes, mime_type: str | None = None
+    ) -> Path:
+        """Store a photo held in memory. `mime_type` is the type its bytes were found to be
+        when the caller checked them; without it, they are read here."""
+        mime_type = mime_type or sniff_mime(data, index=None)
+        path = self.image_path(item_index, position, mime_type)
         path.write_bytes(data)
         return path
 
@@ -82,14 +107,53 @@ class JobFolder:
         found = [p for p in self.images_dir.iterdir() if p.name.startswith(prefix)]
         return sorted(found, key=lambda p: int(p.stem.split("_")[1]))
 
-    def photos(self, item_index: int, photo_types: list[str]) -> list[Photo]:
-        photos = []
-        for path, photo_type in zip(self.image_paths(item_index), photo_types, strict=True):
-            data = path.read_bytes()
-            photos.append(
-                Photo(data=data, mime_type=sniff_mime(data, index=None), photo_type=photo_type)
-            )
-        return photos
+    def photo_files(self, item_index: int) -> list[PhotoFile]:
+        """The item's photos in position order, each with its recorded MIME type."""
+        return [PhotoFile(path, recorded_mime(path)) for path in self.image_paths(item_index)]
+
+    def photos(self, item_index: int, photo_types: Sequence[str]) -> list[Photo]:
+        """The item's photos in memory, as an extractor takes them."""
+        return [
+            Photo(data=f.path.read_bytes(), mime_type=f.mime_type, photo_type=photo_type)
+            for f, photo_type in zip(self.photo_files(item_index), photo_types, strict=True)
+        ]
+
+    def thumbnail_path(self, photo: Path, size: int) -> Path:
+        """Where the JPEG thumbnail of `photo` at `size` px is kept."""
+        return self.thumbnails_dir / f"{photo.stem}_{size}.jpg"
+
+    # -- results ----------------------------------------------------------------------------
+
+    def results_writer(self) -> ResultsWriter:
+        return ResultsWriter(self.results_path)
+
+    def new_outcomes(self, start: int = 0) -> tuple[list[ItemOutcome], int]:
+        """The lines written since byte offset `start` and the offset to read from next (the
+        server's ingest, while the kernel appends): see `read_results`."""
+        return read_results(self.results_path, start)
+
+    def outcomes(self) -> dict[int, ItemOutcome]:
+        """Every finished item's outcome by item index. An item's first line counts, as in the
+        store: a later line for it (a run that raced a resumed one) changes nothing."""
+        found: dict[int, ItemOutcome] = {}
+        for outcome in read_results(self.results_path)[0]:
+            found.setdefault(outcome.item_index, outcome)
+        return found
+
+    def pending(self) -> list[int]:
+        """Item indexes of the job that have no line in `results.jsonl` yet."""
+        done = self.outcomes()
+        return [i for i in range(len(self.read_manifest().items)) if i not in done]
+
+
+def recorded_mime(path: Path) -> str:
+    """The MIME type recorded in a photo's name; the bytes are read only when the suffix is
+    not one JobFolder gives (a 400 naming the file when they are not an image)."""
+    mime = MIME_BY_SUFFIX.get(path.suffix)
+    if mime is not None:
+        return mime
+    with open(path, "rb") as fh:
+        return sniff_mime(fh.read(SNIFF_BYTES), index=None)
 
 
 class ResultsWriter:
@@ -109,7 +173,8 @@ class ResultsWriter:
 
 
 def read_results(path: Path, start: int = 0) -> tuple[list[ItemOutcome], int]:
-    """Whole lines of `results.jsonl` from byte offset `start`. Returns the outcomes and the
+    """The one parser of `results.jsonl` lines, wherever the file is (a job folder, a dataset
+    export): whole lines from byte offset `start`. Returns the outcomes in file order and the
     offset just after the last whole line: a torn last line (no newline yet) is left for the
     next read instead of being parsed half-written."""
     path = Path(path)
@@ -127,8 +192,3 @@ def read_results(path: Path, start: int = 0) -> tuple[list[ItemOutcome], int]:
         if line.strip()
     ]
     return outcomes, start + end + 1
-
-
-def iter_results(path: Path) -> Iterator[ItemOutcome]:
-    outcomes, _ = read_results(path)
-    yield from outcomes

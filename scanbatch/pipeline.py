@@ -1,36 +1,28 @@
 """Process a job folder: extract every item not yet in `results.jsonl`, concurrently and
 bounded, match it against the catalog, and append one line per finished item.
 
-A failing item never stops the others: its exception becomes that item's error message."""
+`process_item` is one record from photos in memory, also the synchronous scan's
+(`POST /library/scan`), which has no folder. A failing item never stops the others: its
+exception becomes that item's error message."""
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING
 
 from scanbatch.errors import ExtractionError
 from scanbatch.extractors.base import Extractor
-from scanbatch.jobfolder import JobFolder, ResultsWriter, iter_results
-from scanbatch.models import (
-    CatalogMatch,
-    Extraction,
-    ItemOutcome,
-    ManifestItem,
-    ScanContext,
-    Status,
-    Usage,
-)
+from scanbatch.jobfolder import JobFolder
+from scanbatch.models import ItemOutcome, ManifestItem, Photo, Status, Usage
+
+if TYPE_CHECKING:  # the catalog's module loads numpy and rapidfuzz: only when a job matches
+    from scanbatch.catalog.match import Matcher
 
 log = logging.getLogger(__name__)
-
-
-class Matcher(Protocol):
-    def match(self, context: ScanContext | None, extraction: Extraction) -> CatalogMatch | None:
-        """The catalog album this record is, or None when nothing is close enough."""
 
 
 def now() -> datetime:
@@ -38,16 +30,18 @@ def now() -> datetime:
 
 
 def process_item(
-    folder: JobFolder,
+    photos: Sequence[Photo],
     index: int,
     item: ManifestItem,
     extractor: Extractor,
     matcher: Matcher | None = None,
+    *,
+    job: str = "",
 ) -> ItemOutcome:
+    """Item `index` of a job (`job` names it in the log) read from `photos` and matched."""
     started = time.perf_counter()
     try:
-        photos = folder.photos(index, item.photo_types)
-        extraction = extractor.extract(photos, item.context)
+        extraction = extractor.extract(list(photos), item.context)
         usage = extraction.usage or Usage(extractor=extractor.name)
         if usage.latency_ms is None:
             usage.latency_ms = round((time.perf_counter() - started) * 1000, 1)
@@ -64,10 +58,18 @@ def process_item(
             usage=usage,
             finished_at=now(),
         )
-    except ExtractionError as exc:
+    except Exception as exc:
+        return item_failure(index, exc, extractor.name, started, job=job)
+
+
+def item_failure(
+    index: int, exc: Exception, extractor_name: str, started: float, *, job: str = ""
+) -> ItemOutcome:
+    """The outcome of an item that raised `exc` (`started`: its `time.perf_counter()`)."""
+    if isinstance(exc, ExtractionError):
         error, code, retryable, raw = exc.message, exc.code, exc.retryable, exc.raw
-    except Exception as exc:  # one named failure path: the item fails, the job goes on
-        log.exception("item %d of job %s failed", index, folder.job_id)
+    else:  # one named failure path: the item fails, the job goes on
+        log.error("item %d of job %s failed", index, job, exc_info=exc)
         error, code, retryable, raw = f"{type(exc).__name__}: {exc}", "internal_error", False, None
     latency = round((time.perf_counter() - started) * 1000, 1)
     return ItemOutcome(
@@ -76,15 +78,26 @@ def process_item(
         error_message=error,
         error_code=code,
         retryable=retryable,
-        usage=Usage(extractor=extractor.name, latency_ms=latency, raw_response=raw),
+        usage=Usage(extractor=extractor_name, latency_ms=latency, raw_response=raw),
         finished_at=now(),
     )
 
 
-def pending_items(folder: JobFolder) -> list[int]:
-    """Item indexes of the job that have no line in `results.jsonl` yet."""
-    done = {o.item_index for o in iter_results(folder.results_path)}
-    return [i for i in range(len(folder.read_manifest().items)) if i not in done]
+def process_folder_item(
+    folder: JobFolder,
+    index: int,
+    item: ManifestItem,
+    extractor: Extractor,
+    matcher: Matcher | None = None,
+) -> ItemOutcome:
+    """Item `index` of the job in `folder`: its photos read from the folder, then processed;
+    a photo that cannot be read fails the item alone."""
+    started = time.perf_counter()
+    try:
+        photos = folder.photos(index, item.photo_types)
+    except Exception as exc:
+        return item_failure(index, exc, extractor.name, started, job=folder.job_id)
+    return process_item(photos, index, item, extractor, matcher, job=folder.job_id)
 
 
 class FolderRun:
@@ -100,11 +113,11 @@ class FolderRun:
         concurrency: int = 4,
     ) -> None:
         manifest = folder.read_manifest()
-        writer = ResultsWriter(folder.results_path)
-        self.todo = pending_items(folder)
+        writer = folder.results_writer()
+        self.todo = folder.pending()
 
         def run(index: int) -> ItemOutcome:
-            outcome = process_item(folder, index, manifest.items[index], extractor, matcher)
+            outcome = process_folder_item(folder, index, manifest.items[index], extractor, matcher)
             writer.append(outcome)  # appended as soon as it finishes: a crash loses nothing done
             return outcome
 

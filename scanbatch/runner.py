@@ -2,23 +2,21 @@
 of `notebooks/process_batch.ipynb` in a warm notebook process (`scanbatch.warm_kernel`), so
 every job leaves its executed notebook as its audit trail.
 
-The server's `JobRunner` keeps a queue and a bounded pool of such processes. Each runs in its
-own OS process group under a wall-clock limit, because papermill has no execution timeout by
-default and can hang when a kernel dies. While it runs, the runner ingests `results.jsonl` line
-by line, so GET shows items completing one by one. Whatever happens to the notebook, the job
-ends: items it did not finish fail with a message saying why, taken from papermill's exception
-as the warm process reports it."""
+The server's `JobRunner` keeps a queue and a bounded pool of such processes
+(`scanbatch.warm_pool`). Each runs in its own OS process group under a wall-clock limit,
+because papermill has no execution timeout by default and can hang when a kernel dies. While
+it runs, the runner ingests `results.jsonl` line by line, so GET shows items completing one by
+one. Whatever happens to the notebook, the job ends: items it did not finish fail with a
+message saying why, taken from papermill's exception as the warm process reports it."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,19 +24,17 @@ from pathlib import Path
 
 from scanbatch.catalog_sync import CatalogSnapshot
 from scanbatch.errors import NotFound
-from scanbatch.jobfolder import JobFolder, read_results
+from scanbatch.jobfolder import JobFolder
 from scanbatch.models import ItemOutcome, JobView
 from scanbatch.names import LOCAL_RUN_USER
 from scanbatch.notebook_parameters import job_parameters
 from scanbatch.settings import PROCESSING_NOTEBOOK, Settings
 from scanbatch.store import JobStore
+from scanbatch.warm_pool import WarmPool, kill, read_event
 
 log = logging.getLogger(__name__)
 
-PID_FILE = "papermill.pid"
 CANCELLED = "cancelled"
-WARM_LOG = "warm_kernels.log"
-WARM_UP_WAIT = 120.0  # seconds a warm-up may take before the next one starts beside it
 
 OnOutcome = Callable[[ItemOutcome], None]
 
@@ -86,7 +82,7 @@ class JobRunner:
             running = list(self._procs.items())
         procs = [proc for job, proc in running if not self._answered(job)]
         for proc in procs:
-            _kill(proc)
+            kill(proc)
         for t in self._threads:
             t.join(timeout=10)
         self.pool.close()
@@ -136,7 +132,7 @@ class JobRunner:
             proc = self._procs.get(job_id)
             event = self._finished.get(job_id)
         if proc is not None:
-            _kill(proc)
+            kill(proc)
             if event is not None and event.wait(timeout):
                 return
         # Queued or not in this runner at all: end it here; the worker skips finished jobs.
@@ -225,7 +221,7 @@ class JobRunner:
             "output": str(folder.notebook_path.resolve()),
             "parameters": self._parameters(job_id, folder, snapshot),
             "cwd": str(folder.path.resolve()),
-            "log": str((folder.path / "papermill.log").resolve()),
+            "log": str(folder.notebook_log_path.resolve()),
         }
         proc, failure = self.pool.take_with(job)
         # Marked once the kernel has the job (its photos may be on their way already): this
@@ -233,8 +229,7 @@ class JobRunner:
         self.store.mark_processing(job_id)
         if proc is None:
             return Run(None, folder, 0, f"Could not start a notebook kernel: {failure}")
-        pid_file = folder.path / PID_FILE
-        pid_file.write_text(str(proc.pid))
+        folder.pid_path.write_text(str(proc.pid))
         with self._lock:
             self._procs[job_id] = proc
         run = Run(proc, folder, 0)
@@ -261,7 +256,7 @@ class JobRunner:
                 run.wait(self.poll_interval)
         finally:
             if not run.ended.is_set():  # stopped early, or this thread was interrupted
-                _kill(proc)
+                kill(proc)
             with self._lock:
                 self._procs.pop(job_id, None)
         run.offset = self._ingest(job_id, folder, run.offset, on_outcome)
@@ -280,7 +275,7 @@ class JobRunner:
             return run
         run.failure = (
             f"The notebook process exited (code {proc.wait()}) without a result; see "
-            "papermill.log in the job folder"
+            f"{folder.notebook_log_path.name} in the job folder"
         )
         return run
 
@@ -296,7 +291,7 @@ class JobRunner:
     def _ingest(
         self, job_id: str, folder: JobFolder, offset: int, on_outcome: OnOutcome | None = None
     ) -> int:
-        outcomes, offset = read_results(folder.results_path, offset)
+        outcomes, offset = folder.new_outcomes(offset)
         if outcomes:
             self.store.record_outcomes(job_id, outcomes)
             if on_outcome is not None:
@@ -333,7 +328,7 @@ class Run:
         threading.Thread(target=self._watch, name="run-results", daemon=True).start()
 
     def _read(self) -> None:
-        while event := _read_event(self.proc):
+        while event := read_event(self.proc):
             self.last_event = event
             if event.get("event") in ("done", "failed"):
                 self._end()
@@ -368,7 +363,7 @@ class Run:
         """Wait for the process to exit, then forget its pid."""
         if self.proc is not None:
             self.proc.wait()
-            (self.folder.path / PID_FILE).unlink(missing_ok=True)
+            self.folder.pid_path.unlink(missing_ok=True)
 
 
 def run_batch(
@@ -405,222 +400,10 @@ def run_batch(
     return store.get_job(job_id)
 
 
-class WarmPool:
-    """Processes of `scanbatch.warm_kernel` with a kernel started and warmed, ready for one
-    job each. With `keep_warm`, taking one starts its replacement in the background.
-
-    Every process is started by one long-lived thread: a warm process asks Linux to kill it
-    when the thread that started it ends (PR_SET_PDEATHSIG), which must be when the server
-    ends, not when a helper thread returns."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        *,
-        keep_warm: bool = True,
-        warm_parameters: Callable[[], dict] = dict,
-    ) -> None:
-        self.settings = settings
-        self.keep_warm = keep_warm
-        self.warm_parameters = warm_parameters
-        self.last_failure: str | None = None  # why the latest kernel start failed, if it did
-        self._settled = threading.Event()  # a first process is ready, or failed to start
-        self._ready: queue.Queue[subprocess.Popen | str] = queue.Queue()
-        self._all: set[subprocess.Popen] = set()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._starting = 0
-        self._requests: queue.Queue[bool] = queue.Queue()
-        self._spawner: threading.Thread | None = None
-
-    @property
-    def ready(self) -> int:
-        """Processes waiting for a job (a failed start is queued too, as its reason)."""
-        with self._ready.mutex:
-            return sum(isinstance(item, subprocess.Popen) for item in self._ready.queue)
-
-    def wait_first(self, timeout: float) -> bool:
-        """Wait until a first process is ready or has failed to start; False on timeout."""
-        return self._settled.wait(timeout)
-
-    def fill(self, count: int) -> None:
-        """Start `count` processes, one after the other (the first is not slowed by the rest,
-        and the server answers once it is up)."""
-        for _ in range(count):
-            self._spawn_async()
-
-    def _spawn_async(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            self._starting += 1
-            if self._spawner is None:
-                self._spawner = threading.Thread(
-                    target=self._spawn_loop, name="warm-spawner", daemon=True
-                )
-                self._spawner.start()
-        self._requests.put(True)
-
-    def _spawn_loop(self) -> None:
-        while self._requests.get():
-            try:
-                proc = self._spawn()
-            except OSError as exc:  # cannot even start Python: every job would fail the same
-                log.error("could not start a notebook process: %s", exc)
-                proc = f"could not start a notebook process: {exc}"
-            if isinstance(proc, subprocess.Popen):
-                settled = threading.Event()
-                threading.Thread(
-                    target=self._await_ready, args=(proc, settled), name="warm-ready", daemon=True
-                ).start()
-                # One warm-up at a time: several at once take the CPU from the server and from
-                # the jobs running (measured: job GET p99 33 ms with five starting together).
-                # A start that hangs holds the next one back for WARM_UP_WAIT at most.
-                settled.wait(WARM_UP_WAIT)
-                continue
-            with self._lock:
-                self._starting -= 1
-            if proc is not None:
-                self.last_failure = proc
-                self._ready.put(proc)
-                self._settled.set()
-
-    def _spawn(self) -> subprocess.Popen | None:
-        # The parameters are read from the server's store, which a shutdown closes right
-        # after closing the pool: a replacement asked for by the last job must not start then.
-        with self._lock:
-            if self._closed:
-                return None
-        self.settings.data_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            parameters = self.warm_parameters()
-        except Exception:  # the warm-up is an optimisation: the job gets its own parameters
-            log.exception("could not work out warm-up parameters")
-            parameters = {}
-        with open(self.settings.data_dir / WARM_LOG, "ab") as log_file:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "scanbatch.warm_kernel", json.dumps(parameters)],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=log_file,
-                env=kernel_env(),
-                text=True,
-                # Its own process group (killed whole), but the server's session: a session
-                # of its own would be a scheduler group of its own (see warm_kernel).
-                process_group=0,
-            )
-        with self._lock:
-            if self._closed:
-                _kill(proc)
-                proc.wait()
-                return None
-            self._all.add(proc)
-        return proc
-
-    def _await_ready(self, proc: subprocess.Popen, settled: threading.Event) -> None:
-        try:
-            self._settle(proc)
-        finally:
-            settled.set()
-
-    def _settle(self, proc: subprocess.Popen) -> None:
-        event = _read_event(proc)
-        with self._lock:
-            self._starting -= 1
-        if event.get("event") == "ready":
-            self.last_failure = None
-            self._ready.put(proc)
-            self._settled.set()
-            return
-        reason = event.get("error") or f"it exited with code {proc.wait()}"
-        with self._lock:
-            closing = self._closed
-        if not closing:  # a kernel our own shutdown killed while it started is no failure
-            log.error("a notebook kernel failed to start (%s); see %s", reason, WARM_LOG)
-        self._discard(proc)
-        self.last_failure = f"{reason}; see {WARM_LOG} in SCANBATCH_DATA_DIR"
-        self._ready.put(self.last_failure)
-        self._settled.set()
-
-    def take_with(
-        self, job: dict, timeout: float = 180.0
-    ) -> tuple[subprocess.Popen | None, str | None]:
-        """A ready process that has been handed `job`, waiting for one if need be; or None and
-        why no process could take it."""
-        deadline = time.monotonic() + timeout
-        with self._lock:
-            idle = self._ready.empty() and self._starting == 0
-        if self.keep_warm or idle:
-            self._spawn_async()  # the replacement, or the first one if none is coming
-        while True:
-            try:
-                item = self._ready.get(timeout=max(0.0, deadline - time.monotonic()))
-            except queue.Empty:
-                return None, f"none was ready within {timeout:g} s; see {WARM_LOG}"
-            if isinstance(item, str):
-                return None, item
-            try:
-                item.stdin.write(json.dumps(job) + "\n")
-                item.stdin.close()
-            except BrokenPipeError:  # it died while waiting in the pool; it never saw the job
-                log.warning("a warm notebook process died while idle; taking another")
-                self._discard(item)
-                self._spawn_async()
-                continue
-            with self._lock:
-                self._all.discard(item)
-            return item, None
-
-    def _discard(self, proc: subprocess.Popen) -> None:
-        _kill(proc)
-        with self._lock:
-            self._all.discard(proc)
-        proc.wait()
-
-    def close(self, timeout: float = 30.0) -> None:
-        """Kill every process of the pool and wait for the spawner to end: once this returns
-        nothing of the pool reads the store any more (the server closes it next)."""
-        with self._lock:
-            self._closed = True
-            procs = list(self._all)
-            self._all.clear()
-            spawner = self._spawner
-        self._requests.put(False)
-        for proc in procs:
-            _kill(proc)
-        # A warm-up under way ends with its killed process; one computing its parameters
-        # finishes that (a catalog snapshot at most), then sees the pool closed.
-        if spawner is not None and spawner is not threading.current_thread():
-            spawner.join(timeout)
-
-
-def kernel_env() -> dict[str, str]:
-    """The environment of notebook processes: the server's, without any SCANBATCH_* variable.
-    Settings reach the kernel only as notebook parameters; secrets (GEMINI_API_KEY,
-    GOOGLE_GEMINI_BASE_URL) only through this environment."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("SCANBATCH_")}
-
-
-def _read_event(proc: subprocess.Popen) -> dict:
-    line = proc.stdout.readline()
-    try:
-        event = json.loads(line) if line.strip() else {}
-    except ValueError:
-        log.error("unexpected output from a notebook process: %r", line[:200])
-        return {}
-    return event if isinstance(event, dict) else {}
-
-
-def _kill(proc: subprocess.Popen) -> None:
-    """Kill the warm process's group; its kernel dies with it (a parent-death signal)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-
-
 def _kill_orphan(folder: JobFolder) -> None:
     """A notebook process that outlived its server (its parent-death signal should prevent
     that) would go on appending to `results.jsonl` beside the resumed run: stop it first."""
-    pid_file = folder.path / PID_FILE
+    pid_file = folder.pid_path
     try:
         pid = int(pid_file.read_text())
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
@@ -628,7 +411,7 @@ def _kill_orphan(folder: JobFolder) -> None:
         pid_file.unlink(missing_ok=True)
         return
     except ValueError:
-        log.warning("job %s: ignoring an unreadable %s", folder.job_id, PID_FILE)
+        log.warning("job %s: ignoring an unreadable %s", folder.job_id, pid_file.name)
         pid_file.unlink(missing_ok=True)
         return
     if "scanbatch.warm_kernel" in cmdline:  # not a recycled pid

@@ -45,28 +45,36 @@ def create_job(
     return folder.job_id
 
 
-def write_blobs(images: list[bytes], manifest: Manifest) -> Callable[[JobFolder], None]:
-    """A `write_images` for photos already in memory, in manifest order."""
+def write_blobs(
+    images: list[bytes], manifest: Manifest, mime_types: list[str] | None = None
+) -> Callable[[JobFolder], None]:
+    """A `write_images` for photos already in memory, in manifest order. `mime_types`, when
+    given, are the types their bytes were found to be when they were checked (the folder
+    records them); without them, the folder reads them."""
+    types = mime_types or [None] * len(images)
 
     def write(folder: JobFolder) -> None:
-        blobs = iter(images)
+        photos = zip(images, types, strict=True)
         for index, item in enumerate(manifest.items):
             for position in range(item.image_count):
-                folder.write_image(index, position, next(blobs))
+                data, mime = next(photos)
+                folder.write_image(index, position, data, mime)
 
     return write
 
 
-def read_images(paths: list[Path], first_index: int = 0) -> list[bytes]:
-    """Photos from disk, with the same size, type and pixel checks as an upload; messages
-    number them from `first_index` (a part of a longer list)."""
-    blobs = []
+def read_images(paths: list[Path], first_index: int = 0) -> list[tuple[bytes, str]]:
+    """Photos from disk as (bytes, MIME type read from them), with the same size, type and
+    pixel checks as an upload; messages number them from `first_index` (a part of a longer
+    list)."""
+    photos = []
     for index, path in enumerate(paths, start=first_index):
         data = Path(path).read_bytes()
         check_size(len(data), index=index)
-        check_pixels(Path(path), sniff_mime(data, index=index), index=index)
-        blobs.append(data)
-    return blobs
+        mime = sniff_mime(data, index=index)
+        check_pixels(Path(path), mime, index=index)
+        photos.append((data, mime))
+    return photos
 
 
 def create_job_from_files(
@@ -81,8 +89,7 @@ def create_job_from_files(
     """A job from a manifest and photos on disk (the CLI and the server's demo), validated
     exactly like an HTTP upload."""
     manifest = parse_manifest(manifest_text, len(image_paths))
-    blobs = read_images(image_paths)
-    job_id = create_job(
-        store, jobs_dir, user_id, manifest, write_blobs(blobs, manifest), extractor=extractor
-    )
+    photos = read_images(image_paths)
+    write = write_blobs([data for data, _ in photos], manifest, [mime for _, mime in photos])
+    job_id = create_job(store, jobs_dir, user_id, manifest, write, extractor=extractor)
     return job_id, manifest

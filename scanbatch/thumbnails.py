@@ -16,6 +16,7 @@ from PIL import Image, ImageOps
 
 from scanbatch.errors import Unprocessable
 from scanbatch.images import MAX_IMAGE_PIXELS, THUMBNAIL_SIZES, register_heif
+from scanbatch.jobfolder import JobFolder
 
 JPEG_QUALITY = 85
 # Decodes at once, across every request thread: each may hold a whole decoded photo (a PNG,
@@ -71,16 +72,17 @@ def inline_img(jpeg: bytes, title: str = "") -> str:
     return f'<img src="data:image/jpeg;base64,{data}" title="{html.escape(title)}">'
 
 
-def cached_thumbnail(original: Path, size: int, cache_dir: Path) -> Path:
-    """The thumbnail of `original` at `thumbnail_size(size)`, made on first request and then
-    read from `cache_dir`. Written to a unique temporary name first, so two requests racing
-    for the same thumbnail never serve a half-written file."""
+def cached_thumbnail(original: Path, size: int, folder: JobFolder) -> Path:
+    """The thumbnail of `original` (a photo of the job in `folder`) at `thumbnail_size(size)`,
+    made on first request and then read from the folder's thumbnails. Written to a unique
+    temporary name first, so two requests racing for the same thumbnail never serve a
+    half-written file."""
     size = thumbnail_size(size)
-    target = cache_dir / f"{original.stem}_{size}.jpg"
+    target = folder.thumbnail_path(original, size)
     if target.exists():
         return target
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = cache_dir / f".{target.name}.{uuid.uuid4().hex}.tmp"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
         tmp.write_bytes(jpeg_thumbnail(original.read_bytes(), size))
         os.replace(tmp, target)

@@ -1,10 +1,10 @@
 """One papermill execution in its own OS process, started before its job arrives.
 
 Starting Python, importing papermill, starting a kernel and importing scanbatch and the
-extractors in it takes seconds: longer than a 10-item Gemini batch itself. So the runner keeps
-one such process warm per worker. It starts a kernel (the one place a kernel start is retried),
-warms it, reports `ready`, then reads one job (a JSON line) on stdin, executes the notebook with
-papermill on that kernel, reports how it went and exits.
+extractors in it takes seconds: longer than a 10-item Gemini batch itself. So the runner's pool
+(`scanbatch.warm_pool`) keeps one such process warm per worker. It starts a kernel (the one
+place a kernel start is retried), warms it, reports `ready`, then reads one job (a JSON line) on
+stdin, executes the notebook with papermill on that kernel, reports how it went and exits.
 
 `python -m scanbatch.warm_kernel [PARAMETERS]` takes, optionally, the notebook parameters the
 next job will most likely get (JSON: the server's settings and catalog snapshot, never a

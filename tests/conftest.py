@@ -20,17 +20,17 @@ from tests.fakes import FakeExtractor  # noqa: E402
 
 
 @pytest.fixture
-def fake_extractor():
-    FakeExtractor.reset()
-    return FakeExtractor()
-
-
-@pytest.fixture
 def clean_env(monkeypatch):
-    """No SCANBATCH_* variable and no Gemini key: what a kernel's environment holds."""
+    """No SCANBATCH_* setting and no Gemini key from the environment running the tests."""
     for name in list(os.environ):
         if name.startswith("SCANBATCH_") or name == "GEMINI_API_KEY":
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def fake_extractor():
+    FakeExtractor.reset()
+    return FakeExtractor()
 
 
 @pytest.fixture

@@ -515,3 +515,24 @@ def test_a_minimum_above_the_early_exit_prunes_only_below_the_early_exit():
     # The case is the one described: the exit fired, so nothing matched at 0.94. (At 0.82 it
     # also hides the better album, 1, behind the decoy: a limit of the exit, not of pruning.)
     assert found is None
+
+
+def test_the_catalog_matcher_is_what_its_callers_ask_of_the_catalog(small):
+    """The catalog's callers (the pipeline, the kernel's report, an extractor reading lines)
+    have one Protocol, `Matcher`: the one implementation has each of its methods, with the
+    same signature."""
+    import inspect
+
+    from scanbatch.catalog import Matcher
+
+    declared = {
+        name
+        for name, value in vars(Matcher).items()
+        if callable(value) and (not name.startswith("_") or name == "__len__")
+    }
+    assert declared == {"match", "get", "__len__", "best", "best_pair"}
+    for name in declared:
+        assert inspect.signature(getattr(CatalogMatcher, name)) == inspect.signature(
+            getattr(Matcher, name)
+        )
+    assert len(small) > 0 and small.get(-1) is None

@@ -124,7 +124,7 @@ def test_prompt_versions_really_differ_and_the_difference_is_reported(env, fake)
     v2 = next(v for v in meta["variants"] if v["name"] == "gemini/v2")
     assert v2["promptVersion"] == "v2" and len(v2["promptSha256"]) == 64
     assert "api_key" not in json.dumps(meta) and "test-key" not in json.dumps(meta)
-    line = json.loads((run.path / "results.jsonl").read_text().splitlines()[0])
+    line = json.loads((run.path / "records.jsonl").read_text().splitlines()[0])
     assert {"variant", "repeat", "itemIndex", "extraction", "latencyMs", "inputTokens"} <= set(line)
     assert not (env.data_dir / "scanbatch.duckdb").exists()  # never the server's store
 
@@ -244,6 +244,10 @@ def test_past_runs_are_listed_and_compared_again(env, fake):
     assert {r["run"] for r in runs} == {"first", "second"}
     again = load_run(env.data_dir / "experiments", "first")
     assert compare(again).matrix_rows()[0]["variant"] == "gemini/v1"
+    # A run recorded before its records were named records.jsonl reads the same.
+    older = env.data_dir / "experiments" / "second"
+    (older / "records.jsonl").rename(older / "results.jsonl")
+    assert load_run(env.data_dir / "experiments", "second").records
     with pytest.raises(BadRequest, match="run 'first' already exists"):
         run_experiment(SAMPLE, ["gemini:v1"], settings=env, name="first", progress=False)
 

@@ -1,8 +1,8 @@
 import json
 
-from scanbatch.jobfolder import JobFolder, iter_results
-from scanbatch.models import CatalogMatch, Manifest, Status
-from scanbatch.pipeline import pending_items, process_folder
+from scanbatch.jobfolder import JobFolder
+from scanbatch.models import CatalogMatch, Manifest, ManifestItem, Photo, Status
+from scanbatch.pipeline import process_folder, process_item
 from tests.imaging import image_bytes
 
 
@@ -36,7 +36,7 @@ def test_failures_are_recorded_and_do_not_stop_other_items(tmp_path, fake_extrac
     seen = []
     outcomes = process_folder(folder, fake_extractor, matcher=OneMatcher(), on_item=seen.append)
     assert len(outcomes) == len(seen) == 4
-    by_index = {o.item_index: o for o in iter_results(folder.results_path)}
+    by_index = folder.outcomes()
     assert by_index[0].status == Status.COMPLETED
     assert by_index[0].extraction["artistName"] == {"value": "Artist 0", "confidence": 0.9}
     assert (by_index[0].matched_album_id, by_index[0].match_score) == (7, 0.97)
@@ -62,7 +62,7 @@ def test_items_already_in_results_are_not_extracted_again(tmp_path, fake_extract
     process_folder(folder, fake_extractor)
     lines = folder.results_path.read_text().splitlines()
     folder.results_path.write_text("\n".join(lines[:1]) + "\n")  # only one item survived a crash
-    assert len(pending_items(folder)) == 2
+    assert len(folder.pending()) == 2
     type(fake_extractor).reset()
     process_folder(folder, fake_extractor)
     assert len(type(fake_extractor).calls) == 2
@@ -82,3 +82,26 @@ def test_a_match_note_without_an_album_is_kept(tmp_path, fake_extractor):
     (outcome,) = process_folder(folder, fake_extractor, matcher=UnknownIdMatcher())
     assert outcome.matched_album_id is None and outcome.match_score is None
     assert outcome.match_note == "id 9 unknown"
+
+
+def test_an_item_is_processed_from_photos_in_memory(fake_extractor):
+    """The synchronous scan's path: no job folder, the photos with the types read at staging."""
+    item = ManifestItem(image_count=2, photo_types=["front", "back"], context={"artistName": "A"})
+    photos = [
+        Photo(data=image_bytes("PNG"), mime_type="image/png", photo_type="front"),
+        Photo(data=image_bytes("HEIF"), mime_type="image/heic", photo_type="back"),
+    ]
+    outcome = process_item(photos, 0, item, fake_extractor, OneMatcher())
+    assert outcome.status == Status.COMPLETED and outcome.item_index == 0
+    assert outcome.extraction["artistName"]["value"] == "A"
+    assert outcome.usage.raw_response == "image/png,image/heic"
+    assert type(fake_extractor).calls == [2]
+
+
+def test_a_photo_missing_from_the_folder_fails_its_item_alone(tmp_path, fake_extractor):
+    folder = make_folder(tmp_path, ["", ""])
+    folder.image_paths(1)[0].unlink()
+    outcomes = {o.item_index: o for o in process_folder(folder, fake_extractor)}
+    assert outcomes[0].status == Status.COMPLETED
+    assert outcomes[1].status == Status.FAILED and outcomes[1].error_code == "internal_error"
+    assert outcomes[1].error_message.startswith("ValueError: ")  # one photo for two types

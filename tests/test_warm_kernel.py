@@ -13,8 +13,8 @@ import pytest
 from jupyter_client.manager import KernelManager
 
 from scanbatch import warm_kernel
-from scanbatch.runner import kernel_env
 from scanbatch.settings import PROCESSING_NOTEBOOK, REPO_ROOT
+from scanbatch.warm_pool import kernel_env
 from tests.procs import alive, children, wait_gone
 
 pytestmark = pytest.mark.slow

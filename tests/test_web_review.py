@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from scanbatch.images import THUMBNAIL_SIZES
+from scanbatch.jobfolder import read_results
 from scanbatch.models import ItemOutcome, Status
 from scanbatch.web.services import services_of
 from tests.imaging import image_bytes, png_header
@@ -358,7 +359,9 @@ def test_metrics_change_when_a_field_is_corrected(client, store, tokens):
     assert r.status_code == 400 and "groupBy must be one of" in r.get_json()["message"]
 
 
-def test_dataset_export_zip_holds_photos_truth_manifest_and_results(client, store, tokens):
+def test_dataset_export_zip_holds_photos_truth_manifest_and_results(
+    client, store, tokens, tmp_path
+):
     job = make_job(client, store, tokens["director"], [{"artistName": field("Can", 0.9)}, {}])
     put_review(client, tokens["director"], job, 1, review_body())
     r = client.get("/library/scan/review/dataset", headers=bearer(tokens["manager"]))
@@ -379,6 +382,12 @@ def test_dataset_export_zip_holds_photos_truth_manifest_and_results(client, stor
     manifest = json.loads(zf.read("manifest.json"))
     assert manifest == {"items": [{"imageCount": 2, "photoTypes": ["front_cover", "center_label"]}]}
     assert json.loads(zf.read("results.jsonl"))["itemIndex"] == 0
+    # The lines are the kernel's (ItemOutcome), read by the one reader `scanbatch eval` uses.
+    results = tmp_path / "results.jsonl"
+    results.write_bytes(zf.read("results.jsonl"))
+    [line] = read_results(results)[0]
+    assert (line.item_index, line.status) == (0, Status.COMPLETED)
+    assert line.extraction == json.loads(zf.read("results.jsonl"))["extraction"]
     later = client.get(
         "/library/scan/review/dataset?since=2999-01-01T00:00:00Z",
         headers=bearer(tokens["manager"]),

@@ -24,6 +24,7 @@ _EXPORTS = {
     "Candidate": "match",
     "CatalogMatcher": "match",
     "LinePair": "match",
+    "Matcher": "match",
     "load_matcher": "match",
     "export_snapshot": "snapshot",
     "matched_albums": "lookup",

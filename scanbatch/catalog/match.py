@@ -35,7 +35,7 @@ from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import duckdb
 import numpy as np
@@ -49,6 +49,28 @@ from scanbatch.models import CatalogMatch, Extraction, ScanContext
 from scanbatch.settings import Settings
 
 log = logging.getLogger(__name__)
+
+
+class Matcher(Protocol):
+    """Everything asked of the catalog by its callers (`CatalogMatcher` is the one
+    implementation; tests stand in for it): a job's match, the matched album for its report,
+    and the lookups an extractor reading text lines uses to tell artist from title."""
+
+    def match(self, context: ScanContext | None, extraction: Extraction) -> CatalogMatch | None:
+        """The catalog album this record is, or None when nothing is close enough."""
+
+    def get(self, album_id: int) -> dict[str, Any] | None:
+        """The snapshot row of the album (snake_case `matchedAlbum` fields), None if unknown."""
+
+    def __len__(self) -> int:
+        """How many albums the catalog holds."""
+
+    def best(self, artist: str | None, title: str | None) -> Candidate | None:
+        """The best album for these fields if it clears the minimum score, else None."""
+
+    def best_pair(self, lines: Sequence[str]) -> LinePair | None:
+        """Which of these text lines is the artist and which the title, if any pair matches."""
+
 
 # The settings object holds the tuned value (SCANBATCH_MATCH_MIN_SCORE; see docs/catalog.md).
 DEFAULT_MIN_SCORE: float = Settings.model_fields["match_min_score"].default

@@ -1,7 +1,9 @@
 """Run records: each run is a folder `data/experiments/<run>/` with `run.json` (when, which
 dataset and catalog, each variant's settings and prompt hash, whether it could run) and
-`results.jsonl` (one line per variant, repeat and item: each field's value and confidence,
-the match, latency, tokens, error, whether the cache answered). Never the server's store.
+`records.jsonl` (one line per variant, repeat and item: each field's value and confidence,
+the match, latency, tokens, error, whether the cache answered). Never the server's store. (Not
+`results.jsonl`, a job folder's file with lines of another shape; runs recorded before the
+rename are still read.)
 
 Past runs are listed and compared again from these files alone."""
 
@@ -21,7 +23,8 @@ from typing import Any
 from scanbatch.errors import BadRequest, NotFound
 
 RUN_META = "run.json"
-RUN_RESULTS = "results.jsonl"
+RUN_RECORDS = "records.jsonl"
+EARLIER_RUN_RECORDS = "results.jsonl"  # the name runs recorded before issue 19 use
 RUN_TRUTH = "truth.json"
 CACHE_DIR = "cache"
 DATASETS_DIR = "datasets"  # where dataset zips were once unpacked, shared: never a run name
@@ -82,7 +85,7 @@ class RunWriter:
         self._created = not self.path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._results = open(self.path / RUN_RESULTS, "a", encoding="utf-8")  # noqa: SIM115
+        self._results = open(self.path / RUN_RECORDS, "a", encoding="utf-8")  # noqa: SIM115
 
     def write_meta(self, meta: dict[str, Any]) -> None:
         tmp = self.path / f".{RUN_META}.tmp"
@@ -130,7 +133,9 @@ def load_run(experiments_dir: Path, run: str | Path) -> RunRecord:
     path = _run_path(experiments_dir, run)
     meta = json.loads((path / RUN_META).read_text(encoding="utf-8"))
     records = []
-    results = path / RUN_RESULTS
+    results = path / RUN_RECORDS
+    if not results.is_file():
+        results = path / EARLIER_RUN_RECORDS
     if results.is_file():
         for line in results.read_text(encoding="utf-8").splitlines():
             if not line.strip():

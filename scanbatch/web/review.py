@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, datetime
-from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, send_file, url_for
 
@@ -26,8 +25,7 @@ from scanbatch.audit import (
     ReviewView,
 )
 from scanbatch.errors import BadRequest, Forbidden, NotFound
-from scanbatch.images import EXTENSIONS
-from scanbatch.jobfolder import JobFolder
+from scanbatch.jobfolder import JobFolder, PhotoFile
 from scanbatch.models import MAX_IMAGES_PER_ITEM, MAX_ITEMS, ErrorBody
 from scanbatch.names import REVIEW_ROLES
 from scanbatch.store import ApiKey, parse_job_id
@@ -42,9 +40,7 @@ from scanbatch.wholenumbers import MAX_ID, whole_number
 
 bp = Blueprint("review", __name__, url_prefix="/library/scan")
 
-THUMBNAILS = "thumbnails"
 PHOTO_MAX_AGE = 86400
-_MIME_BY_SUFFIX = {suffix: mime for mime, suffix in EXTENSIONS.items()}
 
 NOT_REVIEWER = "Only musicDirector and stationManager may audit (dj may not)"
 MAX_ITEM_INDEX = MAX_ITEMS - 1
@@ -89,16 +85,13 @@ def _item_index(raw: str) -> int:
     return whole_number(raw, "itemIndex", 0, MAX_ITEM_INDEX)
 
 
-def _photo_files(folder: JobFolder, item_index: int) -> list[Path]:
-    return folder.image_paths(item_index) if folder.images_dir.is_dir() else []
+def _photo_files(folder: JobFolder, item_index: int) -> list[PhotoFile]:
+    return folder.photo_files(item_index) if folder.images_dir.is_dir() else []
 
 
 def _photos(job_id: str, item_index: int, photo_types: list[str]) -> list[tuple[str, str]]:
-    paths = _photo_files(_folder(job_id), item_index)
-    return [
-        (ptype, _MIME_BY_SUFFIX.get(p.suffix, "application/octet-stream"))
-        for ptype, p in zip(photo_types, paths, strict=False)
-    ]
+    files = _photo_files(_folder(job_id), item_index)
+    return [(ptype, f.mime_type) for ptype, f in zip(photo_types, files, strict=False)]
 
 
 def _photo_url(job_id: str, item_index: int, n: int) -> str:
@@ -170,17 +163,16 @@ def photo(job_id: str, item_index: str, n: str) -> Response:
     if index >= view.total_items:
         raise NotFound(f"Job has no item {index}: its items are 0..{view.total_items - 1}")
     folder = _folder(job_id)
-    paths = _photo_files(folder, index)
-    if position >= len(paths):
+    files = _photo_files(folder, index)
+    if position >= len(files):
         raise NotFound(
-            f"Item {index} has {len(paths)} photo(s): use an index from 0 to {len(paths) - 1}"
+            f"Item {index} has {len(files)} photo(s): use an index from 0 to {len(files) - 1}"
         )
-    path = paths[position]
+    photo = files[position]
     if size is not None:
-        target = cached_thumbnail(path, size, folder.path / THUMBNAILS)
+        target = cached_thumbnail(photo.path, size, folder)
         return _private(send_file(target, mimetype="image/jpeg"))
-    mime = _MIME_BY_SUFFIX.get(path.suffix, "application/octet-stream")
-    return _private(send_file(path, mimetype=mime))
+    return _private(send_file(photo.path, mimetype=photo.mime_type))
 
 
 def _private(response: Response) -> Response:
@@ -296,7 +288,9 @@ def review_dataset() -> Response:
         return busy
     try:
         items = list(_reviews().reviewed(since=since))
-        photo_paths = [_photo_files(_folder(i.job_id), i.item_index) for i in items]
+        photo_paths = [
+            [f.path for f in _photo_files(_folder(i.job_id), i.item_index)] for i in items
+        ]
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         response = Response(
             golden_set.zip_stream(golden_set.dataset_entries(items, photo_paths)),

@@ -1,19 +1,15 @@
 """`POST /library/scan`: the station's original single scan, answered synchronously.
 
-The record goes through the same code as one item of a batch (`pipeline.process_item` on a
-one-item job folder, then the same catalog matcher and the same `matchedAlbum` hydration), so
-a photo reads the same either way. The folder is request-scoped (`.scan-<uuid>` under the jobs
-directory, removed after the answer, and at server start if the server died mid-scan)."""
+The record goes through the same code as one item of a batch (`pipeline.process_item` on its
+photos, read into memory from the request's staging folder, then the same catalog matcher and
+the same `matchedAlbum` hydration), so a photo reads the same either way. Nothing is written
+but the upload's staging, which goes when the request ends."""
 
 from __future__ import annotations
 
-import os
-import shutil
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
@@ -21,12 +17,11 @@ from scanbatch.errors import BadRequest, ExtractionError, ScanbatchError
 from scanbatch.extractors import create_extractor
 from scanbatch.extractors.base import Extractor
 from scanbatch.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
-from scanbatch.jobfolder import JobFolder
 from scanbatch.models import (
     MAX_IMAGES_PER_ITEM,
     ItemOutcome,
-    Manifest,
     ManifestItem,
+    Photo,
     ScanForm,
     ScanResponse,
     Status,
@@ -41,8 +36,6 @@ from scanbatch.web.services import Services, services
 from scanbatch.web.uploads import (
     MAX_FORM_FIELD_BYTES,
     STAGING_KEY,
-    TRANSIENT_PREFIXES,
-    StagedFile,
     Staging,
 )
 
@@ -139,7 +132,6 @@ def scan_one() -> Response:
     svc = services()
     staging = Staging(svc.settings.jobs_dir, MAX_IMAGES_PER_ITEM, TOO_MANY)
     request.environ[STAGING_KEY] = staging
-    folder: JobFolder | None = None
     try:
         files = uploaded_images(HINT)
         if not files:
@@ -154,30 +146,20 @@ def scan_one() -> Response:
             )
         mimes = [f.mime_type() for f in files]
         item = ManifestItem(image_count=len(files), photo_types=photo_types, context=form.context())
-        folder = JobFolder(Path(svc.settings.jobs_dir) / f"{TRANSIENT_PREFIXES[1]}{uuid.uuid4()}")
-        folder.create(Manifest(items=[item]))
-        _move(files, mimes, folder)
-        outcome = _run(folder, item, svc)
-    except BaseException:
-        if folder is not None:
-            shutil.rmtree(folder.path, ignore_errors=True)
-        raise
+        photos = [
+            Photo(data=f.read_bytes(), mime_type=mime, photo_type=photo_type)
+            for f, mime, photo_type in zip(files, mimes, photo_types, strict=True)
+        ]
     finally:
         staging.cleanup()
+    outcome = _run(photos, item, svc)
     return jsonify(_answer(outcome, svc).to_json_dict())
 
 
-def _move(files: list[StagedFile], mimes: list[str], folder: JobFolder) -> None:
-    for position, (f, mime) in enumerate(zip(files, mimes, strict=True)):
-        f.close()
-        os.replace(f.path, folder.image_path(0, position, mime))
-
-
-def _run(folder: JobFolder, item: ManifestItem, svc) -> ItemOutcome:
+def _run(photos: list[Photo], item: ManifestItem, svc) -> ItemOutcome:
     scanner = _scanner()
     limit = svc.settings.scan_timeout
     if not scanner.slots.acquire(timeout=min(5.0, limit)):
-        shutil.rmtree(folder.path, ignore_errors=True)
         raise ScanbatchError(
             "Too many single scans are running: retry in a few seconds, or submit a batch",
             status=503,
@@ -185,10 +167,9 @@ def _run(folder: JobFolder, item: ManifestItem, svc) -> ItemOutcome:
 
     def work() -> ItemOutcome:
         try:
-            return process_item(folder, 0, item, scanner.extractor(), _matcher(svc))
+            extractor, matcher = scanner.extractor(), _matcher(svc)
+            return process_item(photos, 0, item, extractor, matcher, job="(single scan)")
         finally:
-            # The request may have given up waiting (504); the folder goes when the work ends.
-            shutil.rmtree(folder.path, ignore_errors=True)
             scanner.slots.release()
 
     future = scanner.pool.submit(work)

@@ -46,7 +46,8 @@ MAX_FORM_FIELD_BYTES = 256 * 1024
 MAX_FORM_PARTS = 100
 STAGING_KEY = "scanbatch.staging"
 # Folders under the jobs directory that only live for one request; any found at start were
-# left by a server that was killed mid-request.
+# left by a server that was killed mid-request. (`.scan-` folders were the single scan's, made
+# by versions before it read its photos in memory: one may still be left by such a server.)
 TRANSIENT_PREFIXES = (".incoming-", ".scan-")
 
 
@@ -73,6 +74,7 @@ class StagedFile(io.FileIO):
         self.index = index
         self.size = 0
         self.sha256 = hashlib.sha256()
+        self._mime: str | None = None
 
     def write(self, data: Any) -> int:
         self.size += len(data)
@@ -82,11 +84,18 @@ class StagedFile(io.FileIO):
 
     def mime_type(self) -> str:
         """The real type from the bytes, after checking the declared pixels (400 naming the
-        file for a non-image or a decompression bomb)."""
-        with open(self.path, "rb") as fh:
-            mime = sniff_mime(fh.read(SNIFF_BYTES), index=self.index)
-        check_pixels(self.path, mime, index=self.index)
-        return mime
+        file for a non-image or a decompression bomb). Read once, here: the job folder records
+        it (in the photo's name), and every later reader takes it from there."""
+        if self._mime is None:
+            with open(self.path, "rb") as fh:
+                mime = sniff_mime(fh.read(SNIFF_BYTES), index=self.index)
+            check_pixels(self.path, mime, index=self.index)
+            self._mime = mime
+        return self._mime
+
+    def read_bytes(self) -> bytes:
+        """The whole file, once it has been received."""
+        return self.path.read_bytes()
 
 
 class Staging:
