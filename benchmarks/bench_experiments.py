@@ -24,13 +24,13 @@ from scanbatch.experiments import compare, load_dataset, run_experiment
 from scanbatch.extractors import check_extractor
 from scanbatch.names import FIELDS
 from scanbatch.settings import load_settings
-from tests.fake_gemini import (
+from scanbatch.testing.fake_gemini import (
     FakeGemini,
     extraction_reply,
     image_digests,
     system_instruction_text,
 )
-from tests.imaging import image_bytes
+from scanbatch.testing.imaging import image_bytes
 
 VARIANTS = [
     {"extractor": "gemini", "prompt_version": "v1"},

@@ -22,8 +22,8 @@ from scanbatch.jobfolder import JobFolder
 from scanbatch.models import Manifest, Status
 from scanbatch.pipeline import process_folder
 from scanbatch.settings import load_settings
-from tests.fake_gemini import FakeGemini
-from tests.imaging import image_bytes
+from scanbatch.testing.fake_gemini import FakeGemini
+from scanbatch.testing.imaging import image_bytes
 
 
 def make_job(jobs_dir: Path, name: str, items: int) -> JobFolder:

@@ -30,8 +30,7 @@ from common import MiB, header, line, noisy_photo, percentile, ratio
 from scanbatch.names import FIELDS
 from scanbatch.store import JobStore
 from scanbatch.store.jobs import item_confidence
-from tests.server_process import ServerProcess
-from tests.webutil import bearer, keys
+from scanbatch.testing.servers import ServerProcess, bearer, keys
 
 
 def seed_store(

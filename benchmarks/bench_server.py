@@ -6,7 +6,7 @@ concurrency, upload memory, and polling latency under load.
 Each section prints its figure, the goal and a ratio against a baseline measured in the same
 run. It is a benchmark, not a test: nothing is asserted on timings. Every server is a real
 `server.py` subprocess (waitress + papermill kernels) on 127.0.0.1 with its own temporary data
-folder; Gemini is the loopback fake from tests/fake_gemini.py, never the real API."""
+folder; Gemini is the loopback fake from scanbatch/testing/fake_gemini.py, never the real API."""
 
 from __future__ import annotations
 
@@ -32,10 +32,9 @@ from common import ROOT, MiB, header, line, load_average, percentile, ratio
 
 from scanbatch.models import Manifest
 from scanbatch.store import JobStore
-from tests.fake_gemini import FakeGemini
-from tests.imaging import image_bytes
-from tests.server_process import ServerProcess
-from tests.webutil import bearer, keys
+from scanbatch.testing.fake_gemini import FakeGemini
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import ServerProcess, bearer, keys
 
 BATCH = "/library/scan/batch"
 

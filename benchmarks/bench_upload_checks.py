@@ -22,8 +22,8 @@ import common  # noqa: F401  (puts the repository on sys.path)
 from PIL import Image
 
 from scanbatch.images import check_pixels, sniff_mime
+from scanbatch.testing.imaging import png_header
 from scanbatch.validation import _depth_over
-from tests.imaging import png_header
 
 
 def per_call(fn, repeat: int) -> float:

@@ -25,7 +25,7 @@ from pathlib import Path
 from common import load_average, photo_of_size
 
 from scanbatch.client import Client
-from tests.server_process import start_launcher
+from scanbatch.testing.servers import start_launcher
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
@@ -60,7 +60,7 @@ def main() -> int:
         try:
             client = Client(banner["api"], banner["token"])
             # Records to review: 10 jobs' worth would be slow to make; one job of 10 is enough.
-            from tests.imaging import image_bytes
+            from scanbatch.testing.imaging import image_bytes
 
             manifest = [
                 {

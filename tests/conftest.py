@@ -6,8 +6,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # The fake extractors are entry points declared by a dist-info folder in tests/entry_points;
-# `tests.fakes` lives in the repository. Both must be found here and in every kernel, which
-# inherits PYTHONPATH and runs in a job folder.
+# their classes are in `scanbatch.testing.fakes`. Both must be found here and in every kernel,
+# which inherits PYTHONPATH and runs in a job folder.
 TEST_PATHS = [str(ROOT), str(ROOT / "tests" / "entry_points")]
 for _path in reversed(TEST_PATHS):
     if _path not in sys.path:
@@ -16,7 +16,7 @@ os.environ["PYTHONPATH"] = os.pathsep.join(
     [*TEST_PATHS, *(p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p)]
 )
 
-from tests.fakes import FakeExtractor  # noqa: E402
+from scanbatch.testing.fakes import FakeExtractor  # noqa: E402
 
 
 @pytest.fixture
@@ -53,20 +53,20 @@ def store(settings):
 
 @pytest.fixture(autouse=True)
 def _responses_match_the_openapi_document(monkeypatch):
-    """Every response a test receives from a real scanbatch server (tests/server_process.py)
+    """Every response a test receives from a real scanbatch server (scanbatch/testing/servers.py)
     is checked against the server's /openapi.json; a drift fails that test."""
     from urllib.parse import urlsplit
 
     import requests
 
-    from tests import server_process
+    from scanbatch.testing import servers
 
     real_send = requests.Session.send
     checkers = []
 
     def send(self, request, **kwargs):
         response = real_send(self, request, **kwargs)
-        if any(request.url.startswith(u + "/") for u in server_process.SERVER_URLS):
+        if any(request.url.startswith(u + "/") for u in servers.SERVER_URLS):
             if not checkers:
                 from tests.webutil import ContractChecker
 
@@ -113,8 +113,8 @@ def client(app):
 
 @pytest.fixture
 def tokens(app):
+    from scanbatch.testing.servers import keys
     from scanbatch.web.services import services_of
-    from tests.webutil import keys
 
     return keys(services_of(app).store)
 
@@ -128,7 +128,7 @@ def server_data_dir(tmp_path_factory):
 def server_tokens(server_data_dir):
     """Keys made in the store before the server opens it (one process per DuckDB file)."""
     from scanbatch.store import JobStore
-    from tests.webutil import keys
+    from scanbatch.testing.servers import keys
 
     store = JobStore.open(server_data_dir / "scanbatch.duckdb")
     try:
@@ -140,7 +140,7 @@ def server_tokens(server_data_dir):
 @pytest.fixture(scope="module")
 def live_server(server_data_dir, server_tokens):
     """A real server on 127.0.0.1 with the fake extractor, shared by a test module."""
-    from tests.server_process import ServerProcess
+    from scanbatch.testing.servers import ServerProcess
 
     srv = ServerProcess(server_data_dir).start()
     yield srv

@@ -3,7 +3,7 @@ and scanbatch.kernel_job)."""
 
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import Manifest
-from tests.imaging import image_bytes
+from scanbatch.testing.imaging import image_bytes
 
 
 def make_job(tmp_path, records):

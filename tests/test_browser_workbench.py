@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from scanbatch.client import Client
-from tests.server_process import ROOT, Launcher, copy_work_tree
+from scanbatch.testing.servers import ROOT, Launcher, copy_work_tree
 
 pytestmark = pytest.mark.slow
 
@@ -208,8 +208,8 @@ def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots, p
     from playwright.sync_api import expect
 
     from scanbatch import server_file
+    from scanbatch.testing.servers import TEST_PYTHONPATH
     from tests.procs import wait_gone
-    from tests.server_process import TEST_PYTHONPATH
 
     ports = []
     for _ in range(2):

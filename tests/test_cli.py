@@ -11,8 +11,8 @@ from click.testing import CliRunner
 
 from scanbatch.cli import cli, main
 from scanbatch.store import JobStore
-from tests.imaging import image_bytes
-from tests.server_process import ServerProcess
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -214,7 +214,7 @@ def test_readme_is_in_step_with_the_code():
 
 
 def test_run_refuses_a_pixel_bomb_like_an_upload(env, runner):
-    from tests.imaging import png_header
+    from scanbatch.testing.imaging import png_header
 
     manifest, image = write_batch(env, [""])
     Path(image).write_bytes(png_header(13000, 13000))
@@ -294,7 +294,7 @@ def test_run_sends_a_dataset_as_several_jobs_and_eval_scores_them_together(env, 
 
 
 def test_run_checks_every_job_before_the_first_runs(env, runner, synth12, tmp_path):
-    from tests.imaging import png_header
+    from scanbatch.testing.imaging import png_header
 
     folder = tmp_path / "set"
     shutil.copytree(synth12, folder)

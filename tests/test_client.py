@@ -11,8 +11,8 @@ import time
 import pytest
 
 from scanbatch.client import ApiError, Client
-from tests.imaging import image_bytes
-from tests.server_process import ROOT
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -13,10 +13,11 @@ import time
 import pytest
 import requests
 
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import bearer
 from scanbatch.web.services import services_of
-from tests.imaging import image_bytes
 from tests.test_web_review import make_job, review_body
-from tests.webutil import bearer, post_batch
+from tests.webutil import post_batch
 
 TRIALS = 4
 

@@ -136,7 +136,7 @@ def test_a_dataset_manifest_is_not_a_batch(tmp_path):
 
 def make_set(folder: Path, items: int, photos: int = 1) -> Path:
     """A dataset of `items` records, each with `photos` small distinct JPEGs."""
-    from tests.imaging import image_bytes
+    from scanbatch.testing.imaging import image_bytes
 
     folder.mkdir(parents=True)
     manifest, truth = [], []

@@ -26,7 +26,7 @@ from scanbatch.experiments.compare import OVERALL
 from scanbatch.names import FIELDS
 from scanbatch.prompts import load_prompt
 from scanbatch.settings import REPO_ROOT, SHIPPED_DATA, Settings
-from tests.fake_gemini import (
+from scanbatch.testing.fake_gemini import (
     FakeGemini,
     RecordedRequest,
     Reply,
@@ -339,7 +339,8 @@ def test_notebook_runs_headless_with_dataset_and_variants(env, fake, tmp_path):
 
 
 def test_any_registered_extractor_is_a_variant(env, fake):
-    # tests.fakes registers `fake` (echoes the app's context) and `fake-broken` (cannot start)
+    # The test entry points register `fake` (echoes the app's context) and `fake-broken`
+    # (cannot start).
     notices: list[str] = []
     run = run_experiment(
         SAMPLE,

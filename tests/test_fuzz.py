@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from scanbatch.store import JobStore
+from scanbatch.testing.servers import ServerProcess
 from tests.fuzz_hooks import HOSTILE
-from tests.server_process import ServerProcess
 
 CHECKS = (
     "not_a_server_error,status_code_conformance,content_type_conformance,"

@@ -19,7 +19,7 @@ from scanbatch.models import Manifest, Photo, ScanContext, Status
 from scanbatch.pipeline import process_folder
 from scanbatch.prompts import load_prompt
 from scanbatch.settings import SHIPPED_DATA, Settings
-from tests.fake_gemini import (
+from scanbatch.testing.fake_gemini import (
     SAMPLE_FIELDS,
     FakeGemini,
     Reply,
@@ -33,7 +33,7 @@ from tests.fake_gemini import (
     text_reply,
     timeout_reply,
 )
-from tests.imaging import image_bytes
+from scanbatch.testing.imaging import image_bytes
 
 KEY = "test-key"
 FAST = {"retry_base_delay": 0.01, "retry_max_delay": 3.0, "max_retries": 3, "timeout": 5.0}

@@ -2,7 +2,7 @@ import pytest
 
 from scanbatch.errors import BadRequest, PayloadTooLarge
 from scanbatch.images import MAX_IMAGE_BYTES, check_size, detect_mime, sniff_mime
-from tests.imaging import image_bytes
+from scanbatch.testing.imaging import image_bytes
 
 
 @pytest.mark.parametrize(
@@ -38,7 +38,7 @@ def test_size_limit_names_the_file():
 
 def test_pixels_are_read_from_the_header_and_bombs_are_refused(tmp_path):
     from scanbatch.images import MAX_IMAGE_PIXELS, check_pixels
-    from tests.imaging import png_header
+    from scanbatch.testing.imaging import png_header
 
     ok = tmp_path / "ok.png"
     ok.write_bytes(image_bytes("PNG", size=(40, 30)))

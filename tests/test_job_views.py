@@ -14,8 +14,8 @@ from scanbatch.errors import NotFound
 from scanbatch.models import ItemOutcome, Manifest, Status, Usage
 from scanbatch.store import JobStore
 from scanbatch.store.db import Database
+from scanbatch.testing.servers import bearer, keys
 from scanbatch.web.services import services_of
-from tests.webutil import bearer, keys
 
 
 def manifest(n: int = 3) -> Manifest:

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from scanbatch.jobfolder import JobFolder, ResultsWriter, read_results
 from scanbatch.models import ItemOutcome, Manifest, Status
-from tests.imaging import image_bytes
+from scanbatch.testing.imaging import image_bytes
 
 
 def outcome(i, status=Status.COMPLETED):

@@ -8,10 +8,10 @@ import pytest
 import requests
 
 from scanbatch.audit import MAX_NOTE_CHARS, MAX_VALUE_CHARS
+from scanbatch.testing.servers import bearer
 from scanbatch.web.services import services_of
 from scanbatch.web.uploads import MAX_JSON_BYTES
 from tests.test_web_review import TRUTH, make_job, review_body
-from tests.webutil import bearer
 
 LIMIT_WORDS = f"at most {MAX_JSON_BYTES:,} bytes"
 

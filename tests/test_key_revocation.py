@@ -9,7 +9,7 @@ import time
 import pytest
 import requests
 
-from tests.webutil import bearer
+from scanbatch.testing.servers import bearer
 
 pytestmark = pytest.mark.slow
 

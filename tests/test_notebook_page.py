@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.imaging import image_bytes
-from tests.webutil import bearer, post_batch
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import bearer
+from tests.webutil import post_batch
 
 CHROMIUM = Path("/usr/bin/chromium")
 CDNS = ("cdnjs", "unpkg", "jsdelivr", "mathjax", "require.js", "googleapis")

@@ -8,11 +8,12 @@ import pytest
 from pydantic.json_schema import models_json_schema
 
 from scanbatch.models import JobView, ScanResponse
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import bearer, keys
 from scanbatch.web import create_app, prepare, shutdown
 from scanbatch.web.openapi import OPERATIONS, operation
 from scanbatch.web.services import services_of
-from tests.imaging import image_bytes
-from tests.webutil import ResponseChecker, bearer, keys
+from tests.webutil import ResponseChecker
 
 
 @pytest.fixture

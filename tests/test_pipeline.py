@@ -3,7 +3,7 @@ import json
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import CatalogMatch, Manifest, ManifestItem, Photo, Status
 from scanbatch.pipeline import process_folder, process_item
-from tests.imaging import image_bytes
+from scanbatch.testing.imaging import image_bytes
 
 
 def make_folder(tmp_path, scripts):

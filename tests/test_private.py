@@ -8,9 +8,8 @@ import pytest
 import requests
 
 from scanbatch.store import JobStore
-from tests.server_process import ServerProcess
+from scanbatch.testing.servers import ServerProcess, bearer, keys
 from tests.test_server import submit
-from tests.webutil import bearer, keys
 
 pytestmark = pytest.mark.slow
 

@@ -18,9 +18,8 @@ import pytest
 import requests
 
 from scanbatch import server_file
-from tests.server_process import ROOT, Launcher, copy_work_tree
+from scanbatch.testing.servers import ROOT, Launcher, bearer, copy_work_tree
 from tests.test_key_revocation import served_after_a_revoke
-from tests.webutil import bearer
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import pytest
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
 from scanbatch.submit import create_job, write_blobs
+from scanbatch.testing.imaging import image_bytes
 from scanbatch.validation import parse_manifest
-from tests.imaging import image_bytes
 
 pytestmark = pytest.mark.slow
 
@@ -155,7 +155,7 @@ def test_recovery_of_a_job_whose_folder_vanished(runner_settings, runner_store):
 def test_two_jobs_at_once_share_one_gemini_rate_limit(runner_settings, runner_store, monkeypatch):
     """Two runner workers, each job in its own kernel process: together they never send more
     than the configured requests per period (the window is one file in the data folder)."""
-    from tests.fake_gemini import FakeGemini, extraction_reply
+    from scanbatch.testing.fake_gemini import FakeGemini, extraction_reply
 
     rpm, period = 3, 2.0
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")  # kernels inherit the environment

@@ -6,10 +6,11 @@ import json
 
 import pytest
 
+from scanbatch.testing.imaging import image_bytes, png_header
+from scanbatch.testing.servers import bearer
 from scanbatch.web import create_app, prepare, shutdown
 from scanbatch.web.services import services_of
-from tests.imaging import image_bytes, png_header
-from tests.webutil import ResponseChecker, bearer
+from tests.webutil import ResponseChecker
 
 
 @pytest.fixture

@@ -10,10 +10,9 @@ import pytest
 import requests
 
 from scanbatch.store import JobStore
-from tests.imaging import image_bytes
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import FINISHED, ROOT, ServerProcess, bearer, keys
 from tests.procs import children, descendants, wait_gone
-from tests.server_process import FINISHED, ROOT, ServerProcess
-from tests.webutil import bearer, keys
 
 pytestmark = pytest.mark.slow
 
@@ -265,7 +264,7 @@ def test_demo_processes_the_shipped_sample_and_prints_what_was_read(tmp_path):
 
 
 def test_gemini_through_the_server_and_the_key_never_reaches_disk(tmp_path):
-    from tests.fake_gemini import FakeGemini, extraction_reply
+    from scanbatch.testing.fake_gemini import FakeGemini, extraction_reply
 
     secret = "AIza-test-SECRET-0123456789"
     data_dir = tmp_path / "data"

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from tests.imaging import png_header
+from scanbatch.testing.imaging import png_header
 
 PROBE = """
 import re, sys

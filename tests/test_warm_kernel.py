@@ -126,7 +126,7 @@ def test_the_kernel_starts_the_job_before_the_notebooks_first_cell(tmp_path):
 
     from scanbatch.jobfolder import JobFolder
     from scanbatch.models import Manifest
-    from tests.imaging import image_bytes
+    from scanbatch.testing.imaging import image_bytes
 
     folder = JobFolder.for_job(tmp_path / "jobs", "job-1")
     folder.create(Manifest.model_validate({"items": [{"imageCount": 1, "photoTypes": ["front"]}]}))

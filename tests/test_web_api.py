@@ -8,10 +8,11 @@ import uuid
 import pytest
 
 from scanbatch.images import MAX_IMAGE_BYTES
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import bearer
 from scanbatch.web import create_app, prepare, shutdown
 from scanbatch.web.services import services_of
-from tests.imaging import image_bytes
-from tests.webutil import batch_files, bearer
+from tests.webutil import batch_files
 
 
 def post(client, token, manifest, files, headers=None):
@@ -283,7 +284,7 @@ def test_a_deeply_nested_manifest_is_a_400_not_a_500(app, client, tokens):
 
 
 def test_a_pixel_bomb_is_refused_at_upload_naming_the_file(app, client, tokens):
-    from tests.imaging import png_header
+    from scanbatch.testing.imaging import png_header
 
     for side in (13000, 30000):
         manifest = json.dumps([{"imageCount": 2, "photoTypes": ["front", "back"]}])

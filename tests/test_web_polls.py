@@ -9,11 +9,11 @@ import pytest
 from werkzeug.test import Client
 
 from scanbatch.models import Manifest
+from scanbatch.testing.servers import bearer, keys
 from scanbatch.web import create_app, prepare, shutdown
 from scanbatch.web.polls import JobPolls
 from scanbatch.web.services import services_of
 from tests.test_job_views import outcome
-from tests.webutil import bearer, keys
 
 
 @pytest.fixture

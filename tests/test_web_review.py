@@ -12,9 +12,9 @@ from PIL import Image
 from scanbatch.images import THUMBNAIL_SIZES
 from scanbatch.jobfolder import read_results
 from scanbatch.models import ItemOutcome, Status
+from scanbatch.testing.imaging import image_bytes, png_header
+from scanbatch.testing.servers import bearer
 from scanbatch.web.services import services_of
-from tests.imaging import image_bytes, png_header
-from tests.webutil import bearer
 
 TRUTH = {
     "artistName": "Can",

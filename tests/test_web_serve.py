@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from scanbatch.testing.servers import ServerProcess, bearer
 from scanbatch.web.uploads import (
     MAX_JSON_BYTES,
     MAX_REQUEST_BYTES,
@@ -19,8 +20,7 @@ from scanbatch.web.uploads import (
     json_too_large_message,
     request_too_large_message,
 )
-from tests.server_process import ServerProcess
-from tests.webutil import batch_files, bearer
+from tests.webutil import batch_files
 
 MiB = 1024 * 1024
 

@@ -137,8 +137,9 @@ def test_create_app_builds_and_starts_nothing(settings):
 def test_start_is_what_runs_the_jobs(settings):
     """A job submitted to an app that was only built and prepared stays pending; `start(app)`
     resumes it (the runner's recovery) and runs it."""
+    from scanbatch.testing.servers import keys
     from tests.test_web_api import post
-    from tests.webutil import batch_files, keys
+    from tests.webutil import batch_files
 
     app = create_app(settings)
     try:

@@ -7,11 +7,11 @@ import json
 
 import pytest
 
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import bearer
 from scanbatch.web.services import services_of
 from scanbatch.wholenumbers import MAX_ID, number_problem
-from tests.imaging import image_bytes
 from tests.test_web_review import make_job, review_body
-from tests.webutil import bearer
 
 # Superscript two, Arabic-Indic twelve, fullwidth twelve, a long number, and the forms Python's
 # int() or pydantic's lax int would read.

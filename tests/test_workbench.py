@@ -10,9 +10,9 @@ from datetime import UTC, datetime
 import pytest
 
 from scanbatch.client import ApiError, Client
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import ROOT
 from scanbatch.workbench import UPLOAD_CAP_BYTES, Workbench
-from tests.imaging import image_bytes
-from tests.server_process import ROOT
 
 pytestmark = pytest.mark.slow
 

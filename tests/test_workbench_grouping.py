@@ -3,6 +3,7 @@ server refuses with the server's own words."""
 
 import pytest
 
+from scanbatch.testing.imaging import image_bytes
 from scanbatch.workbench.grouping import (
     SelectionError,
     group_photos,
@@ -10,7 +11,6 @@ from scanbatch.workbench.grouping import (
     plan_jobs,
     records_of,
 )
-from tests.imaging import image_bytes
 
 JPEG = image_bytes()
 

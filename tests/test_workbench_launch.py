@@ -17,7 +17,7 @@ import requests
 import websocket
 
 from scanbatch.client import Client
-from tests.server_process import ROOT, Launcher
+from scanbatch.testing.servers import ROOT, Launcher
 
 pytestmark = pytest.mark.slow
 

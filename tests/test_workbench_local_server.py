@@ -13,9 +13,9 @@ import pytest
 
 from scanbatch import server_file
 from scanbatch.settings import load_settings
+from scanbatch.testing.servers import TEST_PYTHONPATH
 from scanbatch.workbench import Workbench
 from tests.procs import alive, children, wait_gone
-from tests.server_process import TEST_PYTHONPATH
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,7 @@ import papermill
 import pytest
 
 from scanbatch.store import JobStore
-from tests.server_process import ROOT, ServerProcess
-from tests.webutil import keys
+from scanbatch.testing.servers import ROOT, ServerProcess, keys
 
 pytestmark = pytest.mark.slow
 

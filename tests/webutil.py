@@ -1,11 +1,12 @@
-"""Helpers for HTTP tests: multipart bodies and API keys."""
+"""Helpers for HTTP tests: multipart bodies, posting a batch, and the contract checker."""
 
 from __future__ import annotations
 
 import json
 import re
 
-from tests.imaging import image_bytes
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import bearer
 
 
 def batch_files(n_items=2, per_item=1, fmt="JPEG", contexts=None):
@@ -18,23 +19,6 @@ def batch_files(n_items=2, per_item=1, fmt="JPEG", contexts=None):
         items.append(item)
     files = [(f"IMG_{i}.jpg", image_bytes(fmt)) for i in range(n_items * per_item)]
     return json.dumps({"items": items}), files
-
-
-def keys(store):
-    """Tokens for a director, a second director, a dj and a station manager."""
-    out = {}
-    for name, user, role in (
-        ("director", "alice", "musicDirector"),
-        ("other", "bob", "musicDirector"),
-        ("dj", "dave", "dj"),
-        ("manager", "mia", "stationManager"),
-    ):
-        out[name] = store.keys.create(user, role)[1]
-    return out
-
-
-def bearer(token):
-    return {"Authorization": f"Bearer {token}"}
 
 
 def post_batch(url, token, manifest, files):

@@ -3,8 +3,8 @@ so tests can script success, failure and latency per item.
 
 Registered as `fake` and `fake-broken` through the `scanbatch.extractors` entry-point group,
 like any plugin: `tests/entry_points/` holds a dist-info folder declaring them, and
-`tests/conftest.py` puts it (and the repository, for `tests.fakes`) on sys.path and on the
-PYTHONPATH that kernels inherit."""
+`tests/conftest.py` puts it on sys.path and on the PYTHONPATH that kernels inherit. They are
+registered only there: a station's server never lists them."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""A real scanbatch server in a subprocess on 127.0.0.1, for end-to-end tests."""
+"""A real scanbatch server in a subprocess on 127.0.0.1 (and the launcher `make run` starts),
+for end-to-end tests and benchmarks; the API keys of their usual users."""
 
 from __future__ import annotations
 
@@ -14,13 +15,34 @@ from pathlib import Path
 
 import requests
 
-ROOT = Path(__file__).resolve().parents[1]
+from scanbatch.names import Role
+from scanbatch.settings import REPO_ROOT
+
+ROOT = REPO_ROOT
 FINISHED = ("completed", "failed")
-# The repository (for `tests.fakes`) and the dist-info that declares the fake extractors.
+# The repository (a copied work tree runs its own code) and the dist-info that declares the
+# fake extractors.
 TEST_PYTHONPATH = os.pathsep.join([str(ROOT), str(ROOT / "tests" / "entry_points")])
 # Base URLs of the servers tests started: their responses are checked against /openapi.json
 # (tests/conftest.py), other loopback servers (the fake Gemini) are not.
 SERVER_URLS: set[str] = set()
+
+
+def keys(store):
+    """Tokens for a director, a second director, a dj and a station manager."""
+    out = {}
+    for name, user, role in (
+        ("director", "alice", Role.MUSIC_DIRECTOR),
+        ("other", "bob", Role.MUSIC_DIRECTOR),
+        ("dj", "dave", Role.DJ),
+        ("manager", "mia", Role.STATION_MANAGER),
+    ):
+        out[name] = store.keys.create(user, role)[1]
+    return out
+
+
+def bearer(token):
+    return {"Authorization": f"Bearer {token}"}
 
 
 class ServerProcess:
