@@ -6,10 +6,9 @@ user's items); `dj` gets 403. A photo may be read by the job's owner and by thos
 
 from __future__ import annotations
 
-import threading
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, current_app, jsonify, send_file, url_for
+from flask import Blueprint, Response, jsonify, send_file, url_for
 
 from scanbatch import golden_set
 from scanbatch.audit import (
@@ -35,7 +34,7 @@ from scanbatch.web.auth import current_key
 from scanbatch.web.errors import error_response
 from scanbatch.web.forms import json_body, query_args
 from scanbatch.web.openapi import JOB_ID, Reply, operation
-from scanbatch.web.services import services
+from scanbatch.web.services import MAX_EXPORTS, services
 from scanbatch.wholenumbers import MAX_ID, whole_number
 
 bp = Blueprint("review", __name__, url_prefix="/library/scan")
@@ -54,13 +53,11 @@ ITEM = [
         "schema": {"type": "integer", "minimum": 0, "maximum": MAX_ITEM_INDEX},
     },
 ]
-# The export is the one response that streams for long (every reviewed photo): at most this
-# many at once, so clients that read exports slowly, or stop, hold at most 2 of the server's
-# 8 threads (scanbatch.web.serve) and the others keep answering polls. A stalled one is reset
-# after SCANBATCH_HTTP_SEND_TIMEOUT, which frees its slot.
-MAX_EXPORTS = 2
+# The export is the one response that streams for long (every reviewed photo): at most
+# MAX_EXPORTS at once (Services.export_slots), so clients that read exports slowly, or stop,
+# hold at most 2 of the server's 8 threads (scanbatch.web.serve) and the others keep answering
+# polls. A stalled one is reset after SCANBATCH_HTTP_SEND_TIMEOUT, which frees its slot.
 EXPORT_RETRY_AFTER = 10  # seconds
-_EXPORTS_LOCK = threading.Lock()
 
 
 def _reviews() -> ReviewStore:
@@ -266,18 +263,11 @@ operation(
 )
 
 
-def _export_slots() -> threading.BoundedSemaphore:
-    with _EXPORTS_LOCK:  # one per app
-        return current_app.extensions.setdefault(
-            "scanbatch.exports", threading.BoundedSemaphore(MAX_EXPORTS)
-        )
-
-
 @bp.get("/review/dataset")
 def review_dataset() -> Response:
     require_reviewer()
     since = query_args(DatasetQuery).since
-    slots = _export_slots()
+    slots = services().export_slots
     if not slots.acquire(blocking=False):
         busy = error_response(
             503,

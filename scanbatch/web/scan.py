@@ -7,15 +7,11 @@ but the upload's staging, which goes when the request ends."""
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from scanbatch.errors import BadRequest, ExtractionError, ScanbatchError
-from scanbatch.extractors import create_extractor
-from scanbatch.extractors.base import Extractor
 from scanbatch.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from scanbatch.models import (
     MAX_IMAGES_PER_ITEM,
@@ -27,7 +23,6 @@ from scanbatch.models import (
     Status,
 )
 from scanbatch.pipeline import process_item
-from scanbatch.settings import Settings
 from scanbatch.validation import validate_model
 from scanbatch.web.auth import require_write
 from scanbatch.web.forms import single_field, uploaded_images
@@ -96,36 +91,6 @@ operation(
 )
 
 
-class _Scanner:
-    """One extractor per app (the OCR one loads its models once) and a bound on concurrent
-    scans: each holds an extractor call, and the server's kernels need the CPU too."""
-
-    def __init__(self, app_settings: Settings) -> None:
-        self.settings = app_settings
-        self._extractor: Extractor | None = None
-        self._lock = threading.Lock()
-        workers = max(2, app_settings.runner_workers)
-        self.slots = threading.BoundedSemaphore(workers)
-        self.pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="scan")
-
-    def extractor(self) -> Extractor:
-        with self._lock:
-            if self._extractor is None:
-                self._extractor = create_extractor(self.settings.extractor, self.settings)
-            return self._extractor
-
-
-_SCANNER_LOCK = threading.Lock()
-
-
-def _scanner() -> _Scanner:
-    ext = current_app.extensions
-    with _SCANNER_LOCK:  # one per app, made on first use (most servers never get a scan)
-        if "scanbatch.scan" not in ext:
-            ext["scanbatch.scan"] = _Scanner(services().settings)
-        return ext["scanbatch.scan"]
-
-
 @bp.post("")
 def scan_one() -> Response:
     require_write()
@@ -157,7 +122,7 @@ def scan_one() -> Response:
 
 
 def _run(photos: list[Photo], item: ManifestItem, svc) -> ItemOutcome:
-    scanner = _scanner()
+    scanner = svc.scanner()
     limit = svc.settings.scan_timeout
     if not scanner.slots.acquire(timeout=min(5.0, limit)):
         raise ScanbatchError(
