@@ -371,6 +371,30 @@ def test_build_extractor_applies_model_prompt_temperature_and_options(settings, 
     assert build_extractor(ocr, settings).options.max_side == 960
 
 
+def test_the_ocr_reader_reads_the_experiments_catalog_never_the_servers(settings):
+    """A catalog is handed to an extractor that reads one as it is built: a job's gets the
+    settings' snapshot, an experiment's gets the experiment's choice, and "none" is none even
+    when the server has a snapshot (which used to stay attached)."""
+    import duckdb
+
+    from scanbatch.catalog import CATALOG_MIGRATION_SQL, CatalogMatcher, export_snapshot
+    from scanbatch.extractors import create_extractor
+
+    con = duckdb.connect(":memory:")
+    con.execute(CATALOG_MIGRATION_SQL)
+    con.execute("INSERT INTO catalog_artists VALUES (1, 'name:low', 'Low', 'LOW', 1)")
+    con.execute("INSERT INTO catalog_albums (id, artist_id, title) VALUES (5, 1, 'Things')")
+    settings.catalog_snapshot.parent.mkdir(parents=True, exist_ok=True)
+    export_snapshot(con, settings.catalog_snapshot)
+    [ocr] = read_variants(["ocr"])
+    server_side = create_extractor("ocr", settings)
+    assert server_side.catalog is not None and server_side.catalog.get(5)["album_title"] == "Things"
+    assert build_extractor(ocr, settings, None).catalog is None
+    own = CatalogMatcher.from_parquet(settings.catalog_snapshot)
+    assert build_extractor(ocr, settings, own).catalog is own
+    assert not create_extractor("fake", settings).reads_catalog
+
+
 def test_gemini_without_a_key_cannot_be_built(settings):
     with pytest.raises(ConfigError, match="GEMINI_API_KEY is not set"):
         build_extractor(read_variants(["gemini:v1"])[0], settings)

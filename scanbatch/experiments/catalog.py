@@ -10,17 +10,20 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanbatch.errors import BadRequest
 from scanbatch.settings import REPO_ROOT, SHIPPED_DATA, Settings
+
+if TYPE_CHECKING:
+    from scanbatch.catalog import Matcher
 
 NO_CATALOG = "none"
 
 
 @dataclass(frozen=True)
 class CatalogChoice:
-    matcher: Any  # scanbatch.catalog.CatalogMatcher, or None for "none"
+    matcher: Matcher | None  # None for "none"
     source: str
     sha256: str | None
 
@@ -41,7 +44,7 @@ def _resolve(name: str | Path) -> Path | None:
     return None
 
 
-def _from_file(path: Path, min_score: float) -> Any:
+def _from_file(path: Path, min_score: float) -> Matcher:
     from scanbatch.catalog import CatalogMatcher
 
     if path.suffix.lower() == ".parquet":

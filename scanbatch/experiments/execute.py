@@ -62,7 +62,7 @@ def _prepare(variant: Variant, settings: Settings, catalog: CatalogChoice) -> _P
     except ConfigError as exc:
         return _Prepared(variant, None, exc.message, None)
     identity = request_identity(extractor)
-    if getattr(extractor, "catalog", None) is not None:
+    if extractor.reads_catalog:
         identity["catalog"] = catalog.sha256  # its answers depend on the catalog it reads
     return _Prepared(variant, extractor, None, identity)
 

@@ -13,7 +13,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
 
@@ -26,6 +26,9 @@ from scanbatch.extractors import (
 )
 from scanbatch.prompts import load_prompt, prompt_versions
 from scanbatch.settings import Settings
+
+if TYPE_CHECKING:
+    from scanbatch.catalog import Matcher
 
 # The comparison the notebook and the CLI run when given none: the two shipped prompts on
 # Gemini, and the offline extractor.
@@ -247,15 +250,14 @@ def validate_variants(variants: Iterable[Variant], settings: Settings) -> list[V
 # --- building ---------------------------------------------------------------------------------
 
 
-def build_extractor(variant: Variant, settings: Settings, catalog: Any = None) -> Extractor:
+def build_extractor(
+    variant: Variant, settings: Settings, catalog: Matcher | None = None
+) -> Extractor:
     """The extractor for `variant`: `create_extractor` with the variant's options as
     overrides, so it is built exactly as a job's would be, with them. Raises ConfigError when
-    the variant cannot run here (e.g. GEMINI_API_KEY missing). Extractors that read a catalog
-    get the experiment's."""
-    extractor = create_extractor(variant.extractor, settings, **variant.overrides())
-    if catalog is not None and hasattr(extractor, "catalog"):
-        extractor.catalog = catalog
-    return extractor
+    the variant cannot run here (e.g. GEMINI_API_KEY missing). An extractor that reads a
+    catalog reads the experiment's (None: none), never the server's snapshot."""
+    return create_extractor(variant.extractor, settings, catalog=catalog, **variant.overrides())
 
 
 def request_identity(extractor: Extractor) -> dict[str, Any]:

@@ -13,13 +13,17 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from functools import cache
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from scanbatch.errors import ConfigError
 from scanbatch.models import Extraction, Photo, ScanContext
 from scanbatch.settings import ENV_PREFIX, Settings
+
+if TYPE_CHECKING:
+    from scanbatch.catalog import Matcher
 
 ENTRY_POINT_GROUP = "scanbatch.extractors"
 
@@ -36,6 +40,9 @@ class Extractor(ABC):
     class Options(ExtractorOptions):
         pass
 
+    # Whether the backend reads the catalog while it extracts (the offline reader does, to tell
+    # an artist line from a title line): `create_extractor` then hands it one.
+    reads_catalog: ClassVar[bool] = False
     # Options whose value is a core setting's (option name -> `Settings` field): that setting's
     # variable sets them (e.g. SCANBATCH_PROMPT_VERSION), not SCANBATCH_<EXTRACTOR>_<OPTION>.
     option_settings: ClassVar[Mapping[str, str]] = {}
@@ -49,9 +56,12 @@ class Extractor(ABC):
         API key: secrets are never options) is missing."""
 
     @classmethod
-    def from_options(cls, options: ExtractorOptions, settings: Settings) -> Extractor:
-        """Build the backend from validated options; override to add resources (a client, a
-        catalog) that the settings locate."""
+    def from_options(
+        cls, options: ExtractorOptions, settings: Settings, catalog: Matcher | None = None
+    ) -> Extractor:
+        """Build the backend from validated options and, for one that `reads_catalog`, the
+        catalog it reads (None: none); override to add resources (a client) the settings
+        locate."""
         return cls(options)
 
     def request_info(self) -> dict[str, str]:
@@ -161,10 +171,33 @@ def check_extractor(name: str, settings: Settings, **overrides: Any) -> Extracto
     return _options(cls, settings, overrides)
 
 
-def create_extractor(name: str, settings: Settings, **overrides: Any) -> Extractor:
+# `create_extractor`'s catalog when none is given: the snapshot the settings name.
+SETTINGS_CATALOG: Any = object()
+
+
+def create_extractor(
+    name: str, settings: Settings, *, catalog: Any = SETTINGS_CATALOG, **overrides: Any
+) -> Extractor:
     """Build backend `name` from the settings object, each override replacing one option
     (e.g. `model="gemini-x"`) before it is built. Options are validated before any work: an
-    unknown or bad option raises `ConfigError` naming it."""
+    unknown or bad option raises `ConfigError` naming it. A backend that `reads_catalog` gets
+    `catalog` (a `scanbatch.catalog.Matcher`, or None for none), by default the settings'
+    snapshot."""
     cls = get_extractor_class(name)
     cls.check_environment()
-    return cls.from_options(_options(cls, settings, overrides), settings)
+    options = _options(cls, settings, overrides)
+    if not cls.reads_catalog:
+        catalog = None
+    elif catalog is SETTINGS_CATALOG:
+        catalog = snapshot_catalog(settings.catalog_snapshot, settings.match_min_score)
+    return cls.from_options(options, settings, catalog)
+
+
+def snapshot_catalog(path: Path | None, min_score: float) -> Matcher | None:
+    """The catalog matcher of a Parquet snapshot (cached by the file's stamp), or None when
+    there is no snapshot."""
+    if path is None or not Path(path).exists():
+        return None
+    from scanbatch.catalog import load_matcher
+
+    return load_matcher(path, min_score)

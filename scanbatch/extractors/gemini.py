@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from google import genai
 from google.genai import errors as genai_errors
@@ -36,6 +36,9 @@ from scanbatch.names import FIELD_ATTRIBUTES, FIELDS
 from scanbatch.prompts import load_prompt
 from scanbatch.settings import Settings
 from scanbatch.upc import normalize_upc, upc_check_digit_ok
+
+if TYPE_CHECKING:
+    from scanbatch.catalog import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +211,9 @@ class GeminiExtractor(Extractor):
         api_key_from_env()
 
     @classmethod
-    def from_options(cls, options: ExtractorOptions, settings: Settings) -> GeminiExtractor:
+    def from_options(
+        cls, options: ExtractorOptions, settings: Settings, catalog: Matcher | None = None
+    ) -> GeminiExtractor:
         assert isinstance(options, GeminiExtractor.Options)
         base_url = options.base_url or os.environ.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
         # One budget per endpoint and model for every job of every process on this data folder.

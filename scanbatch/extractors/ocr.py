@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import pairwise
-from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from pydantic import Field
 from rapidfuzz import fuzz
@@ -27,14 +25,10 @@ from scanbatch.extractors.ocr_layout import BACK, FRONT, LABEL, STICKER, Reading
 from scanbatch.models import Extraction, ExtractionField, Photo, ScanContext, Usage
 from scanbatch.settings import Settings
 
+if TYPE_CHECKING:
+    from scanbatch.catalog import Matcher
+
 log = logging.getLogger(__name__)
-
-
-class PairRanker(Protocol):
-    """What the extractor needs from the catalog: the best (artist, title) among text lines."""
-
-    def best_pair(self, lines: Sequence[str]) -> Any:
-        """`(artist, title, score)` (or an object with those attributes), or None."""
 
 
 @dataclass(frozen=True)
@@ -65,6 +59,7 @@ def _key(value: str) -> str:
 
 class OcrExtractor(Extractor):
     name = "ocr"
+    reads_catalog = True  # to tell an artist line from a title line, and to check both
 
     class Options(ExtractorOptions):
         max_side: int = Field(
@@ -85,14 +80,16 @@ class OcrExtractor(Extractor):
         )
 
     def __init__(
-        self, options: ExtractorOptions | None = None, catalog: PairRanker | None = None
+        self, options: ExtractorOptions | None = None, catalog: Matcher | None = None
     ) -> None:
         super().__init__(options)
         self.catalog = catalog
 
     @classmethod
-    def from_options(cls, options: ExtractorOptions, settings: Settings) -> OcrExtractor:
-        return cls(options, load_catalog(settings.catalog_snapshot, settings.match_min_score))
+    def from_options(
+        cls, options: ExtractorOptions, settings: Settings, catalog: Matcher | None = None
+    ) -> OcrExtractor:
+        return cls(options, catalog)
 
     # -- the interface -----------------------------------------------------------------------
 
@@ -256,16 +253,14 @@ class OcrExtractor(Extractor):
         """When the catalog holds the record read, raise the confidence of the fields it agrees
         with, and take its spelling where the difference is one a photo cannot show (case,
         punctuation, OCR-confusable glyphs such as l/I/1 or O/0: `normalize.skeleton`)."""
-        best = getattr(self.catalog, "best", None)
-        get = getattr(self.catalog, "get", None)
         artist, title = fields.get("artist_name"), fields.get("album_title")
-        if best is None or get is None or artist is None or title is None:
+        if self.catalog is None or artist is None or title is None:
             return None
         from scanbatch.catalog.normalize import skeleton
 
         try:
-            found = best(artist.value, title.value)
-            row = get(found.album_id) if found is not None else None
+            found = self.catalog.best(artist.value, title.value)
+            row = self.catalog.get(found.album_id) if found is not None else None
         except Exception:  # an aid only (see _catalog_pair)
             log.exception("catalog lookup failed; fields left as read")
             return None
@@ -294,13 +289,12 @@ class OcrExtractor(Extractor):
     def _distinct_pair(self, a: str, b: str) -> _Pair | None:
         """Both orders of two lines looked up in the catalog; the order that scores higher
         (the matcher discounts a swapped reading) tells which line is the artist."""
-        best = getattr(self.catalog, "best", None)
-        if best is None:
+        if self.catalog is None:
             return None
         found: list[_Pair] = []
         for artist, title in ((a, b), (b, a)):
             try:
-                c = best(artist, title)
+                c = self.catalog.best(artist, title)
             except Exception:  # an aid only (see _catalog_pair)
                 log.exception("catalog lookup failed")
                 return None
@@ -318,12 +312,7 @@ class OcrExtractor(Extractor):
             return None
         if found is None:
             return None
-        if isinstance(found, tuple):
-            artist, title, score = found[:3]
-        else:
-            artist, title, score = found.artist, found.title, found.score
-        score = float(score)
-        return _Pair(str(artist), str(title), score / 100.0 if score > 1.0 else score)
+        return _Pair(found.artist, found.title, float(found.score))
 
     # -- merging readings --------------------------------------------------------------------
 
@@ -369,13 +358,3 @@ class OcrExtractor(Extractor):
                 conf = _combine(conf, 0.5) if agrees else conf * 0.85
             fields[name] = ExtractionField(value=chosen.value, confidence=round(conf, 3))
         return fields
-
-
-def load_catalog(path: Path | None, min_score: float | None = None) -> PairRanker | None:
-    """The catalog matcher from a Parquet snapshot (cached by the file's stamp), or None when
-    there is no snapshot: the extractor then decides artist vs title by layout alone."""
-    if path is None or not Path(path).exists():
-        return None
-    from scanbatch.catalog import DEFAULT_MIN_SCORE, load_matcher
-
-    return load_matcher(path, DEFAULT_MIN_SCORE if min_score is None else min_score)

@@ -78,7 +78,7 @@ class BrokenExtractor(FakeExtractor):
     name = "fake-broken"
 
     @classmethod
-    def from_options(cls, options, settings):
+    def from_options(cls, options, settings, catalog=None):
         from scanbatch.errors import ConfigError
 
         raise ConfigError("fake-broken cannot start: FAKE_SETTING is missing")
