@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from scanbatch.models import ItemOutcome
+from scanbatch.models import library_code as shelf_code
 from scanbatch.names import FIELD_LABELS
 from scanbatch.thumbnails import inline_img, jpeg_thumbnail
 
@@ -69,16 +70,10 @@ def error_html(outcome: ItemOutcome) -> str:
 
 
 def library_code(album: Mapping[str, Any]) -> str:
-    """The station's shelf code: letters, artist number / album number (e.g. "BYR 3/12")."""
-    letters, artist_no, number = (
-        album.get("code_letters"),
-        album.get("code_artist_number"),
-        album.get("code_number"),
+    """The shelf code of a snapshot row (`scanbatch.models.library_code`)."""
+    return shelf_code(
+        album.get("code_letters"), album.get("code_artist_number"), album.get("code_number")
     )
-    if not letters:
-        return ""
-    code = f"{letters} {artist_no}" if artist_no is not None else letters
-    return f"{code}/{number}" if number is not None else code
 
 
 def album_label(album: Mapping[str, Any] | None) -> str:

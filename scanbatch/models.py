@@ -166,6 +166,15 @@ class CatalogMatch:
     note: str | None = None  # e.g. an unknown catalogItemId that was reported, not trusted
 
 
+def library_code(letters: str | None, artist_number: int | None, number: int | None) -> str:
+    """The station's shelf code: letters, artist number / album number (e.g. "BYR 3/12");
+    "" for an album without one."""
+    if not letters:
+        return ""
+    code = f"{letters} {artist_number}" if artist_number is not None else letters
+    return f"{code}/{number}" if number is not None else code
+
+
 class MatchedAlbum(CamelModel):
     id: int
     artist_name: str
@@ -176,6 +185,10 @@ class MatchedAlbum(CamelModel):
     genre_name: str | None = None
     format_name: str | None = None
     label: str | None = None
+
+    @property
+    def library_code(self) -> str:
+        return library_code(self.code_letters, self.code_artist_number, self.code_number)
 
 
 class ResultView(CamelModel):

@@ -202,3 +202,15 @@ def test_review_correct_match_save_next_reopen_and_measure(live_server, server_t
 def test_voila_raises_the_websocket_cap_to_what_the_page_checks():
     config = json.loads((ROOT / "voila.json").read_text())
     assert config["Voila"]["tornado_settings"]["websocket_max_message_size"] == UPLOAD_CAP_BYTES
+
+
+def test_the_page_and_the_audit_trail_write_a_shelf_code_alike():
+    from scanbatch.kernel_report import library_code
+    from scanbatch.models import MatchedAlbum
+    from scanbatch.workbench.review import album_text
+
+    row = {"code_letters": "BYR", "code_artist_number": 3, "code_number": None}
+    album = MatchedAlbum(id=1, artist_name="The Byrds", album_title="Fifth Dimension", **row)
+    assert album.library_code == library_code(row) == "BYR 3"
+    assert album_text(album) == "The Byrds — Fifth Dimension · BYR 3"
+    assert MatchedAlbum(id=2, artist_name="A", album_title="B").library_code == ""

@@ -38,16 +38,10 @@ def confidence_badge(confidence: float | None, read: bool = True) -> str:
     )
 
 
-def library_code(album: MatchedAlbum) -> str:
-    if not album.code_letters:
-        return ""
-    return f"{album.code_letters} {album.code_artist_number or ''}/{album.code_number or ''}"
-
-
 def album_text(album: MatchedAlbum | None, album_id: int | None = None) -> str:
     if album is None:
         return "no album" if album_id is None else f"album #{album_id}"
-    code = library_code(album)
+    code = album.library_code
     return f"{album.artist_name} — {album.album_title}" + (f" · {code}" if code else "")
 
 
