@@ -191,6 +191,30 @@ def test_kill_9_of_the_server_ends_its_kernels(tmp_path, target):
     assert [json.loads(x)["itemIndex"] for x in lines] == [0]
 
 
+def test_signals_that_keep_coming_while_it_stops_do_not_break_the_shutdown(tmp_path):
+    """Ctrl-C pressed twice, or a launcher and a `pkill` both signalling: the first signal
+    stops the server, the rest are ignored, and the shutdown runs to its end."""
+    import signal
+
+    server = ServerProcess(tmp_path / "data").start()
+    server.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + 30
+    while server.proc.poll() is None and time.monotonic() < deadline:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            try:
+                server.proc.send_signal(signum)
+            except ProcessLookupError:
+                break
+        time.sleep(0.005)
+    # 0, or killed by a signal that came once Python had let go of its handlers: after the
+    # shutdown, which is what the log and the data folder show.
+    assert server.proc.wait(timeout=30) in (0, -signal.SIGTERM, -signal.SIGINT)
+    server.stop()
+    log = (tmp_path / "server.log").read_text()
+    assert "Traceback" not in log and log.rstrip().endswith("scanbatch stopped")
+    assert not (tmp_path / "data" / "server.json").exists()
+
+
 def test_first_start_prints_a_key_and_a_curl_example_that_works(tmp_path):
     server = ServerProcess(tmp_path / "data", first_key=True).start()
     try:

@@ -521,10 +521,18 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
         )
         reporter.start()
 
+    signalled = threading.Event()
+
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        # Once: a second signal while stopping (Ctrl-C pressed twice, or a launcher and a
+        # `pkill` both) would break the shutdown half-way, with a traceback. Still handled,
+        # not SIG_IGN: switching to that with signals pending prints a race warning.
+        if not signalled.is_set():
+            signalled.set()
+            raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     try:
         server.run()
     except KeyboardInterrupt:
