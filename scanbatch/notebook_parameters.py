@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from scanbatch.errors import ConfigError
-from scanbatch.extractors import check_extractor
+from scanbatch.extractors import check_extractor, get_extractor_class
+from scanbatch.extractors.base import env_options, env_prefix
 from scanbatch.settings import REPO_ROOT, SHIPPED_DATA, Settings, kernel_fields
 
 log = logging.getLogger(__name__)
@@ -44,13 +45,21 @@ def notebook_parameters() -> list[str]:
 
 def extractor_options(name: str, settings: Settings) -> dict[str, Any]:
     """Backend `name`'s options as `settings` (and the SCANBATCH_<NAME>_* variables read with
-    them) make them, as JSON values. Empty when the backend cannot run here (unknown, or its
-    key missing): the kernel meets the same error and its notebook says it in words."""
+    them) make them, as JSON values. When they do not pass (an unknown backend, its key
+    missing, a bad variable), its variables as they were read: the kernel meets the same
+    error and its notebook says it in words, where defaults would run the job with options
+    nobody chose."""
     try:
         options = check_extractor(name, settings)
     except ConfigError as exc:
         log.warning("extractor %s: %s", name, exc.message)
-        return {}
+        try:
+            known = env_options(get_extractor_class(name))
+        except ConfigError:  # an unknown backend has no options
+            return {}
+        # Only its options' variables: any other SCANBATCH_<EXTRACTOR>_* (a key put there by
+        # mistake) never reaches the notebook, which is kept.
+        return {k: v for k, v in settings.environment(env_prefix(name)).items() if k in known}
     return options.model_dump(mode="json")
 
 

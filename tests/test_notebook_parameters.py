@@ -9,7 +9,8 @@ from pathlib import Path
 import papermill
 import pytest
 
-from scanbatch.extractors import get_extractor_class
+from scanbatch.errors import ConfigError
+from scanbatch.extractors import create_extractor, get_extractor_class
 from scanbatch.notebook_parameters import (
     CHECK_OUTPUT,
     EXTRACTOR_OPTIONS,
@@ -93,14 +94,23 @@ def test_a_job_gets_only_its_own_extractors_options(clean_env, monkeypatch, tmp_
     assert gemini[EXTRACTOR_OPTIONS]["prompt_version"] == settings.prompt_version
     assert "AIza-secret" not in json.dumps(gemini)
     assert not {"prompts_dir", "prompt_version"} & set(gemini)  # they are gemini's options
-    # An extractor that cannot run here gets nothing: its kernel says why in words.
+    # An extractor that cannot run here gets its variables as read, never its defaults: its
+    # kernel meets the same error and says why in words.
+    monkeypatch.setenv("SCANBATCH_GEMINI_RPM", "0")
+    monkeypatch.setenv("SCANBATCH_GEMINI_API_KEY", "AIza-put-in-the-wrong-place")
+    bad = job_parameters(Settings(data_dir=tmp_path), extractor="gemini")[EXTRACTOR_OPTIONS]
+    assert bad == {"rpm": "0"}
+    with pytest.raises(ConfigError, match="'rpm'"):
+        create_extractor("gemini", Settings.from_kernel_parameters(ocr), **bad)
     monkeypatch.delenv("GEMINI_API_KEY")
-    assert job_parameters(Settings(data_dir=tmp_path), extractor="gemini")[EXTRACTOR_OPTIONS] == {}
+    missing = job_parameters(Settings(data_dir=tmp_path), extractor="gemini")
+    with pytest.raises(ConfigError, match="GEMINI_API_KEY"):
+        create_extractor("gemini", Settings.from_kernel_parameters(missing))
 
 
 @pytest.mark.slow
 def test_an_ocr_jobs_notebook_never_mentions_gemini(clean_env, tmp_path):
-    from tests.test_kernel import make_job
+    from tests.kernel_jobs import make_job
 
     folder = make_job(tmp_path, [("Artist", "Title", "")])
     settings = Settings(data_dir=tmp_path, extractor="ocr", seed_catalog=None)
