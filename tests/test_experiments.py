@@ -23,6 +23,7 @@ from scanbatch.experiments import (
 )
 from scanbatch.experiments.compare import OVERALL, Comparison
 from scanbatch.experiments.records import RunRecord
+from scanbatch.names import FIELDS
 from scanbatch.settings import SHIPPED_DATA, Settings
 
 SAMPLE = SHIPPED_DATA / "sample"
@@ -404,7 +405,7 @@ def test_the_second_prompt_is_a_real_different_prompt():
     v1 = (SHIPPED_DATA / "prompts" / "v1.md").read_text()
     v2 = (SHIPPED_DATA / "prompts" / "v2.md").read_text()
     assert v1 != v2 and len(v2) > 1000
-    for name in ("artistName", "albumTitle", "labelName", "catalogNumber", "reviewText", "upc"):
+    for name in FIELDS:
         assert name in v2
 
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from scanbatch.names import FIELDS
 from scanbatch.testing.servers import ServerProcess, bearer
 from scanbatch.web.uploads import (
     MAX_JSON_BYTES,
@@ -437,9 +438,7 @@ def exports(tmp_path_factory):
         assert r.status_code == 202, r.text
         job_id = r.json()["jobId"]
         assert srv.wait_finished(job_id, token)["status"] == "completed"
-        truth = dict.fromkeys(
-            ("artistName", "albumTitle", "labelName", "catalogNumber", "reviewText", "upc")
-        )
+        truth = dict.fromkeys(FIELDS)
         for i in range(3):
             r = requests.put(
                 f"{srv.url}/library/scan/batch/{job_id}/items/{i}/review",

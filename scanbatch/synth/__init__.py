@@ -16,13 +16,13 @@ from typing import Any
 import numpy as np
 
 from scanbatch.errors import BadRequest
+from scanbatch.names import FIELDS
 from scanbatch.settings import SHIPPED_DATA
 from scanbatch.synth.distort import DIFFICULTIES, encode, photograph
 from scanbatch.synth.records import BUILTIN, CatalogRow, Record, draw_records, load_catalog
 from scanbatch.synth.render import RENDERERS
 
 DEFAULT_CATALOG = SHIPPED_DATA / "catalog_sample.csv"
-TRUTH_FIELDS = ("artistName", "albumTitle", "labelName", "catalogNumber", "reviewText", "upc")
 # The station's app names its photos differently; some items use its names.
 APP_NAMES = {"front_cover": "front", "back_cover": "back", "center_label": "photo",
              "sticker": "photo"}  # fmt: skip
@@ -92,7 +92,7 @@ def _make_item(
         # The app reads barcodes live and sends what it saw.
         entry["context"] = {"detectedUPC": rec.upc}
     truth: dict[str, Any] = {"itemIndex": index}
-    for f in TRUTH_FIELDS:
+    for f in FIELDS:
         truth[f] = _value(rec, f) if f in shown else None
     truth.update(
         albumId=rec.album_id,
