@@ -18,9 +18,10 @@ import threading
 from collections.abc import Mapping
 from concurrent.futures import Future
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scanbatch.extractors import create_extractor, extractor_names, get_extractor_class
+from scanbatch.extractors.base import snapshot_catalog
 from scanbatch.jobfolder import JobFolder
 from scanbatch.kernel_job import BatchJob
 from scanbatch.kernel_report import warm_report
@@ -31,6 +32,9 @@ from scanbatch.notebook_parameters import (
     sample_job_dir,
 )
 from scanbatch.settings import Settings
+
+if TYPE_CHECKING:
+    from scanbatch.catalog import Matcher
 
 log = logging.getLogger(__name__)
 
@@ -70,13 +74,12 @@ def prepare(parameters: str = "{}", job_fd: int | None = None) -> None:
         return
     try:
         settings = Settings.from_kernel_parameters(params)
-        backend = create_extractor(settings.extractor, settings, **options_parameter(params))
+        matcher = _job_matcher(params, settings)
+        backend = create_extractor(
+            settings.extractor, settings, catalog=matcher, **options_parameter(params)
+        )
         backend.warm()
-        _warmed.update(key=(settings, options_key(params)), backend=backend)
-        if params.get("catalog_snapshot"):
-            from scanbatch.catalog import load_matcher
-
-            load_matcher(params["catalog_snapshot"], settings.match_min_score)
+        _warmed.update(key=(settings, options_key(params), matcher), backend=backend)
     except Exception as exc:
         log.warning("warm-up for the expected job failed: %s", exc)
 
@@ -147,15 +150,18 @@ def _open_job(parameters: Mapping[str, Any]) -> BatchJob:
     # Without a job (the notebook opened on its own), one sample record in a temporary folder.
     folder = JobFolder(Path(parameters.get("job_dir") or sample_job_dir()))
     manifest = folder.read_manifest()
-    if _warmed.pop("key", None) == (settings, options_key(parameters)):
+    # The index `prepare` built (load_matcher keeps it), unless the catalog changed since.
+    matcher = _job_matcher(parameters, settings)
+    # The warmed reader holds the matcher it was built with: reused only with this same one.
+    if _warmed.pop("key", None) == (settings, options_key(parameters), matcher):
         backend = _warmed.pop("backend")  # one job per kernel: it is not shared
     else:
-        backend = create_extractor(settings.extractor, settings, **options)
+        backend = create_extractor(settings.extractor, settings, catalog=matcher, **options)
     snapshot = Path(parameters["catalog_snapshot"]) if parameters.get("catalog_snapshot") else None
-    matcher = None
-    if snapshot is not None and snapshot.exists():
-        from scanbatch.catalog import load_matcher
-
-        # The index `prepare` built, unless the catalog changed since.
-        matcher = load_matcher(snapshot, settings.match_min_score)
     return BatchJob(folder, manifest, settings, backend, matcher, snapshot)
+
+
+def _job_matcher(parameters: Mapping[str, Any], settings: Settings) -> Matcher | None:
+    """The job's catalog, from its `catalog_snapshot` parameter (none without one): what its
+    records are matched against and what a reader that `reads_catalog` reads, the same one."""
+    return snapshot_catalog(parameters.get("catalog_snapshot") or None, settings.match_min_score)

@@ -168,3 +168,23 @@ def test_without_a_job_the_notebook_reads_one_sample_record(clean_env):
     assert not job.folder.path.is_relative_to(REPO_ROOT)
     assert job.mime_types == {0: ["image/jpeg", "image/jpeg", "image/heic"]}
     assert [o.status for o in job.process()] == ["completed"]
+
+
+def test_the_reader_reads_the_catalog_the_job_is_matched_against(tmp_path, clean_env):
+    """One catalog per job: the OCR reader's is the job's `catalog_snapshot`, never the data
+    folder's snapshot behind the job's back (which used to make its audit trail say "Catalog:
+    none" while the reader had used one)."""
+    import duckdb
+
+    from scanbatch.catalog import CATALOG_MIGRATION_SQL, export_snapshot
+
+    con = duckdb.connect(":memory:")
+    con.execute(CATALOG_MIGRATION_SQL)
+    settings = Settings(data_dir=tmp_path, extractor="ocr")
+    export_snapshot(con, settings.catalog_snapshot)  # the data folder has one
+    folder = make_job(tmp_path, [("A", "B", "")])
+    params = {**settings.kernel_parameters(), "job_dir": str(folder.path)}
+    alone = open_job({**params, "catalog_snapshot": ""})
+    assert alone.matcher is None and alone.backend.catalog is None
+    job = open_job({**params, "catalog_snapshot": str(settings.catalog_snapshot)})
+    assert job.matcher is not None and job.backend.catalog is job.matcher
