@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from rapidfuzz import fuzz
 
 from scanbatch.errors import BadRequest
-from scanbatch.jobfolder import RESULTS, JobFolder, read_results
+from scanbatch.jobfolder import RESULTS, JobFolder, first_per_item, read_results
 from scanbatch.models import ItemOutcome
 from scanbatch.names import FIELDS
 
@@ -166,7 +166,8 @@ def load_parts(path: Path) -> list[JobResults]:
     if isinstance(doc, dict) and "results" in doc:
         return [_status_part(str(path), doc)]
     try:
-        outcomes = [_outcome(o) for o in read_results(path)[0]]
+        # Each item's first line, as the store and the job's GET have it.
+        outcomes = [_outcome(o) for o in first_per_item(read_results(path)[0]).values()]
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -547,7 +548,7 @@ def evaluate(
                 f"{min(truth_items, default=0)}..{max(truth_items, default=-1)}): are the "
                 "truth and the results from the same set?"
             )
-        by_index[o.item_index] = o
+        by_index.setdefault(o.item_index, o)  # an item's first result, as in the store
     fields = {name: FieldScore() for name in FIELDS}
     match = MatchScore()
     buckets = new_buckets()

@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,10 +135,7 @@ class JobFolder:
     def outcomes(self) -> dict[int, ItemOutcome]:
         """Every finished item's outcome by item index. An item's first line counts, as in the
         store: a later line for it (a run that raced a resumed one) changes nothing."""
-        found: dict[int, ItemOutcome] = {}
-        for outcome in read_results(self.results_path)[0]:
-            found.setdefault(outcome.item_index, outcome)
-        return found
+        return first_per_item(read_results(self.results_path)[0])
 
     def pending(self) -> list[int]:
         """Item indexes of the job that have no line in `results.jsonl` yet."""
@@ -170,6 +167,15 @@ class ResultsWriter:
             fh.write(line)
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def first_per_item(outcomes: Iterable[ItemOutcome]) -> dict[int, ItemOutcome]:
+    """Each item's first outcome, by item index: the one the store keeps (a later line for an
+    item, from a run that raced a resumed one, changes nothing)."""
+    found: dict[int, ItemOutcome] = {}
+    for outcome in outcomes:
+        found.setdefault(outcome.item_index, outcome)
+    return found
 
 
 def read_results(path: Path, start: int = 0) -> tuple[list[ItemOutcome], int]:

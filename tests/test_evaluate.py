@@ -214,3 +214,24 @@ def test_several_jobs_of_one_dataset_score_as_the_one_job(tmp_path: Path) -> Non
     jobs_json.write_text(json.dumps(doc))
     with pytest.raises(BadRequest, match=r"dataset item 1 has results from .* give each job once"):
         load_dataset_outcomes(truth, [jobs_json])
+
+
+def test_an_item_written_twice_counts_with_its_first_line_as_in_the_store(tmp_path: Path) -> None:
+    """A run that raced a resumed one can leave a second line for an item: the store keeps the
+    first, and so do `scanbatch eval` and `evaluate` (which used to refuse the folder, or count
+    the last line)."""
+    from scanbatch.evaluate import load_dataset_outcomes
+
+    jsonl = _jsonl(tmp_path)
+    ResultsWriter(jsonl).append(ItemOutcome(
+        item_index=0, status=Status.FAILED, error_code="late", error_message="late",
+        finished_at=datetime.now(UTC),
+    ))  # fmt: skip
+    truth = tmp_path / "truth.json"
+    truth.write_text(json.dumps(TRUTH))
+    jobs = load_dataset_outcomes(truth, [jsonl])
+    outcomes = [o for j in jobs for o in j.outcomes]
+    assert len(outcomes) == 3
+    check_report(evaluate(load_truth(truth), outcomes).to_dict())
+    both = [*RESULTS, {**RESULTS[0], "status": "failed", "extraction": None}]
+    check_report(evaluate(TRUTH["items"], both).to_dict())
