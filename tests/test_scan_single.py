@@ -140,3 +140,27 @@ def test_the_scan_route_is_documented_from_the_form_model(client):
     responses = doc["paths"]["/library/scan"]["post"]["responses"]
     assert json.dumps(responses["200"]).count("ScanResponse") == 1
     assert "504" in responses
+
+
+def test_a_scan_refused_a_slot_is_a_503_and_never_reads_its_photos(
+    app, client, tokens, fake_extractor, monkeypatch
+):
+    """Every slot taken (as by long scans): the next scan waits, is refused with a 503 saying
+    what to do, and its photos were never read into memory; its staged files are gone."""
+    from scanbatch.web.uploads import StagedFile
+
+    reads: list[str] = []
+    real = StagedFile.read_bytes
+    monkeypatch.setattr(StagedFile, "read_bytes", lambda f: reads.append("read") or real(f))
+    slots = services_of(app).scanner().slots
+    taken = 0
+    while slots.acquire(blocking=False):
+        taken += 1
+    try:
+        r = scan(client, tokens["director"])
+    finally:
+        for _ in range(taken):
+            slots.release()
+    assert r.status_code == 503 and "retry in a few seconds" in r.get_json()["message"]
+    assert reads == [] and leftovers(app) == []
+    assert scan(client, tokens["director"]).status_code == 200 and reads == ["read", "read"]

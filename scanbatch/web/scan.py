@@ -8,10 +8,12 @@ but the upload's staging, which goes when the request ends."""
 from __future__ import annotations
 
 from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING
 
 from flask import Blueprint, Response, jsonify, request
 
 from scanbatch.errors import BadRequest, ExtractionError, ScanbatchError
+from scanbatch.extractors.base import snapshot_catalog
 from scanbatch.images import MAX_IMAGE_BYTES, MAX_IMAGE_PIXELS
 from scanbatch.models import (
     MAX_IMAGES_PER_ITEM,
@@ -27,12 +29,15 @@ from scanbatch.validation import validate_model
 from scanbatch.web.auth import require_write
 from scanbatch.web.forms import single_field, uploaded_images
 from scanbatch.web.openapi import operation
-from scanbatch.web.services import Services, services
+from scanbatch.web.services import Scanner, Services, services
 from scanbatch.web.uploads import (
     MAX_FORM_FIELD_BYTES,
     STAGING_KEY,
     Staging,
 )
+
+if TYPE_CHECKING:
+    from scanbatch.catalog import Matcher
 
 bp = Blueprint("scan", __name__, url_prefix="/library/scan")
 
@@ -111,24 +116,35 @@ def scan_one() -> Response:
             )
         mimes = [f.mime_type() for f in files]
         item = ManifestItem(image_count=len(files), photo_types=photo_types, context=form.context())
-        photos = [
-            Photo(data=f.read_bytes(), mime_type=mime, photo_type=photo_type)
-            for f, mime, photo_type in zip(files, mimes, photo_types, strict=True)
-        ]
+        # The slot first, then the photos into memory: a scan waiting for a slot (or refused
+        # one) holds no photo bytes, only their staged files.
+        scanner = svc.scanner()
+        _take_slot(scanner, svc.settings.scan_timeout)
+        try:
+            photos = [
+                Photo(data=f.read_bytes(), mime_type=mime, photo_type=photo_type)
+                for f, mime, photo_type in zip(files, mimes, photo_types, strict=True)
+            ]
+        except BaseException:
+            scanner.slots.release()
+            raise
     finally:
         staging.cleanup()
-    outcome = _run(photos, item, svc)
+    outcome = _run(photos, item, svc, scanner)
     return jsonify(_answer(outcome, svc).to_json_dict())
 
 
-def _run(photos: list[Photo], item: ManifestItem, svc) -> ItemOutcome:
-    scanner = svc.scanner()
-    limit = svc.settings.scan_timeout
+def _take_slot(scanner: Scanner, limit: float) -> None:
     if not scanner.slots.acquire(timeout=min(5.0, limit)):
         raise ScanbatchError(
             "Too many single scans are running: retry in a few seconds, or submit a batch",
             status=503,
         )
+
+
+def _run(photos: list[Photo], item: ManifestItem, svc: Services, scanner: Scanner) -> ItemOutcome:
+    """The scan on the scanner's pool, in the slot the caller took (released when it ends)."""
+    limit = svc.settings.scan_timeout
 
     def work() -> ItemOutcome:
         try:
@@ -147,11 +163,8 @@ def _run(photos: list[Photo], item: ManifestItem, svc) -> ItemOutcome:
         ) from None
 
 
-def _matcher(svc: Services):
-    from scanbatch.catalog import load_matcher
-
-    snapshot = svc.catalog_snapshot()
-    return load_matcher(snapshot, svc.settings.match_min_score) if snapshot else None
+def _matcher(svc: Services) -> Matcher | None:
+    return snapshot_catalog(svc.catalog_snapshot(), svc.settings.match_min_score)
 
 
 def _answer(outcome: ItemOutcome, svc: Services) -> ScanResponse:
