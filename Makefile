@@ -37,15 +37,14 @@ test: lint chromium
 # The three notebooks run as they ship, with their default parameters, cell by cell (nbval): the
 # processing notebook on one sample record, the workbench showing its sign-in (no server: its
 # address goes nowhere, and no token), the experiments on data/sample with the offline variant
-# only (no GEMINI_API_KEY: never Google). A cell marked `# NBVAL_CHECK_OUTPUT` must show what
-# its stored output shows, after notebooks/nbval_sanitize.cfg. Their data folder lives in
-# .venv, so the experiments' cache makes the next run quick; its runs are dropped each time.
+# only. A cell tagged `nbval-check-output` must show what its stored output shows, after
+# notebooks/nbval_sanitize.cfg. A clean environment (no GEMINI_API_KEY: never Google; no
+# SCANBATCH_* of the caller's) and a fresh data folder each run: nothing carried over.
 NBVAL_DATA := $(VENV)/nbval-data
 NOTEBOOKS := notebooks/process_batch.ipynb notebooks/workbench.ipynb notebooks/experiments.ipynb
 nbval: $(STAMP)
-	mkdir -p $(NBVAL_DATA)/experiments
-	find $(NBVAL_DATA)/experiments -mindepth 1 -maxdepth 1 ! -name cache -exec rm -rf {} +
-	env -u GEMINI_API_KEY -u SCANBATCH_TOKEN SCANBATCH_URL=http://127.0.0.1:9 \
+	rm -rf $(NBVAL_DATA) && mkdir -p $(NBVAL_DATA)
+	env -i PATH="$$PATH" HOME="$$HOME" LANG=C.UTF-8 SCANBATCH_URL=http://127.0.0.1:9 \
 	  SCANBATCH_DATA_DIR=$(abspath $(NBVAL_DATA)) $(BIN)/python -m pytest -p no:cacheprovider \
 	  --nbval-lax --nbval-sanitize-with notebooks/nbval_sanitize.cfg $(NOTEBOOKS)
 

@@ -12,7 +12,7 @@ import pytest
 from scanbatch.errors import ConfigError
 from scanbatch.extractors import create_extractor, get_extractor_class
 from scanbatch.notebook_parameters import (
-    CHECK_OUTPUT,
+    CHECK_OUTPUT_TAG,
     EXTRACTOR_OPTIONS,
     JOB_PARAMETERS,
     job_parameters,
@@ -76,7 +76,8 @@ def test_the_parameters_cell_is_the_generated_one_and_the_notebook_names_its_ker
     assert all(c["outputs"] == [] for c in notebook["cells"] if c["cell_type"] == "code")
     # nbval (`make test`) checks that opening the job shows nothing: a reference output (the
     # empty one) is compared only for a cell with an execution count.
-    checked = [c for c in notebook["cells"] if CHECK_OUTPUT in "".join(c["source"])]
+    checked = [c for c in notebook["cells"] if CHECK_OUTPUT_TAG in c["metadata"].get("tags", [])]
+    assert "NBVAL" not in json.dumps(notebook)  # nothing of the test harness in the story
     assert [c["execution_count"] for c in checked] == [1]
 
 
