@@ -22,10 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import load_average, photo_of_size
+from common import ROOT, load_average, photo_of_size
 
 from scanbatch.client import Client
-from scanbatch.testing.servers import start_launcher
+from scanbatch.testing.servers import Launcher
 
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage"]
@@ -56,7 +56,8 @@ def main() -> int:
                 path.write_bytes(photo_of_size(r * 5 + p))
                 photos.append(path)
         total_mb = sum(p.stat().st_size for p in photos) / 1e6
-        proc, banner = start_launcher(tmp_path / "data")
+        launcher = Launcher(ROOT, "--no-demo", SCANBATCH_DATA_DIR=str(tmp_path / "data")).start()
+        banner = launcher.banner
         try:
             client = Client(banner["api"], banner["token"])
             # Records to review: 10 jobs' worth would be slow to make; one job of 10 is enough.
@@ -147,8 +148,7 @@ def main() -> int:
                 f"(the page takes {became_job / direct:.1f}x the direct post)",
             )
         finally:
-            proc.send_signal(signal.SIGINT)
-            proc.wait(timeout=60)
+            launcher.stop(signal.SIGINT, timeout=60)
     print(f"load average after: {load_average()}")
     return 0
 

@@ -302,7 +302,8 @@ class KeyCreate(CamelModel):
     """Body of `POST /admin/keys`."""
 
     user: str = Field(min_length=1, max_length=200, pattern=r"\S")
-    role: Literal[Role.DJ, Role.MUSIC_DIRECTOR, Role.STATION_MANAGER]
+    # The values, not the members: a bad role is answered "Input should be 'dj', ..."
+    role: Literal[Role.DJ.value, Role.MUSIC_DIRECTOR.value, Role.STATION_MANAGER.value]
 
 
 class KeyView(CamelModel):

@@ -18,16 +18,6 @@ FIELD_LABELS = {
     "upc": "UPC",
 }
 
-# The attribute of each field on `scanbatch.models.Extraction` (the Python side of the alias).
-FIELD_ATTRIBUTES = {
-    "artistName": "artist_name",
-    "albumTitle": "album_title",
-    "labelName": "label_name",
-    "catalogNumber": "catalog_number",
-    "reviewText": "review_text",
-    "upc": "upc",
-}
-
 
 class Role(StrEnum):
     """What an API key may do. A `dj` submits and reads their own jobs; a `musicDirector` also
@@ -38,9 +28,9 @@ class Role(StrEnum):
     STATION_MANAGER = "stationManager"
 
 
-# Roles that may change shared data: delete jobs, save reviews, read the queue and metrics.
+# Roles that may change shared data and see everyone's records: delete jobs, save reviews,
+# read the review queue, metrics and the golden-set export.
 WRITE_ROLES = frozenset({Role.MUSIC_DIRECTOR, Role.STATION_MANAGER})
-REVIEW_ROLES = WRITE_ROLES
 
 # Who owns a job submitted by `scanbatch run` (no key, no server).
 LOCAL_RUN_USER = "local"

@@ -19,8 +19,9 @@ PROCESSING_NOTEBOOK = REPO_ROOT / "notebooks" / "process_batch.ipynb"
 SHIPPED_DATA = REPO_ROOT / "data"
 
 
-# Settings only the server (or the CLI around the kernel) uses; every other field is a
-# parameter of the processing notebook, except the EXTRACTOR_ONLY ones.
+# Settings the processing kernel never needs: the server's own, and the limits on what
+# experiments unpack (read in the notebook's process, not a job's kernel). Every other field
+# is a parameter of the processing notebook, except the EXTRACTOR_ONLY ones.
 SERVER_ONLY = frozenset(
     {
         "host",
@@ -71,7 +72,7 @@ class Settings(BaseSettings):
     )
     extractor: str = Field(
         default_factory=_default_extractor,
-        description="Extractor backend: `gemini` when GEMINI_API_KEY is set, else `ocr`.",
+        description="Extractor backend, the reader of the photos: `gemini`, `ocr` or a plugin's.",
         json_schema_extra={"shown_default": "`gemini` if `GEMINI_API_KEY` is set, else `ocr`"},
     )
     item_concurrency: int = Field(

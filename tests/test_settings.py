@@ -126,3 +126,18 @@ def test_the_matcher_default_is_the_settings_one():
     from scanbatch.catalog import DEFAULT_MIN_SCORE
 
     assert Settings.model_fields["match_min_score"].default == DEFAULT_MIN_SCORE
+
+
+def test_the_settings_only_extractors_take_are_those_their_options_name():
+    """EXTRACTOR_ONLY (kept out of the notebook's own parameters) is exactly the settings the
+    shipped extractors take through `option_settings`: one added to an extractor and not here
+    would reach every job's notebook twice, one left here after it goes would reach none."""
+    from scanbatch.extractors import extractor_names, get_extractor_class
+    from scanbatch.settings import EXTRACTOR_ONLY
+
+    taken = {
+        field
+        for name in extractor_names(shipped_only=True)
+        for field in get_extractor_class(name).option_settings.values()
+    }
+    assert taken == EXTRACTOR_ONLY

@@ -422,6 +422,7 @@ def test_only_a_station_manager_manages_keys(client, tokens):
     manager = bearer(tokens["manager"])
     r = client.post("/admin/keys", json={"user": "x", "role": "admin"}, headers=manager)
     assert r.status_code == 400 and "role" in r.get_json()["message"]
+    assert "'dj', 'musicDirector' or 'stationManager'" in r.get_json()["message"]
     r = client.post("/admin/keys", data="user=x", headers=manager)
     assert r.status_code == 400 and "application/json" in r.get_json()["message"]
 

@@ -28,7 +28,6 @@ _EXPORTS = {
     "load_matcher": "match",
     "export_snapshot": "snapshot",
     "matched_albums": "lookup",
-    "search_albums": "lookup",
     "read_snapshot": "snapshot",
 }
 

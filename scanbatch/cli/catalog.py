@@ -18,7 +18,7 @@ def command() -> None:
 
 
 def _open_store(settings: Settings):
-    from scanbatch.store import JobStore
+    from scanbatch.store import JobStore  # on use: `scanbatch catalog generate` needs no store
 
     return JobStore.open(settings.store_path)
 

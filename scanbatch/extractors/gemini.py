@@ -32,7 +32,7 @@ from scanbatch.extractors.ratelimit import (
     shared_limiter,
 )
 from scanbatch.models import Extraction, ExtractionField, Photo, ScanContext, Usage
-from scanbatch.names import FIELD_ATTRIBUTES, FIELDS
+from scanbatch.names import FIELDS
 from scanbatch.prompts import load_prompt
 from scanbatch.settings import Settings
 from scanbatch.upc import normalize_upc, upc_check_digit_ok
@@ -45,6 +45,10 @@ log = logging.getLogger(__name__)
 API_KEY_ENV = "GEMINI_API_KEY"
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com/"
 
+# Each field's attribute on `Extraction` (the Python side of its camelCase alias).
+_FIELD_ATTRIBUTES = {
+    f.alias: name for name, f in Extraction.model_fields.items() if f.alias in FIELDS
+}
 # The response schema's keys are the API's camelCase names, so what the model writes is what
 # the station's app reads.
 FIELD_DESCRIPTIONS = {
@@ -586,7 +590,7 @@ def parse_extraction(text: str) -> Extraction:
             raw=text,
         )
     fields: dict[str, ExtractionField] = {}
-    for key, attr in FIELD_ATTRIBUTES.items():
+    for key, attr in _FIELD_ATTRIBUTES.items():
         item = data.get(key, data.get(attr))
         parsed = _parse_field(item)
         if parsed is not None and attr == "upc":

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from scanbatch.errors import BadRequest
+from scanbatch.models import library_code
 from scanbatch.synth.barcode import check_digit
 
 
@@ -342,9 +343,9 @@ def make_upc(rng: np.random.Generator) -> str:
 
 def make_library_code(row: CatalogRow | None, rng: np.random.Generator, artist: str) -> str:
     if row is not None and row.code_letters and row.code_artist_number is not None:
-        return f"{row.code_letters} {row.code_artist_number}/{row.code_number or 1}"
+        return library_code(row.code_letters, row.code_artist_number, row.code_number or 1)
     letters = re.sub(r"[^A-Z]", "", artist.upper().removeprefix("THE "))[:2] or "XX"
-    return f"{letters} {int(rng.integers(1, 30))}/{int(rng.integers(1, 9))}"
+    return library_code(letters, int(rng.integers(1, 30)), int(rng.integers(1, 9)))
 
 
 def _tracks(rng: np.random.Generator, n: int) -> list[str]:

@@ -243,37 +243,3 @@ class Launcher:
         with self._changed:  # its output read to the end
             self._changed.wait_for(lambda: self.lines and self.lines[-1] == "", 30)
         return code
-
-
-def start_launcher(data_dir: Path, extractor: str = "fake") -> tuple[subprocess.Popen, dict]:
-    """`python -m scanbatch.workbench.launch` (what `make run` runs) on free ports, and what it
-    printed: the API's and the page's addresses and the token."""
-    import re
-
-    env = {
-        **os.environ,
-        "SCANBATCH_DATA_DIR": str(data_dir),
-        "SCANBATCH_EXTRACTOR": extractor,
-        "PYTHONPATH": TEST_PYTHONPATH,
-    }
-    env.pop("GEMINI_API_KEY", None)
-    args = ["--port", "0", "--voila-port", "0", "--no-demo"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "scanbatch.workbench.launch", *args],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    banner: dict[str, str] = {}
-    for line in proc.stdout:
-        for key, pattern in (
-            ("api", r"scanbatch API:\s+(\S+)"),
-            ("page", r"workbench:\s+(\S+)"),
-            ("token", r"API token:\s+(\S+)"),
-        ):
-            if m := re.search(pattern, line):
-                banner[key] = m.group(1)
-        if "Ctrl-C" in line:
-            break
-    return proc, banner

@@ -26,7 +26,7 @@ from scanbatch.audit import (
 from scanbatch.errors import BadRequest, Forbidden, NotFound
 from scanbatch.jobfolder import JobFolder, PhotoFile
 from scanbatch.models import MAX_IMAGES_PER_ITEM, MAX_ITEMS, ErrorBody
-from scanbatch.names import REVIEW_ROLES
+from scanbatch.names import WRITE_ROLES
 from scanbatch.store import ApiKey, parse_job_id
 from scanbatch.store.reviews import ReviewStore
 from scanbatch.thumbnails import cached_thumbnail
@@ -66,7 +66,7 @@ def _reviews() -> ReviewStore:
 
 def require_reviewer() -> ApiKey:
     key = current_key()
-    if key.role not in REVIEW_ROLES:
+    if key.role not in WRITE_ROLES:
         raise Forbidden(
             f"Role '{key.role}' may not audit scans: the review routes need the "
             "musicDirector or stationManager role"
@@ -155,7 +155,7 @@ def photo(job_id: str, item_index: str, n: str) -> Response:
     index = _item_index(item_index)
     position = whole_number(n, "n (the photo's index)", 0, MAX_PHOTO_INDEX)
     size = query_args(PhotoQuery).size
-    owner = None if key.role in REVIEW_ROLES else key.user_id
+    owner = None if key.role in WRITE_ROLES else key.user_id
     view = services().store.get_job(job_id, owner)  # 404 for another user's job
     if index >= view.total_items:
         raise NotFound(f"Job has no item {index}: its items are 0..{view.total_items - 1}")
