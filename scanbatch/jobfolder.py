@@ -22,6 +22,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from scanbatch.errors import ExtractionError
 from scanbatch.images import EXTENSIONS, SNIFF_BYTES, sniff_mime
 from scanbatch.models import ItemOutcome, Manifest, Photo
 from scanbatch.private import DIR_MODE
@@ -112,10 +113,19 @@ class JobFolder:
         return [PhotoFile(path, recorded_mime(path)) for path in self.image_paths(item_index)]
 
     def photos(self, item_index: int, photo_types: Sequence[str]) -> list[Photo]:
-        """The item's photos in memory, as an extractor takes them."""
+        """The item's photos in memory, as an extractor takes them; an `ExtractionError` when
+        the folder does not hold one photo per photo type (a folder damaged by hand)."""
+        files = self.photo_files(item_index)
+        if len(files) != len(photo_types):
+            raise ExtractionError(
+                f"item {item_index}: its job folder holds {len(files)} of its "
+                f"{len(photo_types)} photos ({', '.join(photo_types)}): submit the record again",
+                code="photos_missing",
+                retryable=False,
+            )
         return [
             Photo(data=f.path.read_bytes(), mime_type=f.mime_type, photo_type=photo_type)
-            for f, photo_type in zip(self.photo_files(item_index), photo_types, strict=True)
+            for f, photo_type in zip(files, photo_types, strict=True)
         ]
 
     def thumbnail_path(self, photo: Path, size: int) -> Path:

@@ -103,5 +103,6 @@ def test_a_photo_missing_from_the_folder_fails_its_item_alone(tmp_path, fake_ext
     folder.image_paths(1)[0].unlink()
     outcomes = {o.item_index: o for o in process_folder(folder, fake_extractor)}
     assert outcomes[0].status == Status.COMPLETED
-    assert outcomes[1].status == Status.FAILED and outcomes[1].error_code == "internal_error"
-    assert outcomes[1].error_message.startswith("ValueError: ")  # one photo for two types
+    assert outcomes[1].status == Status.FAILED and outcomes[1].error_code == "photos_missing"
+    assert outcomes[1].error_message.startswith("item 1: its job folder holds 1 of its 2 photos")
+    assert not outcomes[1].retryable
