@@ -486,42 +486,7 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
         ) from None
     start(app)
     svc = services_of(app)
-    base_url = f"http://{settings.host}:{server.effective_port}"
-    runtime = server_file.write(settings.data_dir, base_url, svc.admin_token)
-    if first_key and not any(k.revoked_at is None for k in svc.store.keys.list_all()):
-        _key, token = svc.store.keys.create(FIRST_USER, Role.MUSIC_DIRECTOR)
-        print(f"Created a first API key for user '{FIRST_USER}' (musicDirector). Keep it:")
-        print(f"  {token}")
-        example = curl_example(base_url, token)
-        if example:
-            print("Submit the sample batch:")
-            print(f"  {example}")
-            print(
-                f"Then poll: curl -s -H 'Authorization: Bearer {token}' "
-                f"{base_url}/library/scan/batch/<jobId>"
-            )
-    # The first job after a start is as quick as any other: the server answers once a warm
-    # kernel is ready (or starting one failed: then /healthz says why, and jobs fail in words).
-    pool = svc.runner.pool
-    if not pool.wait_first(FIRST_KERNEL_TIMEOUT):
-        print(
-            f"No notebook kernel was ready after {FIRST_KERNEL_TIMEOUT} s; answering anyway "
-            "(jobs wait for one; see /healthz)",
-            file=sys.stderr,
-        )
-    elif pool.last_failure:
-        print(f"A notebook kernel failed to start: {pool.last_failure}", file=sys.stderr)
-    print(f"scanbatch listening on {base_url} (extractor: {settings.extractor})", flush=True)
-    stopping, reporter = threading.Event(), None
-    if demo:
-        job_id = submit_sample(app)
-        print(f"Processing the sample batch (data/sample/) as job {job_id} ...", flush=True)
-        reporter = threading.Thread(
-            target=_report_when_done, args=(app, job_id, stopping), daemon=True
-        )
-        reporter.start()
-
-    signalled = threading.Event()
+    stopping, reporter, signalled = threading.Event(), None, threading.Event()
 
     def stop(signum: int, frame: object) -> None:
         # Once: a second signal while stopping (Ctrl-C pressed twice, or a launcher and a
@@ -531,15 +496,53 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
             signalled.set()
             raise KeyboardInterrupt
 
+    # From here on a signal runs the whole shutdown below: the runner has started, so even a
+    # SIGTERM right after the "listening" line (what a supervisor waits for) must stop it.
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    base_url = f"http://{settings.host}:{server.effective_port}"
+    runtime = None
     try:
+        runtime = server_file.write(settings.data_dir, base_url, svc.admin_token)
+        if first_key and not any(k.revoked_at is None for k in svc.store.keys.list_all()):
+            _key, token = svc.store.keys.create(FIRST_USER, Role.MUSIC_DIRECTOR)
+            print(f"Created a first API key for user '{FIRST_USER}' (musicDirector). Keep it:")
+            print(f"  {token}")
+            example = curl_example(base_url, token)
+            if example:
+                print("Submit the sample batch:")
+                print(f"  {example}")
+                print(
+                    f"Then poll: curl -s -H 'Authorization: Bearer {token}' "
+                    f"{base_url}/library/scan/batch/<jobId>"
+                )
+        # The first job after a start is as quick as any other: the server answers once a
+        # warm kernel is ready (or starting one failed: then /healthz says why, and jobs fail
+        # in words).
+        pool = svc.runner.pool
+        if not pool.wait_first(FIRST_KERNEL_TIMEOUT):
+            print(
+                f"No notebook kernel was ready after {FIRST_KERNEL_TIMEOUT} s; answering anyway "
+                "(jobs wait for one; see /healthz)",
+                file=sys.stderr,
+            )
+        elif pool.last_failure:
+            print(f"A notebook kernel failed to start: {pool.last_failure}", file=sys.stderr)
+        print(f"scanbatch listening on {base_url} (extractor: {settings.extractor})", flush=True)
+        if demo:
+            job_id = submit_sample(app)
+            print(f"Processing the sample batch (data/sample/) as job {job_id} ...", flush=True)
+            reporter = threading.Thread(
+                target=_report_when_done, args=(app, job_id, stopping), daemon=True
+            )
+            reporter.start()
         server.run()
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
-        runtime.unlink(missing_ok=True)
+        if runtime is not None:
+            runtime.unlink(missing_ok=True)
         stopping.set()
         if reporter is not None:
             reporter.join()
