@@ -39,6 +39,18 @@ def scans(rng: np.random.Generator, n: int = RECORDS) -> tuple[dict, dict, np.nd
     return truth, confidence, record_confidence, created
 
 
+def audited(truth, confidence, record_confidence, created, key, reviewed) -> Records:
+    """The simulated scans as the store would give them: truth only where reviewed."""
+    return Records(
+        key=key,
+        confidence=record_confidence,
+        created=created,
+        reviewed=reviewed,
+        right={m: np.where(reviewed, truth[m], np.nan) for m in MEASURES},
+        field_confidence=confidence,
+    )
+
+
 Order = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]
 
 
@@ -69,14 +81,7 @@ def simulate(rng: np.random.Generator, orders: list[Order]) -> tuple[dict, dict]
     reviewed = np.zeros(RECORDS, dtype=bool)
     for pick in orders:
         reviewed[pick(reviewed, key, record_confidence, created)] = True
-    records = Records(
-        key=key,
-        confidence=record_confidence,
-        created=created,
-        reviewed=reviewed,
-        right={m: np.where(reviewed, truth[m], np.nan) for m in MEASURES},
-        field_confidence=confidence,
-    )
+    records = audited(truth, confidence, record_confidence, created, key, reviewed)
     return estimates.measures(records), {m: float(truth[m].mean()) for m in MEASURES}
 
 
@@ -111,14 +116,7 @@ def test_the_simulation_can_fail_reviewed_only_figures_and_least_confident_revie
         for _ in range(60):
             reviewed[least_confident(reviewed, key, record_confidence, created)] = True
         errors.append(truth[OVERALL][reviewed].mean() - truth[OVERALL].mean())
-        records = Records(
-            key=key,
-            confidence=record_confidence,
-            created=created,
-            reviewed=reviewed,
-            right={m: np.where(reviewed, truth[m], np.nan) for m in MEASURES},
-            field_confidence=confidence,
-        )
+        records = audited(truth, confidence, record_confidence, created, key, reviewed)
         est, note = estimates.estimate(records, OVERALL)
         assert est is None and "more record(s) from the Audit sample" in note
     assert np.mean(errors) < -0.05  # the hardest records: far below the truth
@@ -193,14 +191,7 @@ def test_the_wrong_fields_left_range_covers_the_truth():
         truth, confidence, record_confidence, created = scans(rng)
         key = rng.random(RECORDS)
         reviewed = key < np.sort(key)[80]  # an audit of 80
-        records = Records(
-            key=key,
-            confidence=record_confidence,
-            created=created,
-            reviewed=reviewed,
-            right={m: np.where(reviewed, truth[m], np.nan) for m in MEASURES},
-            field_confidence=confidence,
-        )
+        records = audited(truth, confidence, record_confidence, created, key, reviewed)
         left = estimates.wrong_left(records, estimates.audit_sample(records), "labelName")
         wrong = float((1 - truth["labelName"][~reviewed]).sum())
         covered += left["low"] <= wrong <= left["high"]
