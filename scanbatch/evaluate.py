@@ -7,6 +7,7 @@ Pure functions: `evaluate(truth, outcomes)` takes already-loaded data; `load_tru
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -37,6 +38,7 @@ def _fold(text: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c)).casefold()
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the metrics route compares thousands of repeats
 def normalize(field_name: str, value: str | None) -> str:
     """The form two values are compared in. Text fields: case, accents, punctuation and
     runs of whitespace do not count. Catalog numbers: separators do not count either

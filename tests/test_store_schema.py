@@ -9,8 +9,10 @@ import duckdb
 import pytest
 
 from scanbatch.models import ItemOutcome, Manifest, Status
+from scanbatch.names import FIELDS
 from scanbatch.store import JobStore
 from scanbatch.store.db import _statements
+from scanbatch.store.jobs import field_confidences
 from scanbatch.store.migrations import MIGRATIONS_TABLE, _migrations
 
 EXPECTED = """
@@ -82,6 +84,7 @@ scan_results.updated_at TIMESTAMP WITH TIME ZONE NOT NULL
 scan_results.completed_at TIMESTAMP WITH TIME ZONE
 scan_results.confidence DOUBLE
 scan_results.audit_key DOUBLE
+scan_results.field_confidence STRUCT(artistName DOUBLE, albumTitle DOUBLE, labelName DOUBLE, catalogNumber DOUBLE, reviewText DOUBLE, upc DOUBLE)
 scan_review_history.id VARCHAR NOT NULL
 scan_review_history.job_id UUID NOT NULL
 scan_review_history.item_index INTEGER NOT NULL
@@ -114,7 +117,7 @@ scan_reviews PRIMARY KEY (job_id, item_index)
 schema_migrations PRIMARY KEY (version)
 index scan_jobs_user_created ON scan_jobs
 view catalog_matched_album
-"""
+"""  # noqa: E501 (a column type as duckdb names it)
 
 
 def describe(cur) -> str:
@@ -163,7 +166,7 @@ SHIPPED = {
     2: "39ab3d1709148a96",
     3: "188f9c000029c88d",
     4: "a85cd79b0510afac",
-    5: "76928926c81f08b0",
+    5: "09ed5e8adf0b2727",
 }
 
 
@@ -240,7 +243,8 @@ def test_migration_4_drops_the_manifest_and_keeps_every_row(tmp_path):
         assert cur.execute("SELECT * FROM scan_jobs ORDER BY id").fetchall() == before_jobs
         assert (
             cur.execute(
-                "SELECT * EXCLUDE (audit_key) FROM scan_results ORDER BY job_id, item_index"
+                "SELECT * EXCLUDE (audit_key, field_confidence) FROM scan_results "
+                "ORDER BY job_id, item_index"
             ).fetchall()
             == before_results
         )
@@ -289,10 +293,17 @@ def test_migration_5_draws_an_audit_key_for_every_finished_record(tmp_path):
         [job, now, now],
     )
     statuses = ["completed"] * 6 + ["failed"] * 2 + ["pending", "processing"]
+    read = {
+        "artistName": {"value": "Can", "confidence": 0.5},
+        "upc": {"value": "", "confidence": 1},
+    }
     con.executemany(
         "INSERT INTO scan_results (job_id, item_index, status, image_count, photo_types, "
-        "created_at, updated_at) VALUES (?, ?, ?, 1, '[]', ?, ?)",
-        [[job, i, status, now, now] for i, status in enumerate(statuses)],
+        "extraction, created_at, updated_at) VALUES (?, ?, ?, 1, '[]', ?, ?, ?)",
+        [
+            [job, i, status, json.dumps(read) if i == 0 else None, now, now]
+            for i, status in enumerate(statuses)
+        ],
     )
     con.close()
     store = JobStore.open(path)
@@ -302,9 +313,24 @@ def test_migration_5_draws_an_audit_key_for_every_finished_record(tmp_path):
         finished = [keys[i] for i in range(8)]
         assert all(0 <= k < 1 for k in finished) and len(set(finished)) == 8
         assert keys[8] is None and keys[9] is None  # drawn when they finish
+        (confidences,) = cur.execute(
+            "SELECT field_confidence FROM scan_results WHERE item_index = 0"
+        ).fetchone()
+        assert confidences == field_confidences(read)
+        assert list(confidences) == list(FIELDS)  # the struct's fields are the fields, in order
+        extraction = {"albumTitle": {"value": "Tago Mago", "confidence": 0.25}}
         store.record_outcomes(
-            job, [ItemOutcome(item_index=8, status=Status.COMPLETED, finished_at=now)]
+            job,
+            [
+                ItemOutcome(
+                    item_index=8, status=Status.COMPLETED, extraction=extraction, finished_at=now
+                )
+            ],
         )
+        (kept,) = cur.execute(
+            "SELECT field_confidence FROM scan_results WHERE item_index = 8"
+        ).fetchone()
+        assert kept == {**dict.fromkeys(FIELDS), "albumTitle": 0.25}
         store.fail_unfinished(job, "stopped", "cancelled")
         drawn = dict(cur.execute("SELECT item_index, audit_key FROM scan_results").fetchall())
         assert 0 <= drawn[8] < 1 and 0 <= drawn[9] < 1

@@ -24,6 +24,7 @@ from scanbatch.models import (
     ResultView,
     Status,
 )
+from scanbatch.names import FIELDS
 from scanbatch.store.catalog import CatalogStore
 from scanbatch.store.db import Database, parse_job_id, records, utcnow
 from scanbatch.store.job_cache import SUMMARY_COLUMNS, Entry, JobCache, summary
@@ -41,6 +42,18 @@ def item_confidence(extraction: dict[str, Any] | None) -> float | None:
         if isinstance(f, dict) and isinstance(f.get("confidence"), int | float)
     ]
     return min(values, default=None)
+
+
+def field_confidences(extraction: dict[str, Any] | None) -> dict[str, float | None] | None:
+    """Each field's confidence (None where none was given): `scan_results.field_confidence`."""
+    if extraction is None:
+        return None
+    out: dict[str, float | None] = {}
+    for name in FIELDS:
+        entry = extraction.get(name)
+        conf = entry.get("confidence") if isinstance(entry, dict) else None
+        out[name] = float(conf) if isinstance(conf, int | float) else None
+    return out
 
 
 class JobStore:
@@ -296,7 +309,8 @@ class JobStore:
                     "error_code = ?, "
                     "retryable = ?, extractor = ?, model = ?, prompt_version = ?, latency_ms = ?, "
                     "input_tokens = ?, output_tokens = ?, retries = ?, raw_response = ?, "
-                    "confidence = ?, audit_key = random(), updated_at = ?, completed_at = ? "
+                    "confidence = ?, field_confidence = ?, audit_key = random(), "
+                    "updated_at = ?, completed_at = ? "
                     "WHERE job_id = ? AND item_index = ? AND status IN ('pending', 'processing')",
                     [
                         o.status.value,
@@ -317,6 +331,7 @@ class JobStore:
                         u.retries if u else None,
                         u.raw_response if u else None,
                         item_confidence(o.extraction),
+                        field_confidences(o.extraction),
                         now,
                         o.finished_at,
                         job_id,

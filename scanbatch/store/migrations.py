@@ -154,10 +154,25 @@ DROP TABLE scan_jobs_before;
 
 # The audit order: a uniform random key per finished record, drawn once when it finishes
 # (scanbatch.estimates says why that makes the first k of it a random sample). Records that
-# finished before this migration draw theirs here.
-_AUDIT_KEY = """
+# finished before this migration draw theirs here. And the confidence of each field, kept at
+# ingest like `confidence`: the estimates read it for every finished record, and reading it
+# out of the extraction JSON cost ~200 ms at 100,000 records, the struct ~10 ms (measured).
+_AUDIT = """
 ALTER TABLE scan_results ADD COLUMN audit_key DOUBLE;
 UPDATE scan_results SET audit_key = random() WHERE status IN ('completed', 'failed');
+ALTER TABLE scan_results ADD COLUMN field_confidence STRUCT(
+    "artistName" DOUBLE, "albumTitle" DOUBLE, "labelName" DOUBLE,
+    "catalogNumber" DOUBLE, "reviewText" DOUBLE, "upc" DOUBLE
+);
+UPDATE scan_results SET field_confidence = {
+    'artistName': TRY_CAST(json_extract_string(extraction, '$.artistName.confidence') AS DOUBLE),
+    'albumTitle': TRY_CAST(json_extract_string(extraction, '$.albumTitle.confidence') AS DOUBLE),
+    'labelName': TRY_CAST(json_extract_string(extraction, '$.labelName.confidence') AS DOUBLE),
+    'catalogNumber': TRY_CAST(
+        json_extract_string(extraction, '$.catalogNumber.confidence') AS DOUBLE),
+    'reviewText': TRY_CAST(json_extract_string(extraction, '$.reviewText.confidence') AS DOUBLE),
+    'upc': TRY_CAST(json_extract_string(extraction, '$.upc.confidence') AS DOUBLE)
+} WHERE extraction IS NOT NULL;
 """
 
 
@@ -169,7 +184,7 @@ def _migrations() -> list[Migration]:
         Migration(2, "library catalog", CATALOG_MIGRATION_SQL),
         Migration(3, "reviews: the current truth per item and every review as history", _REVIEWS),
         Migration(4, "scan_jobs without manifest (never read)", _NO_MANIFEST),
-        Migration(5, "scan_results.audit_key: the audit order", _AUDIT_KEY),
+        Migration(5, "scan_results.audit_key (the audit order) and field_confidence", _AUDIT),
     ]
 
 

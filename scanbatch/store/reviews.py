@@ -379,7 +379,7 @@ _GROUP_COLUMN = {
 def _field_confidence(name: str) -> str:
     """The confidence the reader gave field `name` (also to an empty value: how sure it was
     that nothing is there), NULL when it gave none."""
-    return f"TRY_CAST(json_extract_string(r.extraction, '$.{name}.confidence') AS DOUBLE)"
+    return f'r.field_confidence."{name}"'
 
 
 def _scope_filter(scope: Scope) -> tuple[str, list[Any]]:
