@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, Field, StrictInt, field_validator, model_validator
@@ -234,3 +234,150 @@ class AlbumList(CamelModel):
 
 class ReviewHistory(CamelModel):
     reviews: list[ReviewView]
+
+
+# --- the metrics body (GET /library/scan/review/metrics) --------------------------------------
+
+
+class Bucket(CamelModel):
+    """Reviewed values of one confidence range: how often right."""
+
+    confidence_from: float
+    confidence_to: float
+    n: int
+    correct: int
+    accuracy: float | None
+    mean_confidence: float | None
+
+
+class AuditBucket(Bucket):
+    """A confidence range of the audit sample, with the 95 % Wilson interval of its accuracy."""
+
+    low: float | None
+    high: float | None
+
+
+class Estimate(CamelModel):
+    """Accuracy over every finished record in scope, with its 95 % interval (the README's
+    Audit estimates)."""
+
+    accuracy: float
+    low: float
+    high: float
+    method: Literal["audit-sample", "all-reviewed"]
+    audit_reviews: int = Field(description="records in the audit sample it rests on")
+    reviews_for_two_points: int = Field(
+        description="more audit reviews that would bring the interval to ±2 points"
+    )
+
+
+class Range(CamelModel):
+    expected: float
+    low: float
+    high: float
+
+
+class Threshold(CamelModel):
+    confidence: float | None = Field(
+        description="above it the reader is right at least 99 % of the time (95 % sure); "
+        "null: no such threshold yet"
+    )
+    no_review_needed: int = Field(description="unreviewed records at or above it")
+    note: str | None
+
+
+class EstimateFigures(CamelModel):
+    reviewed_accuracy: float | None = Field(
+        description="share of the reviewed records with it right (rightly empty counts)"
+    )
+    estimate: Estimate | None
+    estimate_note: str | None = Field(description="why there is no estimate yet, and what to do")
+
+
+class FieldFigures(EstimateFigures):
+    """One field: the reviewed records' figures (as `scanbatch eval` gives them) and the
+    estimates over every record."""
+
+    n: int = Field(description="reviewed records whose truth has the field")
+    exact: int
+    accuracy: float | None
+    similarity: float | None
+    missing: int
+    spurious: int
+    calibration: list[Bucket]
+    ece: float | None
+    wrong_left: Range | None = Field(description="expected wrong values among the unreviewed")
+    threshold: Threshold
+
+
+class OverallFigures(EstimateFigures):
+    n: int
+    exact: int
+    accuracy: float | None
+    similarity: float | None
+    missing: int
+    spurious: int
+
+
+class MatchFigures(EstimateFigures):
+    # snake_case, as the route has always answered them
+    in_catalog: int = Field(alias="in_catalog")
+    in_catalog_correct: int = Field(alias="in_catalog_correct")
+    wrong_album: int = Field(alias="wrong_album")
+    not_matched: int = Field(alias="not_matched")
+    not_in_catalog: int = Field(alias="not_in_catalog")
+    not_in_catalog_correct: int = Field(alias="not_in_catalog_correct")
+    false_match: int = Field(alias="false_match")
+    accuracy: float | None
+    precision: float | None
+    recall: float | None
+
+
+class Planning(CamelModel):
+    unreviewed: int
+    needs_review: int = Field(description="what state=needsReview lists")
+    wrong_fields_left: Range | None
+    reviews_for_two_points: int | None
+
+
+class Week(CamelModel):
+    week: str = Field(description="its Monday (UTC), ISO date")
+    population: int
+    reviewed: int
+    audit_reviews: int
+    overall: Estimate | None
+    fields: dict[str, Estimate | None]
+    match: Estimate | None
+
+
+class Drift(CamelModel):
+    overall: bool
+    fields: dict[str, bool]
+    match: bool
+
+
+class MetricsGroup(CamelModel):
+    group: str | None
+    items: int = Field(description="reviewed records")
+    results: int
+    failed: int
+    missing_results: int
+    fields: dict[str, FieldFigures]
+    overall: OverallFigures
+    match: MatchFigures
+    calibration: list[Bucket]
+    ece: float | None
+    population: int = Field(description="finished records in the group")
+    reviewed: int
+    audit_reviews: int
+    planning: Planning
+    audit_calibration: list[AuditBucket]
+    weekly: list[Week]
+    drift: Drift
+
+
+class MetricsBody(CamelModel):
+    group_by: GroupBy
+    reviewed_items: int
+    population: int
+    groups: list[MetricsGroup]

@@ -18,7 +18,7 @@ from scanbatch.store.reviews import ReviewedItem, ReviewStore
 def review_metrics(
     reviews: ReviewStore, group_by: GroupBy = GroupBy.NONE, scope: Scope = Scope()
 ) -> dict[str, Any]:
-    """One entry per group of finished records, most records first."""
+    """One entry per group of finished records, most records first (`MetricsBody`)."""
     populations = reviews.population(group_by=group_by, scope=scope)
     reviewed: dict[str | None, list[ReviewedItem]] = {}
     for item in reviews.reviewed(group_by=group_by, scope=scope):

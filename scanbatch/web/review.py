@@ -15,6 +15,7 @@ from scanbatch.audit import (
     AlbumList,
     CatalogQuery,
     DatasetQuery,
+    MetricsBody,
     MetricsQuery,
     PhotoQuery,
     ReviewHistory,
@@ -236,7 +237,7 @@ operation(
     "with 95 % intervals, from the audit sample (see the README, Audit estimates)",
     query=MetricsQuery,
     responses={
-        200: Reply("Figures per group", content={"application/json": {}}),
+        200: MetricsBody,
         400: "Unknown groupBy, a bad time or a time range backwards",
         403: NOT_REVIEWER,
     },
@@ -247,7 +248,8 @@ operation(
 def review_metrics() -> Response:
     require_reviewer()
     q = query_args(MetricsQuery)
-    return jsonify(metrics.review_metrics(_reviews(), q.group_by, q.scope()))
+    body = MetricsBody.model_validate(metrics.review_metrics(_reviews(), q.group_by, q.scope()))
+    return jsonify(body.to_json_dict())
 
 
 operation(
