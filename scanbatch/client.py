@@ -13,6 +13,7 @@ import os
 import time
 import zipfile
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -196,8 +197,29 @@ class Client:
         body = self._json("GET", f"/library/scan/batch/{job_id}/items/{item_index}/reviews")
         return [ReviewView.model_validate(r) for r in body["reviews"]]
 
-    def metrics(self, group_by: str = "none") -> dict[str, Any]:
-        return self._json("GET", "/library/scan/review/metrics", params={"groupBy": group_by})
+    def metrics(
+        self,
+        group_by: str = "none",
+        *,
+        since: datetime | str | None = None,
+        until: datetime | str | None = None,
+        prompt_version: str | None = None,
+        model: str | None = None,
+        extractor: str | None = None,
+    ) -> dict[str, Any]:
+        """The metrics route's body: reviewed-only figures and estimates over every finished
+        record in scope (times: ISO 8601 with a zone, or aware datetimes)."""
+        params = {"groupBy": group_by}
+        for name, value in (
+            ("since", since),
+            ("until", until),
+            ("promptVersion", prompt_version),
+            ("model", model),
+            ("extractor", extractor),
+        ):
+            if value is not None:
+                params[name] = value.isoformat() if isinstance(value, datetime) else value
+        return self._json("GET", "/library/scan/review/metrics", params=params)
 
     def metrics_frame(self, group_by: str = "none") -> pd.DataFrame:
         """One row per group and field: n, accuracy, similarity, ECE."""

@@ -299,7 +299,8 @@ def calibration(records: Records, sample: np.ndarray, names: Iterable[str]) -> l
 def wrong_left(records: Records, sample: np.ndarray, name: str) -> dict[str, float] | None:
     """Expected wrong values of field `name` among the unreviewed, from the audit sample's
     accuracy per confidence bin (a bin the sample has not seen takes the sample's overall
-    accuracy), with the range the bins' intervals allow."""
+    accuracy), with a 95 % range: the bins are disjoint parts of the sample, so their
+    variances (from each bin's Wilson interval) add up."""
     if sample.sum() < MIN_AUDIT_REVIEWS:
         return None
     right = records.right[name][sample]
@@ -307,16 +308,38 @@ def wrong_left(records: Records, sample: np.ndarray, name: str) -> dict[str, flo
     unreviewed = ~records.reviewed
     bins_left = _bin_of(records.field_confidence[name][unreviewed])
     overall = float(right.mean())
-    expected = low = high = 0.0
+    expected = variance = 0.0
     for b in np.unique(bins_left):
         count = int((bins_left == b).sum())
         seen = right[bins_sample == b]
         p, n = (float(seen.mean()), len(seen)) if len(seen) else (overall, len(right))
         lo, hi = wilson(p, n)
         expected += count * (1 - p)
-        low += count * (1 - hi)
-        high += count * (1 - lo)
-    return {"expected": expected, "low": low, "high": high}
+        # The bin's rate is uncertain, and so is each unreviewed record around it: that
+        # spread is taken at the rate in the bin's interval that makes it widest (a bin seen
+        # right every time has p = 1, and would otherwise claim no spread at all).
+        spread = min(max(0.5, lo), hi)
+        variance += (count * (hi - lo) / (2 * Z)) ** 2 + count * spread * (1 - spread)
+    half = Z * math.sqrt(variance)
+    left = int(unreviewed.sum())
+    return {
+        "expected": expected,
+        "low": max(0.0, expected - half),
+        "high": min(left, expected + half),
+    }
+
+
+def total_wrong_left(lefts: list[dict[str, float] | None]) -> dict[str, float] | None:
+    """The fields' expected wrong values added up. The fields' errors go together (a hard
+    record is hard for all of them), so their ranges are added, not their variances."""
+    if not lefts or any(x is None for x in lefts):
+        return None
+    expected = sum(x["expected"] for x in lefts)
+    return {
+        "expected": expected,
+        "low": expected - sum(x["expected"] - x["low"] for x in lefts),
+        "high": expected + sum(x["high"] - x["expected"] for x in lefts),
+    }
 
 
 def _lower_bound(correct: int, n: int, alpha: float) -> float:
@@ -343,14 +366,12 @@ def threshold(records: Records, sample: np.ndarray, name: str) -> dict[str, Any]
         if n and _lower_bound(int(right[above].sum()), n, alpha) >= THRESHOLD_ACCURACY:
             left = records.field_confidence[name][~records.reviewed]
             return {"confidence": c, "noReviewNeeded": int((left >= c).sum()), "note": None}
-    top = int((conf >= THRESHOLD_GRID[-1]).sum())
     return {
         "confidence": None,
         "noReviewNeeded": 0,
         "note": (
             f"No such threshold yet: showing 99 % takes about {reviews_for_threshold()} audit "
-            f"reviews, all right, above one confidence (the audit sample has {top} at "
-            f"{THRESHOLD_GRID[-1]} or more)."
+            f"reviews, all right, above one confidence (the audit sample has {len(conf)})."
         ),
     }
 
@@ -465,9 +486,7 @@ def group_figures(records: Records) -> dict[str, Any]:
         "planning": {
             "unreviewed": d.population - d.reviewed,
             "needsReview": int(needs_review(records, thresholds).sum()),
-            "wrongFieldsLeft": None
-            if any(x is None for x in lefts)
-            else {k: sum(x[k] for x in lefts) for k in ("expected", "low", "high")},
+            "wrongFieldsLeft": total_wrong_left(lefts),
             "reviewsForTwoPoints": max(two_points) if two_points else None,
         },
         "auditCalibration": calibration(records, sample, FIELDS),

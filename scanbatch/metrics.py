@@ -24,7 +24,8 @@ def review_metrics(
     for item in reviews.reviewed(group_by=group_by, scope=scope):
         reviewed.setdefault(item.group, []).append(item)
     groups = []
-    for key in sorted(populations, key=lambda k: (-len(populations[k]), str(k))):
+    ordered = sorted(populations, key=lambda k: (-len(populations[k]), str(k)))
+    for key in (k for k in ordered if len(populations[k])):
         members = reviewed.get(key, [])
         body = evaluate(*eval_inputs(members)).metrics()
         figures = group_figures(populations[key])

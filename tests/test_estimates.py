@@ -39,6 +39,18 @@ def scans(rng: np.random.Generator, n: int = RECORDS) -> tuple[dict, dict, np.nd
     return truth, confidence, record_confidence, created
 
 
+def audited(truth, confidence, record_confidence, created, key, reviewed) -> Records:
+    """The simulated scans as the store would give them: truth only where reviewed."""
+    return Records(
+        key=key,
+        confidence=record_confidence,
+        created=created,
+        reviewed=reviewed,
+        right={m: np.where(reviewed, truth[m], np.nan) for m in MEASURES},
+        field_confidence=confidence,
+    )
+
+
 Order = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], int]
 
 
@@ -69,14 +81,7 @@ def simulate(rng: np.random.Generator, orders: list[Order]) -> tuple[dict, dict]
     reviewed = np.zeros(RECORDS, dtype=bool)
     for pick in orders:
         reviewed[pick(reviewed, key, record_confidence, created)] = True
-    records = Records(
-        key=key,
-        confidence=record_confidence,
-        created=created,
-        reviewed=reviewed,
-        right={m: np.where(reviewed, truth[m], np.nan) for m in MEASURES},
-        field_confidence=confidence,
-    )
+    records = audited(truth, confidence, record_confidence, created, key, reviewed)
     return estimates.measures(records), {m: float(truth[m].mean()) for m in MEASURES}
 
 
@@ -85,7 +90,6 @@ def test_the_interval_covers_the_truth_and_the_estimate_is_unbiased(mix: str) ->
     rng = np.random.default_rng(sum(map(ord, mix)))
     covered = {m: 0 for m in MEASURES}
     errors: dict[str, list[float]] = {m: [] for m in MEASURES}
-    reviewed_only_errors = []
     for _ in range(AUDITS):
         found, true = simulate(rng, MIXES[mix])
         for m in MEASURES:
@@ -98,4 +102,122 @@ def test_the_interval_covers_the_truth_and_the_estimate_is_unbiased(mix: str) ->
         bias = float(np.mean(errors[m]))
         assert coverage >= 0.90, f"{mix}, {m}: the interval covered {coverage:.1%}"
         assert abs(bias) < 0.01, f"{mix}, {m}: mean bias {bias:+.4f}"
-    del reviewed_only_errors
+
+
+def test_the_simulation_can_fail_reviewed_only_figures_and_least_confident_reviews_alone():
+    """What the test guards against: the reviewed-only share of least-confident reviews, and
+    an 'estimate' from those reviews alone, are far from the truth, so a wrong method fails."""
+    rng = np.random.default_rng(7)
+    errors = []
+    for _ in range(50):
+        truth, confidence, record_confidence, created = scans(rng)
+        key = rng.random(RECORDS)
+        reviewed = np.zeros(RECORDS, dtype=bool)
+        for _ in range(60):
+            reviewed[least_confident(reviewed, key, record_confidence, created)] = True
+        errors.append(truth[OVERALL][reviewed].mean() - truth[OVERALL].mean())
+        records = audited(truth, confidence, record_confidence, created, key, reviewed)
+        est, note = estimates.estimate(records, OVERALL)
+        assert est is None and "more record(s) from the Audit sample" in note
+    assert np.mean(errors) < -0.05  # the hardest records: far below the truth
+
+
+def records_of(n: int, right: float, confidence: float, reviewed: np.ndarray, rng) -> Records:
+    truth = (rng.random(n) < right).astype(float)
+    return Records.build(
+        key=rng.random(n),
+        confidence=[confidence] * n,
+        created=np.arange(n, dtype=float),
+        reviewed=reviewed,
+        right={m: np.where(reviewed, truth, np.nan) for m in (*FIELDS, MATCH)},
+        field_confidence={f: [confidence] * n for f in FIELDS},
+    )
+
+
+def test_every_record_reviewed_is_exact_and_too_few_audit_reviews_say_how_many_more():
+    rng = np.random.default_rng(3)
+    everything = records_of(40, 0.8, 0.9, np.ones(40, dtype=bool), rng)
+    est, note = estimates.estimate(everything, "artistName")
+    assert note is None and est["method"] == "all-reviewed"
+    assert est["low"] == est["accuracy"] == est["high"] == everything.right["artistName"].mean()
+    few = records_of(200, 0.8, 0.9, np.zeros(200, dtype=bool), rng)
+    est, note = estimates.estimate(few, "artistName")
+    assert est is None and "Review 30 more record(s)" in note and "200 records" in note
+
+
+def test_more_reviews_for_two_points_shrink_as_the_audit_grows():
+    needed = [estimates.reviews_for_half_width(0.9, n, 2000 - n, 2000) for n in (30, 100, 400)]
+    assert needed[0] > needed[1] > needed[2] > 0
+    # Reviewing that many more does bring the half width to 2 points.
+    n = 100
+    extra = estimates.reviews_for_half_width(0.9, n, 2000 - n, 2000)
+    rest = 2000 - n - extra
+    low, high = estimates.wilson(0.9, (n + extra) * rest / (n + extra + rest))
+    assert rest / 2000 * (high - low) / 2 <= 0.02
+    assert estimates.reviews_for_half_width(0.9, 1900, 100, 2000) == 0
+
+
+def test_a_threshold_needs_hundreds_of_right_audit_reviews_and_is_then_found():
+    rng = np.random.default_rng(5)
+    n = 8000
+    conf = rng.uniform(0.5, 1.0, n)
+    right = np.where(conf >= 0.95, 1.0, (rng.random(n) < 0.7).astype(float))
+    reviewed = rng.random(n) < 0.9  # a big audit: 9 of 10 records
+    key = np.where(reviewed, rng.uniform(0, 0.5, n), rng.uniform(0.5, 1, n))
+    records = Records.build(
+        key=key,
+        confidence=conf,
+        created=np.zeros(n),
+        reviewed=reviewed,
+        right={m: np.where(reviewed, right, np.nan) for m in (*FIELDS, MATCH)},
+        field_confidence={f: conf for f in FIELDS},
+    )
+    sample = estimates.audit_sample(records)
+    found = estimates.threshold(records, sample, "upc")
+    assert found["confidence"] == 0.95
+    assert found["noReviewNeeded"] == int(((conf >= 0.95) & ~reviewed).sum())
+    needs = estimates.needs_review(records, dict.fromkeys(FIELDS, 0.95))
+    assert needs.sum() == int(((conf < 0.95) & ~reviewed).sum())
+    small = records.subset(np.arange(n) < 200)
+    missing = estimates.threshold(small, estimates.audit_sample(small), "upc")
+    assert missing["confidence"] is None and "No such threshold yet" in missing["note"]
+
+
+def test_the_wrong_fields_left_range_covers_the_truth():
+    rng = np.random.default_rng(11)
+    covered = 0
+    runs = 200
+    for _ in range(runs):
+        truth, confidence, record_confidence, created = scans(rng)
+        key = rng.random(RECORDS)
+        reviewed = key < np.sort(key)[80]  # an audit of 80
+        records = audited(truth, confidence, record_confidence, created, key, reviewed)
+        left = estimates.wrong_left(records, estimates.audit_sample(records), "labelName")
+        wrong = float((1 - truth["labelName"][~reviewed]).sum())
+        covered += left["low"] <= wrong <= left["high"]
+    assert covered / runs >= 0.90
+
+
+def test_drift_is_flagged_when_the_latest_week_is_wholly_worse():
+    rng = np.random.default_rng(2)
+    n = 600
+    created = np.repeat([0.0, 7, 14], n // 3) * DAY + 5 * DAY  # three Mondays..Saturdays
+    right = np.where(created < 14 * DAY, rng.random(n) < 0.97, rng.random(n) < 0.5).astype(float)
+    reviewed = np.zeros(n, dtype=bool)
+    key = rng.random(n)
+    for week in (0, 1, 2):
+        part = np.flatnonzero((created // (7 * DAY)).astype(int) == week)
+        reviewed[part[np.argsort(key[part])[:80]]] = True
+    records = Records.build(
+        key=key,
+        confidence=[0.9] * n,
+        created=created,
+        reviewed=reviewed,
+        right={m: np.where(reviewed, right, np.nan) for m in (*FIELDS, MATCH)},
+        field_confidence={f: [0.9] * n for f in FIELDS},
+    )
+    weeks, drift = estimates.weekly(records)
+    assert [w["population"] for w in weeks] == [200, 200, 200]
+    assert drift["overall"] and drift["fields"]["artistName"] and drift[MATCH]
+    steady = records.subset(created < 14 * DAY)
+    assert not estimates.weekly(steady)[1]["overall"]

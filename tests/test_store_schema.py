@@ -289,12 +289,11 @@ def test_migration_5_draws_an_audit_key_for_every_finished_record(tmp_path):
         [job, now, now],
     )
     statuses = ["completed"] * 6 + ["failed"] * 2 + ["pending", "processing"]
-    for i, status in enumerate(statuses):
-        con.execute(
-            "INSERT INTO scan_results (job_id, item_index, status, image_count, photo_types, "
-            "created_at, updated_at) VALUES (?, ?, ?, 1, '[]', ?, ?)",
-            [job, i, status, now, now],
-        )
+    con.executemany(
+        "INSERT INTO scan_results (job_id, item_index, status, image_count, photo_types, "
+        "created_at, updated_at) VALUES (?, ?, ?, 1, '[]', ?, ?)",
+        [[job, i, status, now, now] for i, status in enumerate(statuses)],
+    )
     con.close()
     store = JobStore.open(path)
     try:

@@ -342,8 +342,9 @@ def test_metrics_change_when_a_field_is_corrected(client, store, tokens):
     nothing = body["groups"][0]
     assert (nothing["population"], nothing["reviewed"], nothing["items"]) == (2, 0, 0)
     assert nothing["fields"]["artistName"]["estimate"] is None
-    assert "Review 2 more record(s) from the Audit sample" in (
-        nothing["fields"]["artistName"]["estimateNote"]
+    assert (
+        "Review 2 more record(s) from the Audit sample"
+        in (nothing["fields"]["artistName"]["estimateNote"])
     )
 
     put_review(client, tokens["director"], job, 0, review_body(fields={**TRUTH}))

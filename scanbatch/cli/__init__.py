@@ -5,12 +5,17 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import TYPE_CHECKING
 
 import click
 
 from scanbatch.errors import ScanbatchError
 from scanbatch.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from scanbatch.client import Client
 
 
 class CommandError(click.ClickException):
@@ -34,6 +39,20 @@ def settings(**overrides: object) -> Settings:
     return load_settings(**overrides)
 
 
+def server_client(url: str | None) -> Client:
+    """The HTTP client of the running server, for commands that go through it: the token from
+    $SCANBATCH_TOKEN, the URL from --url, else $SCANBATCH_URL, else the configured host and
+    port."""
+    from scanbatch.client import TOKEN_ENV, URL_ENV, Client
+
+    if not os.environ.get(TOKEN_ENV):
+        raise click.UsageError(f"set {TOKEN_ENV} to your API token")
+    if url is None and not os.environ.get(URL_ENV):
+        s = settings()
+        url = f"http://{s.host}:{s.port}"
+    return Client(url)
+
+
 def finish(code: int) -> None:
     """End the command with `code` (0 returns normally)."""
     if code:
@@ -54,7 +73,7 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from scanbatch.cli import catalog, eval, experiment, export, keys, run, serve, synth
+    from scanbatch.cli import audit, catalog, eval, experiment, export, keys, run, serve, synth
 
     cli.add_command(run.command)
     cli.add_command(keys.command)
@@ -62,6 +81,7 @@ def _register() -> None:
     cli.add_command(catalog.command)
     cli.add_command(synth.command)
     cli.add_command(eval.command)
+    cli.add_command(audit.command)
     cli.add_command(export.command)
     cli.add_command(experiment.experiment)
 

@@ -4,13 +4,12 @@ folder) from the running server, through the HTTP client."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import click
 
-from scanbatch.cli import settings
-from scanbatch.client import TOKEN_ENV, URL_ENV, Client
+from scanbatch.cli import server_client
+from scanbatch.client import URL_ENV
 
 
 @click.command("export")
@@ -24,11 +23,6 @@ def command(folder: Path, url: str | None, since: str | None) -> None:
     `scanbatch eval FOLDER/truth.json FOLDER/results.jsonl`. The token is read from
     $SCANBATCH_TOKEN (a musicDirector or stationManager key).
     """
-    if not os.environ.get(TOKEN_ENV):
-        raise click.UsageError(f"set {TOKEN_ENV} to your API token")
-    if url is None and not os.environ.get(URL_ENV):
-        s = settings()
-        url = f"http://{s.host}:{s.port}"
-    out = Client(url).export_dataset(folder, since=since)
+    out = server_client(url).export_dataset(folder, since=since)
     items = json.loads((out / "truth.json").read_text())["items"]
     click.echo(f"wrote {len(items)} reviewed item(s) to {out}")
