@@ -11,19 +11,22 @@ reviewed-only figure is well below the truth, as in the issue."""
 from __future__ import annotations
 
 import csv
+import os
 import random
+import subprocess
+import sys
 from dataclasses import dataclass
 
 import pytest
-import requests
 
-from scanbatch.client import Client
+from scanbatch.client import TOKEN_ENV, Client
 from scanbatch.estimates import AUDIT_SAMPLE, MATCH, OVERALL
 from scanbatch.evaluate import normalize
+from scanbatch.metrics import format_table
 from scanbatch.names import FIELDS
 from scanbatch.settings import Settings
 from scanbatch.testing.imaging import image_bytes
-from scanbatch.testing.servers import bearer
+from scanbatch.testing.servers import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -236,21 +239,23 @@ def test_an_audit_of_40_records_estimates_a_reader_of_known_accuracy(live_server
     done = [key(i) for i in all_pages(alice, state="reviewed", sort="audit")]
     assert done == [k for k in audit_order if k in reviewed]
 
+    # `scanbatch audit` prints this very body, through the client.
+    env = {**os.environ, TOKEN_ENV: server_tokens["director"]}
+    audit = [sys.executable, "-m", "scanbatch.cli", "audit", "--url", live_server.url]
+    printed = subprocess.run(audit, cwd=ROOT, env=env, capture_output=True, text=True)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == format_table(body)
+    artist = figures[ARTIST]["estimate"]
+    assert f"{artist['accuracy']:.1%} ({artist['low']:.1%}-{artist['high']:.1%})" in printed.stdout
+
     # A time range: the first ten jobs, then the last ten.
-    second_half = everything[(jobs[RECORDS // BATCH // 2], 0)].created_at.isoformat()
+    second_half = everything[(jobs[RECORDS // BATCH // 2], 0)].created_at
     halves = [
         ({"until": second_half}, set(list(by_key)[: RECORDS // 2])),
         ({"since": second_half}, set(list(by_key)[RECORDS // 2 :])),
     ]
     for query, members in halves:
-        r = requests.get(
-            f"{live_server.url}/library/scan/review/metrics",
-            params=query,
-            headers=bearer(server_tokens["director"]),
-            timeout=30,
-        )
-        assert r.status_code == 200, r.text
-        part = r.json()
+        part = alice.metrics(**query)
         assert part["population"] == len(members), query
         (g,) = part["groups"]
         assert g["reviewed"] == len(members & reviewed), query
