@@ -19,7 +19,9 @@ from scanbatch.models import Extraction, ExtractionField, Photo, ScanContext, Us
 
 class FakeExtractor(Extractor):
     """`context.stickerText` scripts the item: `fail` raises an ExtractionError, `crash` raises
-    a plain exception, `sleep:<seconds>` waits first. Artist and title echo the context."""
+    a plain exception, `sleep:<seconds>` waits first, `confidence:<artist>,<title>` sets the
+    two confidences (0.9 and 0.8 otherwise: a reader of chosen calibration). Artist and title
+    echo the context."""
 
     name = "fake"
     calls: ClassVar[list[int]] = []
@@ -51,11 +53,19 @@ class FakeExtractor(Extractor):
                 raise ExtractionError("the fake model refused", code="blocked", raw="{}")
             if script == "crash":
                 raise RuntimeError("fake crash")
+            artist_confidence, title_confidence = 0.9, 0.8
+            if script.startswith("confidence:"):
+                artist, title = script.split(":", 1)[1].split(",")
+                artist_confidence, title_confidence = float(artist), float(title)
             fields = {}
             if context and context.artist_name:
-                fields["artist_name"] = ExtractionField(value=context.artist_name, confidence=0.9)
+                fields["artist_name"] = ExtractionField(
+                    value=context.artist_name, confidence=artist_confidence
+                )
             if context and context.album_title:
-                fields["album_title"] = ExtractionField(value=context.album_title, confidence=0.8)
+                fields["album_title"] = ExtractionField(
+                    value=context.album_title, confidence=title_confidence
+                )
             mimes = ",".join(p.mime_type for p in photos)
             return Extraction(
                 **fields,
