@@ -234,7 +234,7 @@ def seed_audit_store(data_dir: Path, records: int, reviews: int) -> dict:
     import numpy as np
     import pandas as pd
 
-    from scanbatch.store.jobs import item_confidence
+    from scanbatch.store.jobs import field_confidences, item_confidence
 
     rng = np.random.default_rng(20)
     store = JobStore.open(data_dir / "scanbatch.duckdb")
@@ -256,11 +256,12 @@ def seed_audit_store(data_dir: Path, records: int, reviews: int) -> dict:
     # Overconfident below 0.9 (right less often than it says), right above: so with enough
     # audit reviews every field earns a threshold and state=needsReview filters in SQL.
     right = (confidence >= 0.9) | (rng.random((records, len(FIELDS))) < 0.3 + 0.68 * confidence)
-    extractions, item_conf = [], []
+    extractions, item_conf, field_conf = [], [], []
     for n in range(records):
         if failed[n]:
             extractions.append(None)
             item_conf.append(None)
+            field_conf.append(None)
             continue
         extraction = {
             name: {
@@ -271,6 +272,7 @@ def seed_audit_store(data_dir: Path, records: int, reviews: int) -> dict:
         }
         extractions.append(json.dumps(extraction))
         item_conf.append(item_confidence(extraction))
+        field_conf.append(field_confidences(extraction))
     album_ids = [
         int(line.split(",", 1)[0])
         for line in (ROOT / "data" / "catalog_sample.csv").read_text().splitlines()[1:]
@@ -296,6 +298,7 @@ def seed_audit_store(data_dir: Path, records: int, reviews: int) -> dict:
             "completed_at": finished,
             "confidence": pd.array(item_conf, dtype="Float64"),
             "audit_key": rng.random(records),
+            "field_confidence": field_conf,
         }
     )
     counts = pd.DataFrame({"job": job_of, "failed": failed}).groupby("job")["failed"].sum()
@@ -433,23 +436,18 @@ def bench_audit(tmp: Path, quick: bool) -> None:
     from scanbatch import metrics
     from scanbatch.estimates import group_figures
     from scanbatch.evaluate import evaluate
-    from scanbatch.golden_set import eval_inputs
 
     store = JobStore.open(data_dir / "scanbatch.duckdb")
     try:
         reviews_store = store.reviews
         population = reviews_store.population()[None]
-        reviewed_items = list(reviews_store.reviewed())
+        judged = reviews_store.judged()[None]
         n = metrics_runs
         parts = {
             "ReviewStore.population (SQL, arrays)": timed(reviews_store.population, n),
             "estimates.group_figures": timed(lambda: group_figures(population), n),
-            f"ReviewStore.reviewed ({len(reviewed_items):,} rows)": timed(
-                lambda: list(reviews_store.reviewed()), n
-            ),
-            "evaluate (reviewed-only figures)": timed(
-                lambda: evaluate(*eval_inputs(reviewed_items)).metrics(), n
-            ),
+            f"ReviewStore.judged ({len(judged[0]):,} rows)": timed(reviews_store.judged, n),
+            "evaluate (reviewed-only figures)": timed(lambda: evaluate(*judged).metrics(), n),
             "metrics.review_metrics (the whole)": timed(
                 lambda: metrics.review_metrics(reviews_store), n
             ),

@@ -10,9 +10,8 @@ from typing import Any
 from scanbatch.audit import GroupBy, Scope
 from scanbatch.estimates import MATCH, OVERALL, audit_sample, group_figures, threshold
 from scanbatch.evaluate import evaluate
-from scanbatch.golden_set import eval_inputs
 from scanbatch.names import FIELD_LABELS, FIELDS
-from scanbatch.store.reviews import ReviewedItem, ReviewStore
+from scanbatch.store.reviews import ReviewStore
 
 
 def review_metrics(
@@ -20,14 +19,11 @@ def review_metrics(
 ) -> dict[str, Any]:
     """One entry per group of finished records, most records first (`MetricsBody`)."""
     populations = reviews.population(group_by=group_by, scope=scope)
-    reviewed: dict[str | None, list[ReviewedItem]] = {}
-    for item in reviews.reviewed(group_by=group_by, scope=scope):
-        reviewed.setdefault(item.group, []).append(item)
+    judged = reviews.judged(group_by=group_by, scope=scope)
     groups = []
     ordered = sorted(populations, key=lambda k: (-len(populations[k]), str(k)))
     for key in (k for k in ordered if len(populations[k])):
-        members = reviewed.get(key, [])
-        body = evaluate(*eval_inputs(members)).metrics()
+        body = evaluate(*judged.get(key, ([], []))).metrics()
         figures = group_figures(populations[key])
         added = figures.pop("measures")
         for name in FIELDS:
@@ -37,7 +33,7 @@ def review_metrics(
         groups.append({"group": key, **body, **figures})
     return {
         "groupBy": group_by.value,
-        "reviewedItems": sum(len(v) for v in reviewed.values()),
+        "reviewedItems": sum(len(truths) for truths, _ in judged.values()),
         "population": sum(len(r) for r in populations.values()),
         "groups": groups,
     }

@@ -405,7 +405,7 @@ def test_a_golden_set_export_of_12_records_runs(env, tmp_path):
         )
         truth = {k: v for k, v in src.truth.items() if k != "itemIndex"}
         outcome = {"itemIndex": 0, "status": "completed", "extraction": {}, "matchedAlbumId": None}
-        items.append(ReviewedItem(f"job{n // 10}", n % 10, None, outcome, truth,
+        items.append(ReviewedItem(f"job{n // 10}", n % 10, outcome, truth,
                                   [p.photo_type for p in src.photos], None, review))  # fmt: skip
         photos.append([p.path for p in src.photos])
     archive = tmp_path / "golden.zip"
