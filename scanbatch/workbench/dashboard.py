@@ -104,12 +104,11 @@ def reviewed_order(group: dict[str, Any]) -> str:
 def threshold_text(threshold: dict[str, Any] | None) -> str:
     if not threshold:
         return "–"
-    if threshold.get("confidence") is None:
+    confidence = threshold.get("confidence")
+    if confidence is None:
         return threshold.get("note") or "no such threshold yet"
-    return (
-        f"confidence {threshold['confidence']:.2f} or more: "
-        f"{_count(threshold.get('noReviewNeeded'))} record(s) need no review"
-    )
+    records = _count(threshold.get("noReviewNeeded"))
+    return f"confidence {confidence:.2f} or more: {records} record(s) need no review"
 
 
 def wrong_left_text(wrong: dict[str, Any] | None) -> str:
