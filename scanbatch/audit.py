@@ -6,12 +6,13 @@ extractions against it with `scanbatch.evaluate`, so there is one definition of 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, StrictInt, field_validator
+from pydantic import AwareDatetime, Field, StrictInt, field_validator, model_validator
 
 from scanbatch.evaluate import normalize
 from scanbatch.images import THUMBNAIL_SIZES
@@ -38,11 +39,17 @@ class ReviewState(StrEnum):
     UNREVIEWED = "unreviewed"
     REVIEWED = "reviewed"
     ALL = "all"
+    # Unreviewed, and some field's 99 % confidence threshold does not clear it
+    # (scanbatch.estimates.threshold): what is left once the reader is trusted where it earns it.
+    NEEDS_REVIEW = "needsReview"
 
 
 class ReviewSort(StrEnum):
     CONFIDENCE = "confidence"  # lowest first: what most needs a human
     NEWEST = "newest"
+    # A random order fixed for everyone (scan_results.audit_key): its first k are a random
+    # sample, what estimates over every record rest on (scanbatch.estimates).
+    AUDIT = "audit"
 
 
 class GroupBy(StrEnum):
@@ -167,8 +174,36 @@ class ReviewItemsQuery(CamelModel):
     offset: WholeNumber(0, MAX_ID) = 0
 
 
+@dataclass(frozen=True)
+class Scope:
+    """Which finished records the metrics speak of: scanned in [since, until), and of one
+    prompt version, model or extractor when given."""
+
+    since: datetime | None = None
+    until: datetime | None = None
+    prompt_version: str | None = None
+    model: str | None = None
+    extractor: str | None = None
+
+
 class MetricsQuery(CamelModel):
     group_by: GroupBy = GroupBy.NONE
+    since: AwareDatetime | None = Field(None, description="only records scanned at or after this")
+    until: AwareDatetime | None = Field(None, description="only records scanned before this")
+    prompt_version: str | None = Field(None, max_length=200, description="only this prompt")
+    model: str | None = Field(None, max_length=200, description="only this model")
+    extractor: str | None = Field(None, max_length=200, description="only this extractor")
+
+    @model_validator(mode="after")
+    def _range_forwards(self) -> MetricsQuery:
+        if self.since is not None and self.until is not None and self.until <= self.since:
+            raise ValueError(
+                "until must be later than since (the time range is [since, until)): swap them"
+            )
+        return self
+
+    def scope(self) -> Scope:
+        return Scope(self.since, self.until, self.prompt_version, self.model, self.extractor)
 
 
 class DatasetQuery(CamelModel):

@@ -19,8 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from scanbatch.audit import GroupBy
-from scanbatch.evaluate import EvalReport, evaluate
 from scanbatch.jobfolder import RESULTS
 from scanbatch.store.reviews import ReviewedItem
 
@@ -37,23 +35,6 @@ def eval_inputs(
         truth.append({"itemIndex": n, **item.truth})
         outcomes.append({**item.outcome, "itemIndex": n})
     return truth, outcomes
-
-
-def score(items: Sequence[ReviewedItem]) -> EvalReport:
-    return evaluate(*eval_inputs(items))
-
-
-def metrics(items: Iterable[ReviewedItem], group_by: GroupBy) -> dict[str, Any]:
-    """The metrics route's body: one `EvalReport.metrics()` per group, largest group first."""
-    groups: dict[str | None, list[ReviewedItem]] = {}
-    for item in items:
-        groups.setdefault(item.group, []).append(item)
-    ordered = sorted(groups.items(), key=lambda kv: (-len(kv[1]), str(kv[0])))
-    return {
-        "groupBy": group_by.value,
-        "reviewedItems": sum(len(g) for g in groups.values()),
-        "groups": [{"group": key, **score(members).metrics()} for key, members in ordered],
-    }
 
 
 def photo_name(index: int, position: int, photo_type: str, suffix: str) -> str:

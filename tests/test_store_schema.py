@@ -81,6 +81,7 @@ scan_results.created_at TIMESTAMP WITH TIME ZONE NOT NULL
 scan_results.updated_at TIMESTAMP WITH TIME ZONE NOT NULL
 scan_results.completed_at TIMESTAMP WITH TIME ZONE
 scan_results.confidence DOUBLE
+scan_results.audit_key DOUBLE
 scan_review_history.id VARCHAR NOT NULL
 scan_review_history.job_id UUID NOT NULL
 scan_review_history.item_index INTEGER NOT NULL
@@ -162,6 +163,7 @@ SHIPPED = {
     2: "39ab3d1709148a96",
     3: "188f9c000029c88d",
     4: "a85cd79b0510afac",
+    5: "76928926c81f08b0",
 }
 
 
@@ -237,7 +239,9 @@ def test_migration_4_drops_the_manifest_and_keeps_every_row(tmp_path):
         assert describe(cur) == EXPECTED.strip()
         assert cur.execute("SELECT * FROM scan_jobs ORDER BY id").fetchall() == before_jobs
         assert (
-            cur.execute("SELECT * FROM scan_results ORDER BY job_id, item_index").fetchall()
+            cur.execute(
+                "SELECT * EXCLUDE (audit_key) FROM scan_results ORDER BY job_id, item_index"
+            ).fetchall()
             == before_results
         )
         assert cur.execute("SELECT count(*) FROM scan_reviews").fetchone()[0] == 1
@@ -272,3 +276,39 @@ def test_migration_4_drops_the_manifest_and_keeps_every_row(tmp_path):
         assert again.db.migrate() == []
     finally:
         again.close()
+
+
+def test_migration_5_draws_an_audit_key_for_every_finished_record(tmp_path):
+    path = tmp_path / "v4.duckdb"
+    con = store_at(path, 4)
+    now = datetime.now(UTC)
+    job = str(uuid.uuid4())
+    con.execute(
+        "INSERT INTO scan_jobs (id, user_id, status, total_items, created_at, updated_at) "
+        "VALUES (?, 'u', 'processing', 10, ?, ?)",
+        [job, now, now],
+    )
+    statuses = ["completed"] * 6 + ["failed"] * 2 + ["pending", "processing"]
+    for i, status in enumerate(statuses):
+        con.execute(
+            "INSERT INTO scan_results (job_id, item_index, status, image_count, photo_types, "
+            "created_at, updated_at) VALUES (?, ?, ?, 1, '[]', ?, ?)",
+            [job, i, status, now, now],
+        )
+    con.close()
+    store = JobStore.open(path)
+    try:
+        cur = store.db.cursor()
+        keys = dict(cur.execute("SELECT item_index, audit_key FROM scan_results").fetchall())
+        finished = [keys[i] for i in range(8)]
+        assert all(0 <= k < 1 for k in finished) and len(set(finished)) == 8
+        assert keys[8] is None and keys[9] is None  # drawn when they finish
+        store.record_outcomes(
+            job, [ItemOutcome(item_index=8, status=Status.COMPLETED, finished_at=now)]
+        )
+        store.fail_unfinished(job, "stopped", "cancelled")
+        drawn = dict(cur.execute("SELECT item_index, audit_key FROM scan_results").fetchall())
+        assert 0 <= drawn[8] < 1 and 0 <= drawn[9] < 1
+        assert {i: drawn[i] for i in range(8)} == {i: keys[i] for i in range(8)}
+    finally:
+        store.close()

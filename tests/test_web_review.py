@@ -237,8 +237,8 @@ def test_review_errors_for_state_ids_and_body(client, store, tokens):
 @pytest.mark.parametrize(
     ("query", "words"),
     [
-        ("state=done", "state must be one of 'unreviewed', 'reviewed' or 'all'"),
-        ("sort=oldest", "sort must be one of 'confidence' or 'newest'"),
+        ("state=done", "state must be one of 'unreviewed', 'reviewed', 'all' or 'needsReview'"),
+        ("sort=oldest", "sort must be one of 'confidence', 'newest' or 'audit'"),
         ("limit=0", "limit must be at least 1"),
         ("limit=101", "limit must be at most 100"),
         ("offset=-1", "offset must be at least 0"),
@@ -337,7 +337,14 @@ def test_metrics_change_when_a_field_is_corrected(client, store, tokens):
     read = {"artistName": field("Can", 0.9), "albumTitle": field("Tago", 0.7)}
     job = make_job(client, store, tokens["director"], [read, read])
     empty = client.get("/library/scan/review/metrics", headers=bearer(tokens["director"]))
-    assert empty.get_json() == {"groupBy": "none", "reviewedItems": 0, "groups": []}
+    body = empty.get_json()
+    assert (body["reviewedItems"], body["population"], len(body["groups"])) == (0, 2, 1)
+    nothing = body["groups"][0]
+    assert (nothing["population"], nothing["reviewed"], nothing["items"]) == (2, 0, 0)
+    assert nothing["fields"]["artistName"]["estimate"] is None
+    assert "Review 2 more record(s) from the Audit sample" in (
+        nothing["fields"]["artistName"]["estimateNote"]
+    )
 
     put_review(client, tokens["director"], job, 0, review_body(fields={**TRUTH}))
     fields_ok = {**TRUTH, "albumTitle": "Tago"}
@@ -357,6 +364,37 @@ def test_metrics_change_when_a_field_is_corrected(client, store, tokens):
     assert by_prompt["groupBy"] == "extractor" and by_prompt["groups"][0]["items"] == 2
     r = client.get("/library/scan/review/metrics?groupBy=user", headers=bearer(tokens["manager"]))
     assert r.status_code == 400 and "groupBy must be one of" in r.get_json()["message"]
+    # Both reviewed: nothing is left to estimate, the figure over all records is exact.
+    (group,) = m["groups"]
+    estimate = group["fields"]["albumTitle"]["estimate"]
+    assert estimate == {
+        "accuracy": 0.5,
+        "low": 0.5,
+        "high": 0.5,
+        "method": "all-reviewed",
+        "auditReviews": 2,
+        "reviewsForTwoPoints": 0,
+    }
+
+
+@pytest.mark.parametrize(
+    ("query", "words"),
+    [
+        ("groupBy=user", "groupBy must be one of"),
+        ("since=yesterday", "since"),
+        ("until=2026-01-01T00:00:00", "until"),
+        (
+            "since=2026-02-01T00:00:00Z&until=2026-01-01T00:00:00Z",
+            "until must be later than since",
+        ),
+        ("since=2026-01-01T00:00:00Z&until=2026-01-01T00:00:00Z", "until must be later"),
+        ("extractor=" + "x" * 201, "extractor"),
+        ("colour=red", "colour"),
+    ],
+)
+def test_bad_metrics_queries_are_400(client, tokens, query, words):
+    r = client.get(f"/library/scan/review/metrics?{query}", headers=bearer(tokens["director"]))
+    assert r.status_code == 400 and words in r.get_json()["message"], r.get_json()
 
 
 def test_dataset_export_zip_holds_photos_truth_manifest_and_results(

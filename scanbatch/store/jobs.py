@@ -296,7 +296,7 @@ class JobStore:
                     "error_code = ?, "
                     "retryable = ?, extractor = ?, model = ?, prompt_version = ?, latency_ms = ?, "
                     "input_tokens = ?, output_tokens = ?, retries = ?, raw_response = ?, "
-                    "confidence = ?, updated_at = ?, completed_at = ? "
+                    "confidence = ?, audit_key = random(), updated_at = ?, completed_at = ? "
                     "WHERE job_id = ? AND item_index = ? AND status IN ('pending', 'processing')",
                     [
                         o.status.value,
@@ -336,7 +336,7 @@ class JobStore:
         with self._job_write(job_id) as cur:
             cur.execute(
                 "UPDATE scan_results SET status = 'failed', error_message = ?, error_code = ?, "
-                "retryable = true, updated_at = ?, completed_at = ? "
+                "retryable = true, audit_key = random(), updated_at = ?, completed_at = ? "
                 "WHERE job_id = ? AND status IN ('pending', 'processing')",
                 [message, code, now, now, job_id],
             )

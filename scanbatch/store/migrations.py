@@ -152,6 +152,15 @@ DROP TABLE scan_jobs_before;
 """
 
 
+# The audit order: a uniform random key per finished record, drawn once when it finishes
+# (scanbatch.estimates says why that makes the first k of it a random sample). Records that
+# finished before this migration draw theirs here.
+_AUDIT_KEY = """
+ALTER TABLE scan_results ADD COLUMN audit_key DOUBLE;
+UPDATE scan_results SET audit_key = random() WHERE status IN ('completed', 'failed');
+"""
+
+
 def _migrations() -> list[Migration]:
     from scanbatch.catalog import CATALOG_MIGRATION_SQL
 
@@ -160,6 +169,7 @@ def _migrations() -> list[Migration]:
         Migration(2, "library catalog", CATALOG_MIGRATION_SQL),
         Migration(3, "reviews: the current truth per item and every review as history", _REVIEWS),
         Migration(4, "scan_jobs without manifest (never read)", _NO_MANIFEST),
+        Migration(5, "scan_results.audit_key: the audit order", _AUDIT_KEY),
     ]
 
 

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import numpy as np
 
 from scanbatch.audit import (
     GroupBy,
@@ -24,13 +26,16 @@ from scanbatch.audit import (
     ReviewSort,
     ReviewState,
     ReviewView,
+    Scope,
     Verdict,
     field_verdicts,
     verdict,
 )
 from scanbatch.catalog.lookup import matched_albums
 from scanbatch.errors import BadRequest, Conflict, NotFound
+from scanbatch.estimates import MATCH, OVERALL, Records
 from scanbatch.models import Status
+from scanbatch.names import FIELDS
 from scanbatch.store.db import Database, parse_job_id, records, utcnow
 
 _ITEM_COLUMNS = """
@@ -41,11 +46,11 @@ _ITEM_COLUMNS = """
     truth_album_id, h.verdicts, h.match_verdict, h.note
 """
 
-_JOINS = """
-    JOIN scan_jobs j ON j.id = r.job_id
+_REVIEW_JOINS = """
     LEFT JOIN scan_reviews v ON v.job_id = r.job_id AND v.item_index = r.item_index
     LEFT JOIN scan_review_history h ON h.id = v.review_id
 """
+_JOINS = f"JOIN scan_jobs j ON j.id = r.job_id {_REVIEW_JOINS}"
 _FROM = f"FROM scan_results r {_JOINS} WHERE r.status IN ('completed', 'failed')"
 
 # A photo's URL, given (job id, item index, photo index); the web layer knows its routes.
@@ -93,18 +98,33 @@ class ReviewStore:
         user_id: str | None = None,
         limit: int = 20,
         offset: int = 0,
+        thresholds: Mapping[str, float | None] | None = None,
         photos: PhotoLister,
         photo_url: PhotoUrl,
     ) -> ReviewPage:
+        """A page of the queue. `state=needsReview` takes the fields' confidence thresholds
+        (`scanbatch.estimates.threshold`): a record whose every field clears its threshold
+        needs no review."""
         # Two steps: the page's keys from the narrowest join that can filter and sort them
         # (a full join of results, jobs and review history for every row cost ~10x more),
         # then everything about those few items.
         where, params = ["r.status IN ('completed', 'failed')"], []
         joins = " LEFT JOIN scan_reviews v ON v.job_id = r.job_id AND v.item_index = r.item_index"
-        if state is ReviewState.UNREVIEWED:
+        if state in (ReviewState.UNREVIEWED, ReviewState.NEEDS_REVIEW):
             where.append("v.review_id IS NULL")
         elif state is ReviewState.REVIEWED:
             where.append("v.review_id IS NOT NULL")
+        if state is ReviewState.NEEDS_REVIEW:
+            if thresholds is None:
+                raise ValueError("state=needsReview needs the fields' thresholds")
+            cleared = [
+                f"{_field_confidence(name)} >= ?"
+                for name in FIELDS
+                if thresholds.get(name) is not None
+            ]
+            if len(cleared) == len(FIELDS):  # else no record clears every field
+                where.append(f"NOT coalesce({' AND '.join(cleared)}, false)")
+                params += [thresholds[name] for name in FIELDS]
         if job_id is not None:
             where.append("r.job_id = ?")
             params.append(parse_job_id(job_id))
@@ -112,11 +132,11 @@ class ReviewStore:
             joins += " JOIN scan_jobs j ON j.id = r.job_id"
             where.append("j.user_id = ?")
             params.append(user_id)
-        order = (
-            "r.confidence ASC NULLS FIRST, r.created_at, r.job_id, r.item_index"
-            if sort is ReviewSort.CONFIDENCE
-            else "r.created_at DESC, r.job_id, r.item_index"
-        )
+        order = {
+            ReviewSort.CONFIDENCE: "r.confidence ASC NULLS FIRST, r.created_at",
+            ReviewSort.NEWEST: "r.created_at DESC",
+            ReviewSort.AUDIT: "r.audit_key ASC NULLS LAST",
+        }[sort] + ", r.job_id, r.item_index"
         page_from = f"FROM scan_results r{joins} WHERE {' AND '.join(where)}"
         with self.db.read() as cur:
             total = cur.execute(f"SELECT count(*) {page_from}", params).fetchone()[0]
@@ -262,18 +282,61 @@ class ReviewStore:
 
     # -- what metrics and exports read ----------------------------------------------------
 
+    def population(
+        self, *, group_by: GroupBy = GroupBy.NONE, scope: Scope = Scope()
+    ) -> dict[str | None, Records]:
+        """Every finished record in `scope`, as the arrays the estimates take, per group."""
+        where, params = _scope_filter(scope)
+        fields = ", ".join(
+            f"{_field_confidence(name)} AS c{k}, "
+            f"(json_extract_string(h.verdicts, '$.{name}') = 'correct')::DOUBLE AS y{k}"
+            for k, name in enumerate(FIELDS)
+        )
+        with self.db.read() as cur:
+            columns = cur.execute(
+                f"SELECT {_GROUP_COLUMN[group_by]} AS grp, "
+                "coalesce(r.audit_key, 1.0) AS audit_key, r.confidence, "
+                "epoch(r.created_at) AS created, v.review_id IS NOT NULL AS reviewed, "
+                f"(h.match_verdict = 'correct')::DOUBLE AS y_match, {fields} "
+                f"FROM scan_results r {_REVIEW_JOINS} "
+                f"WHERE r.status IN ('completed', 'failed'){where}",
+                params,
+            ).fetchnumpy()
+
+        def floats(name: str) -> np.ndarray:
+            return np.ma.filled(np.ma.asarray(columns[name]).astype(float), np.nan)
+
+        everything = Records(
+            key=floats("audit_key"),
+            confidence=floats("confidence"),
+            created=floats("created"),
+            reviewed=np.ma.filled(np.ma.asarray(columns["reviewed"]), False).astype(bool),
+            right={
+                **{name: floats(f"y{k}") for k, name in enumerate(FIELDS)},
+                MATCH: floats("y_match"),
+                OVERALL: np.mean([floats(f"y{k}") for k in range(len(FIELDS))], axis=0),
+            },
+            field_confidence={name: floats(f"c{k}") for k, name in enumerate(FIELDS)},
+        )
+        if group_by is GroupBy.NONE:
+            return {None: everything}
+        masked = np.ma.asarray(columns["grp"], dtype=object)
+        groups = np.array(masked.data, dtype=object)
+        groups[np.ma.getmaskarray(masked)] = None  # filled(None) would fill with "?"
+        return {g: everything.subset(groups == g) for g in dict.fromkeys(groups.tolist())}
+
     def reviewed(
-        self, *, group_by: GroupBy = GroupBy.NONE, since: datetime | None = None
+        self,
+        *,
+        group_by: GroupBy = GroupBy.NONE,
+        since: datetime | None = None,
+        scope: Scope = Scope(),
     ) -> Iterator[ReviewedItem]:
-        """Every item with a current review, oldest review first."""
-        column = {
-            GroupBy.NONE: "NULL",
-            GroupBy.PROMPT_VERSION: "r.prompt_version",
-            GroupBy.MODEL: "r.model",
-            GroupBy.EXTRACTOR: "r.extractor",
-        }[group_by]
-        params: list[Any] = []
-        filters = " AND v.review_id IS NOT NULL"
+        """Every item with a current review (saved after `since`; scanned in `scope`), oldest
+        review first."""
+        column = _GROUP_COLUMN[group_by]
+        where, params = _scope_filter(scope)
+        filters = f" AND v.review_id IS NOT NULL{where}"
         if since is not None:
             filters += " AND h.reviewed_at > ?"
             params.append(since)
@@ -303,6 +366,35 @@ class ReviewStore:
                 context=json.loads(r["context"]) if r["context"] else None,
                 review=review,
             )
+
+
+_GROUP_COLUMN = {
+    GroupBy.NONE: "NULL",
+    GroupBy.PROMPT_VERSION: "r.prompt_version",
+    GroupBy.MODEL: "r.model",
+    GroupBy.EXTRACTOR: "r.extractor",
+}
+
+
+def _field_confidence(name: str) -> str:
+    """The confidence the reader gave field `name` (also to an empty value: how sure it was
+    that nothing is there), NULL when it gave none."""
+    return f"TRY_CAST(json_extract_string(r.extraction, '$.{name}.confidence') AS DOUBLE)"
+
+
+def _scope_filter(scope: Scope) -> tuple[str, list[Any]]:
+    where, params = "", []
+    for sql, value in (
+        ("r.created_at >= ?", scope.since),
+        ("r.created_at < ?", scope.until),
+        ("r.prompt_version = ?", scope.prompt_version),
+        ("r.model = ?", scope.model),
+        ("r.extractor = ?", scope.extractor),
+    ):
+        if value is not None:
+            where += f" AND {sql}"
+            params.append(value)
+    return where, params
 
 
 def _review_view(r: dict[str, Any]) -> ReviewView:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Response, jsonify, send_file, url_for
 
-from scanbatch import golden_set
+from scanbatch import golden_set, metrics
 from scanbatch.audit import (
     AlbumList,
     CatalogQuery,
@@ -21,6 +21,7 @@ from scanbatch.audit import (
     ReviewInput,
     ReviewItemsQuery,
     ReviewPage,
+    ReviewState,
     ReviewView,
 )
 from scanbatch.errors import BadRequest, Forbidden, NotFound
@@ -98,7 +99,8 @@ def _photo_url(job_id: str, item_index: int, n: int) -> str:
 operation(
     "get",
     "/library/scan/review/items",
-    "Every user's finished items to audit, lowest confidence first",
+    "Every user's finished items to audit: lowest confidence first, newest first, or in the "
+    "audit order (a random order, the same for everyone: its first k are a random sample)",
     query=ReviewItemsQuery,
     responses={
         200: ReviewPage,
@@ -112,13 +114,15 @@ operation(
 def review_items() -> Response:
     require_reviewer()
     q = query_args(ReviewItemsQuery)
-    page = _reviews().items(
+    reviews = _reviews()
+    page = reviews.items(
         state=q.state,
         sort=q.sort,
         job_id=str(q.job_id) if q.job_id else None,
         user_id=q.user_id or None,
         limit=q.limit,
         offset=q.offset,
+        thresholds=metrics.thresholds(reviews) if q.state is ReviewState.NEEDS_REVIEW else None,
         photos=_photos,
         photo_url=_photo_url,
     )
@@ -227,12 +231,13 @@ def review_history(job_id: str, item_index: str) -> Response:
 operation(
     "get",
     "/library/scan/review/metrics",
-    "Accuracy, similarity, calibration and match precision/recall of reviewed items, per "
-    "group (the same code as `scanbatch eval`)",
+    "Per group: accuracy, similarity, calibration and match precision/recall of reviewed "
+    "items (the same code as `scanbatch eval`), and estimates over every finished record "
+    "with 95 % intervals, from the audit sample (see the README, Audit estimates)",
     query=MetricsQuery,
     responses={
         200: Reply("Figures per group", content={"application/json": {}}),
-        400: "Unknown groupBy",
+        400: "Unknown groupBy, a bad time or a time range backwards",
         403: NOT_REVIEWER,
     },
 )
@@ -241,8 +246,8 @@ operation(
 @bp.get("/review/metrics")
 def review_metrics() -> Response:
     require_reviewer()
-    group_by = query_args(MetricsQuery).group_by
-    return jsonify(golden_set.metrics(_reviews().reviewed(group_by=group_by), group_by))
+    q = query_args(MetricsQuery)
+    return jsonify(metrics.review_metrics(_reviews(), q.group_by, q.scope()))
 
 
 operation(
