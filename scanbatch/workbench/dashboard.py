@@ -34,7 +34,8 @@ _CELL = f'style="{_CELL_STYLE}"'
 _HEAD = f'style="{_HEAD_STYLE}"'
 # The all-records column is tinted like the figure's bars: the two are one figure.
 _ALL_CELL = f'style="{_CELL_STYLE};background:#e8f1fb"'
-_ALL_HEAD = f'style="{_HEAD_STYLE};background:#e8f1fb"'
+_ALL_HEAD = f'style="{_HEAD_STYLE};background:#e8f1fb;min-width:170px"'
+_LABEL_CELL = f'style="{_CELL_STYLE};white-space:nowrap"'
 _ALL_COLOUR = "#1f77b4"
 _REVIEWED_COLOUR = "#d62728"
 
@@ -51,8 +52,19 @@ def _count(n: int | None) -> str:
     return "–" if n is None else f"{n:,}"
 
 
-def group_name(group: dict[str, Any]) -> str:
-    return str(group["group"] or "all")
+# What a record with no value for the grouping is grouped under (the OCR reader has no model
+# or prompt version, say): not "all", which the whole reads as.
+_NO_VALUE = {
+    "promptVersion": "no prompt version",
+    "model": "no model",
+    "extractor": "no extractor",
+}
+
+
+def group_name(group: dict[str, Any], group_by: str = "none") -> str:
+    if group["group"] is not None:
+        return str(group["group"])
+    return _NO_VALUE.get(group_by, "All records")
 
 
 def wrong_fields(group: dict[str, Any]) -> list[tuple[str, int, int]]:
@@ -92,13 +104,18 @@ def reviewed_order(group: dict[str, Any]) -> str:
     if not reviewed:
         return "none yet"
     if not picked:
-        return "all from the audit sample"
+        return "all in the audit sample"
     if not audit:
-        return "picked by the queue, e.g. least confident first: the hardest, not a sample"
+        return "none in the audit sample: picked e.g. least confident first, the hardest"
     return (
-        f"{picked:,} picked by the queue (e.g. least confident first), "
-        f"{audit:,} from the audit sample"
+        f"{audit:,} in the audit sample, {picked:,} outside it (picked e.g. least confident first)"
     )
+
+
+# A field with no threshold says so in its cell; the server's note, why and what it takes,
+# stands once under the table for every field it concerns (six times in the cells it filled
+# the table).
+NO_THRESHOLD = "not yet (see below)"
 
 
 def threshold_text(threshold: dict[str, Any] | None) -> str:
@@ -106,7 +123,7 @@ def threshold_text(threshold: dict[str, Any] | None) -> str:
         return "–"
     confidence = threshold.get("confidence")
     if confidence is None:
-        return threshold.get("note") or "no such threshold yet"
+        return NO_THRESHOLD if threshold.get("note") else "not yet"
     records = _count(threshold.get("noReviewNeeded"))
     return f"confidence {confidence:.2f} or more: {records} record(s) need no review"
 
@@ -121,8 +138,8 @@ def two_points_text(n: int | None) -> str:
     if n is None:
         return ""
     if n <= 0:
-        return "This is already known within ±2 points."
-    return f"Review {n:,} more audit record(s) to know this within ±2 points."
+        return "Every figure here is already known within ±2 points."
+    return f"Review {n:,} more audit record(s) to know every figure here within ±2 points."
 
 
 def drift_warning(group: dict[str, Any]) -> str:
@@ -206,15 +223,36 @@ def _headline(group: dict[str, Any]) -> str:
             f"Among the {_count(planning.get('unreviewed'))} records nobody reviewed, expect "
             f"{html.escape(wrong_left_text(wrong))} wrong fields."
         )
-    if planning.get("needsReview") is not None:
+    needs, unreviewed = planning.get("needsReview"), planning.get("unreviewed")
+    if needs is not None and needs == unreviewed:
         bits.append(
-            f"{planning['needsReview']:,} of them need review (Review tab → Show: Needs review); "
-            "the others the reader is sure enough of."
+            "All of them still need review: no field has a confidence yet above which the "
+            "reader is right 99% of the time."
+        )
+    elif needs is not None:
+        bits.append(
+            f"{needs:,} of them need review (Review tab → Show: Needs review); the reader is "
+            f"sure enough of the other {_count((unreviewed or 0) - needs)}."
         )
     return " ".join(bits)
 
 
-def group_html(group: dict[str, Any]) -> str:
+def threshold_notes(group: dict[str, Any]) -> str:
+    """Under the table: each distinct no-threshold note once, naming the fields it is for."""
+    fields: dict[str, list[str]] = {}
+    for name, label in FIELD_LABELS.items():
+        t = (group["fields"].get(name) or {}).get("threshold") or {}
+        if t.get("confidence") is None and t.get("note"):
+            fields.setdefault(t["note"], []).append(label)
+    return "".join(
+        f'<div class="sb-threshold-note" style="margin:4px 0;max-width:1150px">'
+        f"<b>Sure enough to skip review</b> ({html.escape(', '.join(labels))}): "
+        f"{html.escape(note)}</div>"
+        for note, labels in fields.items()
+    )
+
+
+def group_html(group: dict[str, Any], group_by: str = "none") -> str:
     """One group's block: headline, drift warning, the table of all-records estimates beside
     the reviewed-only figures, and the planning columns."""
     reviewed = group.get("reviewed", group.get("items", 0)) or 0
@@ -233,19 +271,19 @@ def group_html(group: dict[str, Any]) -> str:
         else:
             all_text = estimate_text(entry)
         body.append(
-            f"<tr><td {_CELL}><b>{html.escape(label)}</b></td>"
+            f"<tr><td {_LABEL_CELL}><b>{html.escape(label)}</b></td>"
             f"<td {_ALL_CELL}>{html.escape(all_text)}</td>"
             f"<td {_CELL}>{html.escape(reviewed_text(entry, reviewed))}</td>"
             f"<td {_CELL}>{html.escape(threshold)}</td>"
             f"<td {_CELL}>{html.escape(wrong)}</td>"
             f"<td {_CELL}>{html.escape(two)}</td></tr>"
         )
-    title = html.escape(group_name(group))
+    title = html.escape(group_name(group, group_by))
     headline = _headline(group)
     return (
         f'<div class="sb-dash-group" style="margin:10px 0 16px 0">'
         f'<div style="font-size:1.15em"><b>{title}</b> — {_count(population)} finished '
-        f"record(s), {reviewed:,} reviewed ({html.escape(reviewed_order(group))})</div>"
+        f"record(s), {reviewed:,} reviewed: {html.escape(reviewed_order(group))}</div>"
         + drift_warning(group)
         + (f'<div style="margin:4px 0;max-width:1150px">{headline}</div>' if headline else "")
         + '<table style="border-collapse:collapse;max-width:1200px" class="sb-estimates">'
@@ -254,7 +292,11 @@ def group_html(group: dict[str, Any]) -> str:
         f"<th {_HEAD}>Reviewed records only: share right</th>"
         f"<th {_HEAD}>Sure enough to skip review</th>"
         f"<th {_HEAD}>Wrong ones left among the unreviewed</th>"
-        f"<th {_HEAD}>More audit reviews for ±2 points</th></tr>" + "".join(body) + "</table></div>"
+        f"<th {_HEAD}>More audit reviews for ±2 points</th></tr>"
+        + "".join(body)
+        + "</table>"
+        + threshold_notes(group)
+        + "</div>"
     )
 
 
@@ -287,7 +329,8 @@ def reviewed_only_html(body: dict[str, Any]) -> str:
         m = g["match"]
         rows.append(
             "<tr>"
-            f"<td {_CELL}>{html.escape(group_name(g))}</td><td {_CELL}>{g['items']}</td>"
+            f"<td {_CELL}>{html.escape(group_name(g, body['groupBy']))}</td>"
+            f"<td {_CELL}>{g['items']}</td>"
             f"<td {_CELL}>{_num(g['ece'])}</td>"
             f"<td {_CELL}>{_pct(m['precision'])}</td><td {_CELL}>{_pct(m['recall'])}</td>"
             f"<td {_CELL}>{html.escape(worst) or 'none'}</td></tr>"
@@ -319,18 +362,18 @@ def summary_html(body: dict[str, Any]) -> str:
     return (
         '<div class="sb-dash-summary">'
         + lead
-        + "".join(group_html(g) for g in body["groups"])
+        + "".join(group_html(g, body["groupBy"]) for g in body["groups"])
         + (reviewed_only_html(body) if n else "")
         + GLOSSARY
         + "</div>"
     )
 
 
-def _bars(ax: Any, groups: list[dict[str, Any]]) -> None:
+def _bars(ax: Any, groups: list[dict[str, Any]], group_by: str) -> None:
     """Per field: the all-records estimate as a bar with its 95% range, the reviewed-only
     figure as a red diamond on it."""
     names = [*FIELD_LABELS, "overall", "match"]
-    labels = [*FIELD_LABELS.values(), "all fields", "match"]
+    labels = [*FIELD_LABELS.values(), "all six fields", "catalog match"]
     width = 0.8 / max(len(groups), 1)
     for k, g in enumerate(groups):
         xs = [i + (k - (len(groups) - 1) / 2) * width for i in range(len(names))]
@@ -348,7 +391,7 @@ def _bars(ax: Any, groups: list[dict[str, Any]]) -> None:
             capsize=3,
             color=None if many else _ALL_COLOUR,
             alpha=0.75,
-            label=f"{group_name(g)}: all records" if many else "all records (95% range)",
+            label=f"{group_name(g, group_by)}: all records" if many else "all records (95% range)",
         )
         for rect, est in zip(drawn, ests, strict=True):
             if est is None:
@@ -387,7 +430,7 @@ def _percent_formatter() -> Any:
     return PercentFormatter(1.0, decimals=0)
 
 
-def _reliability(ax: Any, groups: list[dict[str, Any]]) -> None:
+def _reliability(ax: Any, groups: list[dict[str, Any]], group_by: str) -> None:
     drawn_any = False
     for g in groups:
         points = [b for b in g.get("auditCalibration") or [] if b["n"]]
@@ -403,7 +446,7 @@ def _reliability(ax: Any, groups: list[dict[str, Any]]) -> None:
             ],
             marker="o",
             capsize=3,
-            label=group_name(g),
+            label=group_name(g, group_by),
         )
         for b in points:
             ax.annotate(
@@ -425,7 +468,7 @@ def _reliability(ax: Any, groups: list[dict[str, Any]]) -> None:
     ax.legend(fontsize=8, loc="upper left")
 
 
-def _weekly(ax: Any, groups: list[dict[str, Any]]) -> None:
+def _weekly(ax: Any, groups: list[dict[str, Any]], group_by: str) -> None:
     weeks = sorted({w["week"] for g in groups for w in g.get("weekly") or []})
     drawn_any = False
     for g in groups:
@@ -438,14 +481,22 @@ def _weekly(ax: Any, groups: list[dict[str, Any]]) -> None:
             continue
         drawn_any = True
         xs = [x for x, _ in points]
-        line = ax.plot(xs, [e["accuracy"] for _, e in points], marker="o", label=group_name(g))[0]
-        ax.fill_between(
+        accuracy = [e["accuracy"] for _, e in points]
+        low, high = [e["low"] for _, e in points], [e["high"] for _, e in points]
+        # Bars as well as the band: a band needs two weeks to show, and the first week is
+        # where every station starts.
+        line = ax.errorbar(
             xs,
-            [e["low"] for _, e in points],
-            [e["high"] for _, e in points],
-            color=line.get_color(),
-            alpha=0.2,
+            accuracy,
+            yerr=[
+                [a - lo for a, lo in zip(accuracy, low, strict=True)],
+                [hi - a for a, hi in zip(accuracy, high, strict=True)],
+            ],
+            marker="o",
+            capsize=3,
+            label=group_name(g, group_by),
         )
+        ax.fill_between(xs, low, high, color=line[0].get_color(), alpha=0.2)
         if (g.get("drift") or {}).get("overall"):
             x, e = points[-1]
             ax.plot([x], [e["accuracy"]], marker="o", markersize=11, color=_REVIEWED_COLOUR)
@@ -474,7 +525,7 @@ def _weekly(ax: Any, groups: list[dict[str, Any]]) -> None:
     ax.yaxis.set_major_formatter(_percent_formatter())
     ax.set_xlabel("week starting")
     ax.set_ylabel("share of fields right, all records")
-    ax.set_title("Week by week (band: 95% range)")
+    ax.set_title("Week by week, all records (95% range)")
     if drawn_any:
         ax.legend(fontsize=8, loc="lower left")
 
@@ -487,9 +538,10 @@ def figure_png(body: dict[str, Any]) -> bytes:
     fig = Figure(figsize=FIGURE_INCHES, dpi=90)
     grid = fig.add_gridspec(2, 2, height_ratios=[1, 1.05])
     groups = body["groups"]
-    _bars(fig.add_subplot(grid[0, :]), groups)
-    _reliability(fig.add_subplot(grid[1, 0]), groups)
-    _weekly(fig.add_subplot(grid[1, 1]), groups)
+    group_by = body["groupBy"]
+    _bars(fig.add_subplot(grid[0, :]), groups, group_by)
+    _reliability(fig.add_subplot(grid[1, 0]), groups, group_by)
+    _weekly(fig.add_subplot(grid[1, 1]), groups, group_by)
     fig.tight_layout()
     out = io.BytesIO()
     fig.savefig(out, format="png")
@@ -502,6 +554,7 @@ class DashboardPanel(widgets.VBox):
         self.body: dict[str, Any] | None = None
         self.group_by = widgets.Dropdown(options=GROUPINGS, value="none", description="Figures")
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
+        self.refresh_button.add_class("sb-dash-refresh")
         self.summary = widgets.HTML()
         self.summary.add_class("sb-dashboard")
         self.plot = widgets.Output()

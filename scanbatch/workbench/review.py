@@ -36,7 +36,7 @@ _ORDER_WORDS = {
     "confidence": "least confident first (the number is the reader's lowest confidence among "
     "the record's fields)",
     "newest": "newest first",
-    "audit": "in the audit sample's order (the same random order for everyone)",
+    "audit": "in the audit sample's order",
 }
 # Why a choice exists, in the director's words: shown under the filters when it is picked.
 _WHY = {
