@@ -484,7 +484,8 @@ def test_a_field_with_no_threshold_says_so():
     assert rows["Review sticker"][2] == rows["UPC"][2] == "not yet (see below)"
     assert rows["Label"][2] == "confidence 0.97 or more: 120 record(s) need no review"
     assert page.count(html.escape(note)) == 1
-    assert f"Sure enough to skip review</b> (Review sticker, UPC): {html.escape(note)}" in page
+    assert "Sure enough to skip review — not known yet</b>" in page
+    assert f"Review sticker, UPC: {html.escape(note)}" in page
 
 
 def test_the_figure_renders_estimates_audit_reliability_and_weeks():
