@@ -5,6 +5,7 @@ runs it with the offline `ocr` reader and writes docs/*.png (the README's)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from pathlib import Path
@@ -21,6 +22,10 @@ INSTALL = "sudo apt-get update && sudo apt-get install -y --no-install-recommend
 SAMPLE = ROOT / "data" / "sample"
 EXTRACTOR = os.environ.get("SCANBATCH_BROWSER_EXTRACTOR", "fake")
 VIEWPORT = {"width": 1280, "height": 2200}  # tall: Voilà scrolls inside its own container
+# The sample batch sent again through the API this many times, so the audit sample can grow
+# past the 30 reviews an estimate over all records needs.
+TOP_UP_JOBS = 5
+AUDIT_SAVES = 3  # records saved from the page in the Audit sample order
 
 
 def launch_args() -> list[str]:
@@ -84,6 +89,14 @@ ALL_PHOTOS_LOADED = """(expected) => {
     return imgs.length >= expected && imgs.every(i => i.complete && i.naturalWidth > 0);
 }"""
 
+# The same for the images shown only: a new record's large photo loads after its button is
+# clicked, while the last record's, hidden, is still complete.
+SHOWN_PHOTOS_LOADED = """(expected) => {
+    const imgs = [...document.querySelector('.sb-record-header').parentElement
+        .querySelectorAll('img')].filter(i => i.offsetParent !== null);
+    return imgs.length >= expected && imgs.every(i => i.complete && i.naturalWidth > 0);
+}"""
+
 
 def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
     from playwright.sync_api import expect
@@ -140,8 +153,7 @@ def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
     artist = page.locator(".sb-field-artistName input")
     artist.fill("Corrected Artist")
     artist.press("Enter")
-    page.wait_for_timeout(300)  # let the Enter reach the kernel before the screenshot
-    page.screenshot(path=str(shots / "workbench.png"))
+    page.wait_for_timeout(300)  # let the Enter reach the kernel before saving
     page.click(".sb-save")
     expect(page.get_by_text("Saved job")).to_be_visible(timeout=30_000)
     expect(page.locator(".sb-record-header").get_by_text("Record 1 of 15")).to_be_visible()
@@ -149,9 +161,7 @@ def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
     # The dashboard counts it.
     page.get_by_role("tab", name="Dashboard").click()
     expect(page.get_by_text("1 reviewed record(s)")).to_be_visible(timeout=30_000)
-    page.locator(".sb-dashboard").scroll_into_view_if_needed()
     page.locator(".sb-plot img").wait_for(state="visible", timeout=30_000)
-    page.screenshot(path=str(shots / "workbench-dashboard.png"))
 
     # What reached the server, seen through the API.
     client = Client(session["api"], session["token"])
@@ -162,6 +172,107 @@ def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
         sent, _demo = client.jobs().jobs  # newest first
         first = client.job(sent.job_id).results[0].extraction
         assert first["albumTitle"]["value"] == "Fever"
+
+    audit_sample_on_the_page(page, client, shots)
+    estimates_on_the_dashboard(page, client, shots)
+
+
+def audit_sample_on_the_page(page, client: Client, shots: Path) -> None:
+    """Order: Audit sample. The queue is the server's audit order (the API's `sort=audit`
+    page, label for label), it says why it exists, and saving takes the records in it."""
+    from playwright.sync_api import expect
+
+    from scanbatch.workbench.review import queue_label
+
+    page.get_by_role("tab", name="Review").click()
+    page.locator(".sb-order select").select_option(label="Audit sample")
+    expect(page.locator(".sb-why")).to_contain_text("fair sample", timeout=30_000)
+    expect(page.get_by_text("in the audit sample's order")).to_be_visible()
+    audit = client.review_items(sort="audit", limit=100).items
+    assert len(audit) == 15
+    expect(page.locator(".sb-queue option")).to_have_text([queue_label(i) for i in audit])
+    least_confident = client.review_items(sort="confidence", limit=100).items
+    assert [queue_label(i) for i in audit] != [queue_label(i) for i in least_confident]
+    header = page.locator(".sb-record-header")
+    for n, item in enumerate(audit[:AUDIT_SAVES]):
+        expect(header).to_contain_text(f"Record 1 of {15 - n}")
+        expect(header).to_contain_text(f"job {item.job_id[:8]}, item {item.item_index}")
+        if n == 0:  # the Review tab's screenshot: the audit order, its reason, a record
+            page.locator(".sb-photo-button").first.click()
+            photos = page.locator(".sb-photo-button").count()
+            page.wait_for_function(SHOWN_PHOTOS_LOADED, arg=photos + 1, timeout=60_000)
+            page.screenshot(path=str(shots / "workbench.png"))
+        page.click(".sb-save")
+        expect(
+            page.get_by_text(f"Saved job {item.job_id[:8]} item {item.item_index}")
+        ).to_be_visible(timeout=30_000)
+    saved = {(i.job_id, i.item_index) for i in client.review_items(state="reviewed").items}
+    assert {(i.job_id, i.item_index) for i in audit[:AUDIT_SAVES]} <= saved
+    assert len(saved) == 1 + AUDIT_SAVES
+
+
+def review_as_truth(client: Client, item, truth: list[dict]) -> None:
+    """A director's review: the sample's truth for the record (every job here is the sample)."""
+    from scanbatch.names import FIELDS
+
+    right = truth[item.item_index]
+    client.save_review(
+        item.job_id, item.item_index, {n: right[n] for n in FIELDS}, right["albumId"]
+    )
+
+
+def dashboard_row(page, label: str):
+    return page.locator(".sb-estimates tr").filter(has=page.locator("td", has_text=label))
+
+
+def estimates_on_the_dashboard(page, client: Client, shots: Path) -> None:
+    """With 4 reviews of 16 the page says how many audit reviews an estimate needs; once the
+    audit sample has enough, the estimate over all records stands beside the reviewed-only
+    figure, as the API computes them."""
+    from playwright.sync_api import expect
+
+    from scanbatch.workbench.dashboard import estimate_text, reviewed_text
+
+    page.get_by_role("tab", name="Dashboard").click()
+    expect(page.get_by_text(f"{1 + AUDIT_SAVES} reviewed record(s)")).to_be_visible(timeout=30_000)
+    (group,) = client.metrics()["groups"]
+    assert group["overall"]["estimate"] is None
+    summary = page.locator(".sb-dashboard")
+    expect(summary).to_contain_text(group["overall"]["estimateNote"])
+    expect(summary).to_contain_text("All 16 records: share right (95% range)")
+    expect(summary).to_contain_text("Reviewed records only: share right")
+    label = dashboard_row(page, "Album title")
+    expect(label).to_contain_text(reviewed_text(group["fields"]["albumTitle"], group["reviewed"]))
+
+    # More of the same crate through the API, reviewed in the audit order until the audit
+    # sample carries an estimate (the note's count is what the sample lacks today).
+    truth = json.loads((SAMPLE / "truth.json").read_text())["items"]
+    manifest = json.loads((SAMPLE / "manifest.json").read_text())
+    photos = [SAMPLE / name for item in truth for name in item["photos"]]
+    for job in [client.submit(photos, manifest) for _ in range(TOP_UP_JOBS)]:
+        assert client.wait(job, timeout=600).status == "completed"
+    population = 16 + 8 * TOP_UP_JOBS
+    for _ in range(population):
+        (group,) = client.metrics()["groups"]
+        if group["overall"]["estimate"] is not None:
+            break
+        for item in client.review_items(sort="audit", limit=5).items:
+            review_as_truth(client, item, truth)
+    assert group["overall"]["estimate"]["method"] == "audit-sample", group["overall"]
+    assert group["planning"]["unreviewed"] > 0
+
+    page.locator(".sb-dash-refresh").click()
+    expect(summary).to_contain_text(f"All {population} records: share right (95% range)")
+    expect(summary).to_contain_text(f"{group['reviewed']} reviewed: ")
+    for key, label in (("albumTitle", "Album title"), ("artistName", "Artist")):
+        row = dashboard_row(page, label).first
+        expect(row).to_contain_text(estimate_text(group["fields"][key]))
+        expect(row).to_contain_text(reviewed_text(group["fields"][key], group["reviewed"]))
+    overall = dashboard_row(page, "All six fields together")
+    expect(overall).to_contain_text(estimate_text(group["overall"]))
+    page.locator(".sb-plot img").wait_for(state="visible", timeout=30_000)
+    page.locator(".sb-dashboard").scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "workbench-dashboard.png"))
 
 
 def test_ctrl_c_stops_both_and_leaves_no_process_behind(session):

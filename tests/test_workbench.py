@@ -4,6 +4,7 @@ and check what reached a real server on 127.0.0.1 (real notebook runs, fake extr
 from __future__ import annotations
 
 import html
+import itertools
 import json
 from datetime import UTC, datetime
 
@@ -214,3 +215,431 @@ def test_the_page_and_the_audit_trail_write_a_shelf_code_alike():
     assert album.library_code == library_code(row) == "BYR 3"
     assert album_text(album) == "The Byrds — Fifth Dimension · BYR 3"
     assert MatchedAlbum(id=2, artist_name="A", album_title="B").library_code == ""
+
+
+# -- the audit estimates on the page: pure functions on a body of the metrics route's shape --
+
+
+def _estimate(accuracy: float, low: float, high: float, two: int = 310) -> dict:
+    return {
+        "accuracy": accuracy,
+        "low": low,
+        "high": high,
+        "method": "audit-sample",
+        "auditReviews": 40,
+        "reviewsForTwoPoints": two,
+    }
+
+
+def _bucket(lo: float, hi: float, n: int, correct: int, low: float, high: float) -> dict:
+    return {
+        "confidenceFrom": lo,
+        "confidenceTo": hi,
+        "n": n,
+        "correct": correct,
+        "accuracy": correct / n,
+        "low": low,
+        "high": high,
+        "meanConfidence": (lo + hi) / 2,
+    }
+
+
+# The reviewed-only reliability buckets, as scanbatch.evaluate gives them (no range).
+REVIEWED_EDGES = (0.0, 0.5, 0.7, 0.8, 0.9, 1.0)
+
+
+def _reviewed_buckets(n: int, correct: int) -> list[dict]:
+    """All the reviewed fields in the top bucket, none in the others."""
+    out = []
+    for lo, hi in itertools.pairwise(REVIEWED_EDGES):
+        top = hi == 1.0
+        out.append(
+            {
+                "confidenceFrom": lo,
+                "confidenceTo": hi,
+                "n": n if top else 0,
+                "correct": correct if top else 0,
+                "accuracy": correct / n if top else None,
+                "meanConfidence": 0.93 if top else None,
+            }
+        )
+    return out
+
+
+def metrics_body(group: str | None = None) -> dict:
+    """What GET /library/scan/review/metrics returns, by hand: 5,000 finished records, 52
+    reviewed of which 40 from the audit sample, the label's accuracy dropping last week."""
+    from scanbatch.names import FIELDS
+
+    fields = {}
+    for i, name in enumerate(FIELDS):
+        fields[name] = {
+            "n": 50,
+            "exact": 40,
+            "accuracy": 0.8,
+            "similarity": 0.9,
+            "missing": 2,
+            "spurious": 1,
+            "calibration": _reviewed_buckets(50, 40),
+            "ece": 0.05,
+            "reviewedAccuracy": 0.62 + i / 100,
+            "estimate": _estimate(0.94 - i / 100, 0.91 - i / 100, 0.96 - i / 100),
+            "estimateNote": None,
+            "wrongLeft": {"expected": 7.2, "low": 3.1, "high": 12.5},
+            "threshold": {"confidence": 0.97, "noReviewNeeded": 120, "note": None},
+        }
+    weeks = [("2026-11-02", 0.95), ("2026-11-09", 0.94), ("2026-11-16", 0.95), ("2026-11-23", 0.8)]
+    g = {
+        "group": group,
+        "items": 52,
+        "results": 52,
+        "failed": 0,
+        "missingResults": 0,
+        "population": 5000,
+        "reviewed": 52,
+        "auditReviews": 40,
+        "fields": fields,
+        "match": {
+            "in_catalog": 40,
+            "in_catalog_correct": 30,
+            "wrong_album": 4,
+            "not_matched": 6,
+            "not_in_catalog": 12,
+            "not_in_catalog_correct": 6,
+            "false_match": 6,
+            "accuracy": 0.7,
+            "precision": 0.9,
+            "recall": 0.8,
+            "reviewedAccuracy": 0.7,
+            "estimate": _estimate(0.88, 0.8, 0.93),
+            "estimateNote": None,
+        },
+        "overall": {
+            "n": 300,
+            "exact": 250,
+            "accuracy": 0.83,
+            "similarity": 0.9,
+            "missing": 12,
+            "spurious": 6,
+            "reviewedAccuracy": 0.66,
+            "estimate": _estimate(0.934, 0.91, 0.955),
+            "estimateNote": None,
+        },
+        "calibration": _reviewed_buckets(300, 250),
+        "ece": 0.04,
+        "planning": {
+            "wrongFieldsLeft": {"expected": 31.0, "low": 20.2, "high": 45.9},
+            "unreviewed": 4948,
+            "needsReview": 80,
+            "reviewsForTwoPoints": 310,
+        },
+        "auditCalibration": [
+            _bucket(0.6, 0.8, 20, 12, 0.39, 0.78),
+            _bucket(0.9, 0.95, 40, 37, 0.80, 0.97),
+        ],
+        "weekly": [
+            {
+                "week": week,
+                "population": 120,
+                "reviewed": 30,
+                "auditReviews": 25,
+                "overall": _estimate(a, a - 0.04, a + 0.03),
+                "fields": {f: _estimate(a, a - 0.05, a + 0.04) for f in FIELDS},
+                "match": _estimate(a - 0.1, a - 0.2, a),
+            }
+            for week, a in weeks
+        ],
+        "drift": {
+            "overall": False,
+            "fields": {f: f == "labelName" for f in FIELDS},
+            "match": False,
+        },
+    }
+    return {"groupBy": "none", "reviewedItems": 52, "population": 5000, "groups": [g]}
+
+
+def table_rows(page: str) -> dict[str, list[str]]:
+    """The estimates table as {row label: [cell texts]}."""
+    import re
+
+    table = page.split('class="sb-estimates"', 1)[1].split("</table>", 1)[0]
+    rows = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]:
+        cells = [
+            html.unescape(re.sub(r"<[^>]+>", "", c))
+            for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
+        ]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_dashboard_shows_the_all_records_estimate_beside_the_reviewed_only_figure():
+    from scanbatch.workbench.dashboard import summary_html
+
+    page = summary_html(metrics_body())
+    # The two columns say which is which, in words a director cannot mix up.
+    assert "All 5,000 records: share right (95% range)" in page
+    assert "Reviewed records only: share right" in page
+    assert (
+        "52 reviewed: 40 in the audit sample, 12 outside it (picked e.g. least confident first)"
+        in page
+    )
+    rows = table_rows(page)
+    assert rows["Label"][:2] == ["92% (89–94%)", "64% of 52"]
+    assert rows["All six fields together"][:2] == ["93% (91–96%)", "66% of 52"]
+    assert rows["Catalog match"][:2] == ["88% (80–93%)", "70% of 52"]
+    # Planning: the threshold, the wrong fields left, the reviews for ±2 points.
+    assert rows["Label"][2:] == [
+        "confidence 0.97 or more: 120 record(s) need no review",
+        "about 7 (3–12)",
+        "310",
+    ]
+    assert rows["All six fields together"][2:4] == [
+        "80 record(s) still need review",
+        "about 31 (20–46)",
+    ]
+    assert "Review 310 more audit record(s) to know every figure here within ±2 points." in page
+    assert "expect about 31 (20–46) wrong fields" in page
+    assert "4,948 records nobody reviewed" in page
+    assert "80 of them need review" in page and "sure enough of the other 4,868." in page
+    # No jargon without its explanation; percentages, not 0.934.
+    assert "0.934" not in page and "93% (91–96%)" in page
+    for word in ("ECE", "±2 points", "95% range", "Audit sample"):
+        assert word in page.split("<small>")[-1], word
+
+
+def test_every_record_reviewed_and_already_two_points():
+    from scanbatch.workbench.dashboard import estimate_text, two_points_text
+
+    entry = {"estimate": {**_estimate(0.9, 0.9, 0.9, two=0), "method": "all-reviewed"}}
+    assert estimate_text(entry) == "90% (every record reviewed)"
+    assert two_points_text(0) == "Every figure here is already known within ±2 points."
+    assert two_points_text(None) == ""
+
+
+def test_a_missing_estimate_shows_its_note_instead():
+    from scanbatch.workbench.dashboard import summary_html
+
+    body = metrics_body()
+    g = body["groups"][0]
+    # Worded as the server words it (scanbatch.estimates). The server gives every row of a
+    # group an estimate or none alike; the page still reads each row alone.
+    upc_note = (
+        "Review 12 more record(s) from the Audit sample for an estimate over all 5,000 records "
+        "(the audit sample has 18)."
+    )
+    g["fields"]["upc"].update(estimate=None, estimateNote=upc_note)
+    rows = table_rows(summary_html(body))
+    assert rows["UPC"][0] == upc_note
+    assert rows["UPC"][1] == "67% of 52"  # the reviewed-only figure stays
+    # Nothing estimated yet, one note for all: said once, above the table.
+    note = (
+        "Review 30 more record(s) from the Audit sample for an estimate over all 5,000 records "
+        "(the audit sample has 0)."
+    )
+    for entry in (*g["fields"].values(), g["match"], g["overall"]):
+        entry.update(estimate=None, estimateNote=note)
+    g["planning"] = None
+    page = summary_html(body)
+    assert page.count(note) == 1 and "is not known yet: " + note in page
+    assert {cells[0] for cells in table_rows(page).values()} == {"not known yet (see above)"}
+
+
+def test_drift_is_a_visible_warning_naming_what_got_worse():
+    from scanbatch.workbench.dashboard import drift_warning, summary_html
+
+    body = metrics_body()
+    page = summary_html(body)
+    assert 'class="sb-drift"' in page and "got worse in the latest week</b> (Label)" in page
+    g = body["groups"][0]
+    g["drift"]["overall"] = True
+    assert "(all fields together, Label)" in drift_warning(g)
+    g["drift"] = {"overall": False, "fields": {f: False for f in g["fields"]}, "match": False}
+    assert drift_warning(g) == "" and "sb-drift" not in summary_html(body)
+
+
+def test_a_field_with_no_threshold_says_so():
+    from scanbatch.workbench.dashboard import summary_html
+
+    body = metrics_body()
+    # As the server words it (scanbatch.estimates.threshold).
+    note = (
+        "No such threshold yet: showing 99 % takes about 546 audit reviews, all right, above "
+        "one confidence (the audit sample has 0 at 0.999 or more)."
+    )
+    body["groups"][0]["fields"]["reviewText"]["threshold"] = {
+        "confidence": None,
+        "noReviewNeeded": 0,
+        "note": note,
+    }
+    body["groups"][0]["fields"]["upc"]["threshold"] = {
+        "confidence": None,
+        "noReviewNeeded": 0,
+        "note": note,
+    }
+    page = summary_html(body)
+    # The cell says "not yet"; the note, why and what it takes, stands once under the table
+    # for every field it concerns.
+    rows = table_rows(page)
+    assert rows["Review sticker"][2] == rows["UPC"][2] == "not yet (see below)"
+    assert rows["Label"][2] == "confidence 0.97 or more: 120 record(s) need no review"
+    assert page.count(html.escape(note)) == 1
+    assert "Sure enough to skip review — not known yet</b>" in page
+    assert f"Review sticker, UPC: {html.escape(note)}" in page
+
+
+def test_the_figure_renders_estimates_audit_reliability_and_weeks():
+    import io
+
+    from PIL import Image
+
+    from scanbatch.workbench.dashboard import figure_png
+
+    body = metrics_body("v1")
+    two = metrics_body("v2")["groups"][0]
+    two["drift"]["overall"] = True
+    body["groups"].append(two)
+    png = figure_png(body)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert Image.open(io.BytesIO(png)).size[0] <= 1200  # inside a 1280 px wide page
+    # Nothing estimated, no audit reviews, no weeks: still a figure, saying so.
+    g = body["groups"][0]
+    for entry in (*g["fields"].values(), g["match"], g["overall"]):
+        entry["estimate"] = None
+    g.update(auditCalibration=[], weekly=[])
+    assert figure_png({**body, "groups": [g]})[:4] == b"\x89PNG"
+
+
+def test_the_review_tab_says_which_order_it_shows_and_why():
+    from scanbatch.workbench.review import ReviewPanel, count_text, why_text
+
+    assert "least confident first" in count_text(5, 5, "unreviewed", "confidence")
+    assert (
+        count_text(5, 5, "unreviewed", "newest") == "<b>5</b> record(s) — to review, newest first."
+    )
+    audit = count_text(300, 100, "needsReview", "audit")
+    assert "needs review, in the audit sample's order" in audit
+    assert "(showing the first 100)" in audit and "least confident" not in audit
+    assert why_text("unreviewed", "confidence") == ""
+    assert "fair sample" in why_text("unreviewed", "audit")
+    assert "99%" in why_text("needsReview", "newest")
+
+    panel = ReviewPanel()  # no client: the choices still explain themselves
+    assert [v for _label, v in panel.order.options] == ["confidence", "newest", "audit"]
+    assert "needsReview" in [v for _label, v in panel.state.options]
+    panel.order.value = "audit"
+    assert "the Dashboard can say how good the reader is on all your scans" in panel.why.value
+    panel.order.value = "newest"
+    assert panel.why.value == ""
+
+
+def key_paths(value: object, prefix: str = "") -> set[str]:
+    """Every key of a JSON body as a path ('groups[].fields.upc.estimate.low'): its shape."""
+    paths = set()
+    if isinstance(value, dict):
+        for k, v in value.items():
+            paths |= {f"{prefix}.{k}"} | key_paths(v, f"{prefix}.{k}")
+    elif isinstance(value, list):
+        for v in value:
+            paths |= key_paths(v, f"{prefix}[]")
+    return paths
+
+
+def test_the_audit_order_needs_review_and_the_real_metrics_body(live_server, server_tokens):
+    """Against the real server: the Review tab's Audit sample is the route's `sort=audit`
+    order, Needs review its `state=needsReview`, and the hand-made body the tests above use
+    has exactly the keys the metrics route returns (when every estimate exists)."""
+    import requests
+
+    from scanbatch.names import FIELDS
+    from scanbatch.testing.servers import bearer
+
+    since = datetime.now(UTC).isoformat()
+    api = Client(live_server.url, server_tokens["director"])
+    mine = set()
+    for j in range(4):
+        records = [
+            {
+                "imageCount": 1,
+                "photoTypes": ["front_cover"],
+                "context": {"artistName": f"Audit {j}-{i}", "albumTitle": f"Take {i}"},
+            }
+            for i in range(10)
+        ]
+        job = api.submit([image_bytes() for _ in records], records)
+        assert api.wait(job).status == "completed"
+        mine |= {(job, i) for i in range(10)}
+
+    wb = signed_in(live_server, server_tokens["director"])
+    wb.tabs.selected_index = 1
+    review = wb.review
+
+    def ids(items) -> list[tuple[str, int]]:
+        return [(i.job_id, i.item_index) for i in items]
+
+    review.order.value = "audit"
+    audit = api.review_items(sort="audit", limit=100)
+    assert ids(review.items) == ids(audit.items) and len(audit.items) >= 40
+    assert ids(audit.items) != ids(api.review_items(sort="confidence", limit=100).items)
+    assert "in the audit sample's order" in review.count.value
+    assert "fair sample" in review.why.value
+    review.state.value = "needsReview"
+    needs = api.review_items(state="needsReview", sort="audit", limit=100)
+    assert ids(review.items) == ids(needs.items) and needs.total >= 40  # no thresholds yet
+    assert "needs review, in the audit sample's order" in review.count.value
+
+    # Save three from the page, as the queue hands them out: the audit order's first three.
+    first = ids(needs.items)[:3]
+    for expected in first:
+        shown = review.items[review.current]
+        assert (shown.job_id, shown.item_index) == expected
+        review.save_button.click()
+        assert "Saved job" in review.message.value
+    reviewed = api.review_items(state="reviewed", sort="audit", limit=100)
+    assert set(first) <= set(ids(reviewed.items))
+    assert ids(review.items)[:1] == ids(needs.items)[3:4]
+
+    # Review the rest of this test's records through the API (the truth: what was read, but
+    # a quarter of the artists wrong), then read the body of exactly those records.
+    for k, item in enumerate(api.review_items(limit=100).items):
+        if (item.job_id, item.item_index) not in mine:
+            continue
+        fields = {n: ((item.extraction or {}).get(n) or {}).get("value") for n in FIELDS}
+        if k % 4 == 0:
+            fields["artistName"] = "Someone Else"
+        api.save_review(item.job_id, item.item_index, fields, None)
+    r = requests.get(
+        f"{live_server.url}/library/scan/review/metrics",
+        params={"since": since},
+        headers=bearer(server_tokens["director"]),
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    real = r.json()
+    (group,) = real["groups"]
+    assert (group["population"], group["reviewed"]) == (40, 40)
+    assert group["overall"]["estimate"]["method"] == "all-reviewed"
+    assert key_paths(real) == key_paths(metrics_body())
+
+    # The page reads the real body as it reads the hand-made one.
+    from scanbatch.workbench.dashboard import figure_png, summary_html
+
+    rows = table_rows(summary_html(real))
+    assert rows["Album title"][:2] == ["100% (every record reviewed)", "100% of 40"]
+    assert figure_png(real)[:4] == b"\x89PNG"
+
+
+def test_a_group_with_no_value_is_named_for_what_it_lacks_and_nothing_is_sure_enough():
+    from scanbatch.workbench.dashboard import group_html, group_name, summary_html
+
+    body = metrics_body()
+    (g,) = body["groups"]
+    assert group_name(g) == "All records" and "<b>All records</b> — 5,000" in summary_html(body)
+    # The OCR reader has no prompt version: its records are not "all" of them.
+    assert group_name(g, "promptVersion") == "no prompt version"
+    assert "<b>no prompt version</b>" in group_html(g, "promptVersion")
+    assert group_name({**g, "group": "v2"}, "promptVersion") == "v2"
+    g["planning"]["needsReview"] = g["planning"]["unreviewed"]
+    page = summary_html(body)
+    assert "All of them still need review: no field has a confidence yet" in page
+    assert "sure enough of the other" not in page

@@ -1,6 +1,7 @@
-"""Review: the queue (least confident first), one record at a time: its photos, the six fields
-pre-filled with what was read and how sure the reader was, the matched catalog album with a
-catalog search to change it, a note, and Save & next. Reviewed records can be reopened."""
+"""Review: the queue (least confident first, newest first, or the audit sample; all, or only
+those that need review), one record at a time: its photos, the six fields pre-filled with what
+was read and how sure the reader was, the matched catalog album with a catalog search to
+change it, a note, and Save & next. Reviewed records can be reopened."""
 
 from __future__ import annotations
 
@@ -19,7 +20,33 @@ from scanbatch.workbench.ui import Background, guarded, message_box, show
 THUMB_PX = 160
 LARGE_PX = 1200
 PAGE = 100  # the review route's largest page
-STATES = (("To review", "unreviewed"), ("Reviewed", "reviewed"), ("All", "all"))
+STATES = (
+    ("To review", "unreviewed"),
+    ("Needs review", "needsReview"),
+    ("Reviewed", "reviewed"),
+    ("All", "all"),
+)
+ORDERS = (
+    ("Least confident first", "confidence"),
+    ("Newest first", "newest"),
+    ("Audit sample", "audit"),
+)
+# What the count line says about the order, after "— to review, ".
+_ORDER_WORDS = {
+    "confidence": "least confident first (the number is the reader's lowest confidence among "
+    "the record's fields)",
+    "newest": "newest first",
+    "audit": "in the audit sample's order",
+}
+# Why a choice exists, in the director's words: shown under the filters when it is picked.
+_WHY = {
+    "audit": "Audit sample: records in a random order, the same for everyone. The records you "
+    "review from it are a fair sample, so the Dashboard can say how good the reader is on all "
+    "your scans, not only on the hard ones.",
+    "needsReview": "Needs review: records not reviewed yet where the reader is unsure of at "
+    "least one field, that is below the confidence at which it has been right 99% of the "
+    "time (the Dashboard lists these levels per field). The other records can be left as read.",
+}
 WHO = (("Everyone's", "all"), ("Mine", "mine"))
 
 
@@ -58,6 +85,23 @@ def queue_label(item: ReviewItem) -> str:
     return f"{mark}{conf} · {what} · job {item.job_id[:8]} #{item.item_index}"
 
 
+def count_text(total: int, shown: int, state: str, sort: str) -> str:
+    """The line above the queue: how many records, which ones, in which order."""
+    which = {v: k for k, v in STATES}[state].lower()
+    more = f" (showing the first {shown})" if total > shown else ""
+    order = f", {_ORDER_WORDS[sort]}" if shown else ""
+    return f"<b>{total}</b> record(s) — {which}{order}{more}."
+
+
+def why_text(state: str, sort: str) -> str:
+    """One short explanation per unusual choice picked (the audit order, needs review)."""
+    lines = [_WHY[k] for k in (sort, state) if k in _WHY]
+    return "".join(
+        f'<div class="sb-why" style="color:#0b4f8a;max-width:900px">{html.escape(t)}</div>'
+        for t in lines
+    )
+
+
 class ReviewPanel(widgets.VBox):
     def __init__(self) -> None:
         self.client: Client | None = None
@@ -73,11 +117,19 @@ class ReviewPanel(widgets.VBox):
 
         self.who = widgets.ToggleButtons(options=WHO, value="all", description="Records")
         self.state = widgets.ToggleButtons(options=STATES, value="unreviewed", description="Show")
+        self.order = widgets.Dropdown(
+            options=ORDERS,
+            value="confidence",
+            description="Order",
+            layout=widgets.Layout(width="280px"),
+        )
+        self.order.add_class("sb-order")
+        self.why = widgets.HTML()
         self.job = widgets.Dropdown(options=[("All jobs", "")], value="", description="Job")
         self.refresh_button = widgets.Button(description="Refresh", icon="refresh")
         self.who.style.button_width = "110px"
         self.state.style.button_width = "110px"
-        for w in (self.who, self.state, self.job):
+        for w in (self.who, self.state, self.order, self.job):
             w.observe(self._on_filter, "value")
         self.refresh_button.on_click(lambda _b: self.refresh())
         self.count = widgets.HTML()
@@ -94,7 +146,8 @@ class ReviewPanel(widgets.VBox):
         super().__init__(
             [
                 widgets.HBox([self.who, self.refresh_button]),
-                self.state,
+                widgets.HBox([self.state, self.order]),
+                self.why,
                 self.job,
                 self.count,
                 self.queue,
@@ -189,7 +242,7 @@ class ReviewPanel(widgets.VBox):
                 return
         page = self.client.review_items(
             state=self.state.value,
-            sort="confidence",
+            sort=self.order.value,
             job_id=self.job.value or None,
             user_id=user,
             limit=PAGE,
@@ -199,6 +252,7 @@ class ReviewPanel(widgets.VBox):
         self._set_items(page.items, page.total, keep)
 
     def _on_filter(self, _change: dict[str, Any]) -> None:
+        self.why.value = why_text(self.state.value, self.order.value)
         if not self._showing:
             self.refresh()
 
@@ -260,16 +314,10 @@ class ReviewPanel(widgets.VBox):
             self.record.layout.display = "none"
 
     def _count(self) -> None:
-        state = {v: k for k, v in STATES}[self.state.value].lower()
-        shown = len(self.items)
-        more = f" (showing the first {shown})" if self.total > shown else ""
-        order = (
-            ", least confident first (the number is the reader's lowest confidence among "
-            "the record's fields)"
-            if shown
-            else ""
+        self.count.value = count_text(
+            self.total, len(self.items), self.state.value, self.order.value
         )
-        self.count.value = f"<b>{self.total}</b> record(s) — {state}{order}{more}."
+        self.why.value = why_text(self.state.value, self.order.value)
 
     def _fill_queue(self) -> None:
         self._quiet(
@@ -450,7 +498,7 @@ class ReviewPanel(widgets.VBox):
             "ok",
         )
         item.review = saved
-        if self.state.value == "unreviewed":
+        if self.state.value in ("unreviewed", "needsReview"):
             del self.items[position]
             self.total -= 1
         else:
