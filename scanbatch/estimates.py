@@ -195,8 +195,8 @@ def _estimate_from(y: np.ndarray, d: Design) -> tuple[dict[str, Any] | None, str
         # With fewer unreviewed records than that, reviewing them all makes the figure exact.
         more = min(MIN_AUDIT_REVIEWS - n, d.population - d.reviewed)
         return None, (
-            f"Review {more} more record(s) from the Audit sample for an estimate over all "
-            f"{d.population:,} records (the audit sample has {n})."
+            f"Review at least {more} more record(s) from the Audit sample for an estimate over "
+            f"all {d.population:,} records (the audit sample has {n})."
         )
     m = d.rest
     exact = float(y[d.known].sum() + y[d.sample].sum())
@@ -300,20 +300,22 @@ def wrong_left(records: Records, sample: np.ndarray, name: str) -> dict[str, flo
     """Expected wrong values of field `name` among the unreviewed, from the audit sample's
     accuracy per confidence bin (a bin the sample has not seen takes the sample's overall
     accuracy), with a 95 % range: the bins are disjoint parts of the sample, so their
-    variances (from each bin's Wilson interval) add up."""
+    variances add up, each the uncertainty of the bin's rate (from its Wilson interval) and
+    the spread of the unreviewed records around it."""
     if sample.sum() < MIN_AUDIT_REVIEWS:
         return None
+    bins = _bin_of(records.field_confidence[name]) + 1  # 0: no confidence given
+    size = len(CALIBRATION_EDGES) + 1
     right = records.right[name][sample]
-    bins_sample = _bin_of(records.field_confidence[name][sample])
-    unreviewed = ~records.reviewed
-    bins_left = _bin_of(records.field_confidence[name][unreviewed])
+    seen = np.bincount(bins[sample], minlength=size)
+    seen_right = np.bincount(bins[sample], weights=right, minlength=size)
+    left = np.bincount(bins[~records.reviewed], minlength=size)
     overall = float(right.mean())
     expected = variance = 0.0
-    for b in np.unique(bins_left):
-        count = int((bins_left == b).sum())
-        seen = right[bins_sample == b]
-        p, n = (float(seen.mean()), len(seen)) if len(seen) else (overall, len(right))
-        lo, hi = wilson(p, n)
+    for b in np.flatnonzero(left):
+        count = int(left[b])
+        p, n = (seen_right[b] / seen[b], int(seen[b])) if seen[b] else (overall, len(right))
+        lo, hi = wilson(float(p), n)
         expected += count * (1 - p)
         # The bin's rate is uncertain, and so is each unreviewed record around it: that
         # spread is taken at the rate in the bin's interval that makes it widest (a bin seen
@@ -321,11 +323,11 @@ def wrong_left(records: Records, sample: np.ndarray, name: str) -> dict[str, flo
         spread = min(max(0.5, lo), hi)
         variance += (count * (hi - lo) / (2 * Z)) ** 2 + count * spread * (1 - spread)
     half = Z * math.sqrt(variance)
-    left = int(unreviewed.sum())
+    unreviewed = int(left.sum())
     return {
-        "expected": expected,
+        "expected": float(expected),
         "low": max(0.0, expected - half),
-        "high": min(left, expected + half),
+        "high": min(unreviewed, expected + half),
     }
 
 
@@ -370,8 +372,9 @@ def threshold(records: Records, sample: np.ndarray, name: str) -> dict[str, Any]
         "confidence": None,
         "noReviewNeeded": 0,
         "note": (
-            f"No such threshold yet: showing 99 % takes about {reviews_for_threshold()} audit "
-            f"reviews, all right, above one confidence (the audit sample has {len(conf)})."
+            "No such threshold yet: to show that the reader is right 99% of the time above "
+            f"some confidence takes about {reviews_for_threshold()} audit reviews above it "
+            f"without a mistake (the audit sample has {len(conf)} so far)."
         ),
     }
 

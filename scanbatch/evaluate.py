@@ -55,6 +55,7 @@ def normalize(field_name: str, value: str | None) -> str:
     return " ".join(re.sub(r"[\W_]", " ", folded).split())
 
 
+@functools.lru_cache(maxsize=1 << 16)
 def similarity(field_name: str, predicted: str | None, true: str | None) -> float:
     """Character-level similarity of the normalised values, 0..1 (rapidfuzz ratio)."""
     a, b = normalize(field_name, predicted), normalize(field_name, true)
@@ -93,7 +94,7 @@ def _predicted(extraction: Mapping[str, Any], name: str) -> tuple[str | None, fl
     entry = extraction.get(name)
     if entry is None:
         return None, None
-    if isinstance(entry, Mapping):
+    if type(entry) is dict or isinstance(entry, Mapping):  # the ABC check is slow; most are dicts
         value, conf = entry.get("value"), entry.get("confidence")
         if value is None or str(value).strip() == "":
             return None, None
@@ -537,9 +538,12 @@ def _bucket_for(buckets: list[Bucket], confidence: float) -> Bucket:
 def evaluate(
     truth: Iterable[Mapping[str, Any]],
     outcomes: Iterable[Outcome | ItemOutcome | Mapping[str, Any]],
+    *,
+    details: bool = True,
 ) -> EvalReport:
     """Scores `outcomes` (ItemOutcome objects, API result dicts, or what `load_outcomes`
-    returns) against `truth` items.
+    returns) against `truth` items; `details=False` leaves out the per-item details (the
+    metrics route's figures do not show them).
     A truth item without a result counts as read nothing and matched nothing."""
     truth_items = {int(t["itemIndex"]): t for t in truth}
     by_index: dict[int, Outcome] = {}
@@ -554,7 +558,7 @@ def evaluate(
     fields = {name: FieldScore() for name in FIELDS}
     match = MatchScore()
     buckets = new_buckets()
-    details = []
+    item_details = []
     failed = 0
     for idx in sorted(truth_items):
         t = truth_items[idx]
@@ -587,13 +591,14 @@ def evaluate(
                     b.n += 1
                     b.correct += correct
                     b.confidence_sum += conf
-            item_detail[name] = {
-                "true": true,
-                "predicted": pred,
-                "confidence": conf,
-                "exact": correct,
-                "similarity": sim if true is not None else None,
-            }
+            if details:
+                item_detail[name] = {
+                    "true": true,
+                    "predicted": pred,
+                    "confidence": conf,
+                    "exact": correct,
+                    "similarity": sim if true is not None else None,
+                }
         true_id = t.get("albumId")
         got_id = o.matched_album_id if o is not None else None
         if true_id is not None:
@@ -610,8 +615,13 @@ def evaluate(
                 match.not_in_catalog_correct += 1
             else:
                 match.false_match += 1
-        item_detail["match"] = {"true": true_id, "predicted": got_id, "correct": got_id == true_id}
-        details.append(item_detail)
+        if details:
+            item_detail["match"] = {
+                "true": true_id,
+                "predicted": got_id,
+                "correct": got_id == true_id,
+            }
+            item_details.append(item_detail)
     return EvalReport(
         items=len(truth_items),
         results=len(by_index),
@@ -620,5 +630,5 @@ def evaluate(
         fields=fields,
         match=match,
         buckets=buckets,
-        details=details,
+        details=item_details,
     )

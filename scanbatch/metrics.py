@@ -17,13 +17,22 @@ from scanbatch.store.reviews import ReviewStore
 def review_metrics(
     reviews: ReviewStore, group_by: GroupBy = GroupBy.NONE, scope: Scope = Scope()
 ) -> dict[str, Any]:
-    """One entry per group of finished records, most records first (`MetricsBody`)."""
+    """One entry per group of finished records, most records first (`MetricsBody`). Kept
+    until the store's next write: a dashboard refreshed, or `needsReview` paged, recomputes
+    nothing (~150 ms at 100,000 records)."""
+    return reviews.db.cached(
+        ("metrics", group_by, scope), lambda: compute_metrics(reviews, group_by, scope)
+    )
+
+
+def compute_metrics(reviews: ReviewStore, group_by: GroupBy, scope: Scope) -> dict[str, Any]:
+    """`review_metrics` computed anew."""
     populations = reviews.population(group_by=group_by, scope=scope)
     judged = reviews.judged(group_by=group_by, scope=scope)
     groups = []
     ordered = sorted(populations, key=lambda k: (-len(populations[k]), str(k)))
     for key in (k for k in ordered if len(populations[k])):
-        body = evaluate(*judged.get(key, ([], []))).metrics()
+        body = evaluate(*judged.get(key, ([], [])), details=False).metrics()
         figures = group_figures(populations[key])
         added = figures.pop("measures")
         for name in FIELDS:
@@ -41,7 +50,11 @@ def review_metrics(
 
 def thresholds(reviews: ReviewStore) -> dict[str, float | None]:
     """Each field's 99 % confidence threshold over every finished record: what
-    `state=needsReview` filters by."""
+    `state=needsReview` filters by. Kept until the store's next write, as the metrics are."""
+    return reviews.db.cached("thresholds", lambda: compute_thresholds(reviews))
+
+
+def compute_thresholds(reviews: ReviewStore) -> dict[str, float | None]:
     records = reviews.population()[None]
     sample = audit_sample(records)
     return {name: threshold(records, sample, name)["confidence"] for name in FIELDS}

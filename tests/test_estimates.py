@@ -142,7 +142,7 @@ def test_every_record_reviewed_is_exact_and_too_few_audit_reviews_say_how_many_m
     assert est["low"] == est["accuracy"] == est["high"] == everything.right["artistName"].mean()
     few = records_of(200, 0.8, 0.9, np.zeros(200, dtype=bool), rng)
     est, note = estimates.estimate(few, "artistName")
-    assert est is None and "Review 30 more record(s)" in note and "200 records" in note
+    assert est is None and "Review at least 30 more record(s)" in note and "200 records" in note
 
 
 def test_more_reviews_for_two_points_shrink_as_the_audit_grows():

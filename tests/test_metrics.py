@@ -126,7 +126,7 @@ def test_too_few_audit_reviews_say_how_many_more(store):
     artist = group["fields"]["artistName"]
     assert artist["estimate"] is None
     assert artist["reviewedAccuracy"] is not None
-    more = int(artist["estimateNote"].split("Review ")[1].split(" ")[0])
+    more = int(artist["estimateNote"].split("Review at least ")[1].split(" ")[0])
     assert 0 < more <= MIN_AUDIT_REVIEWS
     assert "no estimate yet" in metrics.format_table({"groupBy": "none", "groups": [group]})
 

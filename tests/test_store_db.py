@@ -66,3 +66,28 @@ def test_store_held_by_another_process_says_who_and_what_to_do(tmp_path):
     finally:
         holder.stdin.close()
         holder.wait(timeout=10)
+
+
+def test_cached_values_hold_until_the_next_commit(tmp_path):
+    db = Database(tmp_path / "s.duckdb")
+    try:
+        calls = []
+
+        def compute():
+            calls.append(1)
+            return db.cursor().execute("SELECT count(*) FROM api_keys").fetchone()[0]
+
+        assert db.cached("keys", compute) == 0 and db.cached("keys", compute) == 0
+        assert len(calls) == 1
+        with db.write() as cur:
+            cur.execute("INSERT INTO api_keys VALUES ('k', 'u', 'dj', 'h', now(), NULL)")
+        assert db.cached("keys", compute) == 1 and len(calls) == 2
+        with pytest.raises(RuntimeError), db.write() as cur:  # rolled back: nothing changed
+            cur.execute("DELETE FROM api_keys")
+            raise RuntimeError("abandoned")
+        assert db.cached("keys", compute) == 1 and len(calls) == 2
+        for n in range(40):  # bounded: the oldest entries go
+            db.cached(("other", n), lambda: None)
+        assert db.cached("keys", compute) == 1 and len(calls) == 3
+    finally:
+        db.close()

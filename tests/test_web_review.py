@@ -343,7 +343,7 @@ def test_metrics_change_when_a_field_is_corrected(client, store, tokens):
     assert (nothing["population"], nothing["reviewed"], nothing["items"]) == (2, 0, 0)
     assert nothing["fields"]["artistName"]["estimate"] is None
     assert (
-        "Review 2 more record(s) from the Audit sample"
+        "Review at least 2 more record(s) from the Audit sample"
         in (nothing["fields"]["artistName"]["estimateNote"])
     )
 

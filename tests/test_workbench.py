@@ -425,8 +425,8 @@ def test_a_missing_estimate_shows_its_note_instead():
     # Worded as the server words it (scanbatch.estimates). The server gives every row of a
     # group an estimate or none alike; the page still reads each row alone.
     upc_note = (
-        "Review 12 more record(s) from the Audit sample for an estimate over all 5,000 records "
-        "(the audit sample has 18)."
+        "Review at least 12 more record(s) from the Audit sample for an estimate over all "
+        "5,000 records (the audit sample has 18)."
     )
     g["fields"]["upc"].update(estimate=None, estimateNote=upc_note)
     rows = table_rows(summary_html(body))
@@ -434,8 +434,8 @@ def test_a_missing_estimate_shows_its_note_instead():
     assert rows["UPC"][1] == "67% of 52"  # the reviewed-only figure stays
     # Nothing estimated yet, one note for all: said once, above the table.
     note = (
-        "Review 30 more record(s) from the Audit sample for an estimate over all 5,000 records "
-        "(the audit sample has 0)."
+        "Review at least 30 more record(s) from the Audit sample for an estimate over all "
+        "5,000 records (the audit sample has 0)."
     )
     for entry in (*g["fields"].values(), g["match"], g["overall"]):
         entry.update(estimate=None, estimateNote=note)
@@ -464,8 +464,9 @@ def test_a_field_with_no_threshold_says_so():
     body = metrics_body()
     # As the server words it (scanbatch.estimates.threshold).
     note = (
-        "No such threshold yet: showing 99 % takes about 546 audit reviews, all right, above "
-        "one confidence (the audit sample has 0 at 0.999 or more)."
+        "No such threshold yet: to show that the reader is right 99% of the time above some "
+        "confidence takes about 546 audit reviews above it without a mistake (the audit sample "
+        "has 0 so far)."
     )
     body["groups"][0]["fields"]["reviewText"]["threshold"] = {
         "confidence": None,

@@ -11,17 +11,20 @@ import contextlib
 import re
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
 from scanbatch.errors import BadRequest, StoreLocked
 from scanbatch.private import private_dir, private_file
 from scanbatch.store.migrations import MIGRATIONS_TABLE, _migrations
+
+T = TypeVar("T")
+MEMO_ENTRIES = 32  # cached figures kept (one per metrics query: groupBy and scope)
 
 
 def utcnow() -> datetime:
@@ -69,6 +72,12 @@ class Database:
         self._write_lock = threading.RLock()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
+        # Committed write transactions so far: what `cached` values are valid for. The server
+        # is the store's only writer, so a figure computed at generation g holds until the
+        # next commit.
+        self.generation = 0
+        self._memo: dict[Hashable, tuple[int, Any]] = {}
+        self._memo_lock = threading.Lock()
         self.migrate()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -98,11 +107,28 @@ class Database:
             try:
                 yield cur
                 cur.execute("COMMIT")
+                self.generation += 1
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
             finally:
                 self._local.in_tx = False
+
+    def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
+        """`compute()`, or what it returned before if nothing was committed since. Values are
+        shared between callers: they must not be changed."""
+        with self._memo_lock:
+            hit = self._memo.get(key)
+            if hit is not None and hit[0] == self.generation:
+                return hit[1]
+        generation = self.generation  # read before: a commit during compute() invalidates it
+        value = compute()
+        with self._memo_lock:
+            self._memo.pop(key, None)
+            self._memo[key] = (generation, value)
+            while len(self._memo) > MEMO_ENTRIES:
+                del self._memo[next(iter(self._memo))]  # the oldest
+        return value
 
     def migrate(self) -> list[int]:
         """Apply the migrations not yet recorded, each in its own transaction, in order."""

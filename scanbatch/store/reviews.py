@@ -53,6 +53,8 @@ _REVIEW_JOINS = """
 _JOINS = f"JOIN scan_jobs j ON j.id = r.job_id {_REVIEW_JOINS}"
 _FROM = f"FROM scan_results r {_JOINS} WHERE r.status IN ('completed', 'failed')"
 
+PARSED_REVIEWS = 200_000  # reviews kept parsed for the metrics (~1 KB each)
+
 # A photo's URL, given (job id, item index, photo index); the web layer knows its routes.
 PhotoUrl = Callable[[str, int, int], str]
 # Photos of an item as (photo type, MIME type) pairs, read from the job folder.
@@ -85,6 +87,7 @@ class ReviewedItem:
 class ReviewStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._parsed_reviews: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     # -- the queue ------------------------------------------------------------------------
 
@@ -332,27 +335,52 @@ class ReviewStore:
         figures. Only what scoring reads (`reviewed` builds whole items, ~5x slower)."""
         where, params = _scope_filter(scope)
         with self.db.read() as cur:
+            # From the reviews, the few, to their results: not from every result.
             rows = cur.execute(
-                f"SELECT {_GROUP_COLUMN[group_by]}, r.status, r.extraction, r.matched_album_id, "
-                f"h.truth, h.matched_album_id FROM scan_results r {_REVIEW_JOINS} "
-                f"WHERE r.status IN ('completed', 'failed') AND v.review_id IS NOT NULL{where} "
+                f"SELECT {_GROUP_COLUMN[group_by]}, v.review_id, r.status, r.matched_album_id, "
+                "h.matched_album_id FROM scan_reviews v "
+                "JOIN scan_review_history h ON h.id = v.review_id "
+                "JOIN scan_results r ON r.job_id = v.job_id AND r.item_index = v.item_index "
+                f"WHERE r.status IN ('completed', 'failed'){where} "
                 "ORDER BY h.reviewed_at, r.job_id, r.item_index",
                 params,
             ).fetchall()
+            parsed = self._parsed(cur, [row[1] for row in rows])
         out: dict[str | None, tuple[list[dict[str, Any]], list[dict[str, Any]]]] = {}
-        for group, status, extraction, matched, truth, album in rows:
+        for group, review_id, status, matched, album in rows:
+            truth, extraction = parsed[review_id]
             truths, outcomes = out.setdefault(group, ([], []))
             n = len(truths)
-            truths.append({"itemIndex": n, **json.loads(truth), "albumId": album})
+            truths.append({"itemIndex": n, **truth, "albumId": album})
             outcomes.append(
                 {
                     "itemIndex": n,
                     "status": status,
-                    "extraction": json.loads(extraction) if extraction else {},
+                    "extraction": extraction,
                     "matchedAlbumId": matched,
                 }
             )
         return out
+
+    def _parsed(
+        self, cur: Any, review_ids: list[str]
+    ) -> dict[str, tuple[dict[str, Any], dict[str, Any]]]:
+        """(truth, extraction) of each review, parsed once: a review never changes (a new
+        one gets a new id), nor does a finished result's extraction. Parsing 4,000 JSON
+        documents on every metrics request was a fifth of its time at 2,000 reviews."""
+        cache = self._parsed_reviews
+        missing = [r for r in review_ids if r not in cache]
+        if missing:
+            if len(cache) + len(missing) > PARSED_REVIEWS:
+                cache.clear()
+            for review_id, truth, extraction in cur.execute(
+                "SELECT h.id, h.truth, r.extraction FROM scan_review_history h "
+                "JOIN scan_results r ON r.job_id = h.job_id AND r.item_index = h.item_index "
+                "WHERE h.id IN (SELECT unnest(?::VARCHAR[]))",
+                [missing],
+            ).fetchall():
+                cache[review_id] = (json.loads(truth), json.loads(extraction) if extraction else {})
+        return {r: cache[r] for r in review_ids}
 
     def reviewed(self, *, since: datetime | None = None) -> Iterator[ReviewedItem]:
         """Every item with a current review (saved after `since`), oldest review first: the
