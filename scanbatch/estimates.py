@@ -50,15 +50,15 @@ import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from scanbatch.names import FIELDS
 
 CONFIDENCE_LEVEL = 0.95
-Z = float(stats.norm.ppf(0.5 + CONFIDENCE_LEVEL / 2))
+Z = NormalDist().inv_cdf(0.5 + CONFIDENCE_LEVEL / 2)
 MIN_AUDIT_REVIEWS = 30
 TARGET_HALF_WIDTH = 0.02  # "within ±2 points"
 THRESHOLD_ACCURACY = 0.99
@@ -346,6 +346,10 @@ def total_wrong_left(lefts: list[dict[str, float] | None]) -> dict[str, float] |
 
 def _lower_bound(correct: int, n: int, alpha: float) -> float:
     """One-sided Clopper-Pearson lower bound of a proportion at level alpha."""
+    # scipy on first use: importing it costs ~0.7 s, and every process that opens the store
+    # (each job's kernel, each CLI command) imports this module.
+    from scipy import stats
+
     return 0.0 if correct == 0 else float(stats.beta.ppf(alpha, correct, n - correct + 1))
 
 

@@ -221,3 +221,14 @@ def test_drift_is_flagged_when_the_latest_week_is_wholly_worse():
     assert drift["overall"] and drift["fields"]["artistName"] and drift[MATCH]
     steady = records.subset(created < 14 * DAY)
     assert not estimates.weekly(steady)[1]["overall"]
+
+
+def test_opening_the_store_or_the_server_does_not_import_scipy():
+    """scipy costs ~0.7 s to import, and every job's kernel and CLI command opens the store:
+    it is imported when a threshold is first computed, not before."""
+    import subprocess
+    import sys
+
+    code = "import sys, scanbatch.store, scanbatch.web, scanbatch.kernel; print('scipy' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
