@@ -229,6 +229,9 @@ def test_opening_the_store_or_the_server_does_not_import_scipy():
     import subprocess
     import sys
 
-    code = "import sys, scanbatch.store, scanbatch.web, scanbatch.kernel; print('scipy' in sys.modules)"
+    code = (
+        "import sys, scanbatch.store, scanbatch.web, scanbatch.kernel; "
+        "print('scipy' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
