@@ -138,7 +138,8 @@ def wilson(p: float, n: float, z: float = Z) -> tuple[float, float]:
     denominator = 1 + z * z / n
     centre = (p + z * z / (2 * n)) / denominator
     half = z / denominator * math.sqrt(max(p * (1 - p), 0.0) / n + z * z / (4 * n * n))
-    return max(0.0, centre - half), min(1.0, centre + half)
+    # It always holds p; at p = 0 or 1 rounding could put an end a hair past it.
+    return max(0.0, min(p, centre - half)), min(1.0, max(p, centre + half))
 
 
 @dataclass(frozen=True)
@@ -203,10 +204,12 @@ def _estimate_from(y: np.ndarray, d: Design) -> tuple[dict[str, Any] | None, str
     p = float(y[d.sample].mean())
     low, high = wilson(p, _observations(y[d.sample], n * m / (n + m)))
     total = d.population
+    accuracy = (exact + m * p) / total
     return {
-        "accuracy": (exact + m * p) / total,
-        "low": (exact + m * low) / total,
-        "high": (exact + m * high) / total,
+        "accuracy": accuracy,
+        # Sums of floats in another order: kept from straying an ulp past the estimate.
+        "low": min(accuracy, (exact + m * low) / total),
+        "high": max(accuracy, (exact + m * high) / total),
         "method": AUDIT_SAMPLE,
         "auditReviews": n,
         "reviewsForTwoPoints": reviews_for_half_width(p, n, m, total),
@@ -411,8 +414,8 @@ def _week_label(seconds: float) -> str:
     return datetime.fromtimestamp(seconds, UTC).date().isoformat()
 
 
-def measures(records: Records) -> dict[str, dict[str, Any] | None]:
-    d = design(records)
+def measures(records: Records, d: Design | None = None) -> dict[str, dict[str, Any] | None]:
+    d = design(records) if d is None else d
     return {name: _estimate_from(records.right[name], d)[0] for name in MEASURES}
 
 
@@ -423,13 +426,14 @@ def weekly(records: Records) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     out = []
     for w in np.unique(weeks):
         part = records.subset(weeks == w)
-        est = measures(part)
+        d = design(part)
+        est = measures(part, d)
         out.append(
             {
                 "week": _week_label(float(w)),
                 "population": len(part),
-                "reviewed": int(part.reviewed.sum()),
-                "auditReviews": int(design(part).sample.sum()),
+                "reviewed": d.reviewed,
+                "auditReviews": d.population if d.all_reviewed else int(d.sample.sum()),
                 OVERALL: est[OVERALL],
                 "fields": {name: est[name] for name in FIELDS},
                 MATCH: est[MATCH],

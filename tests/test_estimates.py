@@ -235,3 +235,24 @@ def test_opening_the_store_or_the_server_does_not_import_scipy():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_the_interval_always_holds_its_estimate_even_at_0_and_1():
+    for p in (0.0, 1.0, 0.5, 1e-12, 1 - 1e-12):
+        for n in (1, 3, 30, 1e6, 1e12):
+            low, high = estimates.wilson(p, n)
+            assert 0.0 <= low <= p <= high <= 1.0, (p, n, low, high)
+    for right in (0.0, 1.0):
+        key = np.linspace(0, 1, 300, endpoint=False)
+        reviewed = key < 0.5  # the first half of the audit order
+        records = Records.build(
+            key=key,
+            confidence=[0.9] * 300,
+            created=np.zeros(300),
+            reviewed=reviewed,
+            right={m: np.where(reviewed, right, np.nan) for m in (*FIELDS, MATCH)},
+            field_confidence={f: [0.9] * 300 for f in FIELDS},
+        )
+        for measure in (*FIELDS, MATCH, OVERALL):
+            est, _ = estimates.estimate(records, measure)
+            assert est["low"] <= est["accuracy"] <= est["high"]
