@@ -12,7 +12,8 @@ from enum import StrEnum
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, Field, StrictInt, field_validator, model_validator
+from pydantic import AwareDatetime, Field, StrictInt, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from scanbatch.evaluate import normalize
 from scanbatch.images import THUMBNAIL_SIZES
@@ -194,13 +195,15 @@ class MetricsQuery(CamelModel):
     model: str | None = Field(None, max_length=200, description="only this model")
     extractor: str | None = Field(None, max_length=200, description="only this extractor")
 
-    @model_validator(mode="after")
-    def _range_forwards(self) -> MetricsQuery:
-        if self.since is not None and self.until is not None and self.until <= self.since:
-            raise ValueError(
-                "until must be later than since (the time range is [since, until)): swap them"
+    @field_validator("until", mode="after")
+    @classmethod
+    def _range_forwards(cls, until: datetime | None, info: ValidationInfo) -> datetime | None:
+        since = info.data.get("since")
+        if until is not None and since is not None and until <= since:
+            raise PydanticCustomError(
+                "worded", "must be later than since (the time range is [since, until)): swap them"
             )
-        return self
+        return until
 
     def scope(self) -> Scope:
         return Scope(self.since, self.until, self.prompt_version, self.model, self.extractor)

@@ -234,7 +234,8 @@ def field_error(exc: ValidationError, where: str, model: type[BaseModel] | None 
     if kind in _NAMES:
         return f"{path} must be {_NAMES[kind]}, got {_short(err.get('input'))}"
     ctx = err.get("ctx") or {}
-    if kind == "whole_number":  # scanbatch.wholenumbers: its words name the range
+    # scanbatch.wholenumbers, and checks worded to follow the field's name ("until must be…")
+    if kind in ("whole_number", "worded"):
         return f"{path} {err['msg']}"
     if kind == "greater_than_equal":
         return f"{path} must be at least {ctx.get('ge')}, got {_short(err.get('input'))}"
