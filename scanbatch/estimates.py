@@ -120,7 +120,7 @@ class Records:
 
         rights = {k: floats(v) for k, v in right.items()}
         if OVERALL not in rights:
-            rights[OVERALL] = np.mean([rights[f] for f in FIELDS], axis=0)
+            rights[OVERALL] = all_fields(rights)
         return cls(
             key=floats(key),
             confidence=floats(confidence),
@@ -129,6 +129,11 @@ class Records:
             right=rights,
             field_confidence={k: floats(v) for k, v in field_confidence.items()},
         )
+
+
+def all_fields(right: Mapping[str, np.ndarray]) -> np.ndarray:
+    """OVERALL per record: the share of the six fields right (NaN where not reviewed)."""
+    return np.mean([right[f] for f in FIELDS], axis=0)
 
 
 def wilson(p: float, n: float, z: float = Z) -> tuple[float, float]:

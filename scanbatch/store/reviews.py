@@ -33,7 +33,7 @@ from scanbatch.audit import (
 )
 from scanbatch.catalog.lookup import matched_albums
 from scanbatch.errors import BadRequest, Conflict, NotFound
-from scanbatch.estimates import MATCH, OVERALL, Records
+from scanbatch.estimates import MATCH, OVERALL, Records, all_fields
 from scanbatch.models import Status
 from scanbatch.names import FIELDS
 from scanbatch.store.db import Database, parse_job_id, records, utcnow
@@ -313,13 +313,11 @@ class ReviewStore:
             confidence=floats("confidence"),
             created=floats("created"),
             reviewed=np.ma.filled(np.ma.asarray(columns["reviewed"]), False).astype(bool),
-            right={
-                **{name: floats(f"y{k}") for k, name in enumerate(FIELDS)},
-                MATCH: floats("y_match"),
-                OVERALL: np.mean([floats(f"y{k}") for k in range(len(FIELDS))], axis=0),
-            },
+            right={name: floats(f"y{k}") for k, name in enumerate(FIELDS)},
             field_confidence={name: floats(f"c{k}") for k, name in enumerate(FIELDS)},
         )
+        everything.right[MATCH] = floats("y_match")
+        everything.right[OVERALL] = all_fields(everything.right)
         if group_by is GroupBy.NONE:
             return {None: everything}
         masked = np.ma.asarray(columns["grp"], dtype=object)
