@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import os
 
 import ipywidgets as widgets
@@ -15,61 +14,10 @@ from scanbatch.workbench.review import ReviewPanel
 from scanbatch.workbench.signin import SignInPanel
 from scanbatch.workbench.upload import UploadPanel
 
-# Every file chosen at once reaches the kernel in ONE websocket message; Tornado closes the
-# socket on a bigger one, silently, and the page reconnects with nothing uploaded. voila.json
-# and the launcher raise the cap to this; the page refuses a bigger selection with a message.
-UPLOAD_CAP_BYTES = 512 * 1024 * 1024
-
-_GUARD_JS = """
-(function () {
-  if (window.__scanbatchUploadGuard) return;
-  window.__scanbatchUploadGuard = true;
-  function check(e) {
-    var input = e.currentTarget;
-    var total = 0;
-    for (var i = 0; i < input.files.length; i++) total += input.files[i].size;
-    var box = document.querySelector('.sb-upload-guard');
-    var limit = box ? Number(box.dataset.limit) : Infinity;
-    if (total > limit) {
-      e.stopImmediatePropagation();
-      input.value = '';
-      box.textContent = 'These ' + input.files.length + ' photo(s) are ' +
-        (total / 1048576).toFixed(0) + ' MB together; the page takes at most ' +
-        (limit / 1048576).toFixed(0) + ' MB at once. Nothing was uploaded: choose fewer ' +
-        'photos at a time (one crate of up to 10 records is plenty) and send them in turns.';
-    } else if (box) {
-      box.textContent = '';
-    }
-  }
-  // ipywidgets 8 keeps the upload's <input type=file> out of the page and opens it with
-  // click(): catch it there, and listen in the capture phase, which runs before the
-  // widget's own listener, so a selection too big is stopped before it is read.
-  var click = HTMLInputElement.prototype.click;
-  HTMLInputElement.prototype.click = function () {
-    if (this.type === 'file' && !this.__scanbatchGuarded) {
-      this.__scanbatchGuarded = true;
-      this.addEventListener('change', check, true);
-    }
-    return click.apply(this, arguments);
-  };
-})();
-"""
-
-
-def upload_guard(limit: int = UPLOAD_CAP_BYTES) -> widgets.HTML:
-    """A size check that runs in the browser before the selection is sent: the only place
-    that can see a selection too big for the websocket. An HTML widget runs no <script>, but
-    an image's onerror handler does."""
-    code = base64.b64encode(_GUARD_JS.encode()).decode()
-    # A megabyte is left for the message's own envelope (names, types, sizes).
-    guard = widgets.HTML(
-        '<img alt="" style="display:none" src="data:image/png;base64,AA==" '
-        f"onerror=\"eval(atob('{code}'))\">"
-        f'<div class="sb-upload-guard" data-limit="{limit - 1024 * 1024}" '
-        'style="color:#8a1c1c;font-weight:bold"></div>'
-    )
-    guard.add_class("sb-guard")
-    return guard
+# The photos no longer travel through the page's websocket (the browser posts them to the API
+# itself), so its messages stay small: the largest are the review tab's photos, a few MB each.
+# voila.json sets this cap (Tornado's default is 10 MiB).
+SOCKET_CAP_BYTES = 16 * 1024 * 1024
 
 
 class Workbench(widgets.VBox):
@@ -86,7 +34,7 @@ class Workbench(widgets.VBox):
         self.dashboard = DashboardPanel()
         self.tabs = widgets.Tab(
             children=[
-                widgets.VBox([self.upload, upload_guard(), self.progress]),
+                widgets.VBox([self.upload, self.progress]),
                 self.review,
                 self.dashboard,
             ],

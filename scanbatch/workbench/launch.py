@@ -143,7 +143,7 @@ class Session:
             ],
             # voila.json in the repository root (the working directory) holds the page's
             # door and Tornado's settings: the Host check on, the websocket message cap
-            # raised over Tornado's 10 MiB so that uploads of many photos work.
+            # (photos go from the browser to the API, never through the socket).
             cwd=ROOT,
             env=env,
             start_new_session=True,

@@ -1,270 +1,425 @@
-"""Upload: choose photos, see them grouped into records (editable), add optional context per
-record, and send them as one or more jobs."""
+"""Upload: choose photos, see them grouped into records (as thumbnails, fixed by moving a
+photo), add optional context per record, and send them as one or more jobs.
+
+The photos never enter the kernel: the browser (`Uploader`, static/uploader.js) tells it each
+file's metadata, the kernel groups them and checks every job with the server's own functions,
+then mints one upload ticket per job and the browser posts the files straight to the API."""
 
 from __future__ import annotations
 
+import dataclasses
 import html
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, field
 
 import ipywidgets as widgets
-from ipywidgets.widgets.widget_description import DescriptionStyle
 
 from scanbatch.client import Client
-from scanbatch.thumbnails import jpeg_thumbnail
-from scanbatch.validation import MAX_IMAGES, MAX_ITEMS
+from scanbatch.images import MAX_IMAGE_BYTES
+from scanbatch.validation import MAX_IMAGES, MAX_IMAGES_PER_ITEM, MAX_ITEMS
+from scanbatch.workbench import grouping
 from scanbatch.workbench.grouping import (
     ACCEPT,
-    CONTEXT_KEYS,
+    HEAD_BYTES,
     PHOTO_TYPES,
-    PlannedJob,
-    SelectedPhoto,
-    group_photos,
+    Grouped,
+    Grouping,
+    PhotoInfo,
+    SelectionError,
     parse_context,
-    plan_jobs,
-    records_of,
-    split_jobs,
 )
-from scanbatch.workbench.ui import Background, explain, guarded, message_box, show
+from scanbatch.workbench.ui import explain, guarded, message_box, show
+from scanbatch.workbench.uploader import JobPost, Message, Uploader, manifest_text
 
-THUMB_PX = 72
 CONTEXT_LABELS = {"artistName": "Artist", "albumTitle": "Title", "catalogItemId": "Catalog id"}
+PARALLEL_POSTS = 2  # two jobs on the way at once keep the line busy without crowding the server
+# The photo types offered for each place of a record, in the order a director shoots them.
+PATTERN_PLACES = ("front_cover", "back_cover", "center_label", "sticker", "other")
+PAUSES = (
+    ("found from the photos' times", None),
+    ("10 s", 10),
+    ("20 s", 20),
+    ("30 s", 30),
+    ("1 min", 60),
+    ("2 min", 120),
+    ("5 min", 300),
+)
+GROUPINGS = (
+    ("By file names", Grouping.NAMES),
+    ("N photos a record", Grouping.PATTERN),
+    ("By capture time", Grouping.TIME),
+)
 
 
-class _Shared:
-    """Layouts and styles are widgets too: one set for every row instead of one per row keeps
-    a selection of 50 photos from costing hundreds of extra widget messages."""
+@dataclass
+class JobState:
+    """One job of a send, from its plan to the server's answer."""
 
-    def __init__(self) -> None:
-        self.name = widgets.Layout(width="260px")
-        self.record = widgets.Layout(width="150px")
-        self.photo_type = widgets.Layout(width="230px")
-        self.row = widgets.Layout(align_items="center")
-        self.style = DescriptionStyle(description_width="initial")
+    number: int
+    job: grouping.PlannedJob
+    first_record: int
+    job_id: str | None = None
+    error: str | None = None
 
-
-class PhotoRow(widgets.HBox):
-    """One selected photo: its thumbnail, name, record number and photo type (both editable)."""
-
-    def __init__(
-        self, photo: SelectedPhoto, on_change: Callable[[], None], shared: _Shared
-    ) -> None:
-        self.photo = photo
-        # Hidden until the thumbnail exists: an empty Image shows a broken-image icon.
-        self.thumb = widgets.Image(
-            format="jpeg", layout=widgets.Layout(width=f"{THUMB_PX}px", display="none")
+    @property
+    def records(self) -> str:
+        last = self.first_record + len(self.job.records) - 1
+        return (
+            f"record {last}"
+            if last == self.first_record
+            else (f"records {self.first_record}–{last}")
         )
-        self.record = widgets.BoundedIntText(
-            value=photo.record,
-            min=1,
-            max=999,
-            description="Record",
-            layout=shared.record,
-            style=shared.style,
-        )
-        options = list(dict.fromkeys([photo.photo_type, *PHOTO_TYPES]))
-        self.photo_type = widgets.Dropdown(
-            options=options,
-            value=photo.photo_type,
-            description="Photo",
-            layout=shared.photo_type,
-            style=shared.style,
-        )
-        name = widgets.HTML(f"<code>{html.escape(photo.name)}</code>", layout=shared.name)
-        self.record.observe(lambda _c: on_change(), "value")
-        self.photo_type.observe(lambda _c: on_change(), "value")
-        super().__init__([self.thumb, name, self.record, self.photo_type], layout=shared.row)
-        self.add_class("sb-photo-row")
 
-    def read_back(self) -> SelectedPhoto:
-        self.photo.record = self.record.value
-        self.photo.photo_type = self.photo_type.value
-        return self.photo
+
+@dataclass
+class Sending:
+    jobs: list[JobState]
+    waiting: list[JobState] = field(default_factory=list)
+    on_the_way: int = 0
+
+    @property
+    def done(self) -> bool:
+        return all(j.job_id or j.error for j in self.jobs)
+
+
+def megabytes(size: int) -> str:
+    return f"{size / 1e6:,.1f} MB" if size < 1e7 else f"{size / 1e6:,.0f} MB"
 
 
 class UploadPanel(widgets.VBox):
     def __init__(self, *, on_submitted: Callable[[str, int], None] | None = None) -> None:
         self.client: Client | None = None
         self.on_submitted = on_submitted
-        self.background = Background()
-        self.upload = widgets.FileUpload(
-            accept=ACCEPT, multiple=True, description="Choose photos", icon="upload"
-        )
-        self.upload.add_class("sb-upload")
-        self.clear_button = widgets.Button(description="Clear", icon="times")
-        self.send_button = widgets.Button(
-            description="Send for reading", button_style="primary", icon="paper-plane"
-        )
-        self.send_button.add_class("sb-send")
-        self.summary = widgets.HTML()
-        self.message = message_box()
-        self.rows_box = widgets.VBox()
-        self.context_box = widgets.VBox()
-        self.rows: list[PhotoRow] = []
-        self.context_inputs: dict[int, dict[str, widgets.Text]] = {}
+        self.photos: list[PhotoInfo] = []
+        self.records: Grouped = Grouped()
+        self.contexts: dict[int, dict[str, str]] = {}
         self.submitted: list[str] = []
-        self.upload.observe(self._on_files, "value")
-        self.clear_button.on_click(lambda _b: self.clear())
-        self.send_button.on_click(lambda _b: self.send())
+        self.sending: Sending | None = None
+        self._expected = 0
+        self.uploader = Uploader(
+            self._on_message,
+            accept=ACCEPT,
+            head_bytes=HEAD_BYTES,
+            context_labels=CONTEXT_LABELS,
+        )
+        self.how = widgets.ToggleButtons(
+            options=GROUPINGS,
+            value=Grouping.NAMES,
+            description="Group",
+            style={"button_width": "150px"},
+        )
+        self.how.add_class("sb-grouping")
+        self.per_record = widgets.BoundedIntText(
+            value=3,
+            min=1,
+            max=MAX_IMAGES_PER_ITEM,
+            description="Photos a record",
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="160px"),
+        )
+        self.per_record.add_class("sb-per-record")
+        self.pattern_types = widgets.HBox()
+        self.gap = widgets.Dropdown(
+            options=PAUSES,
+            value=None,
+            description="New record after a pause of",
+            style={"description_width": "initial"},
+            layout=widgets.Layout(width="360px"),
+        )
+        self.gap.add_class("sb-gap")
+        self.options = widgets.HBox([self.per_record, self.pattern_types, self.gap])
+        self.summary = widgets.HTML()
+        self.summary.add_class("sb-summary")
+        self.message = message_box()
+        self._type_boxes: list[widgets.Dropdown] = []
+        self._sync_pattern()
+        self.how.observe(lambda _c: self._regroup(), "value")
+        self.per_record.observe(lambda _c: (self._sync_pattern(), self._regroup()), "value")
+        self.gap.observe(lambda _c: self._regroup(), "value")
         help_text = widgets.HTML(
-            "<b>1. Choose the photos</b> of one or more records (JPEG, PNG, WebP or HEIC). "
-            "Files named like <code>item03_1_center_label.jpg</code> are grouped by their "
-            "name; other photos each start a new record: set the record number to put "
-            "several photos of one record together. "
-            f"A job holds at most {MAX_ITEMS} records and {MAX_IMAGES} photos; a bigger "
-            "crate is sent as several jobs."
+            "<b>1. Choose the photos</b> of one or more records (JPEG, PNG, WebP or HEIC), "
+            "as many as you like: they go from this browser straight to the server. "
+            "Group them <b>by file names</b> (<code>item03_1_center_label.jpg</code>), "
+            "<b>N photos a record</b> in the order chosen (3: front cover, back cover, center "
+            "label), or <b>by capture time</b> (a record's photos are seconds apart, the next "
+            "record comes after a longer pause). A wrong split is fixed by moving one photo "
+            "(◀ + ▶ under it)."
         )
         super().__init__(
-            [
-                help_text,
-                # Send sits beside the chooser: with 50 photos listed, the end of the list is
-                # a long scroll away.
-                widgets.HBox([self.upload, self.clear_button, self.send_button]),
-                self.summary,
-                self.message,
-                self.rows_box,
-                self.context_box,
-            ]
+            [help_text, self.how, self.options, self.summary, self.message, self.uploader]
         )
-        self._refresh_summary()
+        self._refresh()
 
-    # -- selection ------------------------------------------------------------------------
+    # -- grouping controls ----------------------------------------------------------------
+
+    def _sync_pattern(self) -> None:
+        n = self.per_record.value
+        while len(self._type_boxes) < n:
+            i = len(self._type_boxes)
+            box = widgets.Dropdown(
+                options=PHOTO_TYPES,
+                value=PATTERN_PLACES[i % len(PATTERN_PLACES)],
+                layout=widgets.Layout(width="130px"),
+            )
+            box.add_class(f"sb-pattern-{i}")
+            box.observe(lambda _c: self._regroup(), "value")
+            self._type_boxes.append(box)
+        self.pattern_types.children = self._type_boxes[:n]
+        self._show_options()
+
+    def _show_options(self) -> None:
+        how = self.how.value
+        self.per_record.layout.display = "" if how is Grouping.PATTERN else "none"
+        self.pattern_types.layout.display = "" if how is not Grouping.NAMES else "none"
+        self.gap.layout.display = "" if how is Grouping.TIME else "none"
+
+    def pattern(self) -> list[str]:
+        return [b.value for b in self._type_boxes[: self.per_record.value]]
+
+    # -- what the browser says ------------------------------------------------------------
 
     @guarded("message")
-    def _on_files(self, change: dict[str, Any]) -> None:
-        entries = change["new"]
-        if not entries:
+    def _on_message(self, msg: Message) -> None:
+        kind = msg.get("kind")
+        if kind == "start":
+            self.photos = []
+            self._expected = int(msg["count"])
+            self.contexts = {}
+            show(self.message, "")
+            self.summary.value = f"<i>Reading {self._expected} photo(s) …</i>"
+        elif kind == "photos":
+            self.photos.extend(
+                PhotoInfo.from_browser(int(raw["index"]), raw) for raw in msg["photos"]
+            )
+            if msg.get("last"):
+                self.choose(self.photos)
+        elif kind == "move":
+            self.move(int(msg["photo"]), str(msg["to"]))
+        elif kind == "type":
+            self.set_type(int(msg["photo"]), str(msg["type"]))
+        elif kind == "context":
+            self.contexts.setdefault(int(msg["record"]), {})[str(msg["key"])] = str(msg["value"])
+        elif kind == "clear":
+            self.clear()
+        elif kind == "send":
+            self.send()
+        elif kind == "sent":
+            self._sent(msg)
+
+    def choose(self, photos: list[PhotoInfo]) -> None:
+        """A new selection: grouped the way its names and dates suggest."""
+        self.photos = list(photos)
+        self.contexts = {}
+        suggested = grouping.suggest(self.photos)
+        if suggested is not self.how.value:
+            self.how.value = suggested  # regroups
+        else:
+            self._regroup()
+
+    def _regroup(self) -> None:
+        self._show_options()
+        if not self.photos:
+            self._refresh()
             return
-        files = [(e["name"], bytes(e["content"])) for e in entries]
-        show(self.message, "")
-        self.set_files(files)
+        try:
+            self.records = grouping.group(
+                self.photos, self.how.value, pattern=self.pattern(), gap=self.gap.value
+            )
+        except SelectionError as exc:
+            # Say why, and show the photos as one record each meanwhile, not nothing.
+            show(self.message, exc.message, "error")
+            self.records = grouping.group(self.photos, Grouping.NAMES)
+        else:
+            show(self.message, "")
+        self._refresh()
 
-    def set_files(self, files: list[tuple[str, bytes]]) -> None:
-        photos = group_photos(files)
-        self.context_inputs = {}
-        # The figure first: it is what the person waits for; the rows follow.
-        self._summarise(photos)
-        shared = _Shared()
-        self.rows = [PhotoRow(p, self._refresh_summary, shared) for p in photos]
-        self.rows_box.children = self.rows
-        self._refresh_summary()
-        rows = list(self.rows)
-        self.background.run(self._make_thumbnails, rows)
+    def move(self, photo_index: int, to: str) -> None:
+        """`to`: "previous", "next" (the neighbouring records) or "new" (a record of its own,
+        after the last)."""
+        where = next(r.number for r in self.records if photo_index in indexes(r))
+        target = {"previous": where - 1, "next": where + 1, "new": len(self.records) + 1}[to]
+        self.records = grouping.move(self.records, photo_index, max(target, 1))
+        self._refresh()
 
-    def _make_thumbnails(self, rows: list[PhotoRow]) -> None:
-        for row in rows:
-            try:
-                row.thumb.value = jpeg_thumbnail(row.photo.data, THUMB_PX * 2)
-                row.thumb.layout.display = ""
-            except Exception:
-                # Not an image we can read: the send checks name the file with the server's words.
-                continue
+    def set_type(self, photo_index: int, photo_type: str) -> None:
+        if photo_type not in PHOTO_TYPES:
+            raise SelectionError(f"'{photo_type[:30]}' is not a photo type: use one of the list")
+        for record in self.records:
+            for photo in record.photos:
+                if photo.index == photo_index:
+                    photo.photo_type = photo_type
+        self._refresh()
 
     def clear(self) -> None:
-        self.upload.value = ()
-        self.rows = []
-        self.rows_box.children = ()
-        self.context_inputs = {}
-        self._refresh_summary()
+        self.photos = []
+        self.records = Grouped()
+        self.contexts = {}
+        self._refresh()
 
-    def photos(self) -> list[SelectedPhoto]:
-        return [row.read_back() for row in self.rows]
+    # -- what the page shows --------------------------------------------------------------
 
-    def _refresh_summary(self) -> None:
-        photos = self.photos()
-        self._sync_context_rows(sorted({p.record for p in photos}))
-        self._summarise(photos)
-
-    def _summarise(self, photos: list[SelectedPhoto]) -> None:
-        numbers = {p.record for p in photos}
-        if not photos:
-            self.summary.value = "<i>No photos chosen yet.</i>"
-            self.send_button.disabled = True
-            return
-        jobs = len(split_jobs(records_of(photos)))
-        self.summary.value = (
-            f"<b>{len(photos)} photo(s) in {len(numbers)} record(s)</b>"
-            + (f", sent as {jobs} jobs" if jobs > 1 else "")
-            + "."
-        )
-        self.send_button.disabled = False
-
-    def _sync_context_rows(self, numbers: list[int]) -> None:
-        boxes = []
-        for n in numbers:
-            inputs = self.context_inputs.get(n)
-            if inputs is None:
-                inputs = {
-                    key: widgets.Text(
-                        placeholder=CONTEXT_LABELS[key] + " (optional)",
-                        layout=widgets.Layout(width="200px" if key != "catalogItemId" else "140px"),
-                    ).add_class(f"sb-context-{n}-{key}")
-                    for key in CONTEXT_KEYS
+    def _refresh(self) -> None:
+        self.uploader.show_records(
+            [
+                {
+                    "number": r.number,
+                    "photos": [
+                        {
+                            "index": p.index,
+                            "name": p.name,
+                            "type": p.photo_type,
+                            "taken": (
+                                p.info.taken.isoformat(timespec="seconds") if p.info.taken else None
+                            ),
+                        }
+                        for p in r.photos
+                    ],
+                    "context": self.contexts.get(r.number, {}),
                 }
-                self.context_inputs[n] = inputs
-            boxes.append(
-                widgets.HBox(
-                    [
-                        widgets.HTML(f"Record {n}:", layout=widgets.Layout(width="80px")),
-                        *list(inputs.values()),
-                    ]
-                )
-            )
-        header = (
-            [widgets.HTML("<b>2. What you already know</b> about each record (optional):")]
-            if numbers
-            else []
+                for r in self.records
+            ],
+            PHOTO_TYPES,
         )
-        self.context_box.children = header + boxes
+        self._summarise()
+
+    def _summarise(self) -> None:
+        limits = (
+            f"The server takes photos of at most {MAX_IMAGE_BYTES // 2**20} MiB each, "
+            f"{MAX_IMAGES_PER_ITEM} a record, and jobs of at most {MAX_ITEMS} records and "
+            f"{MAX_IMAGES} photos: a bigger crate is sent as several jobs."
+        )
+        if not self.records:
+            self.summary.value = f"<i>No photos chosen yet.</i> {limits}"
+            return
+        size = sum(p.size for p in self.photos)
+        try:
+            jobs = len(grouping.split_jobs(self.records))
+        except SelectionError:
+            jobs = 0
+        notes = "".join(f"<br>{html.escape(n)}" for n in self.records.notes)
+        self.summary.value = (
+            f"<b>{len(self.photos)} photo(s) in {len(self.records)} record(s)</b>, "
+            f"{megabytes(size)}"
+            + (f", sent as {jobs} jobs" if jobs > 1 else "")
+            + f". {limits}{notes}"
+        )
 
     # -- sending --------------------------------------------------------------------------
 
     @guarded("message")
-    def plan(self) -> list[PlannedJob]:
-        photos = self.photos()
-        present = {p.record for p in photos}
-        contexts = {
-            n: parse_context(n, {k: w.value for k, w in inputs.items()})
-            for n, inputs in self.context_inputs.items()
-            if n in present
-        }
-        return plan_jobs(records_of(photos, contexts))
+    def plan(self) -> list[grouping.PlannedJob]:
+        for record in self.records:
+            record.context = parse_context(record.number, self.contexts.get(record.number, {}))
+        return grouping.plan_jobs(self.records)
 
     def send(self) -> None:
         if self.client is None:
             show(self.message, "Sign in first (at the top of the page).", "error")
             return
+        if self.sending is not None and not self.sending.done:
+            return
         jobs = self.plan()
         if not jobs:
             return  # the message says why
-        self.send_button.disabled = True
-        total = sum(len(j.photos) for j in jobs)
-        show(self.message, f"Sending {total} photo(s) as {len(jobs)} job(s) …", "info")
-        self.background.run(self._send_jobs, jobs, on_error=self._send_failed)
-
-    def _send_jobs(self, jobs: list[PlannedJob]) -> None:
-        assert self.client is not None
-        sent = []
+        states, first = [], 1
         for n, job in enumerate(jobs, 1):
-            try:
-                job_id = self.client.submit(job.files(), job.manifest())
-            except Exception as exc:
-                done = f" ({len(sent)} of {len(jobs)} jobs were sent)" if sent else ""
-                show(self.message, f"Job {n} of {len(jobs)}: {explain(exc)}{done}", "error")
-                self.send_button.disabled = False
-                return
-            sent.append(job_id)
-            self.submitted.append(job_id)
-            if self.on_submitted is not None:
-                self.on_submitted(job_id, len(job.records))
-        self.clear()
+            states.append(JobState(n, job, first))
+            first += len(job.records)
+        self.sending = Sending(states, waiting=list(states))
+        self.uploader.busy = True
+        total = sum(p.size for j in jobs for p in j.photos)
         show(
             self.message,
-            f"Sent {len(sent)} job(s). Their progress is shown below; the records appear "
-            "under Review when read.",
-            "ok",
+            f"Sending {sum(len(j.photos) for j in jobs)} photo(s) ({megabytes(total)}) as "
+            f"{len(jobs)} job(s) …",
+            "info",
         )
+        self.uploader.start_sending(total)
+        self._dispatch()
 
-    def _send_failed(self, exc: BaseException) -> None:
-        show(self.message, explain(exc), "error")
-        self.send_button.disabled = False
+    def _dispatch(self) -> None:
+        """Start jobs until PARALLEL_POSTS are on the way. A ticket is minted just before its
+        job leaves, so none expires waiting behind the others of a big crate."""
+        sending = self.sending
+        assert sending is not None and self.client is not None
+        while sending.waiting and sending.on_the_way < PARALLEL_POSTS:
+            state = sending.waiting.pop(0)
+            photos = state.job.photos
+            size = sum(p.size for p in photos)
+            try:
+                ticket = self.client.upload_ticket(
+                    photos=len(photos), bytes=size, origin=self.uploader.origin
+                )
+            except Exception as exc:
+                state.error = explain(exc)
+                continue
+            sending.on_the_way += 1
+            self.uploader.post(
+                JobPost(
+                    job=state.number,
+                    files=[p.index for p in photos],
+                    manifest=manifest_text(state.job.manifest()),
+                    bytes=size,
+                    ticket=ticket.ticket,
+                    url=ticket.url,
+                )
+            )
+        if sending.done:
+            self._finished()
+
+    def _sent(self, msg: Message) -> None:
+        sending = self.sending
+        if sending is None:
+            return
+        state = sending.jobs[int(msg["job"]) - 1]
+        sending.on_the_way -= 1
+        if msg.get("jobId"):
+            state.job_id = str(msg["jobId"])
+            self.submitted.append(state.job_id)
+            if self.on_submitted is not None:
+                self.on_submitted(state.job_id, len(state.job.records))
+        else:
+            state.error = str(msg.get("error") or "the server gave no reason")
+        self._report()
+        self._dispatch()
+
+    def _report(self) -> None:
+        sending = self.sending
+        assert sending is not None
+        sent = [j for j in sending.jobs if j.job_id]
+        failed = [j for j in sending.jobs if j.error]
+        lines = [f"Sent {len(sent)} of {len(sending.jobs)} job(s)."]
+        lines += [f"Job {j.number} ({j.records}): {j.error}" for j in failed]
+        kind = "error" if failed else ("ok" if sending.done else "info")
+        show(self.message, "\n".join(lines), kind)
+
+    def _finished(self) -> None:
+        sending = self.sending
+        assert sending is not None
+        self._report()
+        failed = [j for j in sending.jobs if j.error]
+        self.uploader.busy = False
+        if not failed:
+            self.clear()
+            show(
+                self.message,
+                f"Sent {len(sending.jobs)} job(s). Their progress is shown below; the records "
+                "appear under Review when read.",
+                "ok",
+            )
+        else:
+            # What was not sent stays chosen, so Send tries those records again.
+            left = [r for j in failed for r in j.job.records]
+            self.photos = [p.info for r in left for p in r.photos]
+            kept = Grouped(how=self.records.how, pattern=self.records.pattern)
+            self.contexts = {}
+            for number, record in enumerate(left, 1):
+                kept.append(dataclasses.replace(record, number=number))
+                self.contexts[number] = {k: str(v) for k, v in record.context.items()}
+            self.records = kept
+            self._refresh()
+        self.uploader.all_sent(clear=not failed)
+
+
+def indexes(record: grouping.Record) -> set[int]:
+    return {p.index for p in record.photos}

@@ -9,54 +9,32 @@ import base64
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import anywidget
 import traitlets
 
+from scanbatch.workbench.grouping import PhotoInfo
+
 STATIC = Path(__file__).parent / "static"
 EXIFR = STATIC / "exifr" / "lite.esm.mjs"
 
-# What a browser sends about one file: the photo itself stays in the page.
+# What the browser and the kernel tell each other: JSON objects, each with a "kind".
 Message = dict[str, Any]
 
 
-@dataclass(frozen=True)
-class FileMeta:
-    """One chosen file as the browser describes it (the kernel never sees its bytes)."""
-
-    index: int
-    name: str
-    size: int
-    head: bytes
-    taken: datetime | None
-    last_modified: datetime
-
-    @classmethod
-    def from_message(cls, raw: Message) -> FileMeta:
-        taken = raw.get("taken")
-        return cls(
-            index=int(raw["index"]),
-            name=str(raw["name"]),
-            size=int(raw["size"]),
-            head=base64.b64decode(raw.get("head") or ""),
-            # EXIF times have no zone: the camera's wall clock, kept naive.
-            taken=datetime.fromisoformat(taken) if taken else None,
-            last_modified=datetime.fromtimestamp(int(raw.get("lastModified") or 0) / 1000, UTC),
-        )
-
-    def message(self) -> Message:
-        """The same file as the browser would describe it (tests stand in for the browser)."""
-        return {
-            "index": self.index,
-            "name": self.name,
-            "size": self.size,
-            "head": base64.b64encode(self.head).decode(),
-            "taken": self.taken.isoformat(timespec="seconds") if self.taken else None,
-            "lastModified": int(self.last_modified.timestamp() * 1000),
-        }
+def browser_entry(info: PhotoInfo) -> Message:
+    """One file as static/uploader.js describes it to the kernel (`describe` there), for code
+    that stands in for the browser: tests, benchmarks."""
+    return {
+        "index": info.index,
+        "name": info.name,
+        "size": info.size,
+        "head": base64.b64encode(info.head).decode(),
+        "taken": info.taken.isoformat(timespec="seconds") if info.taken else None,
+        "lastModified": int(info.last_modified.timestamp() * 1000) if info.last_modified else 0,
+    }
 
 
 @dataclass(frozen=True)
