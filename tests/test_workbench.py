@@ -9,35 +9,104 @@ import json
 from datetime import UTC, datetime
 
 import pytest
+import requests
 
 from scanbatch.client import ApiError, Client
 from scanbatch.testing.imaging import image_bytes
 from scanbatch.testing.servers import ROOT
-from scanbatch.workbench import UPLOAD_CAP_BYTES, Workbench
+from scanbatch.workbench import SOCKET_CAP_BYTES, Workbench
+from scanbatch.workbench.grouping import PhotoInfo
+from scanbatch.workbench.uploader import browser_entry
 
 pytestmark = pytest.mark.slow
 
 
-def entry(name: str, data: bytes, mime: str = "image/jpeg") -> dict:
-    """One file as ipywidgets 8's FileUpload holds it after the browser sent it."""
-    return {
-        "name": name,
-        "type": mime,
-        "size": len(data),
-        "content": memoryview(data),
-        "last_modified": datetime.now(UTC),
-    }
+PAGE_ORIGIN = "http://127.0.0.1:8866"  # the page's address, as its browser would send it
+
+
+@pytest.fixture(scope="module")
+def live_server(server_data_dir, server_tokens):
+    """The module's server, told which page may post batches from a browser (as `make run`
+    tells it the workbench's address)."""
+    from scanbatch.testing.servers import ServerProcess
+
+    srv = ServerProcess(server_data_dir, SCANBATCH_PAGE_ORIGINS=PAGE_ORIGIN).start()
+    yield srv
+    srv.stop()
+
+
+class Page:
+    """Stands in for the browser half of the upload (static/uploader.js): it holds the files,
+    tells the kernel their metadata as the script does, and posts each job the kernel hands it
+    with the job's ticket, from the page's origin, reporting the answer as the script does."""
+
+    def __init__(self, wb: Workbench, origin: str = PAGE_ORIGIN) -> None:
+        self.panel = wb.upload
+        self.files: list[tuple[str, bytes]] = []
+        self.outbox: list[dict] = []
+        self.answers: list[requests.Response] = []
+        self.origin = origin
+        self.panel.uploader.origin = origin
+        self.panel.uploader.send = lambda msg, buffers=None: self.outbox.append(msg)
+
+    def choose(self, *files: tuple[str, bytes], taken: list[datetime] | None = None) -> None:
+        self.files = list(files)
+        say = self.panel._on_message
+        say({"kind": "start", "count": len(files)})
+        entries = [
+            browser_entry(
+                PhotoInfo.of_bytes(
+                    i, name, data, taken=taken[i] if taken else None, last_modified=datetime.now()
+                )
+            )
+            for i, (name, data) in enumerate(files)
+        ]
+        for start in range(0, len(entries), 100):  # the script's chunks
+            say(
+                {
+                    "kind": "photos",
+                    "photos": entries[start : start + 100],
+                    "last": start + 100 >= len(entries),
+                }
+            )
+
+    def records(self) -> list[list[str]]:
+        """The records as the page shows them: each one's photo names."""
+        shown = [m for m in self.outbox if m["kind"] == "records"][-1]["records"]
+        return [[p["name"] for p in r["photos"]] for r in shown]
+
+    def click(self, kind: str, **fields) -> None:
+        self.panel._on_message({"kind": kind, **fields})
+
+    def send(self, *, origin: str | None = None) -> None:
+        """Send, then post every job handed over until none is left (two at a time in the
+        real page; one after the other here)."""
+        self.click("send")
+        while jobs := [m for m in self.outbox if m["kind"] == "job"]:
+            self.outbox = [m for m in self.outbox if m["kind"] != "job"]
+            for job in jobs:
+                self.post(job, origin=origin)
+
+    def post(self, job: dict, *, origin: str | None = None) -> None:
+        r = requests.post(
+            job["url"],
+            files=[("images", self.files[i]) for i in job["files"]],
+            data={"manifest": job["manifest"]},
+            headers={"Authorization": f"Bearer {job['ticket']}", "Origin": origin or self.origin},
+            timeout=60,
+        )
+        self.answers.append(r)
+        body = r.json()
+        if r.status_code == 202:
+            self.click("sent", job=job["job"], jobId=body["jobId"], totalItems=body["totalItems"])
+        else:
+            self.click("sent", job=job["job"], status=r.status_code, error=body["message"])
 
 
 def signed_in(server, token) -> Workbench:
     wb = Workbench(server.url, token, sign_in=True)
     assert wb.client is not None, wb.signin.message.value
     return wb
-
-
-def choose(wb: Workbench, *files: tuple[str, bytes]) -> None:
-    wb.upload.upload.value = tuple(entry(n, d) for n, d in files)
-    wb.upload.background.join()
 
 
 def test_sign_in_problems_are_messages_on_the_page(live_server, server_tokens):
@@ -62,60 +131,123 @@ def test_sign_in_problems_are_messages_on_the_page(live_server, server_tokens):
 
 def test_upload_groups_edits_and_sends_one_job_with_contexts(live_server, server_tokens):
     wb = signed_in(live_server, server_tokens["director"])
-    choose(
-        wb,
+    page = Page(wb)
+    page.choose(
         ("item00_1_center_label.heic", image_bytes("HEIF", size=(64, 48))),
         ("item00_0_front_cover.jpg", image_bytes()),
         ("IMG_0001.png", image_bytes("PNG")),
         ("IMG_0002.jpg", image_bytes()),
     )
-    rows = wb.upload.rows
-    assert [(r.photo.name, r.record.value) for r in rows] == [
-        ("item00_0_front_cover.jpg", 1),
-        ("item00_1_center_label.heic", 1),
-        ("IMG_0001.png", 2),
-        ("IMG_0002.jpg", 3),
+    assert wb.upload.how.value == "names"  # the names say it
+    assert page.records() == [
+        ["item00_0_front_cover.jpg", "item00_1_center_label.heic"],
+        ["IMG_0001.png"],
+        ["IMG_0002.jpg"],
     ]
-    assert all(r.thumb.value[:3] == b"\xff\xd8\xff" for r in rows)  # HEIC thumbnail too
-    rows[3].record.value = 2  # the back of record 2
-    rows[3].photo_type.value = "back_cover"
+    page.click("move", photo=3, to="previous")  # the back of record 2
+    page.click("type", photo=3, type="back_cover")
+    assert page.records()[1] == ["IMG_0001.png", "IMG_0002.jpg"]
     assert "4 photo(s) in 2 record(s)" in wb.upload.summary.value
-    context = wb.upload.context_inputs
-    context[1]["artistName"].value = "Can"
-    context[1]["albumTitle"].value = "Tago Mago"
-    context[2]["artistName"].value = "Neu!"
-    wb.upload.send_button.click()
-    assert wb.join()
+    page.click("context", record=1, key="artistName", value="Can")
+    page.click("context", record=1, key="albumTitle", value="Tago Mago")
+    page.click("context", record=2, key="artistName", value="Neu!")
+    page.send()
+    assert [r.status_code for r in page.answers] == [202]
     (job_id,) = wb.upload.submitted
+    assert wb.join()
     view = Client(live_server.url, server_tokens["director"]).job(job_id)
     assert view.status == "completed" and view.total_items == 2
     assert view.results[0].extraction["artistName"]["value"] == "Can"  # the context arrived
     assert view.results[1].extraction["artistName"]["value"] == "Neu!"
+    assert [len(r.photos) for r in view.results] == [2, 2]
     bar = wb.progress.bars[job_id]
     assert (bar.bar.value, bar.bar.max, bar.bar.bar_style) == (2, 2, "success")
     assert "Done" in bar.label.value
-    assert wb.upload.rows == [] and "Sent 1 job(s)" in wb.upload.message.value
+    assert page.records() == [] and "Sent 1 job(s)" in wb.upload.message.value
+    assert not wb.upload.uploader.busy
     # The finished job's records are in the review queue at once.
     assert {i.job_id for i in wb.review.items} >= {job_id}
 
 
 def test_a_crate_of_twelve_records_becomes_two_jobs(live_server, server_tokens):
     wb = signed_in(live_server, server_tokens["other"])
-    choose(wb, *((f"IMG_{i:04d}.jpg", image_bytes()) for i in range(12)))
-    assert "12 photo(s) in 12 record(s)</b>, sent as 2 jobs" in wb.upload.summary.value
-    wb.upload.send_button.click()
+    page = Page(wb)
+    page.choose(*((f"item{i:02d}_0_front_cover.jpg", image_bytes()) for i in range(12)))
+    assert "12 photo(s) in 12 record(s)</b>, 0.0 MB, sent as 2 jobs" in wb.upload.summary.value
+    page.send()
     assert wb.join()
     client = Client(live_server.url, server_tokens["other"])
     sizes = sorted(client.job(j).total_items for j in wb.upload.submitted)
     assert sizes == [2, 10] and len(wb.progress.bars) == 2
 
 
+def test_the_photos_never_reach_the_kernel_only_their_first_bytes(live_server, server_tokens):
+    """What the kernel holds of a selection: names, sizes, times and HEAD_BYTES of each file.
+    Every message it sends the browser stays far under the websocket's cap, whatever the
+    selection's size."""
+    from scanbatch.workbench.grouping import HEAD_BYTES
+
+    wb = signed_in(live_server, server_tokens["director"])
+    page = Page(wb)
+    big = image_bytes(size=(800, 600)) + b"\0" * 200_000
+    page.choose(*((f"IMG_{i:04d}.jpg", big) for i in range(30)))
+    assert all(len(p.head) == HEAD_BYTES for p in wb.upload.photos)
+    assert all(p.size == len(big) for p in wb.upload.photos)
+    page.send()
+    assert len(wb.upload.submitted) == 1
+    for msg in page.outbox:
+        assert len(json.dumps(msg)) < 64 * 1024 < SOCKET_CAP_BYTES
+
+
+def test_each_job_fails_or_goes_on_its_own_and_what_failed_stays_chosen(live_server, server_tokens):
+    """A job the server refuses shows the server's sentence, named by its records; the other
+    jobs still go; Send again sends only what failed."""
+    wb = signed_in(live_server, server_tokens["director"])
+    page = Page(wb)
+    page.choose(*((f"item{i:02d}_0_front_cover.jpg", image_bytes()) for i in range(13)))
+    page.click("send")
+    first, second = [m for m in page.outbox if m["kind"] == "job"]
+    page.outbox.clear()
+    page.post(first, origin="http://evil.example")  # another page: refused
+    page.post(second)
+    assert [r.status_code for r in page.answers] == [403, 202]
+    refused = page.answers[0].json()["message"]
+    says = html.unescape(wb.upload.message.value)
+    assert "Sent 1 of 2 job(s)." in says and f"Job 1 (records 1–10): {refused}" in says
+    assert len(wb.upload.submitted) == 1
+    assert len(page.records()) == 10 and not wb.upload.uploader.busy
+    # A ticket is good for one POST only: the same one again is refused as used.
+    again = requests.post(
+        first["url"],
+        files=[("images", page.files[i]) for i in first["files"]],
+        data={"manifest": first["manifest"]},
+        headers={"Authorization": f"Bearer {first['ticket']}", "Origin": PAGE_ORIGIN},
+        timeout=60,
+    )
+    assert again.status_code == 401, again.text
+    page.send()
+    assert len(wb.upload.submitted) == 2 and page.records() == []
+    client = Client(live_server.url, server_tokens["director"])
+    assert sorted(client.job(j).total_items for j in wb.upload.submitted) == [3, 10]
+
+
+def test_a_page_the_server_does_not_know_is_told_which_setting(live_server, server_tokens):
+    wb = signed_in(live_server, server_tokens["director"])
+    page = Page(wb, origin="http://127.0.0.1:1")
+    page.choose(("item00_0_front_cover.jpg", image_bytes()))
+    page.send()
+    assert wb.upload.submitted == [] and page.answers == []
+    assert "SCANBATCH_PAGE_ORIGINS" in wb.upload.message.value
+    assert not wb.upload.uploader.busy
+
+
 def test_the_page_refuses_what_the_server_refuses_in_the_same_words(live_server, server_tokens):
     wb = signed_in(live_server, server_tokens["director"])
+    page = Page(wb)
     bad = b"%PDF-1.4 not a photo"
-    choose(wb, ("item00_0_front.jpg", image_bytes()), ("scan.pdf", bad))
-    wb.upload.send_button.click()
-    assert wb.upload.submitted == []
+    page.choose(("item00_0_front.jpg", image_bytes()), ("scan.pdf", bad))
+    page.send()
+    assert wb.upload.submitted == [] and page.answers == []
     page_says = wb.upload.message.value
     with pytest.raises(ApiError) as server_says:
         Client(live_server.url, server_tokens["director"]).submit(
@@ -123,10 +255,14 @@ def test_the_page_refuses_what_the_server_refuses_in_the_same_words(live_server,
             [{"imageCount": 1, "photoTypes": ["f"]}] * 2,
         )
     assert html.escape(server_says.value.message) in page_says and "scan.pdf" in page_says
-    choose(wb, *((f"item00_{p}_front.jpg", image_bytes()) for p in range(6)))
-    wb.upload.send_button.click()
+    page.choose(*((f"item00_{p}_front.jpg", image_bytes()) for p in range(6)))
+    page.send()
     assert "each item cannot exceed 5 images" in wb.upload.message.value
-    assert wb.upload.submitted == []
+    assert wb.upload.submitted == [] and page.answers == []
+    unsigned = Page(Workbench(live_server.url, "", sign_in=False))
+    unsigned.choose(("item00_0_front.jpg", image_bytes()))
+    unsigned.send()
+    assert "Sign in first" in unsigned.panel.message.value
 
 
 def test_review_correct_match_save_next_reopen_and_measure(live_server, server_tokens):
@@ -200,9 +336,10 @@ def test_review_correct_match_save_next_reopen_and_measure(live_server, server_t
     assert dash.body["groups"][0]["group"] == "fake"
 
 
-def test_voila_raises_the_websocket_cap_to_what_the_page_checks():
+def test_voila_keeps_the_websocket_cap_small_since_no_photo_goes_through_it():
     config = json.loads((ROOT / "voila.json").read_text())
-    assert config["Voila"]["tornado_settings"]["websocket_max_message_size"] == UPLOAD_CAP_BYTES
+    cap = config["Voila"]["tornado_settings"]["websocket_max_message_size"]
+    assert cap == SOCKET_CAP_BYTES <= 16 * 1024 * 1024
 
 
 def test_the_page_and_the_audit_trail_write_a_shelf_code_alike():

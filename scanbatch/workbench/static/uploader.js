@@ -93,8 +93,13 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
+// As the kernel writes sizes (upload.py, `megabytes`): one decimal under 10 MB.
 function megabytes(bytes) {
-  return (bytes / 1e6).toLocaleString("en", { maximumFractionDigits: bytes < 1e7 ? 1 : 0 });
+  const digits = bytes < 1e7 ? 1 : 0;
+  return (bytes / 1e6).toLocaleString("en", {
+    minimumFractionDigits: digits,
+    maximumFractionDigits: digits,
+  });
 }
 
 const STYLE = `
@@ -323,7 +328,7 @@ function render({ model, el: root }) {
       placeholder: `${label} (optional)`,
     });
     box.value = (record.context && record.context[key]) || "";
-    box.addEventListener("change", () =>
+    box.addEventListener("input", () =>
       model.send({ kind: "context", record: record.number, key, value: box.value }),
     );
     // The class names the record and the field, as the page's tests find them.
