@@ -188,6 +188,64 @@ def test_upload_watch_review_and_measure_in_a_browser(session, page, shots):
     estimates_on_the_dashboard(page, client, shots)
 
 
+def test_a_crate_of_camera_photos_goes_up_in_four_actions(session, page, shots, tmp_path):
+    """30 records x 3 photos as a phone names them (IMG_4101.jpg …, every fourth HEIC), with
+    their EXIF times: from choosing them to sent in at most 4 actions, grouped by capture time
+    in the browser's reading, sent as 3 jobs of 10 records, the bar of bytes reaching its end;
+    each record on the server holds its own photos."""
+    from playwright.sync_api import expect
+
+    from scanbatch.testing.camera import camera_crate
+
+    crate = camera_crate(tmp_path / "crate", records=30, per_record=3)
+    heic = [p for p in crate if p.suffix == ".HEIC"]
+    assert heic
+    client = Client(session["api"], session["token"])
+    before = {j.job_id for j in client.jobs(limit=100).jobs}
+    bars = page.locator(".sb-job-bar").count()
+    page.get_by_role("tab", name="Upload").click()
+    summary = page.locator(".sb-summary")
+    actions = 0
+    with page.expect_file_chooser() as chooser:
+        page.click(".sb-upload")
+        actions += 1
+    chooser.value.set_files([str(p) for p in sorted(crate)])
+    actions += 1
+    expect(summary).to_contain_text("90 photo(s) in 30 record(s)", timeout=60_000)
+    expect(summary).to_contain_text("sent as 3 jobs")
+    expect(page.locator(".sb-grouping .mod-active")).to_have_text("By capture time")
+    titles = page.locator(".sb-record-title")
+    expect(titles).to_have_count(30)
+    expect(titles.first).to_have_text("Record 1 · 3 photo(s)")
+    expect(page.locator(".sb-thumb.sb-undrawn").first).to_contain_text(".HEIC")
+    expect(page.locator(".sb-thumb.sb-undrawn").first).to_contain_text("2026-11-28 ")
+    page.wait_for_timeout(500)  # the thumbnails in view are drawn one after the other
+    page.screenshot(path=str(shots / "workbench-upload-camera.png"))
+    page.click(".sb-send")
+    actions += 1
+    assert actions <= 4
+    page.wait_for_function(BYTES_SENT, timeout=120_000)
+    expect(page.locator(".sb-job-bar")).to_have_count(bars + 3, timeout=60_000)
+    expect(page.get_by_text("Sent 3 job(s).")).to_be_visible(timeout=30_000)
+    expect(page.locator(".sb-record")).to_have_count(0)
+    done = page.locator(".sb-job-bar").get_by_text("Done")
+    expect(done).to_have_count(bars + 3, timeout=240_000)
+    page.screenshot(path=str(shots / "workbench-upload-sent.png"))
+
+    # Two jobs go at once, so the server may have them in either order: each job is known by
+    # its photos.
+    jobs = [j for j in client.jobs(limit=100).jobs if j.job_id not in before]
+    assert [j.total_items for j in jobs] == [10, 10, 10]
+    taken = {p.read_bytes(): n for n, p in enumerate(crate)}
+    firsts = []
+    for job in jobs:
+        got = [[taken.get(client.photo(job.job_id, i, k)) for k in range(3)] for i in range(10)]
+        first = got[0][0]
+        assert got == [[first + 3 * i + k for k in range(3)] for i in range(10)]
+        firsts.append(first)
+    assert sorted(firsts) == [0, 30, 60]
+
+
 def audit_sample_on_the_page(page, client: Client, shots: Path) -> None:
     """Order: Audit sample. The queue is the server's audit order (the API's `sort=audit`
     page, label for label), it says why it exists, and saving takes the records in it."""

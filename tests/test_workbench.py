@@ -6,17 +6,18 @@ from __future__ import annotations
 import html
 import itertools
 import json
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import requests
 
 from scanbatch.client import ApiError, Client
+from scanbatch.testing.camera import browser_entry, camera_crate
 from scanbatch.testing.imaging import image_bytes
 from scanbatch.testing.servers import ROOT
 from scanbatch.workbench import SOCKET_CAP_BYTES, Workbench
-from scanbatch.workbench.grouping import PhotoInfo
-from scanbatch.workbench.uploader import browser_entry
 
 pytestmark = pytest.mark.slow
 
@@ -40,8 +41,9 @@ class Page:
     tells the kernel their metadata as the script does, and posts each job the kernel hands it
     with the job's ticket, from the page's origin, reporting the answer as the script does."""
 
-    def __init__(self, wb: Workbench, origin: str = PAGE_ORIGIN) -> None:
+    def __init__(self, wb: Workbench, folder: Path, origin: str = PAGE_ORIGIN) -> None:
         self.panel = wb.upload
+        self.folder = folder
         self.files: list[tuple[str, bytes]] = []
         self.outbox: list[dict] = []
         self.answers: list[requests.Response] = []
@@ -49,26 +51,20 @@ class Page:
         self.panel.uploader.origin = origin
         self.panel.uploader.send = lambda msg, buffers=None: self.outbox.append(msg)
 
-    def choose(self, *files: tuple[str, bytes], taken: list[datetime] | None = None) -> None:
-        self.files = list(files)
-        say = self.panel._on_message
-        say({"kind": "start", "count": len(files)})
-        entries = [
-            browser_entry(
-                PhotoInfo.of_bytes(
-                    i, name, data, taken=taken[i] if taken else None, last_modified=datetime.now()
-                )
-            )
-            for i, (name, data) in enumerate(files)
-        ]
+    def choose(self, *files: tuple[str, bytes]) -> None:
+        """Files as (name, bytes), written to disk first: the browser reads them there."""
+        chosen = Path(tempfile.mkdtemp(dir=self.folder))
+        for name, data in files:
+            (chosen / name).write_bytes(data)
+        self.choose_paths([chosen / name for name, _ in files])
+
+    def choose_paths(self, paths: list[Path]) -> None:
+        self.files = [(p.name, p.read_bytes()) for p in paths]
+        entries = [{**browser_entry(p), "index": i} for i, p in enumerate(paths)]
+        self.click("start", count=len(paths))
         for start in range(0, len(entries), 100):  # the script's chunks
-            say(
-                {
-                    "kind": "photos",
-                    "photos": entries[start : start + 100],
-                    "last": start + 100 >= len(entries),
-                }
-            )
+            last = start + 100 >= len(entries)
+            self.click("photos", photos=entries[start : start + 100], last=last)
 
     def records(self) -> list[list[str]]:
         """The records as the page shows them: each one's photo names."""
@@ -129,9 +125,9 @@ def test_sign_in_problems_are_messages_on_the_page(live_server, server_tokens):
     assert server_tokens["director"] not in repr(wb.client)
 
 
-def test_upload_groups_edits_and_sends_one_job_with_contexts(live_server, server_tokens):
+def test_upload_groups_edits_and_sends_one_job_with_contexts(live_server, server_tokens, tmp_path):
     wb = signed_in(live_server, server_tokens["director"])
-    page = Page(wb)
+    page = Page(wb, tmp_path)
     page.choose(
         ("item00_1_center_label.heic", image_bytes("HEIF", size=(64, 48))),
         ("item00_0_front_cover.jpg", image_bytes()),
@@ -169,9 +165,9 @@ def test_upload_groups_edits_and_sends_one_job_with_contexts(live_server, server
     assert {i.job_id for i in wb.review.items} >= {job_id}
 
 
-def test_a_crate_of_twelve_records_becomes_two_jobs(live_server, server_tokens):
+def test_a_crate_of_twelve_records_becomes_two_jobs(live_server, server_tokens, tmp_path):
     wb = signed_in(live_server, server_tokens["other"])
-    page = Page(wb)
+    page = Page(wb, tmp_path)
     page.choose(*((f"item{i:02d}_0_front_cover.jpg", image_bytes()) for i in range(12)))
     assert "12 photo(s) in 12 record(s)</b>, 0.0 MB, sent as 2 jobs" in wb.upload.summary.value
     page.send()
@@ -181,7 +177,37 @@ def test_a_crate_of_twelve_records_becomes_two_jobs(live_server, server_tokens):
     assert sizes == [2, 10] and len(wb.progress.bars) == 2
 
 
-def test_the_photos_never_reach_the_kernel_only_their_first_bytes(live_server, server_tokens):
+def test_thirty_camera_records_are_grouped_by_time_and_sent_as_three_jobs(
+    live_server, server_tokens, tmp_path
+):
+    """30 records x 3 photos named by a phone (IMG_4101.jpg …, HEIC among them) with their
+    EXIF times: grouped by capture time without a typed record number, and each record on the
+    server holds its own three photos, in the order taken."""
+    crate = camera_crate(tmp_path / "crate", records=30, per_record=3)
+    wb = signed_in(live_server, server_tokens["director"])
+    page = Page(wb, tmp_path)
+    page.choose_paths(sorted(crate))  # a file chooser lists them by name
+    assert wb.upload.how.value == "time"
+    taken = [[p.name for p in crate[i : i + 3]] for i in range(0, 90, 3)]
+    assert page.records() == taken
+    assert "90 photo(s) in 30 record(s)" in wb.upload.summary.value
+    assert "sent as 3 jobs" in wb.upload.summary.value
+    page.send()
+    assert [r.status_code for r in page.answers] == [202] * 3
+    client = Client(live_server.url, server_tokens["director"])
+    for n, job_id in enumerate(wb.upload.submitted):
+        view = client.wait(job_id, timeout=120)
+        assert view.total_items == 10
+        for item in range(10):
+            for place in range(3):
+                original = crate[(n * 10 + item) * 3 + place].read_bytes()
+                assert client.photo(job_id, item, place) == original
+    assert wb.join()
+
+
+def test_the_photos_never_reach_the_kernel_only_their_first_bytes(
+    live_server, server_tokens, tmp_path
+):
     """What the kernel holds of a selection: names, sizes, times and HEAD_BYTES of each file.
     Every message it sends the browser stays far under the websocket's cap, whatever the
     selection's size."""
@@ -199,11 +225,13 @@ def test_the_photos_never_reach_the_kernel_only_their_first_bytes(live_server, s
         assert len(json.dumps(msg)) < 64 * 1024 < SOCKET_CAP_BYTES
 
 
-def test_each_job_fails_or_goes_on_its_own_and_what_failed_stays_chosen(live_server, server_tokens):
+def test_each_job_fails_or_goes_on_its_own_and_what_failed_stays_chosen(
+    live_server, server_tokens, tmp_path
+):
     """A job the server refuses shows the server's sentence, named by its records; the other
     jobs still go; Send again sends only what failed."""
     wb = signed_in(live_server, server_tokens["director"])
-    page = Page(wb)
+    page = Page(wb, tmp_path)
     page.choose(*((f"item{i:02d}_0_front_cover.jpg", image_bytes()) for i in range(13)))
     page.click("send")
     first, second = [m for m in page.outbox if m["kind"] == "job"]
@@ -231,9 +259,11 @@ def test_each_job_fails_or_goes_on_its_own_and_what_failed_stays_chosen(live_ser
     assert sorted(client.job(j).total_items for j in wb.upload.submitted) == [3, 10]
 
 
-def test_a_page_the_server_does_not_know_is_told_which_setting(live_server, server_tokens):
+def test_a_page_the_server_does_not_know_is_told_which_setting(
+    live_server, server_tokens, tmp_path
+):
     wb = signed_in(live_server, server_tokens["director"])
-    page = Page(wb, origin="http://127.0.0.1:1")
+    page = Page(wb, tmp_path, origin="http://127.0.0.1:1")
     page.choose(("item00_0_front_cover.jpg", image_bytes()))
     page.send()
     assert wb.upload.submitted == [] and page.answers == []
@@ -241,9 +271,11 @@ def test_a_page_the_server_does_not_know_is_told_which_setting(live_server, serv
     assert not wb.upload.uploader.busy
 
 
-def test_the_page_refuses_what_the_server_refuses_in_the_same_words(live_server, server_tokens):
+def test_the_page_refuses_what_the_server_refuses_in_the_same_words(
+    live_server, server_tokens, tmp_path
+):
     wb = signed_in(live_server, server_tokens["director"])
-    page = Page(wb)
+    page = Page(wb, tmp_path)
     bad = b"%PDF-1.4 not a photo"
     page.choose(("item00_0_front.jpg", image_bytes()), ("scan.pdf", bad))
     page.send()
@@ -259,7 +291,7 @@ def test_the_page_refuses_what_the_server_refuses_in_the_same_words(live_server,
     page.send()
     assert "each item cannot exceed 5 images" in wb.upload.message.value
     assert wb.upload.submitted == [] and page.answers == []
-    unsigned = Page(Workbench(live_server.url, "", sign_in=False))
+    unsigned = Page(Workbench(live_server.url, "", sign_in=False), tmp_path)
     unsigned.choose(("item00_0_front.jpg", image_bytes()))
     unsigned.send()
     assert "Sign in first" in unsigned.panel.message.value

@@ -5,7 +5,6 @@ it. This module is the transport only; what the messages mean is the upload pane
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -15,26 +14,11 @@ from typing import Any
 import anywidget
 import traitlets
 
-from scanbatch.workbench.grouping import PhotoInfo
-
 STATIC = Path(__file__).parent / "static"
 EXIFR = STATIC / "exifr" / "lite.esm.mjs"
 
 # What the browser and the kernel tell each other: JSON objects, each with a "kind".
 Message = dict[str, Any]
-
-
-def browser_entry(info: PhotoInfo) -> Message:
-    """One file as static/uploader.js describes it to the kernel (`describe` there), for code
-    that stands in for the browser: tests, benchmarks."""
-    return {
-        "index": info.index,
-        "name": info.name,
-        "size": info.size,
-        "head": base64.b64encode(info.head).decode(),
-        "taken": info.taken.isoformat(timespec="seconds") if info.taken else None,
-        "lastModified": int(info.last_modified.timestamp() * 1000) if info.last_modified else 0,
-    }
 
 
 @dataclass(frozen=True)
