@@ -21,7 +21,7 @@ import requests
 
 from scanbatch.audit import ReviewPage, ReviewView
 from scanbatch.errors import ScanbatchError
-from scanbatch.models import JobList, JobView, MatchedAlbum
+from scanbatch.models import JobList, JobView, MatchedAlbum, UploadTicket
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -146,6 +146,14 @@ class Client:
     def jobs(self, limit: int = 20, offset: int = 0) -> JobList:
         params = {"limit": limit, "offset": offset}
         return JobList.model_validate(self._json("GET", "/library/scan/batch", params=params))
+
+    def upload_ticket(self, *, photos: int, bytes: int, origin: str) -> UploadTicket:
+        """A ticket for the page at `origin` to send one batch of `photos` images of `bytes`
+        bytes in all straight to the server (the workbench's browser upload)."""
+        body = {"photos": photos, "bytes": bytes, "origin": origin}
+        return UploadTicket.model_validate(
+            self._json("POST", "/library/scan/upload-tickets", json=body)
+        )
 
     def cancel(self, job_id: str) -> JobView:
         return JobView.model_validate(self._json("POST", f"/library/scan/batch/{job_id}/cancel"))

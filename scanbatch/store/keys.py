@@ -29,6 +29,7 @@ class ApiKey:
     role: str
     created_at: datetime
     revoked_at: datetime | None
+    ticket: bool = False  # an upload ticket's stand-in (scanbatch.tickets), not a stored key
 
     @property
     def can_write(self) -> bool:

@@ -9,8 +9,9 @@ To document a new route, call `operation(...)` in its blueprint module:
 
 A response is a model (JSON of that shape), a string (an error with that description), or a
 `Reply` (anything else: no body, HTML, headers). 401 is added to every operation that is not
-`public`. `tests/test_web_openapi.py` checks that every Flask route is documented and nothing
-else, and the test suite validates every response it receives against this document."""
+`public`, and 403 (an upload ticket shown to a route other than the batch POST).
+`tests/test_web_openapi.py` checks that every Flask route is documented and nothing else, and
+the test suite validates every response it receives against this document."""
 
 from __future__ import annotations
 
@@ -185,6 +186,8 @@ def _operation(op: Operation, refs: dict) -> dict[str, Any]:
         )
     if not op.public:
         responses.setdefault(401, "Missing, malformed, invalid or revoked API token")
+        if (op.method, op.path) != ("post", "/library/scan/batch"):
+            responses.setdefault(403, "An upload ticket, which only sends one batch")
     responses.setdefault(500, "Unexpected server error; the details are in the server log")
     out["responses"] = {
         str(status): _reply(status, reply, refs) for status, reply in sorted(responses.items())
