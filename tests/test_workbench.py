@@ -134,7 +134,8 @@ def test_upload_groups_edits_and_sends_one_job_with_contexts(live_server, server
         ("IMG_0001.png", image_bytes("PNG")),
         ("IMG_0002.jpg", image_bytes()),
     )
-    assert wb.upload.how.value == "names"  # the names say it
+    assert wb.upload.how.value == "pattern"  # not every name says its record
+    wb.upload.how.value = "names"
     assert page.records() == [
         ["item00_0_front_cover.jpg", "item00_1_center_label.heic"],
         ["IMG_0001.png"],
@@ -151,11 +152,13 @@ def test_upload_groups_edits_and_sends_one_job_with_contexts(live_server, server
     assert [r.status_code for r in page.answers] == [202]
     (job_id,) = wb.upload.submitted
     assert wb.join()
-    view = Client(live_server.url, server_tokens["director"]).job(job_id)
+    client = Client(live_server.url, server_tokens["director"])
+    view = client.job(job_id)
     assert view.status == "completed" and view.total_items == 2
     assert view.results[0].extraction["artistName"]["value"] == "Can"  # the context arrived
     assert view.results[1].extraction["artistName"]["value"] == "Neu!"
-    assert [len(r.photos) for r in view.results] == [2, 2]
+    # The photo moved is the second of record 2, on the server too.
+    assert client.photo(job_id, 1, 1) == page.files[3][1]
     bar = wb.progress.bars[job_id]
     assert (bar.bar.value, bar.bar.max, bar.bar.bar_style) == (2, 2, "success")
     assert "Done" in bar.label.value
@@ -214,7 +217,7 @@ def test_the_photos_never_reach_the_kernel_only_their_first_bytes(
     from scanbatch.workbench.grouping import HEAD_BYTES
 
     wb = signed_in(live_server, server_tokens["director"])
-    page = Page(wb)
+    page = Page(wb, tmp_path)
     big = image_bytes(size=(800, 600)) + b"\0" * 200_000
     page.choose(*((f"IMG_{i:04d}.jpg", big) for i in range(30)))
     assert all(len(p.head) == HEAD_BYTES for p in wb.upload.photos)

@@ -89,6 +89,6 @@ class Workbench(widgets.VBox):
     def join(self, timeout: float = 120.0) -> bool:
         """Wait for every upload, poll and photo load in flight (tests, benchmarks)."""
         ok = True
-        for panel in (self.signin, self.upload, self.progress, self.review):
+        for panel in (self.signin, self.progress, self.review):
             ok = panel.background.join(timeout) and ok
         return ok
