@@ -48,7 +48,8 @@ function wallClock(date) {
 
 async function takenAt(lib, file) {
   try {
-    const tags = await lib.parse(file, { pick: ["DateTimeOriginal"] });
+    // Not `pick`: the lite build throws on it. Only the Exif IFD's DateTimeOriginal is read.
+    const tags = await lib.parse(file, { ifd0: false, exif: ["DateTimeOriginal"] });
     const when = tags && tags.DateTimeOriginal;
     return when instanceof Date && !isNaN(when) ? wallClock(when) : null;
   } catch (_err) {
