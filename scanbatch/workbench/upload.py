@@ -35,8 +35,8 @@ CONTEXT_LABELS = {"artistName": "Artist", "albumTitle": "Title", "catalogItemId"
 PARALLEL_POSTS = 2  # two jobs on the way at once keep the line busy without crowding the server
 # The photo types offered for each place of a record, in the order a director shoots them.
 PATTERN_PLACES = ("front_cover", "back_cover", "center_label", "sticker", "other")
-PAUSES = (
-    ("found from the photos' times", None),
+PAUSES = (  # 0: none set, the grouping finds the pause from the photos' own times
+    ("found from the photos' times", 0),
     ("10 s", 10),
     ("20 s", 20),
     ("30 s", 30),
@@ -118,13 +118,14 @@ class UploadPanel(widgets.VBox):
             layout=widgets.Layout(width="160px"),
         )
         self.per_record.add_class("sb-per-record")
-        self.pattern_types = widgets.HBox()
+        self.pattern_types = widgets.HBox(layout=widgets.Layout(align_items="center"))
+        self._pattern_label = widgets.HTML("A record's photos, in the order taken:")
         self.gap = widgets.Dropdown(
             options=PAUSES,
-            value=None,
+            value=0,
             description="New record after a pause of",
             style={"description_width": "initial"},
-            layout=widgets.Layout(width="360px"),
+            layout=widgets.Layout(width="420px"),
         )
         self.gap.add_class("sb-gap")
         self.options = widgets.HBox([self.per_record, self.pattern_types, self.gap])
@@ -157,14 +158,14 @@ class UploadPanel(widgets.VBox):
         while len(self._type_boxes) < n:
             i = len(self._type_boxes)
             box = widgets.Dropdown(
-                options=PHOTO_TYPES,
+                options=[(t.replace("_", " "), t) for t in PHOTO_TYPES],
                 value=PATTERN_PLACES[i % len(PATTERN_PLACES)],
                 layout=widgets.Layout(width="130px"),
             )
             box.add_class(f"sb-pattern-{i}")
             box.observe(lambda _c: self._regroup(), "value")
             self._type_boxes.append(box)
-        self.pattern_types.children = self._type_boxes[:n]
+        self.pattern_types.children = [self._pattern_label, *self._type_boxes[:n]]
         self._show_options()
 
     def _show_options(self) -> None:
@@ -223,7 +224,7 @@ class UploadPanel(widgets.VBox):
             return
         try:
             self.records = grouping.group(
-                self.photos, self.how.value, pattern=self.pattern(), gap=self.gap.value
+                self.photos, self.how.value, pattern=self.pattern(), gap=self.gap.value or None
             )
         except SelectionError as exc:
             # Say why, and show the photos as one record each meanwhile, not nothing.

@@ -121,7 +121,8 @@ const STYLE = `
 .sb-uploader .sb-photo { width: ${THUMB_PX + 8}px; margin: 0; text-align: center; }
 .sb-uploader .sb-thumb { width: ${THUMB_PX}px; height: ${THUMB_PX}px; display: flex;
   align-items: center; justify-content: center; background: #eceff1; border-radius: 3px;
-  overflow: hidden; font-size: 10px; color: #37474f; word-break: break-all; }
+  overflow: hidden; font-size: 10px; color: #37474f; white-space: pre-line; text-align: center;
+  overflow-wrap: anywhere; }
 .sb-uploader .sb-thumb canvas { max-width: ${THUMB_PX}px; max-height: ${THUMB_PX}px; }
 .sb-uploader .sb-photo figcaption { font-size: 10px; overflow: hidden; text-overflow: ellipsis;
   white-space: nowrap; }
@@ -267,9 +268,11 @@ function render({ model, el: root }) {
   function tileFor(photo) {
     let tile = thumbs.get(photo.index);
     if (!tile) {
-      const when = photo.taken ? photo.taken.replace("T", " ") : "no capture time";
+      // Until drawn (and for good when the browser cannot draw it, as HEIC in chromium): the
+      // file's name and capture time, which is what grouping by time goes by.
+      const when = photo.taken ? photo.taken.replace("T", "\n") : "no capture time";
       tile = el("div", { class: "sb-thumb", "data-index": String(photo.index) },
-        el("span", { text: `${photo.name} · ${when}` }));
+        el("span", { text: `${photo.name}\n${when}` }));
       thumbs.set(photo.index, tile);
       seen.observe(tile);
     }
