@@ -5,6 +5,7 @@ import pytest
 
 from scanbatch.testing.imaging import image_bytes
 from scanbatch.workbench.grouping import (
+    PhotoInfo,
     SelectionError,
     group_photos,
     parse_context,
@@ -15,15 +16,22 @@ from scanbatch.workbench.grouping import (
 JPEG = image_bytes()
 
 
+def infos(files):
+    """What the page's script tells about each chosen file (here, from the bytes)."""
+    return [PhotoInfo.of_bytes(i, name, data) for i, (name, data) in enumerate(files)]
+
+
 def test_names_that_say_the_record_group_it_and_others_each_start_one():
     photos = group_photos(
-        [
-            ("IMG_0007.JPG", JPEG),
-            ("item03_1_center_label.jpg", JPEG),
-            ("item00_0_front.heic", JPEG),
-            ("item03_0_front_cover.jpg", JPEG),
-            ("back of sleeve.png", JPEG),
-        ]
+        infos(
+            [
+                ("IMG_0007.JPG", JPEG),
+                ("item03_1_center_label.jpg", JPEG),
+                ("item00_0_front.heic", JPEG),
+                ("item03_0_front_cover.jpg", JPEG),
+                ("back of sleeve.png", JPEG),
+            ]
+        )
     )
     got = [(p.name, p.record, p.photo_type) for p in photos]
     assert got == [
@@ -42,7 +50,7 @@ def test_names_that_say_the_record_group_it_and_others_each_start_one():
 
 
 def test_more_than_ten_records_become_several_jobs():
-    photos = group_photos([(f"IMG_{i}.jpg", JPEG) for i in range(23)])
+    photos = group_photos(infos([(f"IMG_{i}.jpg", JPEG) for i in range(23)]))
     jobs = plan_jobs(records_of(photos))
     assert [len(j.records) for j in jobs] == [10, 10, 3]
     assert [r.number for r in jobs[2].records] == [21, 22, 23]
@@ -50,28 +58,28 @@ def test_more_than_ten_records_become_several_jobs():
 
 def test_jobs_also_stay_within_fifty_photos():
     files = [(f"item{r:02d}_{p}_front.jpg", JPEG) for r in range(12) for p in range(5)]
-    jobs = plan_jobs(records_of(group_photos(files)))
+    jobs = plan_jobs(records_of(group_photos(infos(files))))
     assert [len(j.photos) for j in jobs] == [50, 10]
 
 
 def test_a_record_with_six_photos_is_refused_with_the_servers_words():
     files = [(f"item00_{p}_front.jpg", JPEG) for p in range(6)]
     with pytest.raises(SelectionError) as exc:
-        plan_jobs(records_of(group_photos(files)))
+        plan_jobs(records_of(group_photos(infos(files))))
     assert "Record 1 has 6 photos: each item cannot exceed 5 images" in exc.value.message
 
 
 def test_a_file_that_is_not_an_image_is_named():
     files = [("a.jpg", JPEG), ("notes.jpg", b"hello, not a photo")]
     with pytest.raises(SelectionError) as exc:
-        plan_jobs(records_of(group_photos(files)))
+        plan_jobs(records_of(group_photos(infos(files))))
     assert exc.value.message.startswith("notes.jpg: images[1] is not a supported image")
 
 
 def test_a_photo_over_ten_mib_is_refused_before_sending():
     big = JPEG + b"\0" * (10 * 1024 * 1024)
     with pytest.raises(SelectionError) as exc:
-        plan_jobs(records_of(group_photos([("big.jpg", big)])))
+        plan_jobs(records_of(group_photos(infos([("big.jpg", big)]))))
     assert "big.jpg: images[0] is" in exc.value.message
     assert "at most 10485760 bytes (10 MiB)" in exc.value.message
 
