@@ -52,8 +52,7 @@ DEFAULT_PATTERN = ("front_cover", "back_cover", "center_label")
 # TIME: the pause that starts a new record is found from the crate's own pauses (see
 # `_split_at`); these bound that guess.
 MIN_GAP_SECONDS = 8.0  # a quicker pause than this is never a new record: bursts, a re-take
-FALLBACK_GAP_SECONDS = 30.0  # when the pauses do not fall into short and long ones
-CLEAR_RATIO = 3.0  # long pauses at least this many times the short ones (typical of each)
+TYPICAL_GAP_SECONDS = 15.0  # where short pauses end and long ones begin, in most crates
 
 _NAMED = re.compile(r"^item(?P<record>\d+)[_-](?P<position>\d+)(?:[_-](?P<type>[^.]+))?\.", re.I)
 # What cameras and phones name their photos: a short prefix and a counter that wraps
@@ -482,42 +481,43 @@ def _by_time(
 def _split_at(pauses: Sequence[float]) -> tuple[float, str]:
     """The pause (seconds) above which a new record starts, and a sentence saying why.
 
-    The pauses are split into short (within a record) and long (between records) where the two
-    groups are best apart on a log scale (Otsu's threshold: seconds within a record and a minute
-    between are apart by a factor, not by a fixed number of seconds, and a crate's records are
-    not all the same number of photos, so no fixed share of the pauses is "long"). The split is
-    used when the typical long pause is at least CLEAR_RATIO times the typical short one;
-    otherwise there are no two kinds of pause and FALLBACK_GAP_SECONDS is used."""
-    logs = sorted(math.log(max(p, 1.0)) for p in pauses)
-    values = sorted(pauses)
-    best: tuple[float, int] | None = None
-    total, prefix = sum(logs), 0.0
-    n = len(logs)
-    for i in range(1, n):
-        prefix += logs[i - 1]
-        if logs[i] == logs[i - 1]:
-            continue  # a cut between equal pauses separates nothing
-        short, long = prefix / i, (total - prefix) / (n - i)
-        score = i * (n - i) * (long - short) ** 2
+    Short pauses (within a record) and long ones (between records) differ by a factor, not by
+    a fixed number of seconds, and a crate's records need not all have the same number of
+    photos, so no fixed share of the pauses is "long": the cut is the widest break between the
+    sorted pauses by ratio, and a break far from TYPICAL_GAP_SECONDS needs to be wider to win
+    (above it more so: the long pauses of a small crate spread from 25 s to 3 min, a wider
+    break by ratio than the one between 10 s and 25 s). Simulated crates (tests) group right
+    with this where Otsu's threshold, or a multiple of the median pause, did not."""
+    ordered = sorted(pauses)
+    best: tuple[float, int, float] | None = None
+    for i, pause in enumerate(ordered):
+        if pause <= MIN_GAP_SECONDS:
+            continue
+        low = max(ordered[i - 1], 1.0) if i else MIN_GAP_SECONDS
+        cut = math.sqrt(low * pause)
+        away = math.log(cut / TYPICAL_GAP_SECONDS)
+        score = math.log(pause / low) - (0.5 * away if away > 0 else -0.2 * away)
         if best is None or score > best[0]:
-            best = (score, i)
-    if best is not None:
-        i = best[1]
-        short, long = sum(logs[:i]) / i, sum(logs[i:]) / (n - i)
-        if long - short >= math.log(CLEAR_RATIO):
-            low, high = max(values[i - 1], 1.0), values[i]
-            seconds = max(math.sqrt(low * high), MIN_GAP_SECONDS)
-            if seconds < high:
-                return seconds, (
-                    f"A new record starts after a pause of more than {_span(seconds)}: within "
-                    f"a record the photos were at most {_span(values[i - 1])} apart, between "
-                    f"records at least {_span(high)}."
-                )
-    return FALLBACK_GAP_SECONDS, (
-        f"The photos' times show no clear pause between records: a new record starts after "
-        f"a pause of more than {_span(FALLBACK_GAP_SECONDS)}. Set the pause, or group by "
-        "pattern."
+            best = (score, i, max(cut, MIN_GAP_SECONDS))
+    if best is None:
+        return math.inf, (
+            f"No pause between the photos was longer than {_span(MIN_GAP_SECONDS)}: they are "
+            "all one record. Set the pause, or group by pattern."
+        )
+    _score, i, cut = best
+    if i == 0:
+        why = f"every pause between the photos was at least {_span(ordered[0])}"
+    else:
+        why = (
+            f"within a record the photos were at most {_span(ordered[i - 1])} apart, "
+            f"between records at least {_span(ordered[i])}"
+        )
+    unclear = (
+        " The break is not clear: check the records, or set the pause."
+        if i and ordered[i] < 1.5 * max(ordered[i - 1], 1.0)
+        else ""
     )
+    return cut, f"A new record starts after a pause of more than {_span(cut)}: {why}.{unclear}"
 
 
 def _typed(runs: Sequence[Sequence[PhotoInfo]], types: Sequence[str]) -> list[Record]:
