@@ -563,8 +563,12 @@ def _count_notes(records: Grouped) -> list[str]:
     if len(odd) > len(shown):
         shown.append(f"{len(odd) - len(shown)} more")
     which = shown[0] if len(shown) == 1 else ", ".join(shown[:-1]) + " and " + shown[-1]
-    usual = Counter(len(r.photos) for r in records).most_common(1)[0][0]
-    hint = f" (most have {usual}: is the pattern right?)" if usual != size else ""
+    usual, many = Counter(len(r.photos) for r in records).most_common(1)[0]
+    hint = (
+        f" (most have {usual}: is the pattern right?)"
+        if usual != size and 2 * many > len(records)
+        else ""
+    )
     plural = len(odd) > 1
     return [
         f"Record{'s' if plural else ''} {which} {'do' if plural else 'does'} not have "
