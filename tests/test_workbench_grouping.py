@@ -19,7 +19,6 @@ from scanbatch.testing.camera import (
     exif_taken,
     photo_info,
     photo_infos,
-    plan_crate,
 )
 from scanbatch.testing.imaging import image_bytes
 from scanbatch.workbench.grouping import (
@@ -175,13 +174,13 @@ def chooser_order(photos):
 def test_thirty_camera_records_are_grouped_by_time_and_by_pattern_without_a_typed_number(
     tmp_path,
 ):
-    crate = plan_crate(tmp_path, records=30, per_record=3, heic_every=4)
+    taken = camera_crate(tmp_path, records=30, per_record=3, heic_every=4)
     # The browser lists the chosen files by name; the page sends what it read of each.
-    chosen = sorted((p for p in crate), key=lambda p: p.path.name)
-    photos = [PhotoInfo.from_browser(i, browser_entry(p.path)) for i, p in enumerate(chosen)]
-    assert photos == photo_infos([p.path for p in chosen])
+    chosen = sorted(taken, key=lambda p: p.name)
+    photos = [PhotoInfo.from_browser(i, browser_entry(p)) for i, p in enumerate(chosen)]
+    assert photos == photo_infos(chosen)
     assert sum(p.name.endswith(".HEIC") for p in photos) == 22
-    want = [[i for i, p in enumerate(chosen) if p.record == r] for r in range(30)]
+    want = [[chosen.index(p) for p in taken[r * 3 : r * 3 + 3]] for r in range(30)]
     assert suggest(photos) is Grouping.TIME
     for how in (Grouping.TIME, Grouping.PATTERN):
         records = group(photos, how)
@@ -191,7 +190,7 @@ def test_thirty_camera_records_are_grouped_by_time_and_by_pattern_without_a_type
         jobs = plan_jobs(records)
         assert [len(j.records) for j in jobs] == [10, 10, 10]
         # What the browser sends for job 2: those files, in the manifest's order.
-        assert [chosen[i].path.name for i in jobs[1].files()][:3] == [
+        assert [chosen[i].name for i in jobs[1].files()][:3] == [
             "IMG_4131.jpg",
             "IMG_4132.HEIC",
             "IMG_4133.jpg",
@@ -200,7 +199,7 @@ def test_thirty_camera_records_are_grouped_by_time_and_by_pattern_without_a_type
             "imageCount": 3,
             "photoTypes": list(DEFAULT_PATTERN),
         }
-        assert jobs[0].total_bytes == sum(chosen[i].path.stat().st_size for i in jobs[0].files())
+        assert jobs[0].total_bytes == sum(chosen[i].stat().st_size for i in jobs[0].files())
     assert (
         group(photos, Grouping.TIME)
         .notes[0]

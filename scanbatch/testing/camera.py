@@ -12,7 +12,6 @@ import io
 import os
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -31,16 +30,6 @@ LARGE_BYTES = 2_000_000  # about what a phone's 12 MP JPEG weighs
 START = datetime(2026, 11, 28, 10, 0, 0)
 
 Span = float | tuple[float, float]
-
-
-@dataclass(frozen=True)
-class CameraPhoto:
-    """One photo of a crate as `camera_crate` planned it: which record, which place in it."""
-
-    path: Path
-    record: int  # 0-based
-    position: int
-    taken: datetime
 
 
 def camera_crate(
@@ -62,46 +51,12 @@ def camera_crate(
     is HEIC (None: none); spans are a fixed value or a (low, high) range drawn from; `exif=False`
     leaves the capture time out (file times are still set); `large` makes ~2 MB photos of noise
     (for upload benchmarks) instead of small coloured ones (fast)."""
-    return [
-        p.path
-        for p in plan_crate(
-            folder,
-            records,
-            per_record,
-            heic_every=heic_every,
-            start=start,
-            seconds_apart=seconds_apart,
-            minutes_between=minutes_between,
-            first_number=first_number,
-            exif=exif,
-            large=large,
-            seed=seed,
-        )
-    ]
-
-
-def plan_crate(
-    folder: Path,
-    records: int = 30,
-    per_record: int | Sequence[int] = 3,
-    *,
-    heic_every: int | None = 4,
-    start: datetime = START,
-    seconds_apart: Span = (2.0, 12.0),
-    minutes_between: Span = (0.5, 3.0),
-    first_number: int = 4101,
-    exif: bool = True,
-    large: bool = False,
-    seed: int = 0,
-) -> list[CameraPhoto]:
-    """`camera_crate`, also saying which record and place each photo is (the truth a test
-    checks the grouping against)."""
     counts = [per_record] * records if isinstance(per_record, int) else list(per_record)
     if len(counts) != records:
         raise ValueError(f"per_record names {len(counts)} records, not {records}")
     rng = np.random.default_rng(seed)
     folder.mkdir(parents=True, exist_ok=True)
-    photos: list[CameraPhoto] = []
+    photos: list[Path] = []
     taken, number = start, first_number
     for record, count in enumerate(counts):
         if record:
@@ -121,7 +76,7 @@ def plan_crate(
             )
             # Phones keep the capture time as the file time when the photos are copied off.
             os.utime(path, (taken.timestamp(), taken.timestamp()))
-            photos.append(CameraPhoto(path, record, position, taken))
+            photos.append(path)
             number = number % 9999 + 1  # IMG_9999 is followed by IMG_0001
     return photos
 
