@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import dataclasses
 import enum
 import itertools
@@ -120,11 +121,11 @@ class PhotoInfo:
                 f"{name}: the browser could not read the start of this file; choose it again"
             ) from None
         modified = entry.get("lastModified")
-        last_modified = (
-            datetime.fromtimestamp(modified / 1000)
-            if isinstance(modified, int | float) and not isinstance(modified, bool)
-            else None
-        )
+        last_modified = None
+        if isinstance(modified, int | float) and not isinstance(modified, bool):
+            # A time no clock shows counts as none given.
+            with contextlib.suppress(OverflowError, OSError, ValueError):
+                last_modified = datetime.fromtimestamp(modified / 1000)
         taken = parse_exif_time(entry.get("taken"))
         return cls(index, name, size, head[:HEAD_BYTES], taken, last_modified)
 
