@@ -136,43 +136,55 @@ def bench_page(tmp_path: Path, repeat: int) -> None:
         launcher.stop(signal.SIGINT, timeout=60)
 
 
-def memory_line(what: str, mib: float, extra: str = "") -> None:
+def memory_line(what: str, peak: Peak, extra: str = "") -> None:
+    before_rss, before_uss = peak.first
     print(
-        f"  {what:<46} {mib:8.0f} MB   goal    300 MB   ratio {mib / 300:5.2f}   {extra}",
+        f"  {what + ' RSS':<46} {peak.rss:8.0f} MB   goal    300 MB   ratio "
+        f"{peak.rss / 300:5.2f}   (its own: {peak.uss:.0f} MB; before choosing: RSS "
+        f"{before_rss:.0f} MB, its own {before_uss:.0f} MB{'; ' + extra if extra else ''})",
         flush=True,
     )
 
 
-def memory_mib(processes) -> float:
-    """The largest resident memory among `processes`: the page's own kernel among Voilà's
-    preheated ones, the tab's renderer among chromium's."""
-    largest = 0
+def memory_mib(processes) -> tuple[float, float]:
+    """The largest resident and private (USS: what it alone holds) memory among `processes`:
+    the page's own kernel among Voilà's preheated ones, the tab's renderer among chromium's."""
+    rss = uss = 0
     for proc in processes:
         try:
-            largest = max(largest, proc.memory_info().rss)
-        except psutil.NoSuchProcess:
+            info = proc.memory_full_info()
+        except psutil.Error:
             continue
-    return largest / MiB
+        rss, uss = max(rss, info.rss), max(uss, info.uss)
+    return rss / MiB, uss / MiB
 
 
 def page_kernels(launcher: Launcher) -> list[psutil.Process]:
     """The page's kernels: the ipykernel processes Voilà started (not the server's)."""
-    voila = [
-        p
-        for p in psutil.Process(launcher.proc.pid).children(recursive=True)
-        if "voila" in " ".join(p.cmdline())
-    ]
     return [
-        k for v in voila for k in v.children(recursive=True) if "ipykernel" in " ".join(k.cmdline())
+        k
+        for v in descendants(launcher.proc.pid, "voila")
+        for k in v.children(recursive=True)
+        if "ipykernel" in command(k)
     ]
 
 
 def renderers(browser_pid: int) -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.Process(browser_pid).children(recursive=True)
-        if "--type=renderer" in " ".join(p.cmdline())
-    ]
+    return descendants(browser_pid, "--type=renderer")
+
+
+def command(proc: psutil.Process) -> str:
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:  # gone meanwhile, or a zombie
+        return ""
+
+
+def descendants(pid: int, marker: str) -> list[psutil.Process]:
+    try:
+        return [p for p in psutil.Process(pid).children(recursive=True) if marker in command(p)]
+    except psutil.Error:
+        return []
 
 
 class Peak(threading.Thread):
@@ -181,18 +193,20 @@ class Peak(threading.Thread):
     def __init__(self, find) -> None:
         super().__init__(daemon=True)
         self.find = find
-        self.peak = 0.0
+        self.first = memory_mib(find())
+        self.rss = self.uss = 0.0
         self.done = threading.Event()
 
     def run(self) -> None:
         while not self.done.is_set():
-            self.peak = max(self.peak, memory_mib(self.find()))
-            time.sleep(0.05)
+            rss, uss = memory_mib(self.find())
+            self.rss, self.uss = max(self.rss, rss), max(self.uss, uss)
+            time.sleep(0.1)
 
-    def stop(self) -> float:
+    def stop(self) -> Peak:
         self.done.set()
         self.join()
-        return self.peak
+        return self
 
 
 def crate(folder: Path, records: int, per_record: int, originals: list[Path]) -> list[Path]:
@@ -277,25 +291,30 @@ def bench_upload(tmp_path: Path) -> None:
             browser_pid = next(
                 p.pid
                 for p in psutil.Process().children(recursive=True)
-                if "chromium" in p.name() and "--type=" not in " ".join(p.cmdline())
+                if "chromium" in p.name() and "--type=" not in command(p)
             )
             kernel = Peak(lambda: page_kernels(launcher))
             tab = Peak(lambda: renderers(browser_pid))
             kernel.start()
             tab.start()
             chosen = choose_on_page(page, five_hundred, 500)
+            page.wait_for_timeout(2000)  # the thumbnails in view are drawn
+            shown = memory_mib(renderers(browser_pid))
             t0 = time.perf_counter()
             page.click(".sb-send")
             page.wait_for_function(BYTES_SENT, timeout=600_000)
             expect(page.locator(".sb-job-bar")).to_have_count(50, timeout=600_000)
             sent = time.perf_counter() - t0
             heap = page.evaluate("performance.memory.usedJSHeapSize") / MiB
-            kernel_peak, tab_peak = kernel.stop(), tab.stop()
+            kernel.stop(), tab.stop()
             line(f"500 photos ({big_mb:.0f} MB) chosen -> records shown", chosen, 30.0)
             line(f"500 photos ({big_mb:.0f} MB): Send -> 50 jobs (202)", sent, 100.0)
-            memory_line("the page's kernel, peak RSS", kernel_peak)
+            memory_line("the page's kernel, peak", kernel)
             memory_line(
-                "the browser tab (its renderer), peak RSS", tab_peak, f"(JS heap {heap:.0f} MB)"
+                "the browser tab (its renderer), peak",
+                tab,
+                f"with the records shown, before sending: RSS {shown[0]:.0f} MB, its own "
+                f"{shown[1]:.0f} MB; JS heap {heap:.0f} MB",
             )
             browser.close()
     finally:
