@@ -246,6 +246,39 @@ def test_a_crate_of_camera_photos_goes_up_in_four_actions(session, page, shots, 
     assert sorted(firsts) == [0, 30, 60]
 
 
+def test_a_job_that_cannot_go_says_why_and_the_others_still_go(session, page, tmp_path):
+    """11 records make 2 jobs; a photo of the first changes on disk after it was chosen, so the
+    browser cannot send that job: the page says so for that job, the second goes, and the first
+    job's records stay chosen to be sent again."""
+    from playwright.sync_api import expect
+
+    from scanbatch.testing.imaging import image_bytes
+
+    folder = tmp_path / "crate"
+    folder.mkdir()
+    photos = [folder / f"item{i:02d}_0_front_cover.jpg" for i in range(11)]
+    for photo in photos:
+        photo.write_bytes(image_bytes())
+    bars = page.locator(".sb-job-bar").count()
+    page.get_by_role("tab", name="Upload").click()
+    with page.expect_file_chooser() as chooser:
+        page.click(".sb-upload")
+    chooser.value.set_files([str(p) for p in photos])
+    expect(page.locator(".sb-summary")).to_contain_text("11 photo(s) in 11 record(s)")
+    expect(page.locator(".sb-summary")).to_contain_text("sent as 2 jobs")
+    photos[0].write_bytes(image_bytes(size=(40, 30)))  # edited after it was chosen
+    page.click(".sb-send")
+    message = page.locator(".sb-upload-message .sb-msg")
+    expect(message).to_contain_text("Sent 1 of 2 job(s).", timeout=60_000)
+    expect(message).to_contain_text("Job 1 (records 1–10): the browser could not send it")
+    expect(message).to_contain_text("a photo changed or moved on disk")
+    expect(page.locator(".sb-job-bar")).to_have_count(bars + 1)
+    expect(page.locator(".sb-record")).to_have_count(10)
+    expect(page.locator(".sb-send")).to_be_enabled()
+    page.click(".sb-clear")
+    expect(page.locator(".sb-record")).to_have_count(0)
+
+
 def audit_sample_on_the_page(page, client: Client, shots: Path) -> None:
     """Order: Audit sample. The queue is the server's audit order (the API's `sort=audit`
     page, label for label), it says why it exists, and saving takes the records in it."""

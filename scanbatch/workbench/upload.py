@@ -131,7 +131,7 @@ class UploadPanel(widgets.VBox):
         self.options = widgets.HBox([self.per_record, self.pattern_types, self.gap])
         self.summary = widgets.HTML()
         self.summary.add_class("sb-summary")
-        self.message = message_box()
+        self.message = message_box().add_class("sb-upload-message")
         self._type_boxes: list[widgets.Dropdown] = []
         self._sync_pattern()
         self.how.observe(lambda _c: self._regroup(), "value")

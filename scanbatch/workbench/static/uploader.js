@@ -423,8 +423,9 @@ function render({ model, el: root }) {
       done({
         status: 0,
         error:
-          `could not reach the server at ${new URL(job.url).origin} (the network failed, ` +
-          "or the server does not let this page send: see SCANBATCH_PAGE_ORIGINS)",
+          `the browser could not send it to ${new URL(job.url).origin}: the network failed, ` +
+          "a photo changed or moved on disk since it was chosen (choose it again), or the " +
+          "server does not let this page send (see SCANBATCH_PAGE_ORIGINS)",
       }),
     );
     xhr.send(form);
