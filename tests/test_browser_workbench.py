@@ -247,9 +247,9 @@ def test_a_crate_of_camera_photos_goes_up_in_four_actions(session, page, shots, 
 
 
 def test_a_job_that_cannot_go_says_why_and_the_others_still_go(session, page, tmp_path):
-    """11 records make 2 jobs; a photo of the first changes on disk after it was chosen, so the
-    browser cannot send that job: the page says so for that job, the second goes, and the first
-    job's records stay chosen to be sent again."""
+    """11 records make 2 jobs; a photo of the first is moved away on disk after it was chosen,
+    so the browser cannot send that job: the page says so for that job, the second goes, and
+    the first job's records stay chosen to be sent again."""
     from playwright.sync_api import expect
 
     from scanbatch.testing.imaging import image_bytes
@@ -266,7 +266,7 @@ def test_a_job_that_cannot_go_says_why_and_the_others_still_go(session, page, tm
     chooser.value.set_files([str(p) for p in photos])
     expect(page.locator(".sb-summary")).to_contain_text("11 photo(s) in 11 record(s)")
     expect(page.locator(".sb-summary")).to_contain_text("sent as 2 jobs")
-    photos[0].write_bytes(image_bytes(size=(40, 30)))  # edited after it was chosen
+    photos[0].rename(tmp_path / photos[0].name)  # moved after it was chosen
     page.click(".sb-send")
     message = page.locator(".sb-upload-message .sb-msg")
     expect(message).to_contain_text("Sent 1 of 2 job(s).", timeout=60_000)
