@@ -195,9 +195,17 @@ def test_thirty_camera_records_are_grouped_by_time_and_sent_as_three_jobs(
     assert page.records() == taken
     assert "90 photo(s) in 30 record(s)" in wb.upload.summary.value
     assert "sent as 3 jobs" in wb.upload.summary.value
+    # What is typed for a record stays with it while a photo moves out and back.
+    page.click("context", record=2, key="artistName", value="Can")
+    page.click("move", photo=3, to="previous")
+    assert [len(r) for r in page.records()[:3]] == [4, 2, 3]
+    page.click("move", photo=3, to="next")
+    assert page.records() == taken
     page.send()
     assert [r.status_code for r in page.answers] == [202] * 3
     client = Client(live_server.url, server_tokens["director"])
+    first = client.wait(wb.upload.submitted[0], timeout=120)
+    assert first.results[1].extraction["artistName"]["value"] == "Can"
     for n, job_id in enumerate(wb.upload.submitted):
         view = client.wait(job_id, timeout=120)
         assert view.total_items == 10

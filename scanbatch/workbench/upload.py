@@ -33,8 +33,6 @@ from scanbatch.workbench.uploader import JobPost, Message, Uploader, manifest_te
 
 CONTEXT_LABELS = {"artistName": "Artist", "albumTitle": "Title", "catalogItemId": "Catalog id"}
 PARALLEL_POSTS = 2  # two jobs on the way at once keep the line busy without crowding the server
-# The photo types offered for each place of a record, in the order a director shoots them.
-PATTERN_PLACES = ("front_cover", "back_cover", "center_label", "sticker", "other")
 PAUSES = (  # 0: none set, the grouping finds the pause from the photos' own times
     ("found from the photos' times", 0),
     ("10 s", 10),
@@ -57,18 +55,14 @@ class JobState:
 
     number: int
     job: grouping.PlannedJob
-    first_record: int
     job_id: str | None = None
     error: str | None = None
 
     @property
     def records(self) -> str:
-        last = self.first_record + len(self.job.records) - 1
-        return (
-            f"record {last}"
-            if last == self.first_record
-            else (f"records {self.first_record}–{last}")
-        )
+        """Which records it holds, as the page numbers them."""
+        first, last = self.job.records[0].number, self.job.records[-1].number
+        return f"record {first}" if first == last else f"records {first}–{last}"
 
 
 @dataclass
@@ -92,7 +86,6 @@ class UploadPanel(widgets.VBox):
         self.on_submitted = on_submitted
         self.photos: list[PhotoInfo] = []
         self.records: Grouped = Grouped()
-        self.contexts: dict[int, dict[str, str]] = {}
         self.submitted: list[str] = []
         self.sending: Sending | None = None
         self._expected = 0
@@ -159,7 +152,7 @@ class UploadPanel(widgets.VBox):
             i = len(self._type_boxes)
             box = widgets.Dropdown(
                 options=[(t.replace("_", " "), t) for t in PHOTO_TYPES],
-                value=PATTERN_PLACES[i % len(PATTERN_PLACES)],
+                value=PHOTO_TYPES[i % len(PHOTO_TYPES)],  # the order a director shoots in
                 layout=widgets.Layout(width="130px"),
             )
             box.add_class(f"sb-pattern-{i}")
@@ -185,7 +178,6 @@ class UploadPanel(widgets.VBox):
         if kind == "start":
             self.photos = []
             self._expected = int(msg["count"])
-            self.contexts = {}
             show(self.message, "")
             self.summary.value = f"<i>Reading {self._expected} photo(s) …</i>"
         elif kind == "photos":
@@ -199,7 +191,7 @@ class UploadPanel(widgets.VBox):
         elif kind == "type":
             self.set_type(int(msg["photo"]), str(msg["type"]))
         elif kind == "context":
-            self.contexts.setdefault(int(msg["record"]), {})[str(msg["key"])] = str(msg["value"])
+            self.set_context(int(msg["record"]), str(msg["key"]), str(msg["value"]))
         elif kind == "clear":
             self.clear()
         elif kind == "send":
@@ -210,7 +202,7 @@ class UploadPanel(widgets.VBox):
     def choose(self, photos: list[PhotoInfo]) -> None:
         """A new selection: grouped the way its names and dates suggest."""
         self.photos = list(photos)
-        self.contexts = {}
+        self.records = Grouped()
         suggested = grouping.suggest(self.photos)
         if suggested is not self.how.value:
             self.how.value = suggested  # regroups
@@ -222,6 +214,7 @@ class UploadPanel(widgets.VBox):
         if not self.photos:
             self._refresh()
             return
+        typed = {r.number: r.context for r in self.records}
         try:
             self.records = grouping.group(
                 self.photos, self.how.value, pattern=self.pattern(), gap=self.gap.value or None
@@ -232,6 +225,9 @@ class UploadPanel(widgets.VBox):
             self.records = grouping.group(self.photos, Grouping.NAMES)
         else:
             show(self.message, "")
+        # What was typed for record N stays with record N: regrouping moves photos, not that.
+        for record in self.records:
+            record.context = dict(typed.get(record.number, {}))
         self._refresh()
 
     def move(self, photo_index: int, to: str) -> None:
@@ -251,10 +247,18 @@ class UploadPanel(widgets.VBox):
                     photo.photo_type = photo_type
         self._refresh()
 
+    def set_context(self, number: int, key: str, value: str) -> None:
+        """What the director typed for a record, kept as typed (checked when sending); it
+        moves with the record when photos move."""
+        if key not in CONTEXT_LABELS:
+            raise SelectionError(f"'{key[:30]}' is not something a record can be told")
+        for record in self.records:
+            if record.number == number:
+                record.context[key] = value
+
     def clear(self) -> None:
         self.photos = []
         self.records = Grouped()
-        self.contexts = {}
         self._refresh()
 
     # -- what the page shows --------------------------------------------------------------
@@ -275,7 +279,7 @@ class UploadPanel(widgets.VBox):
                         }
                         for p in r.photos
                     ],
-                    "context": self.contexts.get(r.number, {}),
+                    "context": r.context,
                 }
                 for r in self.records
             ],
@@ -309,9 +313,12 @@ class UploadPanel(widgets.VBox):
 
     @guarded("message")
     def plan(self) -> list[grouping.PlannedJob]:
-        for record in self.records:
-            record.context = parse_context(record.number, self.contexts.get(record.number, {}))
-        return grouping.plan_jobs(self.records)
+        return grouping.plan_jobs(
+            [
+                dataclasses.replace(r, context=parse_context(r.number, r.context))
+                for r in self.records
+            ]
+        )
 
     def send(self) -> None:
         if self.client is None:
@@ -322,10 +329,7 @@ class UploadPanel(widgets.VBox):
         jobs = self.plan()
         if not jobs:
             return  # the message says why
-        states, first = [], 1
-        for n, job in enumerate(jobs, 1):
-            states.append(JobState(n, job, first))
-            first += len(job.records)
+        states = [JobState(n, job) for n, job in enumerate(jobs, 1)]
         self.sending = Sending(states, waiting=list(states))
         self.uploader.busy = True
         total = sum(p.size for j in jobs for p in j.photos)
@@ -413,10 +417,9 @@ class UploadPanel(widgets.VBox):
             left = [r for j in failed for r in j.job.records]
             self.photos = [p.info for r in left for p in r.photos]
             kept = Grouped(how=self.records.how, pattern=self.records.pattern)
-            self.contexts = {}
             for number, record in enumerate(left, 1):
-                kept.append(dataclasses.replace(record, number=number))
-                self.contexts[number] = {k: str(v) for k, v in record.context.items()}
+                typed = {k: str(v) for k, v in record.context.items()}
+                kept.append(dataclasses.replace(record, number=number, context=typed))
             self.records = kept
             self._refresh()
         self.uploader.all_sent(clear=not failed)
