@@ -339,7 +339,7 @@ class UploadPanel(widgets.VBox):
             f"{len(jobs)} job(s) …",
             "info",
         )
-        self.uploader.start_sending(total)
+        self.uploader.start_sending(total, len(jobs))
         self._dispatch()
 
     def _dispatch(self) -> None:

@@ -68,8 +68,8 @@ class Uploader(anywidget.AnyWidget):
     def show_records(self, records: list[Message], photo_types: Sequence[str]) -> None:
         self.send({"kind": "records", "records": records, "photo_types": list(photo_types)})
 
-    def start_sending(self, total_bytes: int) -> None:
-        self.send({"kind": "sending", "bytes": total_bytes})
+    def start_sending(self, total_bytes: int, jobs: int) -> None:
+        self.send({"kind": "sending", "bytes": total_bytes, "jobs": jobs})
 
     def post(self, job: JobPost) -> None:
         self.send(job.message())

@@ -149,6 +149,8 @@ function render({ model, el: root }) {
   const inFlight = new Map(); // job -> {loaded, bytes}
   let sentBytes = 0;
   let totalBytes = 0;
+  let jobsTotal = 0;
+  let jobsAccepted = 0; // answered 202: the server holds them, whatever the kernel says next
 
   const input = el("input", {
     type: "file",
@@ -380,8 +382,10 @@ function render({ model, el: root }) {
     progress.max = Math.max(totalBytes, 1);
     progress.value = Math.min(loaded, totalBytes);
     progressText.textContent =
-      `${megabytes(loaded)} of ${megabytes(totalBytes)} MB sent` +
-      (inFlight.size ? ` (${inFlight.size} job(s) on the way)` : "");
+      `${megabytes(loaded)} of ${megabytes(totalBytes)} MB sent; ` +
+      `${jobsAccepted} of ${jobsTotal} job(s) received by the server` +
+      (inFlight.size ? ` (${inFlight.size} on the way)` : "");
+    sending.dataset.accepted = String(jobsAccepted);
   }
 
   function post(job) {
@@ -412,6 +416,7 @@ function render({ model, el: root }) {
         body = null;
       }
       if (xhr.status === 202 && body && body.jobId) {
+        jobsAccepted += 1;
         done({ jobId: body.jobId, totalItems: body.totalItems });
       } else {
         const message =
@@ -439,6 +444,10 @@ function render({ model, el: root }) {
     } else if (msg.kind === "sending") {
       totalBytes = msg.bytes;
       sentBytes = 0;
+      jobsTotal = msg.jobs;
+      jobsAccepted = 0;
+      // Which send the figures are of (benchmarks wait for this send's, not the last one's).
+      sending.dataset.sends = String(Number(sending.dataset.sends || 0) + 1);
       inFlight.clear();
       sending.style.display = "flex";
       drawProgress();
