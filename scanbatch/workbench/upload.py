@@ -332,7 +332,7 @@ class UploadPanel(widgets.VBox):
         states = [JobState(n, job) for n, job in enumerate(jobs, 1)]
         self.sending = Sending(states, waiting=list(states))
         self.uploader.busy = True
-        total = sum(p.size for j in jobs for p in j.photos)
+        total = sum(j.total_bytes for j in jobs)
         show(
             self.message,
             f"Sending {sum(len(j.photos) for j in jobs)} photo(s) ({megabytes(total)}) as "
@@ -349,8 +349,7 @@ class UploadPanel(widgets.VBox):
         assert sending is not None and self.client is not None
         while sending.waiting and sending.on_the_way < PARALLEL_POSTS:
             state = sending.waiting.pop(0)
-            photos = state.job.photos
-            size = sum(p.size for p in photos)
+            photos, size = state.job.photos, state.job.total_bytes
             try:
                 ticket = self.client.upload_ticket(
                     photos=len(photos), bytes=size, origin=self.uploader.origin
@@ -362,7 +361,7 @@ class UploadPanel(widgets.VBox):
             self.uploader.post(
                 JobPost(
                     job=state.number,
-                    files=[p.index for p in photos],
+                    files=state.job.files(),
                     manifest=manifest_text(state.job.manifest()),
                     bytes=size,
                     ticket=ticket.ticket,
