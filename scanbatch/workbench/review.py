@@ -113,6 +113,9 @@ class ReviewPanel(widgets.VBox):
         self.my_user: str | None = None
         self._thumbs: dict[tuple[str, int, int, int], bytes] = {}
         self._thumb_lock = threading.Lock()
+        self._slots: list[widgets.VBox] = []  # the photos' places, reused (see _slot)
+        self._slot_photos: list[tuple[ReviewItem, int]] = []  # what each place shows
+        self._slot_lock = threading.Lock()
         self._showing = False
 
         self.who = widgets.ToggleButtons(options=WHO, value="all", description="Records")
@@ -335,10 +338,16 @@ class ReviewPanel(widgets.VBox):
 
     @guarded("message")
     def show_item(self, position: int) -> None:
+        """Fill the form with a record: its review when it has one, otherwise what was read.
+        The header and photos go first: they are what the director waits for."""
         self._build_record()
         item = self.items[position]
         self.current = position
         self._quiet(lambda: setattr(self.queue, "value", position))
+        self.header.value = self._header(item, position)
+        self.large.layout.display = "none"
+        self._show_thumbs(item)
+        self.record.layout.display = ""
         values = {
             k: (v or {}).get("value") for k, v in (item.extraction or {}).items() if v is not None
         }
@@ -356,10 +365,6 @@ class ReviewPanel(widgets.VBox):
         self.set_album(album_id, album)
         if album_id is not None and album is None:
             self.background.run(self._lookup_album, position, album_id)
-        self.header.value = self._header(item, position)
-        self.large.layout.display = "none"
-        self._show_thumbs(item)
-        self.record.layout.display = ""
         if position + 1 < len(self.items):
             self.background.run(self._prefetch, self.items[position + 1])
 
@@ -387,28 +392,41 @@ class ReviewPanel(widgets.VBox):
             )
         return f'<div style="font-size:1.05em;margin:6px 0">{text}</div>'
 
-    def _show_thumbs(self, item: ReviewItem) -> None:
-        boxes = []
-        pending = []
-        for photo in item.photos:
+    def _slot(self, i: int) -> widgets.VBox:
+        """The i-th photo's place (thumbnail and button), made once and reused for every
+        record: new widgets per record would each be sent to the page again."""
+        while len(self._slots) <= i:
+            n = len(self._slots)
             image = widgets.Image(
                 format="jpeg", layout=widgets.Layout(height=f"{THUMB_PX}px", display="none")
             )
-            cached = self._thumbs.get((item.job_id, item.item_index, photo.index, THUMB_PX))
-            if cached is not None:
-                image.value = cached
-                image.layout.display = ""
-            else:
-                pending.append((photo.index, image))
             button = widgets.Button(
-                description=f"{photo.index + 1}. {photo.photo_type}",
-                tooltip="Show this photo large",
-                layout=widgets.Layout(width=f"{THUMB_PX}px"),
+                tooltip="Show this photo large", layout=widgets.Layout(width=f"{THUMB_PX}px")
             )
             button.add_class("sb-photo-button")
-            button.on_click(lambda _b, n=photo.index, it=item: self.show_large(it, n))
-            boxes.append(widgets.VBox([image, button]))
-        self.thumbs.children = boxes
+            button.on_click(lambda _b, n=n: self._show_slot_large(n))
+            self._slots.append(widgets.VBox([image, button]))
+        return self._slots[i]
+
+    def _show_slot_large(self, i: int) -> None:
+        item, n = self._slot_photos[i]
+        self.show_large(item, n)
+
+    def _show_thumbs(self, item: ReviewItem) -> None:
+        pending = []
+        with self._slot_lock:
+            self._slot_photos = []
+            for i, photo in enumerate(item.photos):
+                image, button = self._slot(i).children
+                cached = self._thumbs.get((item.job_id, item.item_index, photo.index, THUMB_PX))
+                # Hidden until its picture is there: an empty image is a broken-image icon.
+                image.layout.display = "none" if cached is None else ""
+                image.value = cached if cached is not None else b""
+                if cached is None:
+                    pending.append((i, photo.index))
+                button.description = f"{photo.index + 1}. {photo.photo_type}"
+                self._slot_photos.append((item, photo.index))
+            self.thumbs.children = tuple(self._slots[: len(item.photos)])
         if pending:
             self.background.run(self._load_thumbs, item, pending)
 
@@ -422,10 +440,16 @@ class ReviewPanel(widgets.VBox):
                 self._thumbs[key] = data
         return data
 
-    def _load_thumbs(self, item: ReviewItem, pending: list[tuple[int, widgets.Image]]) -> None:
-        for n, image in pending:
-            image.value = self._thumb(item, n)
-            image.layout.display = ""
+    def _load_thumbs(self, item: ReviewItem, pending: list[tuple[int, int]]) -> None:
+        for i, n in pending:
+            data = self._thumb(item, n)
+            with self._slot_lock:
+                # The director may have moved on: the place is another record's by now.
+                if i >= len(self._slot_photos) or self._slot_photos[i][0] is not item:
+                    continue
+                image = self._slots[i].children[0]
+                image.value = data
+                image.layout.display = ""
 
     def _prefetch(self, item: ReviewItem) -> None:
         for photo in item.photos:
