@@ -190,6 +190,11 @@ def _private(response: Response) -> Response:
     return response
 
 
+ITEM_ERRORS = {
+    400: "A malformed job id or index",
+    403: NOT_REVIEWER,
+    404: "No such job or item",
+}
 VERSIONED = {"ETag": {"schema": {"type": "string"}, "description": "the item's version"}}
 HELD = "Someone else holds the record's lease (the message names them), or it is still being read"
 
@@ -297,9 +302,7 @@ operation(
     parameters=ITEM,
     responses={
         200: Reply("The record, leased to the caller", ReviewItem, headers=VERSIONED),
-        400: "A malformed job id or index",
-        403: NOT_REVIEWER,
-        404: "No such job or item",
+        **ITEM_ERRORS,
         409: HELD,
     },
 )
@@ -326,9 +329,7 @@ operation(
     parameters=ITEM,
     responses={
         204: Reply("Released (or nobody held it)"),
-        400: "A malformed job id or index",
-        403: NOT_REVIEWER,
-        404: "No such job or item",
+        **ITEM_ERRORS,
         409: "Someone else holds the lease (the message names them)",
     },
 )
