@@ -19,6 +19,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from scanbatch.images import MAX_IMAGE_BYTES
 from scanbatch.names import FIELDS, Role
 from scanbatch.wholenumbers import MAX_ID, WholeNumber
 
@@ -304,6 +305,29 @@ class KeyCreate(CamelModel):
     user: str = Field(min_length=1, max_length=200, pattern=r"\S")
     # The values, not the members: a bad role is answered "Input should be 'dj', ..."
     role: Literal[Role.DJ.value, Role.MUSIC_DIRECTOR.value, Role.STATION_MANAGER.value]
+
+
+class TicketCreate(CamelModel):
+    """Body of `POST /library/scan/upload-tickets`: the one batch the ticket may send."""
+
+    photos: int = Field(ge=1, le=MAX_IMAGES, strict=True, description="images the batch carries")
+    bytes: int = Field(
+        ge=1, le=MAX_IMAGES * MAX_IMAGE_BYTES, strict=True, description="the images' bytes, summed"
+    )
+    origin: str = Field(
+        min_length=1, max_length=300, description="the page's origin (window.location.origin)"
+    )
+
+
+class UploadTicket(CamelModel):
+    """An upload ticket: the page's browser sends one batch with it as its bearer token."""
+
+    ticket: str
+    expires_at: datetime
+    photos: int
+    bytes: int
+    origin: str
+    url: str = Field(description="where the browser POSTs the batch")
 
 
 class KeyView(CamelModel):

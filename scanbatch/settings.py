@@ -4,6 +4,7 @@ README's configuration table is generated from the same fields (`scanbatch.cli.d
 from __future__ import annotations
 
 import os
+import re
 from contextvars import ContextVar
 from functools import cached_property
 from pathlib import Path
@@ -36,6 +37,9 @@ SERVER_ONLY = frozenset(
         "dataset_max_files",
         "http_send_timeout",
         "http_send_buffer",
+        "page_origins",
+        "upload_ticket_seconds",
+        "review_lease_seconds",
     }
 )
 
@@ -123,6 +127,27 @@ class Settings(BaseSettings):
         description="Bytes of a response buffered for a slow client before the thread making "
         "it waits for the client to read.",
     )
+    page_origins: str = Field(
+        "",
+        description="Comma-separated origins of workbench pages (`http://127.0.0.1:8866`) whose "
+        "browser may send batches straight to this server with an upload ticket (CORS); "
+        "`make run` sets its page's.",
+        json_schema_extra={"shown_default": "none (`make run`: its page's)"},
+    )
+    upload_ticket_seconds: float = Field(
+        300.0,
+        gt=0,
+        le=3600,
+        description="Seconds an upload ticket (one batch sent from the workbench page's "
+        "browser) stays valid.",
+    )
+    review_lease_seconds: float = Field(
+        600.0,
+        gt=0,
+        le=86400,
+        description="Seconds a record handed to a reviewer (`POST /library/scan/review/next`) "
+        "stays theirs unless they save or release it.",
+    )
     host: str = Field("127.0.0.1", description="Address `scanbatch serve` binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port `scanbatch serve` binds.")
     prompts_dir: Path = Field(
@@ -198,6 +223,22 @@ class Settings(BaseSettings):
             return None
         return (value if value.is_absolute() else REPO_ROOT / value).resolve()
 
+    @field_validator("page_origins")
+    @classmethod
+    def _origins(cls, value: str) -> str:
+        origins = [o.strip().rstrip("/") for o in value.split(",") if o.strip()]
+        for origin in origins:
+            if not re.fullmatch(r"https?://[^/\s?#]+", origin):
+                raise ValueError(
+                    f"{origin!r} is not an origin: write scheme://host:port, e.g. "
+                    "http://127.0.0.1:8866, without a path"
+                )
+        return ",".join(origins)
+
+    @cached_property
+    def allowed_page_origins(self) -> frozenset[str]:
+        return frozenset(o for o in self.page_origins.split(",") if o)
+
     @field_validator("extractor")
     @classmethod
     def _lower(cls, value: str) -> str:
@@ -263,4 +304,5 @@ def load_settings(**overrides: object) -> Settings:
     except ValidationError as exc:
         err = exc.errors()[0]
         name = "SCANBATCH_" + str(err["loc"][0]).upper() if err["loc"] else "settings"
-        raise ConfigError(f"{name}: {err['msg']} (got {err.get('input')!r})") from None
+        message = err["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"{name}: {message} (got {err.get('input')!r})") from None

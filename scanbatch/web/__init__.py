@@ -12,7 +12,7 @@ from scanbatch.extractors import check_extractor
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings, load_settings
 from scanbatch.store import JobStore
-from scanbatch.web import batch, keys, meta, review, scan
+from scanbatch.web import batch, cors, keys, meta, review, scan, tickets
 from scanbatch.web.errors import register_error_handlers
 from scanbatch.web.polls import JobPolls
 from scanbatch.web.services import Services, attach, services_of
@@ -25,7 +25,7 @@ from scanbatch.web.uploads import (
 )
 
 # One line per blueprint; each documents its own routes (scanbatch.web.openapi.operation).
-BLUEPRINTS = [batch.bp, scan.bp, review.bp, keys.bp, meta.bp]
+BLUEPRINTS = [batch.bp, scan.bp, review.bp, tickets.bp, keys.bp, meta.bp]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -43,6 +43,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = JobStore.open(settings.store_path)
     attach(app, Services(settings, store, JobRunner(store, settings)))
     register_error_handlers(app)
+    cors.register(app)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     app.wsgi_app = JobPolls(app)  # type: ignore[method-assign]

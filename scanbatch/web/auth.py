@@ -11,11 +11,14 @@ from flask import g, request
 from scanbatch.errors import Forbidden, Unauthorized
 from scanbatch.names import LOCAL_ADMIN_USER, Role
 from scanbatch.store import ApiKey
+from scanbatch.tickets import is_ticket
 from scanbatch.web.services import Services, services
 
 # Who the local CLI acts as through the server (see Services.admin_token).
 LOCAL_ADMIN = ApiKey("local", LOCAL_ADMIN_USER, Role.STATION_MANAGER, datetime.now(UTC), None)
 
+# The one route an upload ticket (scanbatch.tickets) may be used on.
+TICKET_ROUTE = ("POST", "/library/scan/batch")
 _HOW = "send `Authorization: Bearer <token>` with a key from `scanbatch keys create`"
 
 
@@ -24,6 +27,11 @@ def current_key() -> ApiKey:
     key = g.get("api_key")
     if key is None:
         key = g.api_key = key_for(request.headers.get("Authorization", ""), services())
+    if key.ticket and (request.method, request.path) != TICKET_ROUTE:
+        raise Forbidden(
+            "An upload ticket only sends one batch (POST /library/scan/batch): use an API key "
+            "for anything else"
+        )
     return key
 
 
@@ -37,6 +45,13 @@ def key_for(authorization: str, svc: Services) -> ApiKey:
     token = token.strip()
     if hmac.compare_digest(token.encode(), svc.admin_token.encode()):
         return LOCAL_ADMIN
+    if is_ticket(token):
+        key = svc.tickets.key(token)
+        if key.id != LOCAL_ADMIN.id and not svc.store.keys.is_active(key.id):
+            raise Unauthorized(
+                "The API key that made this upload ticket was revoked: sign in again"
+            )
+        return key
     key = svc.store.keys.authenticate(token)
     if key is None:
         raise Unauthorized(f"Invalid or revoked API token: {_HOW}")

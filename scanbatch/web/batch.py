@@ -32,6 +32,7 @@ from scanbatch.web.forms import query_args, single_field, uploaded_images
 from scanbatch.web.openapi import JOB_ID, Reply, operation
 from scanbatch.web.polls import POLL_AFTER_SECONDS, job_answer
 from scanbatch.web.services import services
+from scanbatch.web.tickets import redeem_for_batch
 from scanbatch.web.uploads import (
     MAX_FORM_FIELD_BYTES,
     MAX_FORM_PARTS,
@@ -172,6 +173,7 @@ def submit_batch() -> Response:
     request.environ[STAGING_KEY] = staging
     try:
         files = uploaded_images(MULTIPART_HINT)
+        redeem_for_batch(len(files), sum(f.size for f in files))
         # No images is the station's first check, before anything about the manifest.
         manifest_raw = single_field("manifest") if files else None
         manifest = parse_manifest(manifest_raw, len(files))

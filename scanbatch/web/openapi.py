@@ -9,8 +9,9 @@ To document a new route, call `operation(...)` in its blueprint module:
 
 A response is a model (JSON of that shape), a string (an error with that description), or a
 `Reply` (anything else: no body, HTML, headers). 401 is added to every operation that is not
-`public`. `tests/test_web_openapi.py` checks that every Flask route is documented and nothing
-else, and the test suite validates every response it receives against this document."""
+`public`, and 403 (an upload ticket shown to a route other than the batch POST).
+`tests/test_web_openapi.py` checks that every Flask route is documented and nothing else, and
+the test suite validates every response it receives against this document."""
 
 from __future__ import annotations
 
@@ -49,6 +50,7 @@ class Operation:
     responses: Mapping[int, Response]
     query: type[BaseModel] | None = None
     json_body: type[BaseModel] | None = None
+    body_required: bool = True  # False: the JSON body may be left out (its defaults apply)
     # Multipart bodies hold files, which are not models: their schema is written by hand,
     # with `$ref`s to the models of their JSON fields.
     multipart: dict[str, Any] | None = None
@@ -170,7 +172,10 @@ def _operation(op: Operation, refs: dict) -> dict[str, Any]:
     if params:
         out["parameters"] = params
     if op.json_body is not None:
-        out["requestBody"] = {"required": True, "content": _content(refs[op.json_body])}
+        out["requestBody"] = {
+            "required": op.body_required,
+            "content": _content(refs[op.json_body]),
+        }
     if op.multipart is not None:
         out["requestBody"] = {
             "required": True,
@@ -185,6 +190,8 @@ def _operation(op: Operation, refs: dict) -> dict[str, Any]:
         )
     if not op.public:
         responses.setdefault(401, "Missing, malformed, invalid or revoked API token")
+        if (op.method, op.path) != ("post", "/library/scan/batch"):
+            responses.setdefault(403, "An upload ticket, which only sends one batch")
     responses.setdefault(500, "Unexpected server error; the details are in the server log")
     out["responses"] = {
         str(status): _reply(status, reply, refs) for status, reply in sorted(responses.items())

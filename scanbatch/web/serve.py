@@ -36,7 +36,7 @@ from scanbatch.models import JobView
 from scanbatch.names import FIELDS, Role
 from scanbatch.settings import SHIPPED_DATA, Settings
 from scanbatch.submit import create_job_from_files
-from scanbatch.web import create_app, prepare, shutdown, start
+from scanbatch.web import cors, create_app, prepare, shutdown, start
 from scanbatch.web.auth import check_write, key_for
 from scanbatch.web.services import Services, services_of
 from scanbatch.web.uploads import (
@@ -70,6 +70,10 @@ def _error_body(status: int, message: str) -> bytes:
     return json.dumps({"status": status, "message": message}).encode()
 
 
+def _cors(gate: UploadGate, request: Any) -> list[tuple[str, str]]:
+    return cors.headers(gate.services.settings, request.path, request.headers.get("ORIGIN"))
+
+
 class Refusal(Error):
     """A request the gate refused, carried to JsonErrorTask when it must wait for the
     connection's earlier responses."""
@@ -96,6 +100,9 @@ class JsonErrorTask(ErrorTask):
         body = _error_body(error.code, message)
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))
+        gate = getattr(self.channel, "gate", None)
+        if gate is not None:  # the page's browser must be able to read why (scanbatch.web.cors)
+            self.response_headers.extend(_cors(gate, self.request))
         self.set_close_on_finish()
         self.content_length = len(body)
         self.write(body)
@@ -253,10 +260,12 @@ class JsonErrorChannel(HTTPChannel):
             return False
         body = _error_body(refusal.status, refusal.message)
         version = "1.0" if request.version == "1.0" else "1.1"
+        allow = "".join(f"{k}: {v}\r\n" for k, v in _cors(self.gate, request))
         head = (
             f"HTTP/{version} {refusal.status} {HTTPStatus(refusal.status).phrase}\r\n"
             f"Content-Length: {len(body)}\r\n"
             "Content-Type: application/json\r\n"
+            f"{allow}"
             "Connection: close\r\n"
             f"Date: {build_http_date(time.time())}\r\n"
             f"Server: {self.adj.ident}\r\n\r\n"

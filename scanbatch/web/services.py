@@ -20,6 +20,7 @@ from scanbatch.extractors import Extractor, create_extractor
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore
+from scanbatch.tickets import TicketBook
 
 _EXTENSION = "scanbatch"
 # Golden-set exports streamed at once: each holds a server thread for its whole zip.
@@ -55,6 +56,7 @@ class Services:
     # A per-process stationManager token for the local CLI (`scanbatch keys` while the server
     # holds the store); `scanbatch serve` writes it to a file only the data dir's owner reads.
     admin_token: str = field(default_factory=lambda: "sb_local_" + secrets.token_urlsafe(32))
+    tickets: TicketBook = field(default_factory=TicketBook)
     export_slots: threading.BoundedSemaphore = field(
         default_factory=lambda: threading.BoundedSemaphore(MAX_EXPORTS)
     )

@@ -27,7 +27,7 @@ import psutil
 from scanbatch.client import TOKEN_ENV, URL_ENV
 from scanbatch.errors import ScanbatchError
 from scanbatch.names import Role
-from scanbatch.settings import Settings, load_settings
+from scanbatch.settings import ENV_PREFIX, Settings, load_settings
 from scanbatch.workbench import door
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +65,9 @@ def revoke_session_key(settings: Settings, key_id: str) -> None:
         store.close()
 
 
+PAGE_ORIGINS_ENV = ENV_PREFIX + "PAGE_ORIGINS"
+
+
 class Session:
     """The two child processes; `stop` ends them and every process they started."""
 
@@ -99,6 +102,7 @@ class Session:
         self.server = subprocess.Popen(
             server_cmd,
             cwd=ROOT,
+            env={**os.environ, PAGE_ORIGINS_ENV: self.page_origins()},
             stdout=subprocess.PIPE,
             text=True,
             start_new_session=True,
@@ -155,6 +159,13 @@ class Session:
                 raise ScanbatchError("The workbench (Voilà) did not start in time")
             time.sleep(0.1)
         return self
+
+    def page_origins(self) -> str:
+        """SCANBATCH_PAGE_ORIGINS for the server: the page's own origins (its browser sends
+        crates straight to the API), beside any the environment names."""
+        ours = [f"http://{host}:{self.voila_port}" for host in ("127.0.0.1", "localhost")]
+        given = [o for o in os.environ.get(PAGE_ORIGINS_ENV, "").split(",") if o.strip()]
+        return ",".join([*given, *ours])
 
     def banner(self) -> str:
         return (

@@ -17,6 +17,7 @@ from scanbatch.workbench.grouping import (
     ACCEPT,
     CONTEXT_KEYS,
     PHOTO_TYPES,
+    PhotoInfo,
     PlannedJob,
     SelectedPhoto,
     group_photos,
@@ -101,6 +102,7 @@ class UploadPanel(widgets.VBox):
         self.rows_box = widgets.VBox()
         self.context_box = widgets.VBox()
         self.rows: list[PhotoRow] = []
+        self.files: list[tuple[str, bytes]] = []  # the selection, by PhotoInfo.index
         self.context_inputs: dict[int, dict[str, widgets.Text]] = {}
         self.submitted: list[str] = []
         self.upload.observe(self._on_files, "value")
@@ -140,7 +142,8 @@ class UploadPanel(widgets.VBox):
         self.set_files(files)
 
     def set_files(self, files: list[tuple[str, bytes]]) -> None:
-        photos = group_photos(files)
+        self.files = files
+        photos = group_photos(PhotoInfo.of_bytes(i, n, d) for i, (n, d) in enumerate(files))
         self.context_inputs = {}
         # The figure first: it is what the person waits for; the rows follow.
         self._summarise(photos)
@@ -149,12 +152,12 @@ class UploadPanel(widgets.VBox):
         self.rows_box.children = self.rows
         self._refresh_summary()
         rows = list(self.rows)
-        self.background.run(self._make_thumbnails, rows)
+        self.background.run(self._make_thumbnails, rows, files)
 
-    def _make_thumbnails(self, rows: list[PhotoRow]) -> None:
+    def _make_thumbnails(self, rows: list[PhotoRow], files: list[tuple[str, bytes]]) -> None:
         for row in rows:
             try:
-                row.thumb.value = jpeg_thumbnail(row.photo.data, THUMB_PX * 2)
+                row.thumb.value = jpeg_thumbnail(files[row.photo.index][1], THUMB_PX * 2)
                 row.thumb.layout.display = ""
             except Exception:
                 # Not an image we can read: the send checks name the file with the server's words.
@@ -163,6 +166,7 @@ class UploadPanel(widgets.VBox):
     def clear(self) -> None:
         self.upload.value = ()
         self.rows = []
+        self.files = []
         self.rows_box.children = ()
         self.context_inputs = {}
         self._refresh_summary()
@@ -240,14 +244,14 @@ class UploadPanel(widgets.VBox):
         self.send_button.disabled = True
         total = sum(len(j.photos) for j in jobs)
         show(self.message, f"Sending {total} photo(s) as {len(jobs)} job(s) …", "info")
-        self.background.run(self._send_jobs, jobs, on_error=self._send_failed)
+        self.background.run(self._send_jobs, jobs, self.files, on_error=self._send_failed)
 
-    def _send_jobs(self, jobs: list[PlannedJob]) -> None:
+    def _send_jobs(self, jobs: list[PlannedJob], files: list[tuple[str, bytes]]) -> None:
         assert self.client is not None
         sent = []
         for n, job in enumerate(jobs, 1):
             try:
-                job_id = self.client.submit(job.files(), job.manifest())
+                job_id = self.client.submit([files[i] for i in job.files()], job.manifest())
             except Exception as exc:
                 done = f" ({len(sent)} of {len(jobs)} jobs were sent)" if sent else ""
                 show(self.message, f"Job {n} of {len(jobs)}: {explain(exc)}{done}", "error")
