@@ -114,7 +114,7 @@ def save_and_next(page, repeat: int, colleague: Client | None = None) -> None:
         labels.append((times["label"] if times["label"] is not None else 30_000) / 1000)
         shown.append((times["photos"] if times["photos"] is not None else 30_000) / 1000)
     n = f"n={len(shown)}"
-    who = " (colleague too)" if colleague is not None else ""
+    who = ", colleague" if colleague is not None else ""
     line(
         f"Save & next -> label shown{who}",
         statistics.median(labels),
