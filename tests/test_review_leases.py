@@ -80,6 +80,10 @@ def test_two_reviewers_never_hold_the_same_record(server, tokens, jobs):
     again = alice.next_review(job_id=jobs[0])
     assert (again.job_id, again.item_index) == (a.job_id, a.item_index)
     assert again.lease.until >= a.lease.until
+    # ...but only within the queue asked for: another job's queue gives another record.
+    elsewhere = alice.next_review(job_id=jobs[2])
+    assert elsewhere.job_id == jobs[2] and elsewhere.lease.holder == "alice"
+    alice.release_lease(elsewhere.job_id, elsewhere.item_index)
     # The queue shows who is on what.
     page = alice.review_items(job_id=jobs[0], limit=20)
     holders = {(i.job_id, i.item_index): i.lease.holder for i in page.items if i.lease}

@@ -132,14 +132,25 @@ class ReviewStore:
         photo_url: PhotoUrl,
     ) -> ReviewItem | None:
         """The record `holder` should review next, leased to them for `seconds`: their own
-        unexpired lease on an unreviewed record first, else the first record of the queue
-        nobody holds. None when nothing is left."""
-        for key in self.leases.own(holder):
-            item = self._leased(key, holder, seconds, photos, photo_url)
-            if item is not None and item.review is None:
-                return item
-            self.leases.release(key, holder)  # reviewed meanwhile (by a stationManager's save)
+        unexpired lease on a record of this queue first (one they left open in another tab),
+        else the first record of the queue nobody holds. None when nothing is left."""
         page_from, params, order = _queue(state, sort, job_id, user_id, thresholds)
+        own = self.leases.own(holder)
+        if own:
+            with self.db.read() as cur:
+                queued = {
+                    (str(j), i)
+                    for j, i in cur.execute(
+                        "SELECT r.job_id, r.item_index FROM (SELECT unnest(?::UUID[]) AS j, "
+                        "unnest(?::INTEGER[]) AS i) k JOIN (SELECT r.job_id, r.item_index "
+                        f"{page_from}) r ON r.job_id = k.j AND r.item_index = k.i",
+                        [[j for j, _ in own], [i for _, i in own], *params],
+                    ).fetchall()
+                }
+            for key in (k for k in own if k in queued):
+                item = self._leased(key, holder, seconds, photos, photo_url)
+                if item is not None and item.review is None:
+                    return item
         # Every record others hold could come first: ask for one more than those, and for
         # twice as many should others take all of those meanwhile.
         limit = len(self.leases.held_by_others(holder)) + 1
