@@ -9,9 +9,13 @@
    the metrics route with estimates (goal p99 < 200 ms) beside groupBy=promptVersion, the
    queue in audit order (goal p99 < 20 ms per page of 20) beside the confidence order, and
    state=needsReview; then, in-process, where the metrics' time goes (the store's SQL, the
-   estimates, the reviewed-only figures).
+   estimates, the reviewed-only figures);
+5. issue 21's reviewers at once, on the same 100,000 records: 20 reviewers each taking records
+   with `POST /library/scan/review/next` (sort=audit) and saving them with their version (a
+   pause of 0.2-1 s between records), while a 21st reads the queue page: p99 of `next` and of
+   the page (goal < 20 ms each), beside the page with nobody saving, in the same run.
 
-    .venv/bin/python benchmarks/bench_review.py [--quick] [--only audit]
+    .venv/bin/python benchmarks/bench_review.py [--quick] [--only audit] [--only leases]
 
 Nothing is asserted: figures are printed with their goal. Run it with nothing else running."""
 
@@ -487,10 +491,93 @@ def bench_audit(tmp: Path, quick: bool) -> None:
         store.close()
 
 
+def bench_leases(tmp: Path, quick: bool) -> None:
+    records = 10_000 if quick else 100_000
+    reviewers, rounds = 20, (5 if quick else 15)
+    header(f"5. {reviewers} reviewers at once over {records:,} finished records")
+    data_dir = tmp / "leases" / "data"
+    data_dir.mkdir(parents=True)
+    tokens = seed_audit_store(data_dir, records, 200 if quick else 2_000)
+    store = JobStore.open(data_dir / "scanbatch.duckdb")
+    try:
+        staff = [store.keys.create(f"r{n:02d}", "musicDirector")[1] for n in range(reviewers)]
+    finally:
+        store.close()
+    srv = ServerProcess(data_dir, extractor="ocr").start()
+    truth = dict.fromkeys(FIELDS)
+    try:
+        page_url = f"{srv.url}/library/scan/review/items?limit=20&sort=audit"
+        timed_gets(page_url, tokens["director"], 10)  # warm
+        quiet = timed_gets(page_url, tokens["director"], 100)
+        nexts: list[float] = []
+        saves: list[float] = []
+        handed: list[tuple[str, int]] = []
+        done = threading.Event()
+
+        def review(token: str) -> None:
+            session = requests.Session()
+            pause = random.Random(token)
+            for _ in range(rounds):
+                # A person reads a record for half a minute or more; 0.2-1 s is 20 saves a
+                # second from 20 reviewers, far beyond any station, without queueing them all
+                # behind each other as a loop with no pause would (that is a throughput test).
+                time.sleep(pause.uniform(0.2, 1.0))
+                t = time.perf_counter()
+                r = session.post(
+                    f"{srv.url}/library/scan/review/next",
+                    json={"sort": "audit"},
+                    headers=bearer(token),
+                )
+                nexts.append((time.perf_counter() - t) * 1000)
+                item = r.json()
+                handed.append((item["jobId"], item["itemIndex"]))
+                t = time.perf_counter()
+                session.put(
+                    f"{srv.url}/library/scan/batch/{item['jobId']}/items/{item['itemIndex']}"
+                    "/review",
+                    json={"fields": truth, "matchedAlbumId": None},
+                    headers={**bearer(token), "If-Match": item["version"]},
+                ).raise_for_status()
+                saves.append((time.perf_counter() - t) * 1000)
+
+        busy: list[float] = []
+
+        def read_pages() -> None:
+            session = requests.Session()
+            while not done.is_set():
+                t = time.perf_counter()
+                session.get(page_url, headers=bearer(tokens["director"])).raise_for_status()
+                busy.append((time.perf_counter() - t) * 1000)
+
+        reader = threading.Thread(target=read_pages)
+        reader.start()
+        threads = [threading.Thread(target=review, args=(t,)) for t in staff]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        elapsed = time.perf_counter() - t0
+        done.set()
+        reader.join()
+        print(
+            f"{len(handed)} records handed out and saved in {elapsed:.1f} s "
+            f"({len(set(handed))} different)"
+        )
+        line("next, 20 reviewers saving", p50_p99(nexts) + "   (goal: p99 < 20 ms)")
+        line("save with If-Match, 20 reviewers", p50_p99(saves))
+        line("queue page while they save", p50_p99(busy) + "   (goal: p99 < 20 ms)")
+        line("baseline: queue page, nobody saving", p50_p99(quiet))
+        line("busy page p99 / quiet page p99", ratio(percentile(busy, 99), percentile(quiet, 99)))
+    finally:
+        srv.stop()
+
+
 SECTIONS = {
     "thumbnail": lambda tmp, quick: bench_thumbnail(tmp),
     "queue": bench_queue_and_export,
     "audit": bench_audit,
+    "leases": bench_leases,
 }
 
 

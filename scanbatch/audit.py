@@ -101,6 +101,20 @@ class ReviewView(CamelModel):
     verdicts: dict[str, Verdict]
     match_verdict: Verdict
     revision: int  # 1 for the first review of the item; earlier ones are kept as history
+    version: str = Field(
+        description="the item's ETag once this review is saved: send it as If-Match to save "
+        "over exactly this review"
+    )
+
+
+def version_of(revision: int | None) -> str:
+    """An item's ETag: its current review's revision, quoted (`"0"` before any review)."""
+    return f'"{revision or 0}"'
+
+
+class LeaseView(CamelModel):
+    holder: str = Field(description="the user reviewing the record")
+    until: datetime = Field(description="when the lease ends unless renewed")
 
 
 class PhotoRef(CamelModel):
@@ -126,6 +140,13 @@ class ReviewItem(CamelModel):
     prompt_version: str | None
     photos: list[PhotoRef]
     review: ReviewView | None
+    lease: LeaseView | None = Field(
+        None, description="who is reviewing the record now (POST /library/scan/review/next)"
+    )
+    version: str = Field(
+        description='the ETag of its review: `"0"` before any; send it with the save '
+        '(If-None-Match: * for "0", else If-Match)'
+    )
 
 
 class ReviewPage(CamelModel):
@@ -173,6 +194,17 @@ class ReviewItemsQuery(CamelModel):
     user_id: str | None = Field(None, description="only this user's uploads")
     limit: WholeNumber(1, MAX_PAGE) = 20
     offset: WholeNumber(0, MAX_ID) = 0
+
+
+class NextQuery(CamelModel):
+    """Body of `POST /library/scan/review/next` (optional): which queue to take from."""
+
+    state: Literal[ReviewState.UNREVIEWED.value, ReviewState.NEEDS_REVIEW.value] = (
+        ReviewState.UNREVIEWED.value
+    )
+    sort: ReviewSort = ReviewSort.CONFIDENCE
+    job_id: UUID | None = Field(None, description="only this job's items")
+    user_id: str | None = Field(None, description="only this user's uploads")
 
 
 @dataclass(frozen=True)

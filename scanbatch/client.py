@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
-from scanbatch.audit import ReviewPage, ReviewView
+from scanbatch.audit import ReviewItem, ReviewPage, ReviewView, version_of
 from scanbatch.errors import ScanbatchError
 from scanbatch.models import JobList, JobView, MatchedAlbum, UploadTicket
 
@@ -43,6 +43,14 @@ class ApiError(ScanbatchError):
 
     def __str__(self) -> str:
         return f"{self.status}: {self.message}"
+
+
+class StaleVersion(ApiError):
+    """412: someone saved the record since the version sent; `current` is their review."""
+
+    def __init__(self, message: str, current: ReviewView | None) -> None:
+        super().__init__(412, message)
+        self.current = current
 
 
 class Client:
@@ -196,10 +204,50 @@ class Client:
         fields: dict[str, str | None],
         matched_album_id: int | None,
         note: str | None = None,
+        *,
+        version: str | None = None,
     ) -> ReviewView:
+        """Save the record's truth. With `version` (the item's, as it was opened) the save is
+        refused with `StaleVersion` if anyone saved since; without, it saves over anything."""
         body = {"fields": fields, "matchedAlbumId": matched_album_id, "note": note}
         path = f"/library/scan/batch/{job_id}/items/{item_index}/review"
-        return ReviewView.model_validate(self._json("PUT", path, json=body))
+        headers = {}
+        if version == version_of(0):
+            headers["If-None-Match"] = "*"
+        elif version is not None:
+            headers["If-Match"] = version
+        try:
+            return ReviewView.model_validate(self._json("PUT", path, json=body, headers=headers))
+        except ApiError as exc:
+            if exc.status != 412:
+                raise
+            history = self.review_history(job_id, item_index)
+            raise StaleVersion(exc.message, history[-1] if history else None) from None
+
+    def next_review(
+        self,
+        *,
+        sort: str = "confidence",
+        state: str = "unreviewed",
+        job_id: str | None = None,
+        user_id: str | None = None,
+    ) -> ReviewItem | None:
+        """The next record to review, leased to this client's user; None when none is left."""
+        body: dict[str, Any] = {"sort": sort, "state": state}
+        if job_id:
+            body["jobId"] = job_id
+        if user_id:
+            body["userId"] = user_id
+        response = self._request("POST", "/library/scan/review/next", json=body)
+        return None if response.status_code == 204 else ReviewItem.model_validate(response.json())
+
+    def take_lease(self, job_id: str, item_index: int) -> ReviewItem:
+        """Lease a record picked from the queue (409 if someone else is on it)."""
+        path = f"/library/scan/batch/{job_id}/items/{item_index}/lease"
+        return ReviewItem.model_validate(self._json("POST", path))
+
+    def release_lease(self, job_id: str, item_index: int) -> None:
+        self._request("DELETE", f"/library/scan/batch/{job_id}/items/{item_index}/lease")
 
     def review_history(self, job_id: str, item_index: int) -> list[ReviewView]:
         body = self._json("GET", f"/library/scan/batch/{job_id}/items/{item_index}/reviews")

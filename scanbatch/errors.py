@@ -40,6 +40,12 @@ class Conflict(ScanbatchError):
     status = 409
 
 
+class PreconditionFailed(ScanbatchError):
+    """An If-Match / If-None-Match that no longer holds: someone saved meanwhile."""
+
+    status = 412
+
+
 class PayloadTooLarge(ScanbatchError):
     status = 413
 

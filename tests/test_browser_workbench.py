@@ -14,6 +14,7 @@ import pytest
 
 from scanbatch.client import Client
 from scanbatch.testing.servers import ROOT, Launcher, copy_work_tree
+from scanbatch.workbench.launch import SESSION_USER
 
 pytestmark = pytest.mark.slow
 
@@ -292,9 +293,14 @@ def audit_sample_on_the_page(page, client: Client, shots: Path) -> None:
     page.locator(".sb-order select").select_option(label="Audit sample")
     expect(page.locator(".sb-why")).to_contain_text("fair sample", timeout=30_000)
     expect(page.get_by_text("in the audit sample's order")).to_be_visible()
-    audit = client.review_items(sort="audit", limit=100).items
+    # The page left the record it had and was handed the audit order's first: the list
+    # shows that lease as the page's own.
+    audit = leased_first(client, "audit")
     assert len(audit) == 15
-    expect(page.locator(".sb-queue option")).to_have_text([queue_label(i) for i in audit])
+    expect(page.locator(".sb-queue option")).to_have_text(
+        [queue_label(i, SESSION_USER) for i in audit]
+    )
+    assert "✎ you (until" in queue_label(audit[0], SESSION_USER)
     least_confident = client.review_items(sort="confidence", limit=100).items
     assert [queue_label(i) for i in audit] != [queue_label(i) for i in least_confident]
     header = page.locator(".sb-record-header")
@@ -313,6 +319,21 @@ def audit_sample_on_the_page(page, client: Client, shots: Path) -> None:
     saved = {(i.job_id, i.item_index) for i in client.review_items(state="reviewed").items}
     assert {(i.job_id, i.item_index) for i in audit[:AUDIT_SAVES]} <= saved
     assert len(saved) == 1 + AUDIT_SAVES
+
+
+def leased_first(client: Client, sort: str, timeout: float = 30) -> list:
+    """The queue in `sort` order once the page holds the lease of its first record, and only
+    that one (the page leaves its record and asks `next` when the order changes)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        items = client.review_items(sort=sort, limit=100).items
+        leased = [i for i in items if i.lease is not None]
+        if len(leased) == 1 and leased[0] is items[0]:
+            return items
+        assert time.monotonic() < deadline, [(i.item_index, i.lease) for i in leased]
+        time.sleep(0.2)
 
 
 def review_as_truth(client: Client, item, truth: list[dict]) -> None:
@@ -377,6 +398,191 @@ def estimates_on_the_dashboard(page, client: Client, shots: Path) -> None:
     page.locator(".sb-plot img").wait_for(state="visible", timeout=30_000)
     page.locator(".sb-dashboard").scroll_into_view_if_needed()
     page.screenshot(path=str(shots / "workbench-dashboard.png"))
+
+
+def record_on(page) -> tuple[str, int]:
+    """The record a page shows, as its header names it: (the job id's first 8, item)."""
+    import re
+
+    text = page.locator(".sb-record-header").inner_text()
+    m = re.search(r"job (\w{8}), item (\d+)", text)
+    assert m, text
+    return m.group(1), int(m.group(2))
+
+
+def queue_texts(page) -> list[str]:
+    """The labels of a page's list, as a person reads them (the browser shows its spaces as
+    non-breaking ones)."""
+    return [t.replace("\xa0", " ") for t in page.locator(".sb-queue option").all_text_contents()]
+
+
+def pick_on(page, record: tuple[str, int]) -> None:
+    """Pick a record in the page's list (refreshed first), by the job and item its label
+    names."""
+    import re
+
+    page.locator(".sb-refresh").click()
+    page.wait_for_timeout(500)
+    labels = queue_texts(page)
+    wanted = re.compile(rf"job {record[0]} #{record[1]}(\D|$)")
+    found = [i for i, t in enumerate(labels) if wanted.search(t)]
+    assert len(found) == 1, (record, labels)
+    page.locator(".sb-queue select").select_option(index=found[0])
+
+
+def save_and_wait(page, record: tuple[str, int]) -> None:
+    from playwright.sync_api import expect
+
+    page.click(".sb-save")
+    expect(page.locator(".sb-review-message")).to_contain_text(
+        f"Saved job {record[0]} item {record[1]}", timeout=30_000
+    )
+
+
+def holders(client: Client, users: set[str], timeout: float = 30) -> dict[str, tuple[str, int]]:
+    """The one record each of `users` holds, as the queue shows it, once each holds one."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        items = client.review_items(limit=100).items
+        held = {}
+        for i in items:
+            if i.lease is not None:
+                held.setdefault(i.lease.holder, []).append((i.job_id[:8], i.item_index))
+        if all(len(held.get(u, [])) == 1 for u in users):
+            return {u: held[u][0] for u in users}
+        assert time.monotonic() < deadline, held
+        time.sleep(0.2)
+
+
+def test_two_reviewers_side_by_side_in_two_pages(session, page, shots):
+    """Two directors, each in a page of their own with their own key, review one queue: `next`
+    never hands them the same record; picking the colleague's record says who has it (409);
+    a record both edited shows the colleague's save beside one's own and offers to reload it
+    (412), and nothing saved is lost."""
+    import requests
+    from playwright.sync_api import expect
+
+    from scanbatch import server_file
+    from scanbatch.names import Role
+    from scanbatch.testing.servers import bearer
+    from scanbatch.workbench.review import clock
+
+    api = session["api"]
+    director = Client(api, session["token"])
+    manager = Client(api, server_file.read(session["data"]).token)  # this machine's own key
+    made = requests.post(
+        f"{api}/admin/keys",
+        json={"user": "anna", "role": Role.MUSIC_DIRECTOR.value},
+        headers=bearer(manager.token),
+        timeout=30,
+    )
+    assert made.status_code == 201, made.text
+    anna_token = made.json()["token"]
+    manifest = json.loads((SAMPLE / "manifest.json").read_text())
+    truth = json.loads((SAMPLE / "truth.json").read_text())["items"]
+    photos = [SAMPLE / name for item in truth for name in item["photos"]]
+    assert director.wait(director.submit(photos, manifest), timeout=600).status == "completed"
+
+    # Page B: the same page, signed in again with anna's own token.
+    b = page.context.browser.new_page(viewport=VIEWPORT)
+    errors: list[str] = []
+    b.on("pageerror", lambda e: errors.append(str(e)))
+    b.goto(session["page"])
+    expect(b.get_by_text("Signed in to")).to_be_visible(timeout=60_000)
+    token_box = b.locator(".sb-signin input[type=password]")
+    token_box.fill(anna_token)
+    b.get_by_role("button", name="Sign in").click()
+    expect(token_box).to_have_value("", timeout=30_000)
+
+    # Both on the Review tab, least confident first: each is handed a record of their own.
+    header_b = b.locator(".sb-record-header")
+    for p in (page, b):
+        p.get_by_role("tab", name="Review").click()
+        p.locator(".sb-order select").select_option(label="Least confident first")
+    held = holders(director, {SESSION_USER, "anna"})
+    for name, p in ((SESSION_USER, page), ("anna", b)):
+        expect(p.locator(".sb-record-header")).to_contain_text(
+            "job {}, item {} ·".format(*held[name]), timeout=30_000
+        )
+    seen = {SESSION_USER: [held[SESSION_USER]], "anna": [held["anna"]]}
+    for _ in range(3):  # Save & next on both, in turns
+        for name, p in ((SESSION_USER, page), ("anna", b)):
+            save_and_wait(p, seen[name][-1])
+            expect(p.locator(".sb-record-header")).not_to_contain_text(
+                "job {}, item {} ·".format(*seen[name][-1]), timeout=30_000
+            )
+            seen[name].append(record_on(p))
+    assert not set(seen[SESSION_USER]) & set(seen["anna"]), seen
+    reviewed = director.review_items(state="reviewed", limit=100).items
+    by_key = {(i.job_id[:8], i.item_index): i for i in reviewed}
+    for name, records in seen.items():
+        for record in records[:-1]:  # saved once, by the one it was handed to
+            assert by_key[record].review.reviewer == name
+            assert by_key[record].review.revision == 1
+    mine, hers = seen[SESSION_USER][-1], seen["anna"][-1]
+
+    # Anna picks the director's record: told who has it and until when; hers stays open.
+    queue = {(i.job_id[:8], i.item_index): i for i in director.review_items(limit=100).items}
+    until = clock(queue[mine].lease.until)
+    assert queue[mine].lease.holder == SESSION_USER and queue[hers].lease.holder == "anna"
+    pick_on(b, mine)
+    expect(b.locator(".sb-review-message")).to_contain_text(
+        f"{SESSION_USER} is reviewing this record (until {until})", timeout=30_000
+    )
+    assert record_on(b) == hers
+    locked = [
+        t
+        for t in queue_texts(b)
+        if t.endswith(f" · {SESSION_USER} is reviewing it (until {until})")
+    ]
+    assert len(locked) == 1 and "job {} #{}".format(*mine) in locked[0]
+    b.screenshot(path=str(shots / "workbench-review-taken.png"))
+
+    # Both edit one record: the director types, her lease is freed (as its expiry would),
+    # anna takes the record from the list, corrects it and saves first.
+    artist = page.locator(".sb-field-artistName input")
+    artist.fill("Fixed by the director")
+    artist.press("Enter")
+    page.wait_for_timeout(300)
+    job_id, index = queue[mine].job_id, queue[mine].item_index
+    manager.release_lease(job_id, index)
+    pick_on(b, mine)
+    expect(header_b).to_contain_text("job {}, item {} ·".format(*mine), timeout=30_000)
+    theirs = b.locator(".sb-field-artistName input")
+    theirs.fill("Fixed by anna")
+    theirs.press("Enter")
+    b.wait_for_timeout(300)
+    save_and_wait(b, mine)
+
+    # The director saves second: not over anna's, and she sees both.
+    page.click(".sb-save")
+    conflict = page.locator(".sb-conflict")
+    expect(conflict).to_be_visible(timeout=30_000)
+    (saved,) = director.review_history(job_id, index)
+    assert saved.reviewer == "anna"
+    expect(conflict).to_contain_text(
+        f"anna saved this record at {clock(saved.reviewed_at)}, while you had it open"
+    )
+    row = conflict.locator("tr", has_text="Artist")
+    expect(row).to_contain_text("Fixed by anna")
+    expect(row).to_contain_text("Fixed by the director")
+    expect(conflict.get_by_role("button", name="Reload their review")).to_be_visible()
+    conflict.scroll_into_view_if_needed()
+    page.screenshot(path=str(shots / "workbench-review-conflict.png"))
+    assert record_on(page) == mine and artist.input_value() == "Fixed by the director"
+
+    # Reload their review: anna's values in the form; a save goes on from hers.
+    page.click(".sb-reload")
+    expect(artist).to_have_value("Fixed by anna", timeout=30_000)
+    expect(conflict).to_be_hidden()
+    save_and_wait(page, mine)
+    history = sorted(director.review_history(job_id, index), key=lambda r: r.revision)
+    assert [(r.reviewer, r.revision) for r in history] == [("anna", 1), (SESSION_USER, 2)]
+    assert history[-1].fields["artistName"] == "Fixed by anna"
+    b.close()
+    assert not errors, errors
 
 
 def test_ctrl_c_stops_both_and_leaves_no_process_behind(session):

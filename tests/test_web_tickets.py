@@ -119,6 +119,16 @@ def test_a_ticket_opens_no_other_route(server, server_tokens):
     assert browser_post(ticket.url, ticket.ticket, manifest, files).status_code == 202
 
 
+def test_a_ticket_dies_with_the_key_that_minted_it(server, server_tokens):
+    manager = Client(server.url, server_tokens["manager"])
+    token = manager._json("POST", "/admin/keys", json={"user": "carol", "role": "musicDirector"})
+    manifest, files = batch_files(n_items=1)
+    ticket = mint(server, token["token"], files)
+    manager._request("DELETE", f"/admin/keys/{token['id']}")
+    r = browser_post(ticket.url, ticket.ticket, manifest, files)
+    assert r.status_code == 401 and "was revoked" in r.json()["message"]
+
+
 def test_who_may_mint_and_for_which_page(server, server_tokens):
     with pytest.raises(ApiError) as dj:
         Client(server.url, server_tokens["dj"]).upload_ticket(photos=1, bytes=10, origin=PAGE)

@@ -769,8 +769,14 @@ def test_the_audit_order_needs_review_and_the_real_metrics_body(live_server, ser
     assert ids(review.items) == ids(needs.items) and needs.total >= 40  # no thresholds yet
     assert "needs review, in the audit sample's order" in review.count.value
 
-    # Save three from the page, as the queue hands them out: the audit order's first three.
-    first = ids(needs.items)[:3]
+    # Save three from the page, as `next` hands them out: the audit order's first three that
+    # no other reviewer holds (earlier tests' pages may still hold a lease on one).
+    free = [
+        (i.job_id, i.item_index)
+        for i in needs.items
+        if i.lease is None or i.lease.holder == "alice"
+    ]
+    first = free[:3]
     for expected in first:
         shown = review.items[review.current]
         assert (shown.job_id, shown.item_index) == expected
@@ -778,7 +784,7 @@ def test_the_audit_order_needs_review_and_the_real_metrics_body(live_server, ser
         assert "Saved job" in review.message.value
     reviewed = api.review_items(state="reviewed", sort="audit", limit=100)
     assert set(first) <= set(ids(reviewed.items))
-    assert ids(review.items)[:1] == ids(needs.items)[3:4]
+    assert ids(review.items)[:1] == [k for k in ids(needs.items) if k not in first][:1]
 
     # Review the rest of this test's records through the API (the truth: what was read, but
     # a quarter of the artists wrong), then read the body of exactly those records.
@@ -826,3 +832,290 @@ def test_a_group_with_no_value_is_named_for_what_it_lacks_and_nothing_is_sure_en
     page = summary_html(body)
     assert "All of them still need review: no field has a confidence yet" in page
     assert "sure enough of the other" not in page
+
+
+# -- several reviewers on one queue: leases and versions, two pages side by side --------------
+
+
+def crate(api: Client, n: int, tag: str) -> str:
+    """A finished job of `n` one-photo records, the fake reader echoing each one's context."""
+    records = [
+        {
+            "imageCount": 1,
+            "photoTypes": ["front_cover"],
+            "context": {"artistName": f"{tag} {i}", "albumTitle": f"Side {i}"},
+        }
+        for i in range(n)
+    ]
+    job = api.submit([image_bytes() for _ in records], records)
+    assert api.wait(job).status == "completed"
+    return job
+
+
+def reviewing(server, token, job: str) -> Workbench:
+    """A reviewer's page on the Review tab, showing only `job`'s records."""
+    wb = signed_in(server, token)
+    wb.tabs.selected_index = 1
+    wb.review.job.value = job
+    assert wb.review.shown is not None, wb.review.message.value
+    return wb
+
+
+def record_of(wb: Workbench) -> tuple[str, int]:
+    item = wb.review.shown
+    assert item is not None, wb.review.message.value
+    return (item.job_id, item.item_index)
+
+
+def leases(api: Client, job: str) -> dict[int, str | None]:
+    """Who holds each of the job's unreviewed records, as the queue says."""
+    items = api.review_items(state="all", job_id=job, limit=100).items
+    return {i.item_index: i.lease.holder if i.lease else None for i in items}
+
+
+def label_of(wb: Workbench, key: tuple[str, int]) -> str:
+    (label,) = [label for label, k in wb.review.queue.options if k == key]
+    return label
+
+
+def test_two_reviewers_are_handed_different_records_and_see_who_is_on_which(
+    live_server, server_tokens
+):
+    from scanbatch.workbench.review import clock
+
+    api = Client(live_server.url, server_tokens["director"])
+    job = crate(api, 4, "Lease")
+    alice = reviewing(live_server, server_tokens["director"], job)
+    bob = reviewing(live_server, server_tokens["other"], job)
+    a, b = record_of(alice), record_of(bob)
+    assert a != b
+    # The least confident first: alice asked first and got the first, bob the next free one.
+    order = [(i.job_id, i.item_index) for i in api.review_items(job_id=job, limit=100).items]
+    assert [a, b] == order[:2]
+    assert leases(api, job) == {a[1]: "alice", b[1]: "bob", order[2][1]: None, order[3][1]: None}
+
+    # Each list says who is on which record, refreshed with the list.
+    alice.review.refresh_button.click()
+    until = {i.item_index: i.lease.until for i in alice.review.items if i.lease}
+    assert label_of(alice, b).endswith(f" · bob is reviewing it (until {clock(until[b[1]])})")
+    assert label_of(alice, a).endswith(f" · ✎ you (until {clock(until[a[1]])})")
+    assert "reviewing" not in label_of(alice, order[2]) and "✎" not in label_of(alice, order[2])
+    assert f"Yours until {clock(until[a[1]])}" in alice.review.header.value
+
+    # Bob picks alice's record: told who has it and until when, and stays on his own.
+    bob.review.queue.value = a
+    assert f"alice is reviewing this record (until {clock(until[a[1]])})" in html.unescape(
+        bob.review.message.value
+    )
+    assert record_of(bob) == b and bob.review.queue.value == b
+    assert leases(api, job)[b[1]] == "bob" and leases(api, job)[a[1]] == "alice"
+
+    # A free record picked from the list is leased; the one left unsaved is released.
+    bob.review.queue.value = order[3]
+    assert record_of(bob) == order[3]
+    assert leases(api, job) == {a[1]: "alice", b[1]: None, order[2][1]: None, order[3][1]: "bob"}
+    # Changing the filters leaves the record too: bob holds one lease, the one he was handed.
+    bob.review.order.value = "newest"
+    held = {i: h for i, h in leases(api, job).items() if h == "bob"}
+    assert list(held) == [record_of(bob)[1]]
+    bob.review.order.value = "confidence"
+
+    # Save & next on both pages, in turns, until nothing is left: never the same record.
+    seen = {"alice": [record_of(alice)], "bob": [record_of(bob)]}
+    for _ in range(4):
+        for name, wb in (("alice", alice), ("bob", bob)):
+            if wb.review.shown is None:
+                continue
+            wb.review.save_button.click()
+            assert "Saved" in wb.review.message.value, wb.review.message.value
+            if wb.review.shown is not None:
+                seen[name].append(record_of(wb))
+    assert not set(seen["alice"]) & set(seen["bob"]), seen
+    assert set(seen["alice"]) | set(seen["bob"]) == set(order)
+    for _job, index in order:  # each record saved once: nobody's save replaced another's
+        assert len(api.review_history(job, index)) == 1
+    assert leases(api, job) == dict.fromkeys(range(4))
+    # Alice ran out first, while bob had the last record: she is told who has it.
+    assert alice.review.message.value.endswith(
+        "right. Every record left with these filters is being reviewed right now by bob. "
+        "Refresh in a while.</div>"
+    )
+    assert "Saved job" in alice.review.message.value
+    assert bob.review.message.value.endswith(
+        "right. Nothing left to review with these filters.</div>"
+    )
+    assert alice.review.record.layout.display == "none"
+    alice.review.refresh_button.click()
+    assert "Nothing left to review with these filters." in alice.review.message.value
+
+
+def test_a_colleague_s_save_in_between_is_shown_beside_mine_and_never_overwritten(
+    live_server, server_tokens
+):
+    from scanbatch.workbench.review import clock
+
+    api = Client(live_server.url, server_tokens["director"])
+    manager = Client(live_server.url, server_tokens["manager"])
+    job = crate(api, 2, "Stale")
+    alice = reviewing(live_server, server_tokens["director"], job)
+    record = record_of(alice)
+    alice.review.fields["artistName"].value = "Alice's artist"
+    alice.review.fields["labelName"].value = "Same label"
+    # Alice's lease ends while she types (a station manager frees the record, as the
+    # lease's expiry would); bob takes it from the list and saves first.
+    manager.release_lease(*record)
+    bob = reviewing(live_server, server_tokens["other"], job)
+    if record_of(bob) != record:
+        bob.review.queue.value = record
+    assert record_of(bob) == record, bob.review.message.value
+    bob.review.fields["artistName"].value = "Bob's artist"
+    bob.review.fields["labelName"].value = "Same label"
+    bob.review.note.value = "checked the sleeve"
+    bob.review.save_button.click()
+    assert "Saved job" in bob.review.message.value
+    (theirs,) = api.review_history(*record)
+
+    alice.review.save_button.click()
+    # Nothing saved over bob's: his review is the only one, and alice's typing is still there.
+    assert [r.reviewer for r in api.review_history(*record)] == ["bob"]
+    assert alice.review.fields["artistName"].value == "Alice's artist"
+    assert record_of(alice) == record
+    message = html.unescape(alice.review.message.value)
+    assert f"Not saved: bob saved this record at {clock(theirs.reviewed_at)}" in message
+    assert alice.review.conflict.layout.display == ""
+    assert "Yours until" not in alice.review.header.value  # her lease is gone, and she is told
+    box = html.unescape(alice.review.conflict_text.value)
+    assert f"bob saved this record at {clock(theirs.reviewed_at)}, while you had it open" in box
+    assert "<th>bob saved</th><th>You typed</th>" in box
+    # Each field: bob's value beside alice's, the differing ones highlighted.
+    assert (
+        '<tr style="background:#fff4e0;font-weight:bold"><td>Artist</td>'
+        "<td>Bob's artist</td><td>Alice's artist</td></tr>"
+    ) in box
+    assert "<tr><td>Label</td><td>Same label</td><td>Same label</td></tr>" in box
+    assert "<td>Note</td><td>checked the sleeve</td><td>—</td>" in box
+
+    # Reload their review: bob's values in the form, with the version his save made.
+    alice.review.reload_button.click()
+    assert alice.review.conflict.layout.display == "none"
+    assert alice.review.fields["artistName"].value == "Bob's artist"
+    assert alice.review.note.value == "checked the sleeve"
+    assert alice.review.shown.version == theirs.version
+    assert "Reviewed by bob (revision 1)" in alice.review.header.value
+    assert "Yours until" in alice.review.header.value  # reloading took the record's lease
+    assert "Loaded bob's review" in html.unescape(alice.review.message.value)
+    alice.review.fields["catalogNumber"].value = "SL 42"
+    alice.review.save_button.click()
+    assert "Saved job" in alice.review.message.value
+    history = sorted(api.review_history(*record), key=lambda r: r.revision)
+    assert [(r.reviewer, r.revision) for r in history] == [("bob", 1), ("alice", 2)]
+    assert history[-1].fields["artistName"] == "Bob's artist"
+    assert history[-1].fields["catalogNumber"] == "SL 42"
+
+    # The other way on: "Save mine instead" saves over theirs, knowingly. Bob holds the
+    # job's other record; it is freed, alice opens it and types, it is freed again, and the
+    # page bob still has open on it saves first.
+    other = record_of(bob)
+    manager.release_lease(*other)
+    alice.review.queue.value = other
+    assert record_of(alice) == other, alice.review.message.value
+    alice.review.fields["artistName"].value = "Mine after all"
+    manager.release_lease(*other)
+    bob.review.save_button.click()
+    assert "Saved job" in bob.review.message.value
+    alice.review.save_button.click()
+    assert alice.review.conflict.layout.display == ""
+    assert [r.reviewer for r in api.review_history(*other)] == ["bob"]
+    alice.review.save_mine_button.click()
+    assert "Saved job" in alice.review.message.value
+    history = sorted(api.review_history(*other), key=lambda r: r.revision)
+    assert [(r.reviewer, r.revision) for r in history] == [("bob", 1), ("alice", 2)]
+    assert history[-1].fields["artistName"] == "Mine after all"
+
+
+def test_a_save_on_a_record_a_colleague_holds_says_who_and_keeps_what_was_typed(
+    live_server, server_tokens
+):
+    from scanbatch.workbench.review import clock
+
+    api = Client(live_server.url, server_tokens["director"])
+    job = crate(api, 2, "Held")
+    alice = reviewing(live_server, server_tokens["director"], job)
+    record = record_of(alice)
+    alice.review.fields["artistName"].value = "Alice's artist"
+    Client(live_server.url, server_tokens["manager"]).release_lease(*record)
+    bob = reviewing(live_server, server_tokens["other"], job)
+    if record_of(bob) != record:
+        bob.review.queue.value = record
+    assert record_of(bob) == record
+    until = next(i.lease.until for i in api.review_items(job_id=job).items if i.lease)
+
+    alice.review.save_button.click()
+    message = html.unescape(alice.review.message.value)
+    assert f"Not saved: bob is reviewing this record (until {clock(until)})" in message
+    assert api.review_history(*record) == []
+    assert (
+        record_of(alice) == record and alice.review.fields["artistName"].value == "Alice's artist"
+    )
+    # Bob leaves it unsaved (picks the other record): alice's save goes through.
+    (other,) = [(job, i) for i in range(2) if (job, i) != record]
+    bob.review.queue.value = other
+    assert record_of(bob) == other
+    alice.review.save_button.click()
+    assert "Saved job" in alice.review.message.value
+    (saved,) = api.review_history(*record)
+    assert (saved.reviewer, saved.fields["artistName"]) == ("alice", "Alice's artist")
+
+
+def test_the_next_record_s_photos_are_fetched_ahead_without_leasing_it(live_server, server_tokens):
+    from scanbatch.workbench.review import PREFETCH, THUMB_PX
+
+    api = Client(live_server.url, server_tokens["director"])
+    job = crate(api, PREFETCH + 2, "Ahead")
+    alice = reviewing(live_server, server_tokens["director"], job)
+    assert alice.join()
+    review = alice.review
+    order = [(i.job_id, i.item_index) for i in api.review_items(job_id=job, limit=100).items]
+    ahead = {k[:2] for k in review._thumbs if k[0] == job and k[3] == THUMB_PX}
+    assert ahead == set(order[: PREFETCH + 1])  # the one open and the next ones
+    # Only their photos: the page holds one lease, the open record's.
+    assert [i for i, h in leases(api, job).items() if h] == [record_of(alice)[1]]
+    review.save_button.click()
+    # The next record's thumbnails are in the page at once, not loaded after it is shown.
+    assert record_of(alice) == order[1]
+    images = [box.children[0] for box in review.thumbs.children]
+    assert images and all(i.value[:3] == b"\xff\xd8\xff" and i.layout.display == "" for i in images)
+
+
+def test_a_lease_that_ran_out_hands_the_record_on_and_the_late_save_is_a_conflict(tmp_path):
+    """A short lease, really expiring: alice leaves her record open past its lease, `next`
+    hands it to bob, he saves; alice's save then shows his review instead of replacing it."""
+    import time
+
+    from scanbatch.store import JobStore
+    from scanbatch.testing.servers import ServerProcess, keys
+
+    data = tmp_path / "data"
+    store = JobStore.open(data / "scanbatch.duckdb")
+    try:
+        tokens = keys(store)
+    finally:
+        store.close()
+    server = ServerProcess(data, SCANBATCH_REVIEW_LEASE_SECONDS="2").start()
+    try:
+        api = Client(server.url, tokens["director"])
+        job = crate(api, 1, "Expiry")
+        alice = reviewing(server, tokens["director"], job)
+        record = record_of(alice)
+        alice.review.fields["artistName"].value = "Alice, after lunch"
+        time.sleep(2.5)
+        assert leases(api, job) == {0: None}  # ran out: nobody holds it
+        bob = reviewing(server, tokens["other"], job)
+        assert record_of(bob) == record  # the one record, handed on
+        bob.review.save_button.click()
+        assert "Saved job" in bob.review.message.value
+        alice.review.save_button.click()
+        assert alice.review.conflict.layout.display == ""
+        assert [r.reviewer for r in api.review_history(*record)] == ["bob"]
+    finally:
+        server.stop()

@@ -431,6 +431,7 @@ class JobStore:
                 cur.execute("DELETE FROM scan_results WHERE job_id = ?", [job_id])
             with self._job_write(job_id) as cur:
                 cur.execute("DELETE FROM scan_jobs WHERE id = ?", [job_id])
+            self.reviews.leases.forget_job(job_id)
 
     def result_rows(self, job_id: str) -> list[dict[str, Any]]:
         """Every column of the job's result rows, for audits and evaluation."""

@@ -81,6 +81,15 @@ class KeyStore:
                 self._by_hash[token_hash] = key
         return key
 
+    def is_active(self, key_id: str) -> bool:
+        """Whether the key `key_id` is stored and not revoked (an upload ticket lives only as
+        long as the key that minted it)."""
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT 1 FROM api_keys WHERE id = ? AND revoked_at IS NULL", [key_id]
+            ).fetchone()
+        return row is not None
+
     def list_all(self) -> list[ApiKey]:
         """Every key, revoked ones included, oldest first."""
         with self.db.read() as cur:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -19,6 +19,7 @@ import numpy as np
 
 from scanbatch.audit import (
     GroupBy,
+    LeaseView,
     PhotoRef,
     ReviewInput,
     ReviewItem,
@@ -30,13 +31,15 @@ from scanbatch.audit import (
     Verdict,
     field_verdicts,
     verdict,
+    version_of,
 )
 from scanbatch.catalog.lookup import matched_albums
-from scanbatch.errors import BadRequest, Conflict, NotFound
+from scanbatch.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scanbatch.estimates import MATCH, OVERALL, Records, all_fields
 from scanbatch.models import Status
 from scanbatch.names import FIELDS
 from scanbatch.store.db import Database, parse_job_id, records, utcnow
+from scanbatch.store.leases import ItemKey, Lease, LeaseBook, held_message
 
 _ITEM_COLUMNS = """
     r.job_id, r.item_index, j.user_id, j.created_at, r.status, r.extraction,
@@ -87,6 +90,7 @@ class ReviewedItem:
 class ReviewStore:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.leases = LeaseBook()
         self._parsed_reviews: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {}
 
     # -- the queue ------------------------------------------------------------------------
@@ -107,58 +111,148 @@ class ReviewStore:
         """A page of the queue. `state=needsReview` takes the fields' confidence thresholds
         (`scanbatch.estimates.threshold`): a record whose every field clears its threshold
         needs no review."""
-        # Two steps: the page's keys from the narrowest join that can filter and sort them
-        # (a full join of results, jobs and review history for every row cost ~10x more),
-        # then everything about those few items.
-        where, params = ["r.status IN ('completed', 'failed')"], []
-        joins = " LEFT JOIN scan_reviews v ON v.job_id = r.job_id AND v.item_index = r.item_index"
-        if state in (ReviewState.UNREVIEWED, ReviewState.NEEDS_REVIEW):
-            where.append("v.review_id IS NULL")
-        elif state is ReviewState.REVIEWED:
-            where.append("v.review_id IS NOT NULL")
-        if state is ReviewState.NEEDS_REVIEW:
-            if thresholds is None:
-                raise ValueError("state=needsReview needs the fields' thresholds")
-            cleared = [
-                f"{_field_confidence(name)} >= ?"
-                for name in FIELDS
-                if thresholds.get(name) is not None
-            ]
-            if len(cleared) == len(FIELDS):  # else no record clears every field
-                where.append(f"NOT coalesce({' AND '.join(cleared)}, false)")
-                params += [thresholds[name] for name in FIELDS]
-        if job_id is not None:
-            where.append("r.job_id = ?")
-            params.append(parse_job_id(job_id))
-        if user_id is not None:
-            joins += " JOIN scan_jobs j ON j.id = r.job_id"
-            where.append("j.user_id = ?")
-            params.append(user_id)
-        order = {
-            ReviewSort.CONFIDENCE: "r.confidence ASC NULLS FIRST, r.created_at",
-            ReviewSort.NEWEST: "r.created_at DESC",
-            ReviewSort.AUDIT: "r.audit_key ASC NULLS LAST",
-        }[sort] + ", r.job_id, r.item_index"
-        page_from = f"FROM scan_results r{joins} WHERE {' AND '.join(where)}"
+        page_from, params, order = _queue(state, sort, job_id, user_id, thresholds)
         with self.db.read() as cur:
             total = cur.execute(f"SELECT count(*) {page_from}", params).fetchone()[0]
-            keys = [
-                (str(j), i)
-                for j, i in cur.execute(
-                    f"SELECT r.job_id, r.item_index {page_from} ORDER BY {order} LIMIT ? OFFSET ?",
-                    [*params, limit, offset],
-                ).fetchall()
-            ]
-            rel = cur.execute(
-                f"SELECT {_ITEM_COLUMNS} FROM (SELECT unnest(?::UUID[]) AS job_id, "
-                "unnest(?::INTEGER[]) AS item_index) k "
-                "JOIN scan_results r ON r.job_id = k.job_id AND r.item_index = k.item_index "
-                f"{_JOINS}",
-                [[j for j, _ in keys], [i for _, i in keys]],
-            )
-            found = {(str(r["job_id"]), r["item_index"]): r for r in records(rel)}
-            rows = [found[k] for k in keys]
-            albums = matched_albums(cur, (r["matched_album_id"] for r in rows))
+            keys = _keys(cur, page_from, params, order, limit, offset)
+            items = self._items(cur, keys, photos, photo_url)
+        return ReviewPage(items=items, total=total, limit=limit, offset=offset)
+
+    def next(
+        self,
+        holder: str,
+        seconds: float,
+        *,
+        state: ReviewState = ReviewState.UNREVIEWED,
+        sort: ReviewSort = ReviewSort.CONFIDENCE,
+        job_id: str | None = None,
+        user_id: str | None = None,
+        thresholds: Mapping[str, float | None] | None = None,
+        photos: PhotoLister,
+        photo_url: PhotoUrl,
+    ) -> ReviewItem | None:
+        """The record `holder` should review next, leased to them for `seconds`: their own
+        unexpired lease on a record of this queue first (one they left open in another tab),
+        else the first record of the queue nobody holds. None when nothing is left."""
+        page_from, params, order = _queue(state, sort, job_id, user_id, thresholds)
+        own = self.leases.own(holder)
+        if own:
+            with self.db.read() as cur:
+                queued = {
+                    (str(j), i)
+                    for j, i in cur.execute(
+                        "SELECT r.job_id, r.item_index FROM (SELECT unnest(?::UUID[]) AS j, "
+                        "unnest(?::INTEGER[]) AS i) k JOIN (SELECT r.job_id, r.item_index "
+                        f"{page_from}) r ON r.job_id = k.j AND r.item_index = k.i",
+                        [[j for j, _ in own], [i for _, i in own], *params],
+                    ).fetchall()
+                }
+            for key in (k for k in own if k in queued):
+                item = self._leased(key, holder, seconds, photos, photo_url)
+                if item is not None and item.review is None:
+                    return item
+        # Every record others hold could come first: ask for one more than those, and for
+        # twice as many should others take all of those meanwhile.
+        limit = len(self.leases.held_by_others(holder)) + 1
+        with self.db.read() as cur:
+            while True:
+                keys = _keys(cur, page_from, params, order, limit, 0)
+                with self.leases.lock:
+                    key = next((k for k in keys if self.leases.try_grant(k, holder, seconds)), None)
+                if key is not None:
+                    item = self._unreviewed(key, holder, photos, photo_url)
+                    if item is not None:
+                        return item
+                    continue  # saved (and released) between the page's read and the grant
+                if len(keys) < limit:
+                    return None  # what is left of the queue, others are on
+                limit *= 2
+
+    def _unreviewed(
+        self, key: ItemKey, holder: str, photos: PhotoLister, photo_url: PhotoUrl
+    ) -> ReviewItem | None:
+        """The record just leased to `holder`, read anew: a save commits before it releases
+        its lease, so a record granted here that a colleague saved since shows its review
+        now, and is given back."""
+        with self.db.read() as cur:
+            items = self._items(cur, [key], photos, photo_url)
+        if items and items[0].review is None:
+            return items[0]
+        self.leases.release(key, holder)
+        return None
+
+    def lease(
+        self,
+        job_id: str,
+        item_index: int,
+        holder: str,
+        seconds: float,
+        *,
+        photos: PhotoLister,
+        photo_url: PhotoUrl,
+    ) -> ReviewItem:
+        """Lease one record picked from the queue to `holder`: 404 for an unknown one, 409 for
+        one still being read or held by someone else."""
+        key = (parse_job_id(job_id), item_index)
+        self._finished_status(key)
+        item = self._leased(key, holder, seconds, photos, photo_url)
+        if item is None:  # its job was deleted just now
+            raise NotFound(f"Job not found, or it has no item {item_index}")
+        return item
+
+    def release(self, job_id: str, item_index: int, holder: str | None) -> None:
+        """End `holder`'s lease on the record (any holder's for None): 404 for an unknown
+        record; releasing a record nobody holds is done already."""
+        key = (parse_job_id(job_id), item_index)
+        self._finished_status(key, unfinished_ok=True)
+        lease = self.leases.current(key)
+        if lease is not None and holder is not None and lease.holder != holder:
+            raise Conflict(held_message(key, lease))
+        self.leases.release(key, holder)
+
+    def _finished_status(self, key: ItemKey, *, unfinished_ok: bool = False) -> None:
+        with self.db.read() as cur:
+            row = cur.execute(
+                "SELECT status FROM scan_results WHERE job_id = ? AND item_index = ?", list(key)
+            ).fetchone()
+        if row is None:
+            raise NotFound(f"Job not found, or it has no item {key[1]}")
+        if not unfinished_ok and not Status(row[0]).finished:
+            raise Conflict(f"Item {key[1]} is still {row[0]}: review it once it has finished")
+
+    def _leased(
+        self,
+        key: ItemKey,
+        holder: str,
+        seconds: float,
+        photos: PhotoLister,
+        photo_url: PhotoUrl,
+    ) -> ReviewItem | None:
+        """The record as a queue item leased to `holder` (409 if someone else holds it); None
+        if it is gone."""
+        self.leases.grant(key, holder, seconds)
+        with self.db.read() as cur:
+            items = self._items(cur, [key], photos, photo_url)
+        if not items:
+            self.leases.release(key, holder)
+            return None
+        return items[0]
+
+    def _items(
+        self, cur: Any, keys: list[ItemKey], photos: PhotoLister, photo_url: PhotoUrl
+    ) -> list[ReviewItem]:
+        """Everything about the records `keys` (those that exist), in that order."""
+        rel = cur.execute(
+            f"SELECT {_ITEM_COLUMNS} FROM (SELECT unnest(?::UUID[]) AS job_id, "
+            "unnest(?::INTEGER[]) AS item_index) k "
+            "JOIN scan_results r ON r.job_id = k.job_id AND r.item_index = k.item_index "
+            f"{_JOINS}",
+            [[j for j, _ in keys], [i for _, i in keys]],
+        )
+        found = {(str(r["job_id"]), r["item_index"]): r for r in records(rel)}
+        rows = [found[k] for k in keys if k in found]
+        albums = matched_albums(cur, (r["matched_album_id"] for r in rows))
+        leases = self.leases.of(found)
         items = []
         for r in rows:
             job = str(r["job_id"])
@@ -188,17 +282,32 @@ class ReviewStore:
                         for n, (photo_type, mime) in enumerate(photos(job, r["item_index"], types))
                     ],
                     review=_review_view(r) if r["review_id"] else None,
+                    lease=_lease_view(leases.get((job, r["item_index"]))),
+                    version=version_of(r["revision"] if r["review_id"] else 0),
                 )
             )
-        return ReviewPage(items=items, total=total, limit=limit, offset=offset)
+        return items
 
     # -- saving ---------------------------------------------------------------------------
 
-    def save(self, job_id: str, item_index: int, reviewer: str, review: ReviewInput) -> ReviewView:
+    def save(
+        self,
+        job_id: str,
+        item_index: int,
+        reviewer: str,
+        review: ReviewInput,
+        *,
+        if_match: Sequence[str] | None = None,
+        if_none_match: bool = False,
+    ) -> ReviewView:
         """Store `review` as the item's truth; the one it replaces stays in the history.
-        All checks happen before anything is written."""
+        All checks happen before anything is written: 409 while someone else holds the
+        record's lease; with `if_match` (the versions the reviewer edited, or "*"), 412 when
+        someone saved since; with `if_none_match`, 412 when anyone has. The saver's lease ends."""
         job_id = parse_job_id(job_id)
+        key = (job_id, item_index)
         truth = review.fields.by_field()
+        self.leases.check(key, reviewer)
         with self.db.write() as cur:
             row = cur.execute(
                 "SELECT status, extraction, matched_album_id FROM scan_results "
@@ -219,6 +328,7 @@ class ReviewStore:
                     f"matchedAlbumId {review.matched_album_id} is not in the catalog: search "
                     "the catalog for the right album id, or send null for no album"
                 )
+            _check_version(cur, key, if_match, if_none_match)
             verdicts = field_verdicts(json.loads(extraction) if extraction else None, truth)
             match_verdict = verdict(None, matched, review.matched_album_id)
             revision = (
@@ -252,6 +362,7 @@ class ReviewStore:
                 "DO UPDATE SET review_id = excluded.review_id, reviewed_at = excluded.reviewed_at",
                 [job_id, item_index, review_id, now],
             )
+        self.leases.release(key, reviewer)
         return ReviewView(
             job_id=job_id,
             item_index=item_index,
@@ -263,7 +374,13 @@ class ReviewStore:
             verdicts=verdicts,
             match_verdict=match_verdict,
             revision=revision,
+            version=version_of(revision),
         )
+
+    def current(self, job_id: str, item_index: int) -> ReviewView | None:
+        """The item's review now (None before any): what a 412 shows."""
+        history = self.history(job_id, item_index)
+        return history[-1] if history else None
 
     def history(self, job_id: str, item_index: int) -> list[ReviewView]:
         """Every review of the item, oldest first."""
@@ -423,6 +540,96 @@ _GROUP_COLUMN = {
 }
 
 
+def _queue(
+    state: ReviewState,
+    sort: ReviewSort,
+    job_id: str | None,
+    user_id: str | None,
+    thresholds: Mapping[str, float | None] | None,
+) -> tuple[str, list[Any], str]:
+    """The queue's FROM … WHERE, its parameters and its ORDER BY, from the narrowest join that
+    can filter and sort it: a full join of results, jobs and review history for every row cost
+    ~10x more, so the records' details are read for the page's keys only (`_items`)."""
+    where, params = ["r.status IN ('completed', 'failed')"], []
+    joins = " LEFT JOIN scan_reviews v ON v.job_id = r.job_id AND v.item_index = r.item_index"
+    if state in (ReviewState.UNREVIEWED, ReviewState.NEEDS_REVIEW):
+        where.append("v.review_id IS NULL")
+    elif state is ReviewState.REVIEWED:
+        where.append("v.review_id IS NOT NULL")
+    if state is ReviewState.NEEDS_REVIEW:
+        if thresholds is None:
+            raise ValueError("state=needsReview needs the fields' thresholds")
+        cleared = [
+            f"{_field_confidence(name)} >= ?" for name in FIELDS if thresholds.get(name) is not None
+        ]
+        if len(cleared) == len(FIELDS):  # else no record clears every field
+            where.append(f"NOT coalesce({' AND '.join(cleared)}, false)")
+            params += [thresholds[name] for name in FIELDS]
+    if job_id is not None:
+        where.append("r.job_id = ?")
+        params.append(parse_job_id(job_id))
+    if user_id is not None:
+        joins += " JOIN scan_jobs j ON j.id = r.job_id"
+        where.append("j.user_id = ?")
+        params.append(user_id)
+    order = {
+        ReviewSort.CONFIDENCE: "r.confidence ASC NULLS FIRST, r.created_at",
+        ReviewSort.NEWEST: "r.created_at DESC",
+        ReviewSort.AUDIT: "r.audit_key ASC NULLS LAST",
+    }[sort] + ", r.job_id, r.item_index"
+    return f"FROM scan_results r{joins} WHERE {' AND '.join(where)}", params, order
+
+
+def _keys(
+    cur: Any, page_from: str, params: list[Any], order: str, limit: int, offset: int
+) -> list[ItemKey]:
+    return [
+        (str(j), i)
+        for j, i in cur.execute(
+            f"SELECT r.job_id, r.item_index {page_from} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*params, limit, offset],
+        ).fetchall()
+    ]
+
+
+def _check_version(
+    cur: Any, key: ItemKey, if_match: Sequence[str] | None, if_none_match: bool
+) -> None:
+    """412 naming who saved and when, if the reviewer's version is not the item's now."""
+    if if_match is None and not if_none_match:
+        return
+    row = cur.execute(
+        "SELECT h.revision, h.reviewer, h.reviewed_at FROM scan_reviews v "
+        "JOIN scan_review_history h ON h.id = v.review_id "
+        "WHERE v.job_id = ? AND v.item_index = ?",
+        list(key),
+    ).fetchone()
+    revision, reviewer, at = row if row else (0, None, None)
+    current = version_of(revision)
+    if if_none_match and row:
+        stale = True
+    elif if_match is not None:
+        stale = not ("*" in if_match and row) and current not in if_match
+    else:
+        stale = False
+    if not stale:
+        return
+    if row is None:
+        raise PreconditionFailed(
+            f"Item {key[1]} has no review yet, so it is not at version "
+            f"{', '.join(if_match or [])}: reload the record and save again"
+        )
+    raise PreconditionFailed(
+        f"{reviewer} saved a review of item {key[1]} at {at.astimezone(UTC):%Y-%m-%d %H:%M:%S} "
+        f"UTC (version {current}) after you opened it: reload the record to see their review, "
+        "then save yours over it if it is still right"
+    )
+
+
+def _lease_view(lease: Lease | None) -> LeaseView | None:
+    return None if lease is None else LeaseView(holder=lease.holder, until=lease.until)
+
+
 def _field_confidence(name: str) -> str:
     """The confidence the reader gave field `name` (also to an empty value: how sure it was
     that nothing is there), NULL when it gave none."""
@@ -456,4 +663,5 @@ def _review_view(r: dict[str, Any]) -> ReviewView:
         verdicts={k: Verdict(v) for k, v in json.loads(r["verdicts"]).items()},
         match_verdict=Verdict(r["match_verdict"]),
         revision=r["revision"],
+        version=version_of(r["revision"]),
     )

@@ -46,7 +46,12 @@ def key_for(authorization: str, svc: Services) -> ApiKey:
     if hmac.compare_digest(token.encode(), svc.admin_token.encode()):
         return LOCAL_ADMIN
     if is_ticket(token):
-        return svc.tickets.key(token)
+        key = svc.tickets.key(token)
+        if key.id != LOCAL_ADMIN.id and not svc.store.keys.is_active(key.id):
+            raise Unauthorized(
+                "The API key that made this upload ticket was revoked: sign in again"
+            )
+        return key
     key = svc.store.keys.authenticate(token)
     if key is None:
         raise Unauthorized(f"Invalid or revoked API token: {_HOW}")

@@ -50,6 +50,7 @@ class Operation:
     responses: Mapping[int, Response]
     query: type[BaseModel] | None = None
     json_body: type[BaseModel] | None = None
+    body_required: bool = True  # False: the JSON body may be left out (its defaults apply)
     # Multipart bodies hold files, which are not models: their schema is written by hand,
     # with `$ref`s to the models of their JSON fields.
     multipart: dict[str, Any] | None = None
@@ -171,7 +172,10 @@ def _operation(op: Operation, refs: dict) -> dict[str, Any]:
     if params:
         out["parameters"] = params
     if op.json_body is not None:
-        out["requestBody"] = {"required": True, "content": _content(refs[op.json_body])}
+        out["requestBody"] = {
+            "required": op.body_required,
+            "content": _content(refs[op.json_body]),
+        }
     if op.multipart is not None:
         out["requestBody"] = {
             "required": True,

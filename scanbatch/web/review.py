@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from flask import Blueprint, Response, jsonify, send_file, url_for
+from flask import Blueprint, Response, jsonify, request, send_file, url_for
 
 from scanbatch import golden_set, metrics
 from scanbatch.audit import (
@@ -17,18 +17,21 @@ from scanbatch.audit import (
     DatasetQuery,
     MetricsBody,
     MetricsQuery,
+    NextQuery,
     PhotoQuery,
     ReviewHistory,
     ReviewInput,
+    ReviewItem,
     ReviewItemsQuery,
     ReviewPage,
     ReviewState,
     ReviewView,
+    version_of,
 )
 from scanbatch.errors import BadRequest, Forbidden, NotFound
 from scanbatch.jobfolder import JobFolder, PhotoFile
 from scanbatch.models import MAX_IMAGES_PER_ITEM, MAX_ITEMS, ErrorBody
-from scanbatch.names import WRITE_ROLES
+from scanbatch.names import WRITE_ROLES, Role
 from scanbatch.store import ApiKey, parse_job_id
 from scanbatch.store.reviews import ReviewStore
 from scanbatch.thumbnails import cached_thumbnail
@@ -187,18 +190,32 @@ def _private(response: Response) -> Response:
     return response
 
 
+ITEM_ERRORS = {
+    400: "A malformed job id or index",
+    403: NOT_REVIEWER,
+    404: "No such job or item",
+}
+VERSIONED = {"ETag": {"schema": {"type": "string"}, "description": "the item's version"}}
+HELD = "Someone else holds the record's lease (the message names them), or it is still being read"
+
 operation(
     "put",
     "/library/scan/batch/{jobId}/items/{itemIndex}/review",
-    "Save the item's truth; the review it replaces is kept as history",
-    parameters=ITEM,
+    "Save the item's truth; the review it replaces is kept as history. Send the version you "
+    "edited: If-Match: <version>, or If-None-Match: * for a record never reviewed",
+    parameters=[
+        *ITEM,
+        {"name": "If-Match", "in": "header", "schema": {"type": "string"}},
+        {"name": "If-None-Match", "in": "header", "schema": {"type": "string", "enum": ["*"]}},
+    ],
     json_body=ReviewInput,
     responses={
-        200: ReviewView,
-        400: "A bad body: the message names the field and the fix",
+        200: Reply("The review saved", ReviewView, headers=VERSIONED),
+        400: "A bad body or If-None-Match: the message names the field and the fix",
         403: NOT_REVIEWER,
         404: "No such job or item",
-        409: "The item has not finished yet",
+        409: HELD,
+        412: "Someone saved since the version sent (the message names who and when)",
     },
 )
 
@@ -209,7 +226,121 @@ def save_review(job_id: str, item_index: str) -> Response:
     job_id = parse_job_id(job_id)
     index = _item_index(item_index)
     review = json_body(ReviewInput)
-    return jsonify(_reviews().save(job_id, index, key.user_id, review).to_json_dict())
+    if_match = _etags("If-Match")
+    if_none_match = _etags("If-None-Match")
+    if if_none_match is not None and if_none_match != ["*"]:
+        raise BadRequest(
+            "If-None-Match takes only *, for a record never reviewed: send If-Match with the "
+            "version you edited instead"
+        )
+    saved = _reviews().save(
+        job_id, index, key.user_id, review, if_match=if_match, if_none_match=bool(if_none_match)
+    )
+    return _versioned(jsonify(saved.to_json_dict()), saved.version)
+
+
+def _etags(header: str) -> list[str] | None:
+    raw = request.headers.get(header)
+    if raw is None:
+        return None
+    return [t.strip().removeprefix("W/") for t in raw.split(",") if t.strip()]
+
+
+def _versioned(response: Response, version: str) -> Response:
+    response.headers["ETag"] = version
+    return response
+
+
+def _lease_seconds() -> float:
+    return services().settings.review_lease_seconds
+
+
+def _item_reply(item: ReviewItem) -> Response:
+    return _versioned(jsonify(item.to_json_dict()), item.version)
+
+
+operation(
+    "post",
+    "/library/scan/review/next",
+    "The next record to review, leased to the caller for SCANBATCH_REVIEW_LEASE_SECONDS: "
+    "their own unexpired lease first, else the queue's first record nobody holds",
+    json_body=NextQuery,
+    body_required=False,
+    responses={
+        200: Reply("The record, leased to the caller", ReviewItem, headers=VERSIONED),
+        204: Reply("Nothing is left to review (others may hold the last records)"),
+        400: "A bad sort, state, jobId or userId",
+        403: NOT_REVIEWER,
+    },
+)
+
+
+@bp.post("/review/next")
+def next_review() -> Response:
+    key = require_reviewer()
+    q = json_body(NextQuery) if request.content_length else NextQuery()
+    reviews = _reviews()
+    state = ReviewState(q.state)
+    item = reviews.next(
+        key.user_id,
+        _lease_seconds(),
+        state=state,
+        sort=q.sort,
+        job_id=str(q.job_id) if q.job_id else None,
+        user_id=q.user_id or None,
+        thresholds=metrics.thresholds(reviews) if state is ReviewState.NEEDS_REVIEW else None,
+        photos=_photos,
+        photo_url=_photo_url,
+    )
+    return Response(status=204) if item is None else _item_reply(item)
+
+
+operation(
+    "post",
+    "/library/scan/batch/{jobId}/items/{itemIndex}/lease",
+    "Lease one record (picked from the queue) to the caller",
+    parameters=ITEM,
+    responses={
+        200: Reply("The record, leased to the caller", ReviewItem, headers=VERSIONED),
+        **ITEM_ERRORS,
+        409: HELD,
+    },
+)
+
+
+@bp.post("/batch/<job_id>/items/<item_index>/lease")
+def take_lease(job_id: str, item_index: str) -> Response:
+    key = require_reviewer()
+    item = _reviews().lease(
+        parse_job_id(job_id),
+        _item_index(item_index),
+        key.user_id,
+        _lease_seconds(),
+        photos=_photos,
+        photo_url=_photo_url,
+    )
+    return _item_reply(item)
+
+
+operation(
+    "delete",
+    "/library/scan/batch/{jobId}/items/{itemIndex}/lease",
+    "Release the caller's lease on a record (a stationManager may release anyone's)",
+    parameters=ITEM,
+    responses={
+        204: Reply("Released (or nobody held it)"),
+        **ITEM_ERRORS,
+        409: "Someone else holds the lease (the message names them)",
+    },
+)
+
+
+@bp.delete("/batch/<job_id>/items/<item_index>/lease")
+def release_lease(job_id: str, item_index: str) -> Response:
+    key = require_reviewer()
+    holder = None if key.role == Role.STATION_MANAGER else key.user_id
+    _reviews().release(parse_job_id(job_id), _item_index(item_index), holder)
+    return Response(status=204)
 
 
 operation(
@@ -217,7 +348,11 @@ operation(
     "/library/scan/batch/{jobId}/items/{itemIndex}/reviews",
     "Every review of the item, oldest first",
     parameters=ITEM,
-    responses={200: ReviewHistory, 400: "A malformed job id or index", 403: NOT_REVIEWER},
+    responses={
+        200: Reply("Every review, oldest first", ReviewHistory, headers=VERSIONED),
+        400: "A malformed job id or index",
+        403: NOT_REVIEWER,
+    },
 )
 
 
@@ -226,7 +361,8 @@ def review_history(job_id: str, item_index: str) -> Response:
     require_reviewer()
     index = _item_index(item_index)
     history = ReviewHistory(reviews=_reviews().history(parse_job_id(job_id), index))
-    return jsonify(history.to_json_dict())
+    version = history.reviews[-1].version if history.reviews else version_of(0)
+    return _versioned(jsonify(history.to_json_dict()), version)
 
 
 operation(

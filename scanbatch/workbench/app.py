@@ -73,16 +73,13 @@ class Workbench(widgets.VBox):
         self.progress.track(job_id, total)
 
     def _job_done(self, view: JobView) -> None:
-        self.review.refresh()
+        # The new records join the list at once; one is leased only for a director on the
+        # Review tab (`next` hands it out), never behind their back on the Upload tab.
+        self.review.refresh(next_record=self.tabs.selected_index == 1)
 
     def _on_tab(self, change: dict) -> None:
         if change["new"] == 1:
-            current = self.review.current
-            keep = None
-            if current is not None and current < len(self.review.items):
-                item = self.review.items[current]
-                keep = (item.job_id, item.item_index)
-            self.review.refresh(keep=keep)
+            self.review.refresh()  # the record open stays open
         elif change["new"] == 2:
             self.dashboard.refresh()
 
