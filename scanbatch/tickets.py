@@ -17,7 +17,7 @@ PREFIX = "sbt_"
 # Used and expired tickets are remembered this long past their expiry, so that a second use
 # is told "already used" rather than "unknown".
 REMEMBER = timedelta(minutes=10)
-_AGAIN = "the page asks for a new one by itself: send the photos again from the page"
+_AGAIN = "press Send again on the page, which asks for a new ticket"
 
 
 @dataclass(frozen=True)
