@@ -171,8 +171,13 @@ def test_upload_groups_edits_and_sends_one_job_with_contexts(live_server, server
 def test_a_crate_of_twelve_records_becomes_two_jobs(live_server, server_tokens, tmp_path):
     wb = signed_in(live_server, server_tokens["other"])
     page = Page(wb, tmp_path)
-    page.choose(*((f"item{i:02d}_0_front_cover.jpg", image_bytes()) for i in range(12)))
-    assert "12 photo(s) in 12 record(s)</b>, 0.0 MB, sent as 2 jobs" in wb.upload.summary.value
+    photos = [(f"item{i:02d}_0_front_cover.jpg", image_bytes()) for i in range(12)]
+    page.choose(*photos)
+    kilobytes = sum(len(data) for _, data in photos) / 1e3  # small photos are counted in kB
+    assert (
+        f"12 photo(s) in 12 record(s)</b>, {kilobytes:,.0f} kB, sent as 2 jobs"
+        in wb.upload.summary.value
+    )
     page.send()
     assert wb.join()
     client = Client(live_server.url, server_tokens["other"])

@@ -77,6 +77,9 @@ class Sending:
 
 
 def megabytes(size: int) -> str:
+    """A size as the page writes it (static/uploader.js too): kB under 1 MB."""
+    if size < 1e6:
+        return f"{size / 1e3:,.0f} kB"
     return f"{size / 1e6:,.1f} MB" if size < 1e7 else f"{size / 1e6:,.0f} MB"
 
 

@@ -94,8 +94,14 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-// As the kernel writes sizes (upload.py, `megabytes`): one decimal under 10 MB.
-function megabytes(bytes) {
+// As the kernel writes sizes (upload.py, `megabytes`): kB under 1 MB (a crate of small photos
+// read "0.0 of 0.0 MB"), one decimal under 10 MB. `unit` is the total's, so both ends agree.
+function unitOf(bytes) {
+  return bytes < 1e6 ? "kB" : "MB";
+}
+
+function megabytes(bytes, unit = unitOf(bytes)) {
+  if (unit === "kB") return Math.round(bytes / 1e3).toLocaleString("en");
   const digits = bytes < 1e7 ? 1 : 0;
   return (bytes / 1e6).toLocaleString("en", {
     minimumFractionDigits: digits,
@@ -382,7 +388,8 @@ function render({ model, el: root }) {
     progress.max = Math.max(totalBytes, 1);
     progress.value = Math.min(loaded, totalBytes);
     progressText.textContent =
-      `${megabytes(loaded)} of ${megabytes(totalBytes)} MB sent; ` +
+      `${megabytes(loaded, unitOf(totalBytes))} of ${megabytes(totalBytes)} ` +
+      `${unitOf(totalBytes)} sent; ` +
       `${jobsAccepted} of ${jobsTotal} job(s) received by the server` +
       (inFlight.size ? ` (${inFlight.size} on the way)` : "");
     sending.dataset.accepted = String(jobsAccepted);
