@@ -377,11 +377,6 @@ class ReviewStore:
             version=version_of(revision),
         )
 
-    def current(self, job_id: str, item_index: int) -> ReviewView | None:
-        """The item's review now (None before any): what a 412 shows."""
-        history = self.history(job_id, item_index)
-        return history[-1] if history else None
-
     def history(self, job_id: str, item_index: int) -> list[ReviewView]:
         """Every review of the item, oldest first."""
         with self.db.read() as cur:

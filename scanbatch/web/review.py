@@ -278,7 +278,8 @@ operation(
 @bp.post("/review/next")
 def next_review() -> Response:
     key = require_reviewer()
-    q = json_body(NextQuery) if request.content_length else NextQuery()
+    # The body is optional: a POST with none (and no JSON type) takes the queue's defaults.
+    q = json_body(NextQuery) if request.is_json or request.content_length else NextQuery()
     reviews = _reviews()
     state = ReviewState(q.state)
     item = reviews.next(

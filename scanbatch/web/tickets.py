@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify, request
 
-from scanbatch.errors import BadRequest, Forbidden
+from scanbatch.errors import BadRequest
 from scanbatch.models import TicketCreate, UploadTicket
 from scanbatch.tickets import is_ticket
 from scanbatch.web.auth import require_write
@@ -51,9 +51,7 @@ operation(
 
 @bp.post("/upload-tickets")
 def create_ticket() -> Response:
-    key = require_write()
-    if key.ticket:
-        raise Forbidden("An upload ticket cannot mint another: use the page's API key")
+    key = require_write()  # never a ticket: those open only the batch POST (web.auth)
     body = json_body(TicketCreate)
     settings = services().settings
     origin = body.origin.rstrip("/")
