@@ -12,7 +12,7 @@ import requests
 from scanbatch.store import JobStore
 from scanbatch.testing.imaging import image_bytes
 from scanbatch.testing.servers import FINISHED, ROOT, ServerProcess, bearer, keys
-from tests.procs import children, descendants, wait_gone
+from tests.procs import alive, children, descendants, wait_gone
 
 pytestmark = pytest.mark.slow
 
@@ -155,8 +155,8 @@ def test_kill_9_mid_job_then_restart_completes_every_item_once(tmp_path):
     # first server's orphaned kernel was stopped, so no item is written twice.
     assert sorted(by_item) == [0, 1, 2, 3]
     assert [len(by_item[i]) for i in range(4)] == [1, 1, 1, 1]
-    with pytest.raises(ProcessLookupError):
-        os.kill(orphan_pid, 0)
+    # Gone, or a zombie: in a container whose init does not reap, a killed orphan stays one.
+    assert not alive(orphan_pid)
     assert not (data_dir / "jobs" / job_id / "papermill.pid").exists()
 
 
