@@ -24,7 +24,7 @@ from pathlib import Path
 
 from scanbatch.errors import ExtractionError
 from scanbatch.images import EXTENSIONS, SNIFF_BYTES, sniff_mime
-from scanbatch.models import ItemOutcome, Manifest, Photo
+from scanbatch.models import BacklogEvent, ItemOutcome, Manifest, Photo
 from scanbatch.private import DIR_MODE
 
 MANIFEST = "manifest.json"
@@ -32,6 +32,7 @@ RESULTS = "results.jsonl"
 EXECUTED_NOTEBOOK = "process_batch.ipynb"  # the job's audit trail, beside its inputs
 NOTEBOOK_LOG = "papermill.log"
 PID_FILE = "papermill.pid"  # the notebook process running the job, while it runs
+BACKLOG = "backlog.jsonl"  # a backlog job's trips through a batch API: sent, answered
 IMAGES = "images"
 THUMBNAILS = "thumbnails"
 MIME_BY_SUFFIX = {suffix: mime for mime, suffix in EXTENSIONS.items()}
@@ -67,6 +68,7 @@ class JobFolder:
     notebook_path = _entry(EXECUTED_NOTEBOOK)
     notebook_log_path = _entry(NOTEBOOK_LOG)
     pid_path = _entry(PID_FILE)
+    backlog_path = _entry(BACKLOG)
     images_dir = _entry(IMAGES)
     thumbnails_dir = _entry(THUMBNAILS)
 
@@ -151,6 +153,38 @@ class JobFolder:
         """Item indexes of the job that have no line in `results.jsonl` yet."""
         done = self.outcomes()
         return [i for i in range(len(self.read_manifest().items)) if i not in done]
+
+    # -- the backlog ------------------------------------------------------------------------
+
+    def append_backlog(self, events: Sequence[BacklogEvent]) -> None:
+        """Record what the server sent for this job in a Google batch, or got back: the
+        job's notebook shows it, and reads its records' answers from here. Fsynced before the
+        batch is settled in the store, so a crash never loses an answer the store counts."""
+        if not events:
+            return
+        text = "".join(e.model_dump_json(by_alias=True, exclude_none=True) + "\n" for e in events)
+        with open(self.backlog_path, "a", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def backlog_events(self) -> list[BacklogEvent]:
+        """Every event in order (none for an interactive job); a torn last line is skipped."""
+        if not self.backlog_path.exists():
+            return []
+        events = []
+        for line in self.backlog_path.read_bytes().splitlines(keepends=True):
+            if line.endswith(b"\n") and line.strip():
+                events.append(BacklogEvent.model_validate_json(line))
+        return events
+
+    def backlog_answers(self) -> dict[int, BacklogEvent] | None:
+        """Each record's last answer by item index, or None when the job was never sent
+        through the backlog (it is read interactively)."""
+        events = self.backlog_events()
+        if not any(e.event == "sent" for e in events):
+            return None
+        return {e.item: e for e in events if e.event == "answered" and e.item is not None}
 
 
 def recorded_mime(path: Path) -> str:

@@ -57,6 +57,8 @@ class BatchJob:
             for index in range(len(manifest.items))
         }
         self.done_before = len(manifest.items) - len(folder.pending())  # a resumed job
+        # A backlog job's trips through Google's Batch API: what was sent when, and answered.
+        self.backlog = folder.backlog_events()
         self._run: FolderRun | None = None
         self._started = 0.0
         self._thumbs_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="thumb")
@@ -100,6 +102,14 @@ class BatchJob:
             intro += (
                 f"<p>{done} item(s) finished in an earlier run of this job and are not "
                 "extracted again.</p>"
+            )
+        if self.backlog:
+            batches = sorted({e.google_batch for e in self.backlog if e.google_batch})
+            intro += (
+                "<p>A <b>backlog</b> job: the server sent its records to Google's Batch API "
+                f"(at the batch price) in {', '.join(map(esc, batches)) or 'a batch'}; this "
+                "notebook sends nothing, it reads the answers that came back. Each item "
+                "below says when it was sent and answered.</p>"
             )
         header = ["item", "photos", "photo types", "MIME types (from the bytes)", "app context"]
         return HtmlReport(intro + table(header, rows))
@@ -259,6 +269,7 @@ class BatchJob:
         rows.append(["MIME types", ", ".join(self.mime_types[index])])
         ctx = item.context.model_dump(by_alias=True, exclude_none=True) if item.context else {}
         rows.append(["app context", "; ".join(f"{k}: {v}" for k, v in ctx.items()) or "none"])
+        rows += self._backlog_rows(index)
         if usage is not None:
             if usage.latency_ms is not None:
                 rows.append(["time", f"{usage.latency_ms / 1000:.2f} s"])
@@ -267,6 +278,22 @@ class BatchJob:
             if usage.retries:
                 rows.append(["retries", str(usage.retries)])
         return table(None, rows)
+
+    def _backlog_rows(self, index: int) -> list[list[str]]:
+        """When and in which Google batch the record went, and what came of each trip."""
+        rows = []
+        google = {e.batch: e.google_batch for e in self.backlog if e.google_batch}
+        for e in self.backlog:
+            when = e.at.strftime("%Y-%m-%d %H:%M:%S UTC")
+            name = google.get(e.batch) or e.batch or "none"
+            if e.event == "sent" and index in (e.items or []):
+                rows.append(["sent", f"{when} in Google batch {name} (attempt {e.attempt})"])
+            elif e.item == index and e.event == "again":
+                rows.append(["sent again", f"{when}: {e.error_message}"])
+            elif e.item == index and e.event == "answered":
+                what = "an answer" if e.response is not None else f"error {e.error_code}"
+                rows.append(["answered", f"{when}: {what}"])
+        return rows
 
     def _album(self, album_id: int | None) -> dict[str, Any] | None:
         if album_id is None or self.matcher is None:

@@ -71,6 +71,14 @@ class ManifestItem(CamelModel):
     context: ScanContext | None = None
 
 
+class JobMode(StrEnum):
+    """How a job's records are read: one request each as it runs (`interactive`), or in a
+    provider's batch job at its price, within 24 h (`backlog`)."""
+
+    INTERACTIVE = "interactive"
+    BACKLOG = "backlog"
+
+
 class _Items(CamelModel):
     """What both manifests are: a list of batch items (`ManifestItem`, one model for both)."""
 
@@ -82,9 +90,11 @@ class _Items(CamelModel):
 
 
 class Manifest(_Items):
-    """The multipart `manifest` field: `{"items": [...]}`, or the bare array the app sends."""
+    """The multipart `manifest` field: `{"items": [...]}`, or the bare array the app sends;
+    an object may also say the job's `mode` (as the form field `mode` does)."""
 
     items: list[ManifestItem] = Field(min_length=1, max_length=MAX_ITEMS)
+    mode: JobMode | None = None
 
 
 class DatasetManifest(_Items):
@@ -112,6 +122,9 @@ class Usage(BaseModel):
     output_tokens: int | None = None
     retries: int = 0
     raw_response: str | None = None
+    # Answered through a batch API (the backlog), billed at its price.
+    batch: bool = False
+    cost: float | None = None  # from the price table, at the price it was billed at
 
 
 class Extraction(CamelModel):
@@ -215,10 +228,54 @@ class JobSummary(CamelModel):
     updated_at: datetime
 
 
+class BacklogState(StrEnum):
+    WAITING = "waiting"  # not yet packed into a Google batch
+    SENDING = "sending"  # packed; being uploaded to Google
+    SUBMITTED = "submitted"  # Google has it, not yet running
+    RUNNING = "running"
+    ANSWERED = "answered"  # every record's answer is in; the job's notebook reads them
+    INTERACTIVE = "interactive"  # its extractor cannot batch: it runs as an interactive job
+
+
+class BacklogView(CamelModel):
+    """Where a backlog job stands at the provider."""
+
+    state: BacklogState
+    submitted_at: datetime | None = None  # when its latest Google batch was created
+    batch: str | None = Field(None, description="the latest Google batch (batches/...)")
+    note: str | None = None
+
+
+class BacklogEvent(CamelModel):
+    """One line of a backlog job's `backlog.jsonl`: its records `sent` in a Google batch, or
+    one record `answered` (its response, or the error that ends it)."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="ignore")
+
+    event: Literal["sent", "answered", "again"]
+    at: datetime
+    batch: str  # our display name of the Google batch
+    google_batch: str | None = None  # its name at Google, batches/...
+    model: str | None = None
+    items: list[int] | None = None  # sent
+    item: int | None = None  # answered, again
+    attempt: int | None = None
+    response: dict[str, Any] | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
 class JobView(JobSummary):
     results: list[ResultView]
     input_tokens: int | None = None
     output_tokens: int | None = None
+    mode: JobMode = JobMode.INTERACTIVE
+    backlog: BacklogView | None = None
+    cost: float | None = Field(
+        None,
+        description="what its finished records cost, in the price table's currency, at the "
+        "price they were billed at (a backlog job's: the Batch API's); null when unpriced",
+    )
 
 
 class JobList(CamelModel):

@@ -17,7 +17,16 @@ from typing import TYPE_CHECKING
 from scanbatch.errors import ExtractionError
 from scanbatch.extractors.base import Extractor
 from scanbatch.jobfolder import JobFolder
-from scanbatch.models import ItemOutcome, ManifestItem, Photo, Status, Usage
+from scanbatch.models import (
+    BacklogEvent,
+    Extraction,
+    ItemOutcome,
+    ManifestItem,
+    Photo,
+    Status,
+    Usage,
+)
+from scanbatch.prices import usage_cost
 
 if TYPE_CHECKING:  # the catalog's module loads numpy and rapidfuzz: only when a job matches
     from scanbatch.catalog.match import Matcher
@@ -39,12 +48,50 @@ def process_item(
     job: str = "",
 ) -> ItemOutcome:
     """Item `index` of a job (`job` names it in the log) read from `photos` and matched."""
+    return _process(
+        lambda: extractor.extract(list(photos), item.context), index, item, extractor, matcher, job
+    )
+
+
+def process_answer(
+    answer: BacklogEvent,
+    index: int,
+    item: ManifestItem,
+    extractor: Extractor,
+    matcher: Matcher | None = None,
+    *,
+    job: str = "",
+) -> ItemOutcome:
+    """Item `index` of a backlog job from the batch API's answer to its request, read and
+    matched as an interactive answer is; an answer that is an error fails the item alone."""
+
+    def read() -> Extraction:
+        if answer.response is None:
+            raise ExtractionError(
+                answer.error_message or "The batch API gave no answer for this record",
+                code=answer.error_code or "backlog_no_answer",
+                retryable=False,
+            )
+        return extractor.read_batch_answer(answer.response)
+
+    return _process(read, index, item, extractor, matcher, job)
+
+
+def _process(
+    read: Callable[[], Extraction],
+    index: int,
+    item: ManifestItem,
+    extractor: Extractor,
+    matcher: Matcher | None,
+    job: str,
+) -> ItemOutcome:
     started = time.perf_counter()
     try:
-        extraction = extractor.extract(list(photos), item.context)
+        extraction = read()
         usage = extraction.usage or Usage(extractor=extractor.name)
-        if usage.latency_ms is None:
+        if usage.latency_ms is None and not usage.batch:  # a batch answer has no latency of its own
             usage.latency_ms = round((time.perf_counter() - started) * 1000, 1)
+        usage.cost = usage_cost(usage)
         match = matcher.match(item.context, extraction) if matcher is not None else None
         matched = match is not None and match.album_id is not None
         return ItemOutcome(
@@ -89,9 +136,22 @@ def process_folder_item(
     item: ManifestItem,
     extractor: Extractor,
     matcher: Matcher | None = None,
+    answers: dict[int, BacklogEvent] | None = None,
 ) -> ItemOutcome:
     """Item `index` of the job in `folder`: its photos read from the folder, then processed;
-    a photo that cannot be read fails the item alone."""
+    a photo that cannot be read fails the item alone. A backlog job's item (`answers`: the
+    batch API's, by item) is read from its answer: nothing is sent."""
+    if answers is not None:
+        answer = answers.get(index) or BacklogEvent(
+            event="answered",
+            at=now(),
+            batch="",
+            item=index,
+            error_code="backlog_no_answer",
+            error_message="This record was sent in a Google batch but no answer for it was "
+            "recorded: submit it again",
+        )
+        return process_answer(answer, index, item, extractor, matcher, job=folder.job_id)
     started = time.perf_counter()
     try:
         photos = folder.photos(index, item.photo_types)
@@ -115,9 +175,12 @@ class FolderRun:
         manifest = folder.read_manifest()
         writer = folder.results_writer()
         self.todo = folder.pending()
+        answers = folder.backlog_answers()
 
         def run(index: int) -> ItemOutcome:
-            outcome = process_folder_item(folder, index, manifest.items[index], extractor, matcher)
+            outcome = process_folder_item(
+                folder, index, manifest.items[index], extractor, matcher, answers
+            )
             writer.append(outcome)  # appended as soon as it finishes: a crash loses nothing done
             return outcome
 

@@ -40,6 +40,11 @@ SERVER_ONLY = frozenset(
         "page_origins",
         "upload_ticket_seconds",
         "review_lease_seconds",
+        "backlog_wait_seconds",
+        "backlog_max_items",
+        "backlog_retries",
+        "backlog_poll_seconds",
+        "backlog_file_bytes",
     }
 )
 
@@ -147,6 +152,41 @@ class Settings(BaseSettings):
         le=86400,
         description="Seconds a record handed to a reviewer (`POST /library/scan/review/next`) "
         "stays theirs unless they save or release it.",
+    )
+    backlog_wait_seconds: float = Field(
+        60.0,
+        ge=0,
+        le=86400,
+        description="Seconds the oldest waiting backlog record waits for others before they "
+        "are sent in one Google batch.",
+    )
+    backlog_max_items: int = Field(
+        10000,
+        ge=1,
+        le=500000,
+        description="Waiting backlog records that are sent at once, without waiting "
+        "SCANBATCH_BACKLOG_WAIT_SECONDS.",
+    )
+    backlog_retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="Times a backlog record is sent again after its Google batch failed, "
+        "expired or was cancelled at Google (or its line failed retryably).",
+    )
+    backlog_poll_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description="Seconds before a Google batch is first asked how it stands; doubles "
+        "per unchanged answer, up to 10 minutes.",
+    )
+    backlog_file_bytes: int = Field(
+        1_900_000_000,
+        ge=1_000_000,
+        le=2_000_000_000,
+        description="Largest input file of one Google batch (Google's limit: 2 GB); more "
+        "records go in several batches.",
     )
     host: str = Field("127.0.0.1", description="Address `scanbatch serve` binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port `scanbatch serve` binds.")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from scanbatch.images import check_pixels, check_size, sniff_mime
 from scanbatch.jobfolder import JobFolder
-from scanbatch.models import Manifest
+from scanbatch.models import JobMode, Manifest
 from scanbatch.store import JobStore
 from scanbatch.validation import parse_manifest
 
@@ -23,6 +23,7 @@ def create_job(
     extractor: str | None = None,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    mode: JobMode = JobMode.INTERACTIVE,
 ) -> str:
     """Write the folder first (`write_images` stores the photos, streaming if it likes), then
     the rows. Any failure removes the folder, so a refused request leaves nothing behind; a
@@ -38,11 +39,20 @@ def create_job(
             extractor=extractor,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            mode=mode,
+            batched=mode == JobMode.BACKLOG and can_batch(extractor),
         )
     except BaseException:
         folder.remove()
         raise
     return folder.job_id
+
+
+def can_batch(extractor: str | None) -> bool:
+    """Whether records read by `extractor` can wait for a batch API (the backlog)."""
+    from scanbatch.extractors import get_extractor_class
+
+    return extractor is not None and get_extractor_class(extractor).can_batch
 
 
 def write_blobs(
@@ -85,11 +95,12 @@ def create_job_from_files(
     image_paths: list[Path],
     *,
     extractor: str | None = None,
+    mode: JobMode = JobMode.INTERACTIVE,
 ) -> tuple[str, Manifest]:
     """A job from a manifest and photos on disk (the CLI and the server's demo), validated
     exactly like an HTTP upload."""
     manifest = parse_manifest(manifest_text, len(image_paths))
     photos = read_images(image_paths)
     write = write_blobs([data for data, _ in photos], manifest, [mime for _, mime in photos])
-    job_id = create_job(store, jobs_dir, user_id, manifest, write, extractor=extractor)
+    job_id = create_job(store, jobs_dir, user_id, manifest, write, extractor=extractor, mode=mode)
     return job_id, manifest

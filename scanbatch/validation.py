@@ -19,6 +19,7 @@ from scanbatch.models import (
     MAX_IMAGES_PER_ITEM,
     MAX_ITEMS,
     DatasetManifest,
+    JobMode,
     Manifest,
     ManifestItem,
 )
@@ -64,8 +65,10 @@ def parse_manifest(raw: str | bytes | None, file_count: int) -> Manifest:
     data, items = _read_manifest(raw, file_count)
     if not isinstance(items, list) or not items:
         raise BadRequest("Manifest must contain a non-empty items array")
-    if isinstance(data, dict) and (extra := sorted(set(data) - {"items"})):
-        raise BadRequest(f"manifest has unknown key '{_short(extra[0])}': only 'items' is allowed")
+    if isinstance(data, dict) and (extra := sorted(set(data) - {"items", "mode"})):
+        raise BadRequest(
+            f"manifest has unknown key '{_short(extra[0])}': only 'items' and 'mode' are allowed"
+        )
     if len(items) > MAX_ITEMS:
         raise BadRequest(f"Batch cannot exceed {MAX_ITEMS} items")
     counts = [_image_count(item, i) for i, item in enumerate(items)]
@@ -78,7 +81,31 @@ def parse_manifest(raw: str | bytes | None, file_count: int) -> Manifest:
         raise BadRequest(
             f"Image count mismatch: {file_count} files uploaded but manifest expects {expected}"
         )
-    return Manifest(items=[_item(item, i) for i, item in enumerate(items)])
+    mode = parse_mode(data.get("mode"), "manifest 'mode'") if isinstance(data, dict) else None
+    return Manifest(items=[_item(item, i) for i, item in enumerate(items)], mode=mode)
+
+
+def parse_mode(value: object, field: str = "mode") -> JobMode | None:
+    """A job's `mode` (the form field, or the manifest's key): None when not given."""
+    if value is None:
+        return None
+    try:
+        return JobMode(value)
+    except ValueError:
+        modes = " or ".join(f"'{m.value}'" for m in JobMode)
+        raise BadRequest(f"{field} must be {modes} (got {_short(str(value))!r})") from None
+
+
+def job_mode(form_value: str | None, manifest: Manifest) -> JobMode:
+    """The job's mode from the form field `mode` and the manifest's `mode` (they must agree
+    when both are given); interactive by default."""
+    form = parse_mode(form_value)
+    if form is not None and manifest.mode is not None and form != manifest.mode:
+        raise BadRequest(
+            f"mode is '{form.value}' in the form but '{manifest.mode.value}' in the manifest: "
+            "send one of them, or the same in both"
+        )
+    return form or manifest.mode or JobMode.INTERACTIVE
 
 
 def _read_manifest(raw: str | bytes | None, file_count: int) -> tuple[Any, Any]:
@@ -115,8 +142,10 @@ def parse_dataset_manifest(data: Any) -> DatasetManifest:
     items = data.get("items") if isinstance(data, dict) else data
     if not isinstance(items, list) or not items:
         raise BadRequest("Manifest must contain a non-empty items array")
-    if isinstance(data, dict) and (extra := sorted(set(data) - {"items"})):
-        raise BadRequest(f"manifest has unknown key '{_short(extra[0])}': only 'items' is allowed")
+    if isinstance(data, dict) and (extra := sorted(set(data) - {"items", "mode"})):
+        raise BadRequest(
+            f"manifest has unknown key '{_short(extra[0])}': only 'items' and 'mode' are allowed"
+        )
     parsed = []
     for i, item in enumerate(items):
         _image_count(item, i)

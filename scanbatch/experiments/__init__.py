@@ -6,7 +6,6 @@ server's store; a disk cache answers identical requests, so re-running costs not
 from scanbatch.experiments.compare import Comparison, compare
 from scanbatch.experiments.dataset import Dataset, load_dataset
 from scanbatch.experiments.execute import experiments_dir, run_experiment
-from scanbatch.experiments.prices import PriceTable, load_prices
 from scanbatch.experiments.records import RunRecord, list_runs, load_run
 from scanbatch.experiments.stats import mcnemar, paired_bootstrap
 from scanbatch.experiments.variants import (
@@ -16,6 +15,7 @@ from scanbatch.experiments.variants import (
     read_variants,
     validate_variants,
 )
+from scanbatch.prices import PriceTable, load_prices
 
 __all__ = [
     "DEFAULT_VARIANTS",

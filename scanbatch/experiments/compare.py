@@ -13,10 +13,10 @@ from typing import Any
 
 from scanbatch.errors import BadRequest
 from scanbatch.evaluate import EvalReport, evaluate, normalize
-from scanbatch.experiments.prices import PriceTable, load_prices
 from scanbatch.experiments.records import RunRecord
 from scanbatch.experiments.stats import Interval, McNemar, mcnemar, paired_bootstrap, percentile
 from scanbatch.names import FIELDS
+from scanbatch.prices import PriceTable, load_prices
 
 OVERALL = "all fields"
 

@@ -9,8 +9,8 @@ from typing import Any
 
 from scanbatch.experiments.compare import Comparison, compare
 from scanbatch.experiments.execute import experiments_dir, run_experiment
-from scanbatch.experiments.prices import load_prices
 from scanbatch.experiments.records import load_run
+from scanbatch.prices import load_prices
 from scanbatch.settings import REPO_ROOT, load_settings
 
 

@@ -23,6 +23,7 @@ from scanbatch.models import Extraction, Photo, ScanContext
 from scanbatch.settings import ENV_PREFIX, Settings
 
 if TYPE_CHECKING:
+    from scanbatch.backlog.google import GoogleBatches
     from scanbatch.catalog import Matcher
 
 ENTRY_POINT_GROUP = "scanbatch.extractors"
@@ -46,6 +47,10 @@ class Extractor(ABC):
     # Options whose value is a core setting's (option name -> `Settings` field): that setting's
     # variable sets them (e.g. SCANBATCH_PROMPT_VERSION), not SCANBATCH_<EXTRACTOR>_<OPTION>.
     option_settings: ClassVar[Mapping[str, str]] = {}
+    # Whether the backend's requests can go through its provider's batch API (the backlog:
+    # `batch_request` and `read_batch_answer`), as llm's models declare `can_stream`. A
+    # backend that cannot runs backlog jobs interactively, and the job says so.
+    can_batch: ClassVar[bool] = False
 
     def __init__(self, options: ExtractorOptions | None = None) -> None:
         self.options = options if options is not None else self.Options()
@@ -74,6 +79,24 @@ class Extractor(ABC):
     def warm(self) -> None:  # noqa: B027  (optional hook: most backends are ready at once)
         """Do, without sending anything, what the first `extract` would pay for (lazy imports,
         schema builds): the processing kernel calls it before its job arrives."""
+
+    def batch_client(self) -> GoogleBatches:
+        """The batch API client this backend's batches go through (its key, its endpoint)."""
+        raise NotImplementedError(f"extractor '{self.name}' cannot batch")
+
+    def batch_model(self) -> str:
+        """The model a batch of this backend's requests is created for."""
+        raise NotImplementedError(f"extractor '{self.name}' cannot batch")
+
+    def batch_request(self, photos: list[Photo], context: ScanContext | None) -> dict[str, Any]:
+        """One record's request as a line of the provider's batch file holds it (its JSON):
+        the same request `extract` sends."""
+        raise NotImplementedError(f"extractor '{self.name}' cannot batch")
+
+    def read_batch_answer(self, response: dict[str, Any]) -> Extraction:
+        """The fields from the provider's answer to one `batch_request` (its JSON), read as
+        `extract` reads an answer; `ExtractionError` when there are none."""
+        raise NotImplementedError(f"extractor '{self.name}' cannot batch")
 
     @abstractmethod
     def extract(self, photos: list[Photo], context: ScanContext | None) -> Extraction:

@@ -38,6 +38,7 @@ from scanbatch.settings import Settings
 from scanbatch.upc import normalize_upc, upc_check_digit_ok
 
 if TYPE_CHECKING:
+    from scanbatch.backlog.google import GoogleBatches
     from scanbatch.catalog import Matcher
 
 log = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ TIMEOUT_ERRORS = _http_client_errors("TimeoutException")
 
 class GeminiExtractor(Extractor):
     name: ClassVar[str] = "gemini"
+    can_batch: ClassVar[bool] = True
 
     class Options(ExtractorOptions):
         """Each option is also SCANBATCH_GEMINI_<OPTION> (e.g. SCANBATCH_GEMINI_MODEL), except
@@ -266,6 +268,16 @@ class GeminiExtractor(Extractor):
             raise ExtractionError("The item has no photos to send to Gemini", code="no_photos")
         contents = build_contents(photos, context)
         response, retries, latency_ms = self._call(contents)
+        return self._read(response, latency_ms=latency_ms, retries=retries)
+
+    def _read(
+        self,
+        response: types.GenerateContentResponse,
+        *,
+        latency_ms: float | None,
+        retries: int = 0,
+        batch: bool = False,
+    ) -> Extraction:
         text = response_text(response)
         extraction = parse_extraction(text)
         usage = response.usage_metadata
@@ -278,8 +290,55 @@ class GeminiExtractor(Extractor):
             output_tokens=_output_tokens(usage),
             retries=retries,
             raw_response=text,
+            batch=batch,
         )
         return extraction
+
+    # -- the backlog: the same request and the same reading, through the Batch API ----------
+
+    def batch_client(self) -> GoogleBatches:
+        from scanbatch.backlog.google import GoogleBatches
+
+        return GoogleBatches(
+            api_key=api_key_from_env(), base_url=self.base_url, timeout=self.options.timeout
+        )
+
+    def batch_model(self) -> str:
+        return self.options.model
+
+    def batch_request(self, photos: list[Photo], context: ScanContext | None) -> dict[str, Any]:
+        """The GenerateContentRequest `extract` sends, as the Batch API's JSONL line holds it
+        (REST camelCase; photos inline, base64)."""
+        if not photos:
+            raise ExtractionError("The item has no photos to send to Gemini", code="no_photos")
+        config = self._config
+        return {
+            "contents": [
+                c.model_dump(mode="json", by_alias=True, exclude_none=True)
+                for c in build_contents(photos, context)
+            ],
+            "systemInstruction": {"parts": [{"text": self.system_prompt}]},
+            "generationConfig": {
+                "temperature": config.temperature,
+                "responseMimeType": config.response_mime_type,
+                "responseSchema": response_schema().model_dump(
+                    mode="json", by_alias=True, exclude_none=True
+                ),
+            },
+        }
+
+    def read_batch_answer(self, response: dict[str, Any]) -> Extraction:
+        try:
+            parsed = types.GenerateContentResponse.model_validate(response)
+        except ValueError as exc:
+            raise ExtractionError(
+                f"Gemini's batch answer is not a GenerateContentResponse ({exc})",
+                code="gemini_invalid_response",
+                retryable=True,
+                raw=json.dumps(response)[:20000],
+            ) from None
+        # The time a batch answer took is the batch's, not this record's: none is given.
+        return self._read(parsed, latency_ms=None, batch=True)
 
     def _call(
         self, contents: list[types.Content]

@@ -19,12 +19,14 @@ from scanbatch.errors import Conflict, NotFound
 from scanbatch.models import (
     ItemOutcome,
     JobList,
+    JobMode,
     JobView,
     Manifest,
     ResultView,
     Status,
 )
 from scanbatch.names import FIELDS
+from scanbatch.store.backlog import BacklogStore
 from scanbatch.store.catalog import CatalogStore
 from scanbatch.store.db import Database, parse_job_id, records, utcnow
 from scanbatch.store.job_cache import SUMMARY_COLUMNS, Entry, JobCache, summary
@@ -67,6 +69,7 @@ class JobStore:
         self._cache = JobCache()
         self._write_order = threading.RLock()  # one job write (and its re-read) at a time
         self._local = threading.local()
+        self.backlog = BacklogStore(self)
 
     @contextmanager
     def _job_write(self, job_id: str) -> Iterator[Any]:
@@ -96,6 +99,32 @@ class JobStore:
                 if depth == 0:
                     self._cache.write_ended(job_id, fresh, reread)
 
+    @contextmanager
+    def write_jobs(self, job_ids: list[str]) -> Iterator[Any]:
+        """A write transaction that changes the views of several jobs (the backlog's: one
+        Google batch holds records of many): each is re-read after the commit."""
+        if not job_ids:
+            with self.db.write() as cur:
+                yield cur
+            return
+        with self._write_order:
+            self._cache.write_begins()
+            committed = False
+            try:
+                with self.db.write() as cur:
+                    yield cur
+                committed = True
+            finally:
+                for job_id in job_ids:
+                    fresh = None
+                    if committed:
+                        try:
+                            fresh = self._read_view(job_id)
+                        except Exception:
+                            log.exception("could not re-read job %s after a write", job_id)
+                            committed = False
+                    self._cache.write_ended(job_id, fresh, committed)
+
     @classmethod
     def open(cls, path: Path) -> JobStore:
         return cls(Database(Path(path)))
@@ -114,8 +143,12 @@ class JobStore:
         extractor: str | None = None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        mode: JobMode = JobMode.INTERACTIVE,
+        batched: bool = False,
     ) -> str:
-        """The job and one pending result row per item, in one transaction."""
+        """The job and one pending result row per item, in one transaction; a backlog job's
+        rows of the backlog too (`batched`: its extractor can batch, so its items wait for a
+        Google batch)."""
         job_id = job_id or str(uuid.uuid4())
         now = utcnow()
         with self._job_write(job_id) as cur:
@@ -156,6 +189,8 @@ class JobStore:
                     )
                 ],
             )
+            if mode == JobMode.BACKLOG:
+                self.backlog.add_job(cur, job_id, len(manifest.items), extractor or "", batched)
         return job_id
 
     def _owned(self, cur: Any, job_id: str, user_id: str | None) -> tuple:
@@ -202,12 +237,13 @@ class JobStore:
                 return None
             rel = cur.execute(
                 "SELECT item_index, status, extraction, matched_album_id, match_score, "
-                "match_note, error_message, error_code, retryable, input_tokens, output_tokens "
-                "FROM scan_results WHERE job_id = ? ORDER BY item_index",
+                "match_note, error_message, error_code, retryable, input_tokens, output_tokens, "
+                "cost FROM scan_results WHERE job_id = ? ORDER BY item_index",
                 [row[0]],
             )
             results = records(rel)
             albums = matched_albums(cur, (r["matched_album_id"] for r in results))
+            backlog = self.backlog.view(cur, row[0])
         views, tokens_in, tokens_out = [], 0, 0
         for r in results:
             views.append(
@@ -226,11 +262,15 @@ class JobStore:
             )
             tokens_in += r["input_tokens"] or 0
             tokens_out += r["output_tokens"] or 0
+        costs = [r["cost"] for r in results if r["cost"] is not None]
         view = JobView(
             **summary(row).model_dump(),
             results=views,
             input_tokens=tokens_in,
             output_tokens=tokens_out,
+            mode=JobMode.BACKLOG if backlog is not None else JobMode.INTERACTIVE,
+            backlog=backlog,
+            cost=round(sum(costs), 8) if costs else None,
         )
         return str(row[-1]), view
 
@@ -258,11 +298,13 @@ class JobStore:
         return (str(row[0]), row[1]) if row else None
 
     def unfinished_jobs(self) -> list[str]:
-        """Jobs left pending or processing, oldest first: what a restarted server resumes."""
+        """Jobs left pending or processing, oldest first: what a restarted server resumes.
+        Backlog jobs whose records still wait for Google are the backlog's, not listed."""
         with self.db.read() as cur:
             rows = cur.execute(
-                "SELECT id FROM scan_jobs WHERE status IN ('pending', 'processing') "
-                "ORDER BY created_at"
+                "SELECT id FROM scan_jobs j WHERE status IN ('pending', 'processing') "
+                "AND NOT EXISTS (SELECT 1 FROM backlog_items i WHERE i.job_id = j.id "
+                "AND i.state <> 'answered') ORDER BY created_at"
             ).fetchall()
         return [str(r[0]) for r in rows]
 
@@ -310,7 +352,7 @@ class JobStore:
                     "retryable = ?, extractor = ?, model = ?, prompt_version = ?, latency_ms = ?, "
                     "input_tokens = ?, output_tokens = ?, retries = ?, raw_response = ?, "
                     "confidence = ?, field_confidence = ?, audit_key = random(), "
-                    "updated_at = ?, completed_at = ? "
+                    "billing = ?, cost = ?, updated_at = ?, completed_at = ? "
                     "WHERE job_id = ? AND item_index = ? AND status IN ('pending', 'processing')",
                     [
                         o.status.value,
@@ -332,6 +374,8 @@ class JobStore:
                         u.raw_response if u else None,
                         item_confidence(o.extraction),
                         field_confidences(o.extraction),
+                        ("batch" if u.batch else "interactive") if u else None,
+                        u.cost if u else None,
                         now,
                         o.finished_at,
                         job_id,
@@ -429,6 +473,7 @@ class JobStore:
                 cur.execute("DELETE FROM scan_reviews WHERE job_id = ?", [job_id])
                 cur.execute("DELETE FROM scan_review_history WHERE job_id = ?", [job_id])
                 cur.execute("DELETE FROM scan_results WHERE job_id = ?", [job_id])
+                self.backlog.forget_job(cur, job_id)
             with self._job_write(job_id) as cur:
                 cur.execute("DELETE FROM scan_jobs WHERE id = ?", [job_id])
             self.reviews.leases.forget_job(job_id)

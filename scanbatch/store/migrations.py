@@ -176,6 +176,53 @@ UPDATE scan_results SET field_confidence = {
 """
 
 
+# The backlog (scanbatch.backlog): which jobs wait for Google's Batch API, each of their items'
+# trip (waiting, sent in which Google batch, answered; attempts), and each Google batch we
+# made, recorded under its display name before it is created, so a restart finds it again
+# rather than making a second. New tables: `scan_jobs` cannot be altered (a referenced parent).
+# And per result, how it was billed (`batch`: the Batch API's price) and what it cost.
+_BACKLOG = """
+CREATE TABLE backlog_jobs (
+    job_id UUID PRIMARY KEY,
+    extractor VARCHAR NOT NULL,
+    batched BOOLEAN NOT NULL,
+    created_at TIMESTAMPTZ NOT NULL
+);
+
+CREATE TABLE backlog_items (
+    job_id UUID NOT NULL,
+    item_index INTEGER NOT NULL,
+    state VARCHAR NOT NULL CHECK (state IN ('waiting', 'sent', 'answered')),
+    batch_id VARCHAR,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    waiting_since TIMESTAMPTZ NOT NULL,
+    PRIMARY KEY (job_id, item_index)
+);
+
+CREATE TABLE backlog_batches (
+    id VARCHAR PRIMARY KEY,
+    extractor VARCHAR NOT NULL,
+    model VARCHAR NOT NULL,
+    state VARCHAR NOT NULL CHECK (state IN ('packed', 'uploaded', 'pending', 'running',
+        'succeeded', 'failed', 'expired', 'cancelled', 'done')),
+    google_name VARCHAR,
+    file_name VARCHAR,
+    items INTEGER NOT NULL,
+    bytes BIGINT NOT NULL,
+    error VARCHAR,
+    polls INTEGER NOT NULL DEFAULT 0,
+    created_at TIMESTAMPTZ NOT NULL,
+    submitted_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ,
+    next_poll_at TIMESTAMPTZ,
+    updated_at TIMESTAMPTZ NOT NULL
+);
+
+ALTER TABLE scan_results ADD COLUMN billing VARCHAR;
+ALTER TABLE scan_results ADD COLUMN cost DOUBLE;
+"""
+
+
 def _migrations() -> list[Migration]:
     from scanbatch.catalog import CATALOG_MIGRATION_SQL
 
@@ -185,6 +232,9 @@ def _migrations() -> list[Migration]:
         Migration(3, "reviews: the current truth per item and every review as history", _REVIEWS),
         Migration(4, "scan_jobs without manifest (never read)", _NO_MANIFEST),
         Migration(5, "scan_results.audit_key (the audit order) and field_confidence", _AUDIT),
+        Migration(
+            7, "the backlog (Batch API jobs, items, batches); results' billing, cost", _BACKLOG
+        ),
     ]
 
 

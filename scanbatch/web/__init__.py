@@ -1,12 +1,14 @@
 """The HTTP façade, in three steps as flaskr's factory: `create_app(settings)` builds the Flask
 app that owns the job store (opens it, constructs the runner: nothing runs yet); `prepare(app)`
 does the start-up work on the data before the first request; `start(app)` starts the runner.
-`shutdown(app)` stops the runner and closes the store."""
+`shutdown(app)` stops the runner and closes the store. The backlog's engine starts and stops
+with the runner."""
 
 from __future__ import annotations
 
 from flask import Flask
 
+from scanbatch.backlog.engine import Backlog
 from scanbatch.catalog_sync import seed_catalog_if_empty
 from scanbatch.extractors import check_extractor
 from scanbatch.runner import JobRunner
@@ -41,7 +43,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.config["MAX_FORM_PARTS"] = MAX_FORM_PARTS
     app.json.sort_keys = False
     store = JobStore.open(settings.store_path)
-    attach(app, Services(settings, store, JobRunner(store, settings)))
+    runner = JobRunner(store, settings)
+    attach(app, Services(settings, store, runner, Backlog(store, settings, runner.submit)))
     register_error_handlers(app)
     cors.register(app)
     for blueprint in BLUEPRINTS:
@@ -65,10 +68,13 @@ def prepare(app: Flask) -> None:
 def start(app: Flask) -> None:
     """Start processing: the runner resumes the jobs a previous server left unfinished, warms
     its kernels and takes jobs from now on."""
-    services_of(app).runner.start()
+    svc = services_of(app)
+    svc.runner.start()
+    svc.backlog.start()
 
 
 def shutdown(app: Flask) -> None:
     svc = services_of(app)
+    svc.backlog.stop()
     svc.runner.stop()
     svc.store.close()

@@ -19,6 +19,7 @@ from scanbatch.models import (
     Accepted,
     JobList,
     JobListQuery,
+    JobMode,
     JobView,
     Manifest,
 )
@@ -26,7 +27,7 @@ from scanbatch.names import Role
 from scanbatch.store import parse_job_id
 from scanbatch.store.reviews import reviewed_message
 from scanbatch.submit import create_job
-from scanbatch.validation import parse_manifest
+from scanbatch.validation import job_mode, parse_manifest
 from scanbatch.web.auth import current_key, require_write, visible_to
 from scanbatch.web.forms import query_args, single_field, uploaded_images
 from scanbatch.web.openapi import JOB_ID, Reply, operation
@@ -108,8 +109,16 @@ BATCH_FORM = {
                 ]
             },
             "maxLength": MAX_FORM_FIELD_BYTES,
-            "description": 'JSON text: {"items": [ManifestItem]} or a bare [ManifestItem] '
-            f"array, 1 to {MAX_ITEMS} items",
+            "description": 'JSON text: {"items": [ManifestItem], "mode"?} or a bare '
+            f"[ManifestItem] array, 1 to {MAX_ITEMS} items",
+        },
+        "mode": {
+            "type": "string",
+            "enum": [m.value for m in JobMode],
+            "default": JobMode.INTERACTIVE.value,
+            "description": "backlog: the records wait for Google's Batch API (half the price, "
+            "answered within 24 h; packed with other jobs' records); an extractor that cannot "
+            "batch runs the job interactively and its backlog.state says so",
         },
     },
 }
@@ -177,6 +186,7 @@ def submit_batch() -> Response:
         # No images is the station's first check, before anything about the manifest.
         manifest_raw = single_field("manifest") if files else None
         manifest = parse_manifest(manifest_raw, len(files))
+        mode = job_mode(single_field("mode"), manifest)
         mimes = [f.mime_type() for f in files]
         request_hash = _request_hash(manifest_raw, files)
         with svc.submit_lock:  # lookup and create as one step, so a retried POST can't double
@@ -200,10 +210,14 @@ def submit_batch() -> Response:
                 extractor=svc.settings.extractor,
                 idempotency_key=idem_key,
                 request_hash=request_hash,
+                mode=mode,
             )
     finally:
         staging.cleanup()
-    svc.runner.submit(job_id)
+    if svc.store.backlog.is_waiting(job_id):
+        svc.backlog.wake()  # its records wait for a Google batch; the backlog hands it over
+    else:
+        svc.runner.submit(job_id)
     return _accepted(job_id, "pending", len(manifest.items))
 
 
@@ -271,7 +285,9 @@ def _cancel(job_id: str) -> str:
     svc = services()
     svc.store.get_job(job_id, visible_to(key))
     if svc.store.unfinished_items(job_id):
+        batches = svc.store.backlog.batches_of_job(job_id)
         svc.runner.cancel(job_id)
+        svc.backlog.release(batches)  # a Google batch no other job waits for is cancelled
     return job_id
 
 
@@ -332,8 +348,11 @@ def delete_batch(job_id: str) -> Response:
         if key.role != Role.STATION_MANAGER:
             raise Forbidden("Only a stationManager may delete a job with reviewed items")
     # Whatever still runs for it ends first: the items, or the notebook of a job already
-    # answered, which writes its report into the folder about to go.
+    # answered, which writes its report into the folder about to go; and its Google batches,
+    # where no other job waits for them.
+    batches = svc.store.backlog.batches_of_job(job_id)
     svc.runner.cancel(job_id)
+    svc.backlog.release(batches)
     # Checked again as it deletes: a review saved during the cancel's wait is kept (409).
     try:
         svc.store.delete_job(job_id, with_reviews=force and key.role == Role.STATION_MANAGER)

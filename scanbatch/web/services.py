@@ -16,6 +16,7 @@ from pathlib import Path
 
 from flask import Flask, current_app
 
+from scanbatch.backlog.engine import Backlog
 from scanbatch.extractors import Extractor, create_extractor
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
@@ -52,6 +53,7 @@ class Services:
     settings: Settings
     store: JobStore
     runner: JobRunner
+    backlog: Backlog
     submit_lock: threading.Lock = field(default_factory=threading.Lock)
     # A per-process stationManager token for the local CLI (`scanbatch keys` while the server
     # holds the store); `scanbatch serve` writes it to a file only the data dir's owner reads.
