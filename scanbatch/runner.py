@@ -25,7 +25,7 @@ from pathlib import Path
 from scanbatch.catalog_sync import CatalogSnapshot
 from scanbatch.errors import NotFound
 from scanbatch.jobfolder import JobFolder
-from scanbatch.models import ItemOutcome, JobView
+from scanbatch.models import ItemOutcome, JobMode, JobView
 from scanbatch.names import LOCAL_RUN_USER
 from scanbatch.notebook_parameters import job_parameters
 from scanbatch.settings import PROCESSING_NOTEBOOK, Settings
@@ -366,7 +366,7 @@ class Run:
             self.folder.pid_path.unlink(missing_ok=True)
 
 
-def run_batch(
+def create_local_job(
     store: JobStore,
     settings: Settings,
     manifest_text: str,
@@ -374,12 +374,10 @@ def run_batch(
     *,
     extractor_name: str | None = None,
     user_id: str = LOCAL_RUN_USER,
-    on_item: OnOutcome | None = None,
-    on_start: Callable[[int], None] | None = None,
-) -> JobView:
-    """Process one batch from files on disk, exactly as the server would: validate, create
-    the job, execute the processing notebook on it and finish it; returns the job's view. The
-    executed notebook is in the job's folder."""
+    mode: JobMode = JobMode.INTERACTIVE,
+) -> tuple[str, int]:
+    """A job from files on disk (`scanbatch run`), validated and created exactly as the
+    server would from an upload: (its id, its record count)."""
     from scanbatch.catalog_sync import seed_catalog_if_empty
     from scanbatch.extractors.base import check_extractor
     from scanbatch.submit import create_job_from_files
@@ -388,16 +386,52 @@ def run_batch(
     check_extractor(name, settings)  # a missing key or a bad option fails here, before any work
     seed_catalog_if_empty(store, settings.seed_catalog)  # as the server does: matching works
     job_id, manifest = create_job_from_files(
-        store, settings.jobs_dir, user_id, manifest_text, image_paths, extractor=name
+        store, settings.jobs_dir, user_id, manifest_text, image_paths, extractor=name, mode=mode
     )
-    if on_start is not None:
-        on_start(len(manifest.items))
+    return job_id, len(manifest.items)
+
+
+def process_local_job(
+    store: JobStore, settings: Settings, job_id: str, on_item: OnOutcome | None = None
+) -> JobView:
+    """Process a local job exactly as the server would: execute the processing notebook on
+    it and finish it; returns the job's view. The executed notebook is in the job's folder."""
     runner = JobRunner(store, settings, keep_warm=False)
     try:
         runner.process(job_id, on_item)
     finally:
         runner.pool.close()
     return store.get_job(job_id)
+
+
+def wait_for_backlog(
+    store: JobStore,
+    settings: Settings,
+    job_ids: list[str],
+    on_wait: Callable[[JobView], None] | None = None,
+) -> None:
+    """Until no record of `job_ids` waits for a Google batch: this process packs them (all in
+    one batch where they fit, since nothing else is coming to share it) and follows the batch
+    as the server's engine does. Interrupted, the jobs stay in the data folder as the server
+    leaves them: `scanbatch serve` finishes them."""
+    from scanbatch.backlog.engine import Backlog
+
+    waiting = [job for job in job_ids if store.backlog.is_waiting(job)]
+    if not waiting:
+        return
+    local = settings.model_copy(update={"backlog_wait_seconds": 0})
+    engine = Backlog(store, local, on_ready=lambda job_id: None)
+    try:
+        while waiting:
+            delay = engine.step()
+            if on_wait is not None:
+                for job in waiting:
+                    on_wait(store.get_job(job))
+            waiting = [job for job in waiting if store.backlog.is_waiting(job)]
+            if waiting:
+                time.sleep(delay)
+    finally:
+        engine.stop()
 
 
 def _kill_orphan(folder: JobFolder) -> None:

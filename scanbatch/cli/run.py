@@ -1,6 +1,7 @@
 """`scanbatch run`: process a batch locally and print its status JSON. The click command only
-wraps the options; `_run` does the work (`runner.run_batch`: the processing notebook, as the
-server runs it).
+wraps the options; `_run` does the work (`runner.create_local_job`, then `process_local_job`:
+the processing notebook, as the server runs it; with --backlog, `runner.wait_for_backlog`
+between the two).
 
 A manifest of more than one batch (a dataset: `scanbatch synth --items 50`, a golden-set
 export) is run as several jobs of at most one batch each (10 records, 50 photos), split by the
@@ -22,8 +23,8 @@ from scanbatch import private
 from scanbatch.cli import finish, settings
 from scanbatch.errors import BadRequest
 from scanbatch.extractors import extractor_names
-from scanbatch.models import DatasetManifest, ItemOutcome, JobView
-from scanbatch.runner import run_batch
+from scanbatch.models import DatasetManifest, ItemOutcome, JobMode, JobView
+from scanbatch.runner import create_local_job, process_local_job, wait_for_backlog
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore
 from scanbatch.validation import batch_slices, parse_local_manifest, parse_manifest
@@ -42,8 +43,15 @@ from scanbatch.validation import batch_slices, parse_local_manifest, parse_manif
     help="Backend: gemini, ocr or one a plugin registers (default: SCANBATCH_EXTRACTOR, else "
     "gemini with GEMINI_API_KEY, else ocr).",
 )
+@click.option(
+    "--backlog",
+    is_flag=True,
+    help="Send every record in one Google batch (Gemini's Batch API: half the price, "
+    "answered within 24 h) and wait for it here; an extractor that cannot batch (ocr) runs "
+    "as usual.",
+)
 @click.argument("images", nargs=-1, required=True, type=click.Path(path_type=Path))
-def command(manifest: Path, extractor: str | None, images: tuple[Path, ...]) -> None:
+def command(manifest: Path, extractor: str | None, backlog: bool, images: tuple[Path, ...]) -> None:
     """Process a batch locally (no server) and print its status JSON.
 
     Validates the manifest, extracts every item with the chosen extractor, matches it against
@@ -51,8 +59,11 @@ def command(manifest: Path, extractor: str | None, images: tuple[Path, ...]) -> 
     IMAGES are given in manifest order. More than 10 records (a dataset) run as several jobs
     of at most 10 records and 50 photos; then it prints {totalItems, completedItems,
     failedItems, status, jobs: [{firstItem, ...each job}]}, which `scanbatch eval` reads.
+    With --backlog, an interrupted run leaves its jobs in the data folder, and `scanbatch
+    serve` on that folder finishes them.
     """
-    finish(_run(manifest, extractor, list(images), settings()))
+    mode = JobMode.BACKLOG if backlog else JobMode.INTERACTIVE
+    finish(_run(manifest, extractor, list(images), settings(), mode))
 
 
 def _known_extractor(name: str | None) -> str | None:
@@ -71,7 +82,13 @@ class _Job:
     first_image: int  # the index of its first photo among IMAGES, for messages
 
 
-def _run(manifest: Path, extractor: str | None, images: list[Path], settings: Settings) -> int:
+def _run(
+    manifest: Path,
+    extractor: str | None,
+    images: list[Path],
+    settings: Settings,
+    mode: JobMode = JobMode.INTERACTIVE,
+) -> int:
     for path in [manifest, *images]:
         if not path.is_file():
             print(f"scanbatch run: error: no such file: {path}", file=sys.stderr)
@@ -86,8 +103,22 @@ def _run(manifest: Path, extractor: str | None, images: list[Path], settings: Se
     store = JobStore.open(settings.store_path)
     views: list[tuple[int, JobView]] = []
     try:
-        with tqdm(total=None, desc="items", unit="item", file=sys.stderr) as bar:
-            for job in jobs:
+        # Every job is created before the first runs: a backlog's records then share a batch.
+        created = [
+            create_local_job(
+                store,
+                settings,
+                # One job: the manifest as given, exactly as before.
+                text if len(jobs) == 1 else job.manifest,
+                job.images,
+                extractor_name=extractor,
+                mode=mode,
+            )[0]
+            for job in jobs
+        ]
+        wait_for_backlog(store, settings, created, _BacklogProgress())
+        with tqdm(total=len(plan.items), desc="items", unit="item", file=sys.stderr) as bar:
+            for job, job_id in zip(jobs, created, strict=True):
 
                 def progress(outcome: ItemOutcome, first: int = job.first_item) -> None:
                     bar.update(1)
@@ -95,17 +126,7 @@ def _run(manifest: Path, extractor: str | None, images: list[Path], settings: Se
                         f"item {first + outcome.item_index}: {outcome.status.value}"
                     )
 
-                view = run_batch(
-                    store,
-                    settings,
-                    # One job: the manifest as given, exactly as before.
-                    text if len(jobs) == 1 else job.manifest,
-                    job.images,
-                    extractor_name=extractor,
-                    on_item=progress,
-                    on_start=lambda total: setattr(bar, "total", len(plan.items)) or bar.refresh(),
-                )
-                views.append((job.first_item, view))
+                views.append((job.first_item, process_local_job(store, settings, job_id, progress)))
     finally:
         store.close()
     if len(views) == 1:
@@ -115,6 +136,25 @@ def _run(manifest: Path, extractor: str | None, images: list[Path], settings: Se
     doc = _several(views)
     print(json.dumps(doc, indent=2))
     return 0 if doc["status"] == "completed" else 1
+
+
+class _BacklogProgress:
+    """One stderr line each time a backlog job's state changes (a Google batch can take
+    hours: a line per look would flood the terminal)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple] = {}
+
+    def __call__(self, view: JobView) -> None:
+        backlog = view.backlog
+        if backlog is None:
+            return
+        now = (backlog.state, backlog.batch)
+        if self.seen.get(view.job_id) == now:
+            return
+        self.seen[view.job_id] = now
+        where = f" in Google batch {backlog.batch}" if backlog.batch else ""
+        print(f"backlog: job {view.job_id}: {backlog.state.value}{where}", file=sys.stderr)
 
 
 def _split(plan: DatasetManifest, images: list[Path]) -> list[_Job]:
