@@ -175,11 +175,12 @@ def main() -> None:
             prices = load_prices()
             interactive = prices.cost("gemini", "gemini-3-flash-preview", TOKENS_IN, TOKENS_OUT)
             per_1000_batch = paid / max(completed, 1) * 1000
+            per_1000 = interactive * 1000
             line(
                 "cost per 1,000 records",
                 f"backlog {prices.currency} {per_1000_batch:.3f}, interactive "
-                f"{prices.currency} {interactive * 1000:.3f} ({ratio(per_1000_batch, interactive * 1000)}) "
-                f"for {TOKENS_IN} tokens in, {TOKENS_OUT} out (prices of {prices.date})",
+                f"{prices.currency} {per_1000:.3f} ({ratio(per_1000_batch, per_1000)}) for "
+                f"{TOKENS_IN} tokens in, {TOKENS_OUT} out (prices of {prices.date})",
             )
 
 

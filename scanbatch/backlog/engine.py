@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scanbatch.backlog.google import BatchState, GoogleBatchError, read_result_lines
-
 from scanbatch.errors import ConfigError
 from scanbatch.extractors import Extractor, create_extractor
 from scanbatch.jobfolder import JobFolder
@@ -51,7 +50,6 @@ from scanbatch.store.backlog import BatchRow, ItemKey
 
 if TYPE_CHECKING:
     from scanbatch.backlog.google import GoogleBatches
-
     from scanbatch.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -106,6 +104,7 @@ class Backlog:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one round at a time (the thread, or a caller's step)
         self._retry_at = 0.0  # after a passing Google error, no call before this
+        self._cancelled: set[str] = set()  # Google batches this engine asked to cancel
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -273,9 +272,11 @@ class Backlog:
 
     def _advance(self, row: BatchRow) -> None:
         if row.state in ("packed", "uploaded"):
-            self._submit(row)
+            self._submit(row, wanted=not self._unwanted(row))
             return
         if row.state in ("pending", "running"):
+            if self._unwanted(row):
+                self._cancel(row)
             if row.next_poll_at is not None and row.next_poll_at > _now():
                 return
             self._poll(row)
@@ -289,7 +290,15 @@ class Backlog:
     def _path(self, row: BatchRow) -> Path:
         return self.folder / f"{row.id}.jsonl"
 
-    def _submit(self, row: BatchRow) -> None:
+    def _submit(self, row: BatchRow, *, wanted: bool = True) -> None:
+        """Upload and create the batch (`wanted` false: its jobs were cancelled meanwhile, so
+        nothing is sent; a batch a create may already have made is looked up and followed,
+        to be cancelled)."""
+        if not wanted and row.state == "packed":
+            self.store.backlog.settle(row.id, [], [])
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(row))
+            return
         google = self.google(row.extractor)
         file_name = row.file_name
         if row.state == "packed":
@@ -301,6 +310,9 @@ class Backlog:
             file_name = google.upload(path, display_name=row.id)
             self.store.backlog.uploaded(row.id, file_name)
         remote = google.find(row.id)
+        if remote is None and not wanted:
+            self.store.backlog.settle(row.id, [], [])
+            return
         if remote is None:
             assert file_name is not None
             remote = google.create(row.model, file_name, row.id)
@@ -468,21 +480,25 @@ class Backlog:
 
     # -- cancel and delete ------------------------------------------------------------------
 
-    def release(self, batches: Iterable[BatchRow]) -> None:
-        """After a job was cancelled or deleted: each of its Google batches that holds no other
-        unfinished record is cancelled at Google (and deleted once it ends, when no record
-        of any job is left in it)."""
-        for row in batches:
-            if row.state not in ("pending", "running") or row.google_name is None:
-                continue
-            if self.store.backlog.live_items(row.id):
-                continue  # another job still waits for it
-            try:
-                self.google(row.extractor).cancel(row.google_name)
-                log.info("backlog: cancelled %s (no record in it is wanted)", row.google_name)
-            except GoogleBatchError as exc:
-                log.warning("backlog: could not cancel %s: %s", row.google_name, exc.message)
+    def release(self) -> None:
+        """A job was cancelled or deleted: its Google batches that hold no other unfinished
+        record are cancelled at Google, in the engine's next round (at once: it is woken)."""
         self.wake()
+
+    def _unwanted(self, row: BatchRow) -> bool:
+        """No record in the batch is wanted any more (their jobs cancelled or deleted)."""
+        return not self.store.backlog.live_items(row.id)
+
+    def _cancel(self, row: BatchRow) -> None:
+        assert row.google_name is not None
+        if row.google_name in self._cancelled:
+            return
+        try:
+            self.google(row.extractor).cancel(row.google_name)
+            self._cancelled.add(row.google_name)
+            log.info("backlog: cancelled %s (no record in it is wanted)", row.google_name)
+        except GoogleBatchError as exc:
+            log.warning("backlog: could not cancel %s: %s", row.google_name, exc.message)
 
 
 class _Packed:

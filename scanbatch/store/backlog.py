@@ -159,15 +159,6 @@ class BacklogStore:
             ).fetchone()
         return row[0]
 
-    def batches_of_job(self, job_id: str) -> list[BatchRow]:
-        with self.db.read() as cur:
-            rows = cur.execute(
-                f"SELECT {_BATCH_COLUMNS} FROM backlog_batches WHERE id IN (SELECT batch_id "
-                "FROM backlog_items WHERE job_id = ? AND batch_id IS NOT NULL)",
-                [parse_job_id(job_id)],
-            ).fetchall()
-        return [BatchRow(*r) for r in rows]
-
     # -- batches --------------------------------------------------------------------------
 
     def pack(

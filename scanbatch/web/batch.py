@@ -285,9 +285,8 @@ def _cancel(job_id: str) -> str:
     svc = services()
     svc.store.get_job(job_id, visible_to(key))
     if svc.store.unfinished_items(job_id):
-        batches = svc.store.backlog.batches_of_job(job_id)
         svc.runner.cancel(job_id)
-        svc.backlog.release(batches)  # a Google batch no other job waits for is cancelled
+        svc.backlog.release()  # a Google batch no other job waits for is cancelled
     return job_id
 
 
@@ -350,9 +349,7 @@ def delete_batch(job_id: str) -> Response:
     # Whatever still runs for it ends first: the items, or the notebook of a job already
     # answered, which writes its report into the folder about to go; and its Google batches,
     # where no other job waits for them.
-    batches = svc.store.backlog.batches_of_job(job_id)
     svc.runner.cancel(job_id)
-    svc.backlog.release(batches)
     # Checked again as it deletes: a review saved during the cancel's wait is kept (409).
     try:
         svc.store.delete_job(job_id, with_reviews=force and key.role == Role.STATION_MANAGER)
@@ -362,6 +359,7 @@ def delete_batch(job_id: str) -> Response:
             "is cancelled, and kept)"
         ) from None
     JobFolder.for_job(svc.settings.jobs_dir, job_id).remove()
+    svc.backlog.release()
     return Response(status=204)
 
 
