@@ -258,17 +258,24 @@ _OUTCOME_STATES: dict[str, str] = {
 }
 
 _V = r"/(?:download/)?(?P<version>[^/]+)"
-_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
-    ("POST", re.compile(r"/upload/(?P<version>[^/]+)/files"), "_upload"),
-    ("GET", re.compile(_V + r"/files/(?P<id>[^/:]+):download"), "_download"),
-    ("GET", re.compile(_V + r"/files/(?P<id>[^/:]+)"), "_get_file"),
-    ("DELETE", re.compile(_V + r"/files/(?P<id>[^/:]+)"), "_delete_file"),
-    ("POST", re.compile(_V + r"/models/(?P<model>[^/:]+):batchGenerateContent"), "_create"),
-    ("GET", re.compile(_V + r"/batches"), "_list"),
-    ("GET", re.compile(_V + r"/batches/(?P<id>[^/:]+)"), "_get"),
-    ("POST", re.compile(_V + r"/batches/(?P<id>[^/:]+):cancel"), "_cancel"),
-    ("DELETE", re.compile(_V + r"/batches/(?P<id>[^/:]+)"), "_delete"),
+# (method, path, handler, the operation `fail_next` and the records know it by)
+_ROUTES: list[tuple[str, re.Pattern[str], str, str | None]] = [
+    ("POST", re.compile(r"/upload/(?P<version>[^/]+)/files"), "_upload", "upload"),
+    ("GET", re.compile(_V + r"/files/(?P<id>[^/:]+):download"), "_download", "download"),
+    ("GET", re.compile(_V + r"/files/(?P<id>[^/:]+)"), "_get_file", None),
+    ("DELETE", re.compile(_V + r"/files/(?P<id>[^/:]+)"), "_delete_file", None),
+    (
+        "POST",
+        re.compile(_V + r"/models/(?P<model>[^/:]+):batchGenerateContent"),
+        "_create",
+        "create",
+    ),
+    ("GET", re.compile(_V + r"/batches"), "_list", "list"),
+    ("GET", re.compile(_V + r"/batches/(?P<id>[^/:]+)"), "_get", "get"),
+    ("POST", re.compile(_V + r"/batches/(?P<id>[^/:]+):cancel"), "_cancel", "cancel"),
+    ("DELETE", re.compile(_V + r"/batches/(?P<id>[^/:]+)"), "_delete", "delete"),
 ]
+_RECORDS = {"get": "gets", "cancel": "cancels", "delete": "deletes"}
 
 
 def _timestamp(offset: timedelta = timedelta()) -> str:
@@ -301,22 +308,45 @@ class _Handler(ReplyHandler):
         self.query = {k: v[-1] for k, v in parse_qs(url.query).items()}
         self._body_read = False
         fake._record_request(method, self.path)
-        for route_method, pattern, handler_name in _ROUTES:
+        for route_method, pattern, handler_name, operation in _ROUTES:
             match = pattern.fullmatch(url.path)
             if match and route_method == method:
-                # The upload URL is authorised by its upload_id, as Google's is: the SDK sends
-                # the chunks without the key.
-                if not (handler_name == "_upload" and "upload_id" in self.query):
-                    key = self.headers.get("x-goog-api-key")
-                    if key == fake.bad_key:
-                        self._answer(error_reply(400, BAD_KEY_MESSAGE))
-                        return
-                    if not key:
-                        self._answer(error_reply(403, "Method doesn't allow unregistered callers"))
-                        return
-                getattr(self, handler_name)(fake, **match.groupdict())
+                if operation == "upload" and "upload_id" in self.query:
+                    operation = "chunk"
+                self._call(fake, handler_name, operation, match.groupdict())
                 return
         self._answer(error_reply(404, f"fake Batch API: no route {method} {url.path}"))
+
+    def _call(
+        self, fake: FakeBatchAPI, handler_name: str, operation: str | None, args: dict[str, str]
+    ) -> None:
+        # The upload URL is authorised by its upload_id, as Google's is: the SDK sends the
+        # chunks without the key.
+        if operation != "chunk":
+            key = self.headers.get("x-goog-api-key")
+            if key == fake.bad_key:
+                self._answer(error_reply(400, BAD_KEY_MESSAGE))
+                return
+            if not key:
+                self._answer(error_reply(403, "Method doesn't allow unregistered callers"))
+                return
+        if operation in _RECORDS:
+            fake._record(_RECORDS[operation], f"batches/{args['id']}")
+        elif operation == "list":
+            fake._record("lists", dict(self.query))
+        failure = fake._take_failure(operation) if operation else None
+        reply = None
+        if failure is not None:
+            status, message, after = failure
+            reply = error_reply(status, message or f"fake Batch API: injected {status}")
+            if operation == "chunk":
+                # "final" makes the SDK raise at once; a Google 5xx without the header would
+                # make it re-send the chunk up to 3 times (1, 2, 4 s apart) first.
+                reply.headers["x-goog-upload-status"] = "final"
+            if not after or operation in ("chunk", "download"):
+                self._answer(reply)
+                return
+        getattr(self, handler_name)(fake, reply, **args)
 
     # --- request and answer helpers ---
 
@@ -358,34 +388,19 @@ class _Handler(ReplyHandler):
                 pass  # drain it, so that the kept-alive connection stays in step
         self.send_reply(reply)
 
-    def _failure(self, fake: FakeBatchAPI, operation: Operation) -> tuple[Reply | None, bool]:
-        """The scripted failure of this call, if any, and whether it was answered already
-        (it comes before the work unless scripted `after`)."""
-        failure = fake._take_failure(operation)
-        if failure is None:
-            return None, False
-        status, message, after = failure
-        reply = error_reply(status, message or f"fake Batch API: injected {status}")
-        if not after:
-            self._answer(reply)
-        return reply, not after
-
-    def _finally(self, failure: Reply | None, reply: Reply) -> None:
-        self._answer(failure or reply)
+    # Each handler gets `failure`: the error to answer once the work is done (`fail_next`
+    # with after=True), else None.
 
     # --- Files API ---
 
-    def _upload(self, fake: FakeBatchAPI, version: str) -> None:
+    def _upload(self, fake: FakeBatchAPI, failure: Reply | None, version: str) -> None:
         upload_id = self.query.get("upload_id")
         if upload_id is None:
-            self._start_upload(fake, version)
+            self._start_upload(fake, failure, version)
         else:
             self._upload_chunk(fake, upload_id)
 
-    def _start_upload(self, fake: FakeBatchAPI, version: str) -> None:
-        failure, answered = self._failure(fake, "upload")
-        if answered:
-            return
+    def _start_upload(self, fake: FakeBatchAPI, failure: Reply | None, version: str) -> None:
         if self.headers.get("X-Goog-Upload-Command", "").lower() != "start":
             self._answer(error_reply(400, "X-Goog-Upload-Command must be 'start'"))
             return
@@ -394,27 +409,14 @@ class _Handler(ReplyHandler):
         mime = self.headers.get("X-Goog-Upload-Header-Content-Type") or _field(meta, "mimeType")
         upload_id = fake._start_upload(_field(meta, "displayName"), mime, size)
         url = f"{fake.base_url}/upload/{version}/files?upload_id={upload_id}"
-        self._finally(
-            failure,
-            Reply(
-                body=b"",
-                headers={
-                    "x-goog-upload-url": url,
-                    "x-goog-upload-status": "active",
-                    "x-goog-upload-chunk-granularity": str(8 << 20),
-                },
-            ),
-        )
+        headers = {
+            "x-goog-upload-url": url,
+            "x-goog-upload-status": "active",
+            "x-goog-upload-chunk-granularity": str(8 << 20),
+        }
+        self._answer(failure or Reply(body=b"", headers=headers))
 
     def _upload_chunk(self, fake: FakeBatchAPI, upload_id: str) -> None:
-        failure = fake._take_failure("chunk")
-        if failure is not None:
-            # "final" makes the SDK raise at once; a Google 5xx without the header would make
-            # it re-send the chunk up to 3 times (1, 2, 4 s apart) first.
-            reply = error_reply(failure[0], failure[1] or "fake Batch API: injected failure")
-            reply.headers["x-goog-upload-status"] = "final"
-            self._answer(reply)
-            return
         command = self.headers.get("X-Goog-Upload-Command", "").lower()
         offset = int(self.headers.get("X-Goog-Upload-Offset") or -1)
         finalize = "finalize" in command
@@ -432,19 +434,19 @@ class _Handler(ReplyHandler):
                 )
             )
 
-    def _get_file(self, fake: FakeBatchAPI, version: str, id: str) -> None:
+    def _get_file(self, fake: FakeBatchAPI, failure: Reply | None, version: str, id: str) -> None:
         file = fake._file(f"files/{id}")
         if file is None:
             self._answer(error_reply(404, f"File files/{id} not found"))
         else:
             self._answer(Reply(body=file.resource(fake.base_url)))
 
-    def _delete_file(self, fake: FakeBatchAPI, version: str, id: str) -> None:
+    def _delete_file(
+        self, fake: FakeBatchAPI, failure: Reply | None, version: str, id: str
+    ) -> None:
         self._answer(Reply(body={}) if fake._delete_file(f"files/{id}") else error_reply(404))
 
-    def _download(self, fake: FakeBatchAPI, version: str, id: str) -> None:
-        if self._failure(fake, "download")[0] is not None:
-            return  # nothing to do after the work: a failed download is only a failure
+    def _download(self, fake: FakeBatchAPI, failure: Reply | None, version: str, id: str) -> None:
         file = fake._file(f"files/{id}")
         if file is None:
             self._answer(error_reply(404, f"File files/{id} not found"))
@@ -466,10 +468,7 @@ class _Handler(ReplyHandler):
 
     # --- Batch API ---
 
-    def _create(self, fake: FakeBatchAPI, version: str, model: str) -> None:
-        failure, answered = self._failure(fake, "create")
-        if answered:
-            return
+    def _create(self, fake: FakeBatchAPI, failure: Reply | None, version: str, model: str) -> None:
         batch = (self.json_body() or {}).get("batch") or {}
         file_name = _field(batch.get("inputConfig") or batch.get("input_config") or {}, "fileName")
         display_name = _field(batch, "displayName")
@@ -479,38 +478,25 @@ class _Handler(ReplyHandler):
         if fake._file(file_name) is None:
             self._answer(error_reply(400, f"Input file {file_name!r} not found"))
             return
-        self._finally(failure, Reply(body=fake._create(model, display_name, file_name)))
+        op = fake._create(model, display_name, file_name)
+        self._answer(failure or Reply(body=op))
 
-    def _get(self, fake: FakeBatchAPI, version: str, id: str) -> None:
-        name = f"batches/{id}"
-        fake._record("gets", name)
-        failure, answered = self._failure(fake, "get")
-        if answered:
-            return
-        op = fake._operation(name)
-        self._finally(
-            failure, error_reply(404, f"Batch {name} not found") if op is None else Reply(body=op)
-        )
+    def _get(self, fake: FakeBatchAPI, failure: Reply | None, version: str, id: str) -> None:
+        op = fake._operation(f"batches/{id}")
+        reply = error_reply(404, f"Batch batches/{id} not found") if op is None else Reply(body=op)
+        self._answer(failure or reply)
 
-    def _list(self, fake: FakeBatchAPI, version: str) -> None:
-        fake._record("lists", dict(self.query))
-        failure, answered = self._failure(fake, "list")
-        if answered:
-            return
+    def _list(self, fake: FakeBatchAPI, failure: Reply | None, version: str) -> None:
         size = int(self.query.get("pageSize") or fake.max_page_size)
         start = int(self.query.get("pageToken") or 0)
         page, more = fake._page(start, max(1, min(size, fake.max_page_size)))
         body: dict[str, Any] = {"operations": page}
         if more:
             body["nextPageToken"] = str(start + len(page))
-        self._finally(failure, Reply(body=body))
+        self._answer(failure or Reply(body=body))
 
-    def _cancel(self, fake: FakeBatchAPI, version: str, id: str) -> None:
+    def _cancel(self, fake: FakeBatchAPI, failure: Reply | None, version: str, id: str) -> None:
         name = f"batches/{id}"
-        fake._record("cancels", name)
-        failure, answered = self._failure(fake, "cancel")
-        if answered:
-            return
         found = fake.cancel(name)
         if found is None:
             reply = error_reply(404, f"Batch {name} not found")
@@ -521,18 +507,12 @@ class _Handler(ReplyHandler):
             )
         else:
             reply = Reply(body={})
-        self._finally(failure, reply)
+        self._answer(failure or reply)
 
-    def _delete(self, fake: FakeBatchAPI, version: str, id: str) -> None:
-        name = f"batches/{id}"
-        fake._record("deletes", name)
-        failure, answered = self._failure(fake, "delete")
-        if answered:
-            return
-        found = fake._delete(name)
-        self._finally(
-            failure, Reply(body={}) if found else error_reply(404, f"Batch {name} not found")
-        )
+    def _delete(self, fake: FakeBatchAPI, failure: Reply | None, version: str, id: str) -> None:
+        found = fake._delete(f"batches/{id}")
+        reply = Reply(body={}) if found else error_reply(404, f"Batch batches/{id} not found")
+        self._answer(failure or reply)
 
 
 class FakeBatchAPI(LoopbackFake):
@@ -552,6 +532,7 @@ class FakeBatchAPI(LoopbackFake):
 
     handler = _Handler
     thread_name = "fake-batch-api"
+    cancelled_keep: int | None
 
     def __init__(
         self,
@@ -568,15 +549,12 @@ class FakeBatchAPI(LoopbackFake):
         expire_message: str = "Batch expired: not completed within 48 hours (fake)",
     ) -> None:
         super().__init__()
-        self.answer = answer
-        self.fail_keys = set(fail_keys or ())
-        self.shuffle = shuffle
-        self.finish_after = finish_after
-        self.bad_key = bad_key
-        self.max_page_size = max_page_size
-        self.fail_message = fail_message
-        self.expire_message = expire_message
-        self.cancelled_keep: int | None = None
+        # What each request is answered, and in which order.
+        self.answer, self.fail_keys, self.shuffle = answer, set(fail_keys or ()), shuffle
+        # How a batch ends.
+        self.finish_after, self.cancelled_keep = finish_after, None
+        self.fail_message, self.expire_message = fail_message, expire_message
+        self.bad_key, self.max_page_size = bad_key, max_page_size
         self._random = random.Random(seed)
         self._own_root = root is None
         self.root = Path(tempfile.mkdtemp(prefix="fake-batch-")) if root is None else root
