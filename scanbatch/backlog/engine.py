@@ -301,6 +301,10 @@ class Backlog:
             return
         google = self.google(row.extractor)
         file_name = row.file_name
+        # Only a batch left `uploaded` by an earlier round may have been created already (a
+        # create whose answer, or whose record, a crash lost): that one is looked up first.
+        # Looking up lists every batch of the key, so a fresh upload skips it.
+        created_maybe = row.state == "uploaded"
         if row.state == "packed":
             path = self._path(row)
             if not path.exists():  # lost with the disk: its records wait for the next batch
@@ -309,7 +313,7 @@ class Backlog:
                 return
             file_name = google.upload(path, display_name=row.id)
             self.store.backlog.uploaded(row.id, file_name)
-        remote = google.find(row.id)
+        remote = google.find(row.id) if created_maybe else None
         if remote is None and not wanted:
             self.store.backlog.settle(row.id, [], [])
             return
