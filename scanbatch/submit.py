@@ -10,6 +10,7 @@ from scanbatch.images import check_pixels, check_size, sniff_mime
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import Manifest
 from scanbatch.store import JobStore
+from scanbatch.store.webhooks import Callback
 from scanbatch.validation import parse_manifest
 
 
@@ -23,6 +24,7 @@ def create_job(
     extractor: str | None = None,
     idempotency_key: str | None = None,
     request_hash: str | None = None,
+    callback: Callback | None = None,
 ) -> str:
     """Write the folder first (`write_images` stores the photos, streaming if it likes), then
     the rows. Any failure removes the folder, so a refused request leaves nothing behind; a
@@ -38,6 +40,7 @@ def create_job(
             extractor=extractor,
             idempotency_key=idempotency_key,
             request_hash=request_hash,
+            callback=callback,
         )
     except BaseException:
         folder.remove()

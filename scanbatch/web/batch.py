@@ -41,6 +41,7 @@ from scanbatch.web.uploads import (
     StagedFile,
     Staging,
 )
+from scanbatch.web.webhooks import CALLBACK_FIELD, callback_field
 
 MULTIPART_HINT = "send the batch as multipart/form-data with 'images' files and a 'manifest' field"
 
@@ -111,6 +112,7 @@ BATCH_FORM = {
             "description": 'JSON text: {"items": [ManifestItem]} or a bare [ManifestItem] '
             f"array, 1 to {MAX_ITEMS} items",
         },
+        "callbackUrl": CALLBACK_FIELD,
     },
 }
 SEED_MESSAGES = [
@@ -154,7 +156,9 @@ operation(
         ),
         400: "A seed check failed ("
         + "; ".join(SEED_MESSAGES)
-        + ") or a value is malformed; the message names the field",
+        + ") or a value is malformed (callbackUrl included: not http(s), over 2,000 "
+        "characters, its host not in SCANBATCH_WEBHOOK_HOSTS, or no SCANBATCH_WEBHOOK_SECRET); "
+        "the message names the field",
         403: FORBIDDEN,
         413: TOO_LARGE,
         422: "Idempotency-Key reused with a different request",
@@ -177,6 +181,7 @@ def submit_batch() -> Response:
         # No images is the station's first check, before anything about the manifest.
         manifest_raw = single_field("manifest") if files else None
         manifest = parse_manifest(manifest_raw, len(files))
+        callback = callback_field(svc.settings)
         mimes = [f.mime_type() for f in files]
         request_hash = _request_hash(manifest_raw, files)
         with svc.submit_lock:  # lookup and create as one step, so a retried POST can't double
@@ -200,6 +205,7 @@ def submit_batch() -> Response:
                 extractor=svc.settings.extractor,
                 idempotency_key=idem_key,
                 request_hash=request_hash,
+                callback=callback,
             )
     finally:
         staging.cleanup()
