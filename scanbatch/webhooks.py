@@ -246,13 +246,14 @@ class WebhookSender:
                 now = utcnow()
                 made = delivery.attempts + 1
                 next_at = next_attempt(made, delivery.due_at, now, retry_after, self.settings)
-                log.info(
+                log.log(
+                    logging.INFO if next_at else logging.WARNING,
                     "webhook %s for job %s: attempt %d failed (%s); %s",
                     delivery.id,
                     delivery.job_id,
                     made,
                     attempt.error,
-                    f"next at {next_at:%H:%M:%S} UTC" if next_at else "giving up",
+                    f"next at {next_at:%H:%M:%S} UTC" if next_at else "giving up: failed",
                 )
             self.store.record_attempt(delivery, attempt, next_at)
         except Exception:
