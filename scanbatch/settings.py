@@ -190,8 +190,7 @@ class Settings(BaseSettings):
         "",
         description="Comma-separated hosts (`host` or `host:port`) a job's `callbackUrl` may "
         "name; no other address is ever called. `host` alone allows only the scheme's default "
-        "port.",
-        json_schema_extra={"shown_default": "none (no callbacks)"},
+        "port. Empty: no callbacks.",
     )
     webhook_timeout: float = Field(
         15.0,

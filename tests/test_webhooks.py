@@ -37,18 +37,22 @@ pytestmark = pytest.mark.slow
 # Made for this run: no secret is ever written into the repository.
 SECRET = "whsec_" + base64.b64encode(secrets.token_bytes(32)).decode()
 WINDOW = 3.0  # seconds a delivery is retried on the shared server
+TIMEOUT = 2.0  # seconds an attempt may take there
 # The schedule a thousand times faster: 0, 5 ms, 0.3 s, 1.8 s, 7.2 s, ...
 SCALE = 0.001
 
 
 class Receiver:
     """A webhook receiver: each path answers from its own script of (status, headers), the
-    last entry repeated, and records every request as (monotonic time, headers, body)."""
+    last entry repeated, and records every request as (monotonic time, headers, body). A path
+    in `stalls` answers its first request only once `release` is set."""
 
     def __init__(self) -> None:
         self.scripts: dict[str, list[tuple[int, dict[str, str]]]] = {}
         self.seen: dict[str, list[tuple[float, dict[str, str], bytes]]] = defaultdict(list)
         self.changed = threading.Condition()
+        self.stalls: set[str] = set()
+        self.release = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -60,6 +64,8 @@ class Receiver:
                     script = receiver.scripts.get(self.path, [(200, {})])
                     status, headers = script[min(len(calls), len(script)) - 1]
                     receiver.changed.notify_all()
+                if self.path in receiver.stalls and len(calls) == 1:
+                    receiver.release.wait(30)
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
@@ -167,10 +173,15 @@ def closed_host():
 
 @pytest.fixture(scope="module")
 def hook_server(server_data_dir, server_tokens, receiver, closed_host):
-    env = server_env(receiver, SCANBATCH_WEBHOOK_RETRY_SECONDS=str(WINDOW))
+    env = server_env(
+        receiver,
+        SCANBATCH_WEBHOOK_RETRY_SECONDS=str(WINDOW),
+        SCANBATCH_WEBHOOK_TIMEOUT=str(TIMEOUT),
+    )
     env["SCANBATCH_WEBHOOK_HOSTS"] += f",{closed_host}"
     srv = ServerProcess(server_data_dir, **env).start()
     yield srv
+    receiver.release.set()
     srv.stop()
     # The secret was in the server's environment only: never in what it printed or logged.
     log = (server_data_dir.parent / "server.log").read_text(errors="replace")
@@ -249,6 +260,22 @@ def test_a_refused_connection_is_retried_with_its_error(hook_server, server_toke
     first = delivery["attempts"][0]
     assert first["statusCode"] is None and first["error"].startswith("connection failed")
     assert "refused" in first["error"].lower()
+
+
+def test_a_stalled_receiver_times_out_and_holds_up_no_other(hook_server, server_tokens, receiver):
+    token = server_tokens["director"]
+    receiver.stalls.add("/stall")
+    stalled = post(hook_server, token, [""], receiver.url("/stall", (200, {}))).json()["jobId"]
+    (first, *_) = receiver.wait("/stall", 1)
+    quick = post(hook_server, token, [""], receiver.url("/quick", (200, {}))).json()["jobId"]
+    (answered,) = receiver.wait("/quick", 1)
+    assert answered[0] - first[0] < TIMEOUT  # sent while the other attempt still hung
+    wait_for_state(hook_server, token, quick, "delivered")
+    delivery = wait_for_state(hook_server, token, stalled, "delivered")
+    assert [a["statusCode"] for a in delivery["attempts"]] == [None, 200]
+    error = delivery["attempts"][0]["error"]
+    assert error == f"no answer within {TIMEOUT:g} s (SCANBATCH_WEBHOOK_TIMEOUT)"
+    assert delivery["attempts"][0]["durationMs"] >= TIMEOUT * 1000
 
 
 def test_a_redirect_is_not_followed(hook_server, server_tokens, receiver):
