@@ -42,6 +42,7 @@ from scanbatch.web.uploads import (
     StagedFile,
     Staging,
 )
+from scanbatch.web.webhooks import CALLBACK_FIELD, callback_field
 
 MULTIPART_HINT = "send the batch as multipart/form-data with 'images' files and a 'manifest' field"
 
@@ -120,6 +121,7 @@ BATCH_FORM = {
             "answered within 24 h; packed with other jobs' records); an extractor that cannot "
             "batch runs the job interactively and its backlog.state says so",
         },
+        "callbackUrl": CALLBACK_FIELD,
     },
 }
 SEED_MESSAGES = [
@@ -163,7 +165,9 @@ operation(
         ),
         400: "A seed check failed ("
         + "; ".join(SEED_MESSAGES)
-        + ") or a value is malformed; the message names the field",
+        + ") or a value is malformed (callbackUrl included: not http(s), over 2,000 "
+        "characters, its host not in SCANBATCH_WEBHOOK_HOSTS, or no SCANBATCH_WEBHOOK_SECRET); "
+        "the message names the field",
         403: FORBIDDEN,
         413: TOO_LARGE,
         422: "Idempotency-Key reused with a different request",
@@ -187,6 +191,7 @@ def submit_batch() -> Response:
         manifest_raw = single_field("manifest") if files else None
         manifest = parse_manifest(manifest_raw, len(files))
         mode = job_mode(single_field("mode"), manifest)
+        callback = callback_field(svc.settings)
         mimes = [f.mime_type() for f in files]
         request_hash = _request_hash(manifest_raw, files)
         with svc.submit_lock:  # lookup and create as one step, so a retried POST can't double
@@ -211,6 +216,7 @@ def submit_batch() -> Response:
                 idempotency_key=idem_key,
                 request_hash=request_hash,
                 mode=mode,
+                callback=callback,
             )
     finally:
         staging.cleanup()
