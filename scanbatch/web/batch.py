@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from scanbatch.models import (
 from scanbatch.names import Role
 from scanbatch.store import parse_job_id
 from scanbatch.store.reviews import reviewed_message
+from scanbatch.store.webhooks import Callback
 from scanbatch.submit import create_job
 from scanbatch.validation import job_mode, parse_manifest
 from scanbatch.web.auth import current_key, require_write, visible_to
@@ -68,8 +70,16 @@ def _accepted(job_id: str, status: str, total: int) -> Response:
     return response
 
 
-def _request_hash(manifest_raw: str, files: list[StagedFile]) -> str:
+def _request_hash(
+    manifest_raw: str, files: list[StagedFile], mode: JobMode, callback: Callback | None
+) -> str:
+    """What makes a retried POST the same request: its manifest, photos, mode and callback
+    (the same Idempotency-Key with another `mode` or `callbackUrl` is another request: 422)."""
     digest = hashlib.sha256(manifest_raw.encode())
+    # Default and absent hash alike, so a job posted before these fields existed still matches.
+    if mode != JobMode.INTERACTIVE or callback is not None:
+        extra = {"mode": mode.value, "callbackUrl": callback.url if callback else None}
+        digest.update(json.dumps(extra, sort_keys=True).encode())
     for f in files:
         digest.update(f.sha256.digest())
     return digest.hexdigest()
@@ -193,7 +203,7 @@ def submit_batch() -> Response:
         mode = job_mode(single_field("mode"), manifest)
         callback = callback_field(svc.settings)
         mimes = [f.mime_type() for f in files]
-        request_hash = _request_hash(manifest_raw, files)
+        request_hash = _request_hash(manifest_raw, files, mode, callback)
         with svc.submit_lock:  # lookup and create as one step, so a retried POST can't double
             if idem_key is not None:
                 found = svc.store.find_idempotent(key.user_id, idem_key, IDEMPOTENCY_WINDOW)
