@@ -234,6 +234,7 @@ class BacklogState(StrEnum):
     SUBMITTED = "submitted"  # Google has it, not yet running
     RUNNING = "running"
     ANSWERED = "answered"  # every record's answer is in; the job's notebook reads them
+    STOPPED = "stopped"  # the job ended (cancelled) before Google answered every record
     INTERACTIVE = "interactive"  # its extractor cannot batch: it runs as an interactive job
 
 

@@ -300,6 +300,10 @@ def test_cancel_and_delete_reach_the_google_batch(tmp_path):
     data_dir = tmp_path / "data"
     tokens = tokens_for(data_dir)
     token = tokens["director"]
+    # A batch file a killed server was writing, never recorded: swept at start.
+    orphan = data_dir / "backlog" / "scanbatch-00000000-0000-0000-0000-000000000000.jsonl"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_text('{"key": "x/0", "request": {}}\n')
     with FakeBatchAPI(finish_after=None) as fake:
         server = server_for(data_dir, fake).start()
         try:
@@ -313,7 +317,9 @@ def test_cancel_and_delete_reach_the_google_batch(tmp_path):
             assert r.status_code == 200
             body = r.json()
             assert [x["errorMessage"] for x in body["results"]] == ["cancelled", "cancelled"]
+            assert body["backlog"]["state"] == "stopped"
             wait_for(lambda: fake.cancels, what="cancelled at Google")
+            assert not orphan.exists()
             assert fake.cancels == [fake.creates[0].name]
             deleted = post_backlog(server, token, SHELF[:1])
             wait_for(lambda: len(fake.creates) == 2, what="second batch")

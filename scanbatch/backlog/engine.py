@@ -105,6 +105,7 @@ class Backlog:
         self._lock = threading.Lock()  # one round at a time (the thread, or a caller's step)
         self._retry_at = 0.0  # after a passing Google error, no call before this
         self._cancelled: set[str] = set()  # Google batches this engine asked to cancel
+        self._swept = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -147,6 +148,8 @@ class Backlog:
     def step(self) -> float:
         """One round; returns the seconds until the next is due."""
         with self._lock:
+            if not self._swept:
+                self._sweep()
             if time.monotonic() < self._retry_at:
                 return self._retry_at - time.monotonic()
             try:
@@ -163,6 +166,19 @@ class Backlog:
             for job_id in self.store.backlog.ready_jobs():
                 self.on_ready(job_id)
             return self._next_due()
+
+    def _sweep(self) -> None:
+        """Batch files no open batch owns (a file being written when the server died, before
+        its batch was recorded: its records were still waiting, and are packed again) go:
+        each may be 2 GB."""
+        self._swept = True
+        if not self.folder.is_dir():
+            return
+        owned = {row.id for row in self.store.backlog.open_batches()}
+        for path in self.folder.glob(f"{DISPLAY_PREFIX}*.jsonl"):
+            if path.name.split(".", 1)[0] not in owned:
+                log.info("backlog: removing %s (no batch was recorded for it)", path.name)
+                path.unlink(missing_ok=True)
 
     def _next_due(self) -> float:
         now = _now()
@@ -309,7 +325,7 @@ class Backlog:
             path = self._path(row)
             if not path.exists():  # lost with the disk: its records wait for the next batch
                 log.warning("backlog: %s has no input file; its records are sent again", row.id)
-                self._again_all(row, "its input file was lost")
+                self._again_all(row)
                 return
             file_name = google.upload(path, display_name=row.id)
             self.store.backlog.uploaded(row.id, file_name)
@@ -351,101 +367,67 @@ class Backlog:
         path = self.folder / f"{row.id}.results.jsonl"
         private_dir(self.folder)
         self.google(row.extractor).download_results(remote, path)
-        answered: list[ItemKey] = []
-        again: list[ItemKey] = []
-        events: dict[str, list[BacklogEvent]] = defaultdict(list)
-        at = _now()
+        verdicts = _Verdicts(row, self.settings.backlog_retries)
         for line in read_result_lines(path):
             found = sent.pop(line.key, None)
             if found is None:  # not ours, or answered twice: the first answer counts
                 log.warning("backlog: %s answered an unknown key %r", row.id, line.key)
                 continue
             job_id, index, attempts = found
-            base = {"at": at, "batch": row.id, "google_batch": row.google_name, "item": index}
             if line.response is not None:
-                events[job_id].append(
-                    BacklogEvent(event="answered", response=line.response, **base)
-                )
-                answered.append((job_id, index))
+                verdicts.answer(job_id, index, line.response)
                 continue
             error = line.error or {}
             code = error.get("code")
             detail = " ".join(
                 str(x) for x in (code, error.get("status"), error.get("message")) if x
             )
-            if code in RETRYABLE_LINE_CODES and attempts <= self.settings.backlog_retries:
-                events[job_id].append(BacklogEvent(event="again", error_message=detail, **base))
-                again.append((job_id, index))
-            else:
-                events[job_id].append(
-                    BacklogEvent(
-                        event="answered",
-                        error_code="backlog_line_error",
-                        error_message=f"Google's Batch API could not answer this record "
-                        f"({detail or 'no detail'})",
-                        **base,
-                    )
+            message = f"Google's Batch API could not answer this record ({detail or 'no detail'})"
+            if code in RETRYABLE_LINE_CODES:
+                verdicts.again_or_fail(
+                    job_id, index, attempts, detail, "backlog_line_error", message
                 )
-                answered.append((job_id, index))
+            else:
+                verdicts.fail(job_id, index, "backlog_line_error", message)
         for job_id, index, attempts in sent.values():  # sent, never answered
-            base = {"at": at, "batch": row.id, "google_batch": row.google_name, "item": index}
-            if attempts <= self.settings.backlog_retries:
-                events[job_id].append(
-                    BacklogEvent(event="again", error_message="no answer in the results", **base)
-                )
-                again.append((job_id, index))
-            else:
-                events[job_id].append(
-                    BacklogEvent(
-                        event="answered",
-                        error_code="backlog_no_answer",
-                        error_message=f"Google's batch {row.google_name} returned no answer "
-                        f"for this record ({attempts} attempts)",
-                        **base,
-                    )
-                )
-                answered.append((job_id, index))
-        self._write_events(events)
-        self.store.backlog.settle(row.id, answered, again)
+            message = (
+                f"Google's batch {row.google_name} returned no answer for this record "
+                f"({attempts} attempts)"
+            )
+            verdicts.again_or_fail(
+                job_id, index, attempts, "no answer in the results", "backlog_no_answer", message
+            )
+        self._conclude(row, verdicts)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        self._forget_remote(row)
 
     def _settle(self, row: BatchRow, state: BatchState, error: str | None) -> None:
         """A batch that ended without results: its records go again, or fail with its code."""
         items = self.store.backlog.items_of(row.id)
-        answered, again = [], []
-        events: dict[str, list[BacklogEvent]] = defaultdict(list)
-        at = _now()
         why = {
             BatchState.FAILED: f"failed at Google ({error or 'no reason given'})",
             BatchState.EXPIRED: "expired: Google did not run it within 24 hours",
             BatchState.CANCELLED: "was cancelled at Google",
         }.get(state, state.value)
+        verdicts = _Verdicts(row, self.settings.backlog_retries)
         for job_id, index, attempts in items:
-            base = {"at": at, "batch": row.id, "google_batch": row.google_name, "item": index}
-            if attempts <= self.settings.backlog_retries:
-                events[job_id].append(BacklogEvent(event="again", error_message=why, **base))
-                again.append((job_id, index))
-            else:
-                events[job_id].append(
-                    BacklogEvent(
-                        event="answered",
-                        error_code=FAILED_CODE.get(state, "backlog_batch_failed"),
-                        error_message=f"Google batch {row.google_name} {why}; the record was "
-                        f"sent {attempts} times (SCANBATCH_BACKLOG_RETRIES "
-                        f"{self.settings.backlog_retries}): submit it again",
-                        **base,
-                    )
-                )
-                answered.append((job_id, index))
+            message = (
+                f"Google batch {row.google_name} {why}; the record was sent {attempts} times "
+                f"(SCANBATCH_BACKLOG_RETRIES {self.settings.backlog_retries}): submit it again"
+            )
+            code = FAILED_CODE.get(state, "backlog_batch_failed")
+            verdicts.again_or_fail(job_id, index, attempts, why, code, message)
         if items:
             log.warning("backlog: %s %s: %d record(s)", row.google_name, why, len(items))
-        self._write_events(events)
-        self.store.backlog.settle(row.id, answered, again)
+        self._conclude(row, verdicts)
+
+    def _conclude(self, row: BatchRow, verdicts: _Verdicts) -> None:
+        """Each job's folder told first (fsynced), then the store: no answer it counts is lost."""
+        self._write_events(verdicts.events)
+        self.store.backlog.settle(row.id, verdicts.answered, verdicts.again)
         self._forget_remote(row)
 
-    def _again_all(self, row: BatchRow, why: str) -> None:
+    def _again_all(self, row: BatchRow) -> None:
         keys = [(j, i) for j, i, _ in self.store.backlog.items_of(row.id)]
         self.store.backlog.settle(row.id, [], keys)
 
@@ -503,6 +485,48 @@ class Backlog:
             log.info("backlog: cancelled %s (no record in it is wanted)", row.google_name)
         except GoogleBatchError as exc:
             log.warning("backlog: could not cancel %s: %s", row.google_name, exc.message)
+
+
+class _Verdicts:
+    """What a finished batch did to each of its records: answered (an answer, or an error
+    that ends the record) or sent again; and the events each job's folder gets."""
+
+    def __init__(self, row: BatchRow, retries: int) -> None:
+        self.row = row
+        self.retries = retries
+        self.at = _now()
+        self.answered: list[ItemKey] = []
+        self.again: list[ItemKey] = []
+        self.events: dict[str, list[BacklogEvent]] = defaultdict(list)
+
+    def _event(self, job_id: str, index: int, **fields: Any) -> None:
+        self.events[job_id].append(
+            BacklogEvent(
+                at=self.at,
+                batch=self.row.id,
+                google_batch=self.row.google_name,
+                item=index,
+                **fields,
+            )
+        )
+
+    def answer(self, job_id: str, index: int, response: dict[str, Any]) -> None:
+        self._event(job_id, index, event="answered", response=response)
+        self.answered.append((job_id, index))
+
+    def fail(self, job_id: str, index: int, code: str, message: str) -> None:
+        self._event(job_id, index, event="answered", error_code=code, error_message=message)
+        self.answered.append((job_id, index))
+
+    def again_or_fail(
+        self, job_id: str, index: int, attempts: int, why: str, code: str, message: str
+    ) -> None:
+        """Sent again while it has tries left (SCANBATCH_BACKLOG_RETRIES), else failed."""
+        if attempts <= self.retries:
+            self._event(job_id, index, event="again", error_message=why)
+            self.again.append((job_id, index))
+        else:
+            self.fail(job_id, index, code, message)
 
 
 class _Packed:
