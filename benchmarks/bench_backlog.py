@@ -61,6 +61,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=5000)
     parser.add_argument("--quick", action="store_true", help="500 records")
     parser.add_argument("--posters", type=int, default=4, help="clients posting at once")
+    parser.add_argument("--log", type=Path, help="keep the server's log here")
     args = parser.parse_args()
     records = 500 if args.quick else args.records
     jobs = records // RECORDS_PER_JOB
@@ -153,6 +154,8 @@ def main() -> None:
             finally:
                 sampler.stopping.set()
                 server.stop()
+                if args.log:
+                    args.log.write_bytes((data_dir.parent / "server.log").read_bytes())
             peak = sampler.peak(started)
             line("server RSS", f"{baseline:.0f} MiB before, peak {peak:.0f} MiB")
             line("RSS growth", f"+{peak - baseline:.0f} MiB (goal < 128 MiB)")

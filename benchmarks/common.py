@@ -71,7 +71,8 @@ def noisy_photo(side: int, fmt: str = "JPEG", seed: int = 1) -> bytes:
 
 
 def photo_of_size(seed: int, target: int = 2_000_000) -> bytes:
-    """A JPEG of about `target` bytes: noise does not compress, like a sharp phone photo."""
+    """A JPEG of about `target` bytes (within -5 % to +10 %): noise does not compress, like a
+    sharp phone photo."""
     from PIL import Image
 
     rng = random.Random(seed)
@@ -80,6 +81,6 @@ def photo_of_size(seed: int, target: int = 2_000_000) -> bytes:
         img = Image.frombytes("RGB", (side, side), rng.randbytes(side * side * 3))
         out = io.BytesIO()
         img.save(out, "JPEG", quality=90)
-        if out.tell() >= target * 0.95:
+        if target * 0.95 <= out.tell() <= target * 1.1:
             return out.getvalue()
-        side = int(side * (target / out.tell()) ** 0.5) + 8
+        side = max(16, int(side * (target / out.tell()) ** 0.5) + 1)

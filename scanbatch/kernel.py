@@ -153,10 +153,14 @@ def _open_job(parameters: Mapping[str, Any]) -> BatchJob:
     # The index `prepare` built (load_matcher keeps it), unless the catalog changed since.
     matcher = _job_matcher(parameters, settings)
     # The warmed reader holds the matcher it was built with: reused only with this same one.
-    if _warmed.pop("key", None) == (settings, options_key(parameters), matcher):
-        backend = _warmed.pop("backend")  # one job per kernel: it is not shared
+    # A kernel runs its jobs one after another (a group of answered backlog jobs), so the next
+    # job of this kernel may have it too; never two at once.
+    key = (settings, options_key(parameters), matcher)
+    if _warmed.get("key") == key:
+        backend = _warmed["backend"]
     else:
         backend = create_extractor(settings.extractor, settings, catalog=matcher, **options)
+        _warmed.update(key=key, backend=backend)
     snapshot = Path(parameters["catalog_snapshot"]) if parameters.get("catalog_snapshot") else None
     return BatchJob(folder, manifest, settings, backend, matcher, snapshot)
 

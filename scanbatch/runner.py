@@ -30,11 +30,14 @@ from scanbatch.names import LOCAL_RUN_USER
 from scanbatch.notebook_parameters import job_parameters
 from scanbatch.settings import PROCESSING_NOTEBOOK, Settings
 from scanbatch.store import JobStore
-from scanbatch.warm_pool import WarmPool, kill, read_event
+from scanbatch.warm_pool import WarmPool, give, kill, read_event, release
 
 log = logging.getLogger(__name__)
 
 CANCELLED = "cancelled"
+# Answered backlog jobs one kernel runs in a row (`submit_group`): enough to spread a start's
+# cost thin, few enough that a group's kernel does not live for hours.
+GROUP_SIZE = 25
 
 OnOutcome = Callable[[ItemOutcome], None]
 
@@ -53,7 +56,8 @@ class JobRunner:
         self.poll_interval = poll_interval
         self.snapshot = CatalogSnapshot(store, settings.catalog_snapshot)
         self.pool = WarmPool(settings, keep_warm=keep_warm, warm_parameters=self._warm_parameters)
-        self._queue: queue.Queue[str | None] = queue.Queue()
+        # A job id, or a group of answered backlog jobs to run one after another on one kernel.
+        self._queue: queue.Queue[str | tuple[str, ...] | None] = queue.Queue()
         self._lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
         self._cancelled: set[str] = set()
@@ -116,6 +120,21 @@ class JobRunner:
             self._finished[job_id] = threading.Event()
         self._queue.put(job_id)
 
+    def submit_group(self, job_ids: list[str]) -> None:
+        """Queue answered backlog jobs: their notebooks send nothing (the answers are in their
+        folders), so each worker runs its share one after another on one kernel, which saves
+        a kernel start (most of the CPU such a job costs) per job. Jobs queued or running
+        already are left out, as in `submit`."""
+        with self._lock:
+            fresh = [job for job in dict.fromkeys(job_ids) if job not in self._finished]
+            for job in fresh:
+                self._finished[job] = threading.Event()
+        if not fresh:
+            return
+        size = min(GROUP_SIZE, -(-len(fresh) // self.settings.runner_workers))
+        for start in range(0, len(fresh), size):
+            self._queue.put(tuple(fresh[start : start + size]))
+
     @property
     def queued(self) -> int:
         return self._queue.qsize()
@@ -146,32 +165,54 @@ class JobRunner:
 
     def _work(self) -> None:
         while True:
-            job_id = self._queue.get()
-            if job_id is None or self._stopping.is_set():
+            item = self._queue.get()
+            if item is None or self._stopping.is_set():
                 return
-            try:
-                self.process(job_id)
-            except Exception:  # the runner must survive any job
-                log.exception("job %s: runner error", job_id)
+            group = (item,) if isinstance(item, str) else item
+            proc = None
+            for n, job_id in enumerate(group):
                 try:
-                    self.store.finish_job(job_id, "Internal error while running the job")
-                except Exception:
-                    log.exception("job %s: could not finish", job_id)
-            finally:
-                with self._lock:
-                    event = self._finished.pop(job_id, None)
-                    self._cancelled.discard(job_id)
-                if event is not None:
-                    event.set()
+                    last = n == len(group) - 1 or self._stopping.is_set()
+                    proc = self._process(job_id, None, proc, last=last)
+                except Exception:  # the runner must survive any job
+                    log.exception("job %s: runner error", job_id)
+                    proc = None
+                    try:
+                        self.store.finish_job(job_id, "Internal error while running the job")
+                    except Exception:
+                        log.exception("job %s: could not finish", job_id)
+                finally:
+                    with self._lock:
+                        event = self._finished.pop(job_id, None)
+                        self._cancelled.discard(job_id)
+                    if event is not None:
+                        event.set()
+            if proc is not None:  # the group ended early (stopping): its kernel goes
+                release(proc)
+                proc.wait()
 
     def process(self, job_id: str, on_outcome: OnOutcome | None = None) -> None:
         """Run the job's notebook to the end in this thread and finish the job in the store;
         `on_outcome` sees each item's outcome as it is ingested."""
+        self._process(job_id, on_outcome, None, last=True)
+
+    def _process(
+        self,
+        job_id: str,
+        on_outcome: OnOutcome | None,
+        proc: subprocess.Popen | None,
+        *,
+        last: bool,
+    ) -> subprocess.Popen | None:
+        """`process`, on `proc` (a process whose kernel ran the group's previous job, waiting
+        for the next) or a warm one from the pool. Returns the process, waiting for another
+        job, when `last` is false and its run ended well; else it has been let go."""
         if not self.store.unfinished_items(job_id):  # cancelled or deleted while queued
-            return
+            return proc if not last else self._let_go(proc)
         folder = self._folder(job_id)
         snapshot = self.snapshot.ensure()
-        run = self._execute(job_id, folder, snapshot, on_outcome)
+        run = self._execute(job_id, folder, snapshot, on_outcome, proc)
+        keep = False
         try:
             if self._answered(job_id):  # every item was in before the notebook ended
                 if run.failure:
@@ -180,19 +221,31 @@ class JobRunner:
                         job_id,
                         run.failure,
                     )
-                return
+                keep = not last and run.failure is None and run.proc is not None
+                return run.proc if keep else None
             if self._stopping.is_set() and job_id not in self._cancelled:
-                return  # server shutting down: leave the job unfinished; the next start resumes
+                return (
+                    None  # server shutting down: the job stays unfinished; the next start resumes
+                )
             self._ingest(job_id, folder, run.offset, on_outcome)
             code = "notebook_failed"
             message = run.failure
             if job_id in self._cancelled:
                 message = code = CANCELLED
             self.store.finish_job(job_id, message, code)
+            return None
         finally:
             # The job is answered; the notebook process may still be shutting its kernel down.
             # This worker waits for it, so no more kernels run than there are workers.
-            run.reap()
+            if keep:
+                run.hand_on()
+            else:
+                run.reap()
+
+    def _let_go(self, proc: subprocess.Popen | None) -> None:
+        if proc is not None:
+            release(proc)
+            proc.wait()
 
     def _parameters(self, job_id: str, folder: JobFolder, snapshot: Path | None) -> dict:
         return job_parameters(
@@ -213,9 +266,11 @@ class JobRunner:
         folder: JobFolder,
         snapshot: Path | None,
         on_outcome: OnOutcome | None,
+        proc: subprocess.Popen | None = None,
     ) -> Run:
-        """One papermill run in a warm process, until the process reports how the run ended
-        (the executed notebook is saved by then) or it is stopped."""
+        """One papermill run in a warm process (`proc`, whose kernel ran the previous job of
+        a group, else one from the pool), until the process reports how the run ended (the
+        executed notebook is saved by then) or it is stopped."""
         job = {
             "input": str(PROCESSING_NOTEBOOK),
             "output": str(folder.notebook_path.resolve()),
@@ -223,7 +278,15 @@ class JobRunner:
             "cwd": str(folder.path.resolve()),
             "log": str(folder.notebook_log_path.resolve()),
         }
-        proc, failure = self.pool.take_with(job)
+        failure = None
+        if proc is not None:
+            try:
+                give(proc, job)
+            except (BrokenPipeError, ValueError):  # it died since its last job: a fresh one
+                proc.wait()
+                proc = None
+        if proc is None:
+            proc, failure = self.pool.take_with(job)
         # Marked once the kernel has the job (its photos may be on their way already): this
         # write is not on the path to the first request.
         self.store.mark_processing(job_id)
@@ -331,8 +394,8 @@ class Run:
         while event := read_event(self.proc):
             self.last_event = event
             if event.get("event") in ("done", "failed"):
-                self._end()
-        self._end()  # end of the pipe: the process is gone
+                break  # this run's last word: what follows is the next job's
+        self._end()  # its end, or the end of the pipe: the process is gone
 
     def _end(self) -> None:
         self.ended.set()
@@ -360,10 +423,15 @@ class Run:
         self.wake.clear()
 
     def reap(self) -> None:
-        """Wait for the process to exit, then forget its pid."""
+        """Tell the process no job follows, wait for it to exit, then forget its pid."""
         if self.proc is not None:
+            release(self.proc)
             self.proc.wait()
             self.folder.pid_path.unlink(missing_ok=True)
+
+    def hand_on(self) -> None:
+        """The process stays for the group's next job: this job's folder forgets its pid."""
+        self.folder.pid_path.unlink(missing_ok=True)
 
 
 def create_local_job(
@@ -420,7 +488,7 @@ def wait_for_backlog(
     if not waiting:
         return
     local = settings.model_copy(update={"backlog_wait_seconds": 0})
-    engine = Backlog(store, local, on_ready=lambda job_id: None)
+    engine = Backlog(store, local, on_ready=lambda job_ids: None)
     try:
         while waiting:
             delay = engine.step()

@@ -4,7 +4,9 @@ Starting Python, importing papermill, starting a kernel and importing scanbatch 
 extractors in it takes seconds: longer than a 10-item Gemini batch itself. So the runner's pool
 (`scanbatch.warm_pool`) keeps one such process warm per worker. It starts a kernel (the one
 place a kernel start is retried), warms it, reports `ready`, then reads one job (a JSON line) on
-stdin, executes the notebook with papermill on that kernel, reports how it went and exits.
+stdin, executes the notebook with papermill on that kernel and reports how it went. It then
+reads stdin again: the runner may give the same kernel the next job of a group (answered
+backlog jobs, `JobRunner.submit_group`), or close stdin, and the process exits.
 
 `python -m scanbatch.warm_kernel [PARAMETERS]` takes, optionally, the notebook parameters the
 next job will most likely get (JSON: the server's settings and catalog snapshot, never a
@@ -353,18 +355,43 @@ def main() -> int:
             set_niceness(pid, JOB_NICENESS)
         # Beside the job: unprivileged, a group's nice changes once per 0.1 s machine-wide.
         threading.Thread(target=set_group_niceness, args=(kernel, JOB_NICENESS)).start()
-        with open(job["log"], "ab", buffering=0) as log_file:
-            os.dup2(log_file.fileno(), 1)
-            os.dup2(log_file.fileno(), 2)
         hand_over(to_kernel, job["parameters"])
-        error = execute(job, km, kc)
-        if error is None:
-            emit(channel, "done")
-            return 0
-        emit(channel, "failed", error=error)
-        return 1
+        while True:
+            with open(job["log"], "ab", buffering=0) as log_file:
+                os.dup2(log_file.fileno(), 1)
+                os.dup2(log_file.fileno(), 2)
+            error = execute(job, km, kc)
+            if error is None:
+                emit(channel, "done")
+            else:
+                emit(channel, "failed", error=error)
+                return 1
+            # The runner may give this kernel its next job (answered backlog jobs, which send
+            # nothing: their kernel is worth more than their isolation); end of file: none.
+            line = sys.stdin.readline()
+            if not line.strip():
+                return 0
+            job = json.loads(line)
+            fresh_namespace(kc)
     finally:
         km.shutdown_kernel(now=True)
+
+
+def fresh_namespace(kc: KernelClient, timeout: float = 30.0) -> None:
+    """Between two jobs on one kernel: the last job's names are gone and cell numbers start
+    at 1 again, so the next executed notebook reads as if its kernel were new (the modules
+    stay imported and the catalog index loaded: what reuse is for)."""
+    msg_id = kc.execute(
+        "get_ipython().run_line_magic('reset', '-f')\nget_ipython().execution_count = 1",
+        silent=True,
+        store_history=False,
+    )
+    while True:
+        reply = kc.get_shell_msg(timeout=timeout)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            if reply["content"].get("status") != "ok":
+                raise RuntimeError(f"could not reset the kernel: {reply['content']}")
+            return
 
 
 if __name__ == "__main__":

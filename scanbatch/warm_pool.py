@@ -181,8 +181,7 @@ class WarmPool:
             if isinstance(item, str):
                 return None, item
             try:
-                item.stdin.write(json.dumps(job) + "\n")
-                item.stdin.close()
+                give(item, job)
             except BrokenPipeError:  # it died while waiting in the pool; it never saw the job
                 log.warning("a warm notebook process died while idle; taking another")
                 self._discard(item)
@@ -220,6 +219,19 @@ def kernel_env() -> dict[str, str]:
     Settings reach the kernel only as notebook parameters; secrets (GEMINI_API_KEY,
     GOOGLE_GEMINI_BASE_URL) only through this environment."""
     return {k: v for k, v in os.environ.items() if not k.startswith("SCANBATCH_")}
+
+
+def give(proc: subprocess.Popen, job: dict) -> None:
+    """Hand a warm process its job (its first, or the next on the same kernel). stdin stays
+    open: closing it (`release`) tells the process no job follows, and it exits."""
+    proc.stdin.write(json.dumps(job) + "\n")
+    proc.stdin.flush()
+
+
+def release(proc: subprocess.Popen) -> None:
+    """No further job for this process: it exits once its run is over."""
+    with contextlib.suppress(OSError, ValueError):  # gone already, or closed before
+        proc.stdin.close()
 
 
 def read_event(proc: subprocess.Popen) -> dict:

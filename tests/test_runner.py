@@ -230,3 +230,36 @@ def test_a_job_is_answered_at_its_last_result_and_its_notebook_still_runs_to_its
     assert all(c["execution_count"] for c in code)
     assert notebook["metadata"]["papermill"]["exception"] is None
     assert "2 completed, 0 failed" in json.dumps(code[-1]["outputs"])
+
+
+def test_a_group_runs_on_one_kernel_each_notebook_as_if_its_kernel_were_new(
+    runner_settings, runner_store
+):
+    """Answered backlog jobs go as a group (`submit_group`): one kernel runs them one after
+    another, and each executed notebook still starts at cell 1 with none of the last job's
+    names."""
+    from scanbatch.jobfolder import JobFolder
+
+    settings = runner_settings.model_copy(update={"runner_workers": 1})
+    runner = JobRunner(runner_store, settings)
+    runner.start()  # before the jobs exist: its recovery would queue them one by one
+    jobs = [make_job(runner_store, settings, ["pid", "pid"]) for _ in range(3)]
+    alone = make_job(runner_store, settings, ["pid"])
+    try:
+        runner.submit_group(jobs)
+        done = [run_to_end(runner, runner_store, job) for job in jobs]
+        single = run_to_end(runner, runner_store, alone)
+    finally:
+        runner.stop()
+    kernels = {r.extraction["labelName"]["value"] for job in done for r in job.results}
+    assert len(kernels) == 1  # one kernel read all six records
+    assert single.results[0].extraction["labelName"]["value"] not in kernels
+    for job in jobs:
+        nb = json.loads(JobFolder.for_job(settings.jobs_dir, job).notebook_path.read_text())
+        counts = [c["execution_count"] for c in nb["cells"] if c["cell_type"] == "code"]
+        assert counts == list(range(1, len(counts) + 1))
+        errors = [
+            o for c in nb["cells"] for o in c.get("outputs", []) if o["output_type"] == "error"
+        ]
+        assert not errors
+    assert all(job.status == "completed" for job in done)

@@ -87,11 +87,12 @@ class Backlog:
         self,
         store: JobStore,
         settings: Settings,
-        on_ready: Callable[[str], None],
+        on_ready: Callable[[list[str]], None],
         google: Callable[[Extractor], GoogleBatches] | None = None,
     ) -> None:
-        """`google` makes the Batch API client for an extractor's records (default: the one
-        its `batch_client` gives)."""
+        """`on_ready` is given the jobs whose every record is answered (the runner's
+        `submit_group`: each job's notebook reads its answers); `google` makes the Batch API
+        client for an extractor's records (default: the one its `batch_client` gives)."""
         self.store = store
         self.settings = settings
         self._google_factory = google or (lambda extractor: extractor.batch_client())
@@ -163,8 +164,9 @@ class Backlog:
                     raise
                 log.warning("backlog: Google answered %s; trying again shortly", exc.message)
                 self._retry_at = time.monotonic() + self.settings.backlog_poll_seconds
-            for job_id in self.store.backlog.ready_jobs():
-                self.on_ready(job_id)
+            ready = self.store.backlog.ready_jobs()
+            if ready:
+                self.on_ready(ready)
             return self._next_due()
 
     def _sweep(self) -> None:

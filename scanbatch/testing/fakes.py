@@ -8,6 +8,7 @@ registered only there: a station's server never lists them."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import ClassVar
@@ -19,8 +20,9 @@ from scanbatch.models import Extraction, ExtractionField, Photo, ScanContext, Us
 
 class FakeExtractor(Extractor):
     """`context.stickerText` scripts the item: `fail` raises an ExtractionError, `crash` raises
-    a plain exception, `sleep:<seconds>` waits first, `confidence:<artist>,<title>` sets the
-    two confidences (0.9 and 0.8 otherwise: a reader of chosen calibration). Artist and title
+    a plain exception, `sleep:<seconds>` waits first, `pid` reads the label as the reading
+    process's id (which kernel ran the job), `confidence:<artist>,<title>` sets the two
+    confidences (0.9 and 0.8 otherwise: a reader of chosen calibration). Artist and title
     echo the context."""
 
     name = "fake"
@@ -58,6 +60,8 @@ class FakeExtractor(Extractor):
                 artist, title = script.split(":", 1)[1].split(",")
                 artist_confidence, title_confidence = float(artist), float(title)
             fields = {}
+            if script == "pid":  # which process read it: the kernel that ran the job
+                fields["label_name"] = ExtractionField(value=str(os.getpid()), confidence=1.0)
             if context and context.artist_name:
                 fields["artist_name"] = ExtractionField(
                     value=context.artist_name, confidence=artist_confidence

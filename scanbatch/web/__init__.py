@@ -45,7 +45,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     store = JobStore.open(settings.store_path)
     runner = JobRunner(store, settings)
-    backlog = Backlog(store, settings, runner.submit)
+    backlog = Backlog(store, settings, runner.submit_group)
     attach(app, Services(settings, store, runner, backlog, WebhookSender(store, settings)))
     register_error_handlers(app)
     cors.register(app)
