@@ -52,8 +52,10 @@ class RssSampler(threading.Thread):
                 return
             time.sleep(0.25)
 
-    def peak(self, since: float = 0.0) -> float:
-        return max((rss for at, rss in self.samples if at >= since), default=float("nan"))
+    def peak(self, since: float = 0.0, until: float = float("inf")) -> float:
+        return max(
+            (rss for at, rss in self.samples if since <= at <= until), default=float("nan")
+        )
 
 
 def main() -> None:
@@ -157,7 +159,12 @@ def main() -> None:
                 if args.log:
                     args.log.write_bytes((data_dir.parent / "server.log").read_bytes())
             peak = sampler.peak(started)
-            line("server RSS", f"{baseline:.0f} MiB before, peak {peak:.0f} MiB")
+            line(
+                "server RSS",
+                f"{baseline:.0f} MiB before, peak {peak:.0f} MiB (while posting "
+                f"{sampler.peak(started, last_post):.0f}, after {sampler.peak(last_post):.0f}); "
+                f"at the end {sampler.samples[-1][1]:.0f}",
+            )
             line("RSS growth", f"+{peak - baseline:.0f} MiB (goal < 128 MiB)")
             wall = done - last_post
             rpm = 60
