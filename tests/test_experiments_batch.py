@@ -13,21 +13,15 @@ from pathlib import Path
 import pytest
 
 from scanbatch.errors import BadRequest
-from scanbatch.experiments import compare, load_dataset, read_variants, run_experiment
+from scanbatch.experiments import compare, read_variants, run_experiment
 from scanbatch.experiments.batch import display_name
 from scanbatch.experiments.compare import OVERALL
 from scanbatch.experiments.variants import Variant, validate_variants
-from scanbatch.names import FIELDS
 from scanbatch.prices import load_prices
-from scanbatch.settings import REPO_ROOT, Settings
 from scanbatch.testing.camera import camera_crate
 from scanbatch.testing.fake_batch import FakeBatchAPI
-from scanbatch.testing.fake_gemini import (
-    FakeGemini,
-    RecordedRequest,
-    extraction_reply,
-    image_digests,
-)
+from scanbatch.testing.fake_gemini import PATH_SUFFIX, FakeGemini, RecordedRequest
+from tests.test_experiments_run import fake_gemini_env, run_notebook, truth_responder
 
 RECORDS = 12
 COST = "cost/1000 items USD"
@@ -56,22 +50,6 @@ def phone_set(folder: Path, records: int = RECORDS) -> Path:
     return folder
 
 
-def truth_fields(dataset: Path):
-    """The right fields of the record whose first photo a request carries."""
-    ds = load_dataset(dataset)
-    by_photo = {item.photos[0].sha256: item for item in ds.items}
-
-    def fields(body: dict) -> dict:
-        item = by_photo[image_digests(body)[0]]
-        return {
-            name: {"value": item.value(name), "confidence": 0.9}
-            for name in FIELDS
-            if item.value(name)
-        }
-
-    return fields
-
-
 @pytest.fixture
 def dataset(tmp_path):
     return phone_set(tmp_path / "crate")
@@ -79,37 +57,28 @@ def dataset(tmp_path):
 
 @pytest.fixture
 def gemini(dataset):
-    fields = truth_fields(dataset)
-
-    def respond(request: RecordedRequest):
-        return extraction_reply(fields(request.body))
-
-    with FakeGemini(responder=respond) as server:
+    with FakeGemini(responder=truth_responder(dataset)) as server:
         yield server
 
 
 @pytest.fixture
 def google(dataset):
-    fields = truth_fields(dataset)
-    # Out of order (the default), a fixed order so a failure can be replayed; the outcome at
-    # once, after a few polls' worth of running.
-    with FakeBatchAPI(
-        answer=lambda key, request: extraction_reply(fields(request)).body,
-        seed=7,
-        finish_after=0.3,
-    ) as server:
+    respond = truth_responder(dataset)
+
+    def answer(key: str, request: dict) -> dict:
+        # the answer the fake Gemini gives the same request (prompt v1: the truth)
+        return respond(RecordedRequest(f"/v1beta/models/m{PATH_SUFFIX}", {}, request, 0.0)).body
+
+    # Out of order (the default), in a fixed order so a failure can be replayed; the outcome
+    # after a few polls' worth of running.
+    with FakeBatchAPI(answer=answer, seed=7, finish_after=0.3) as server:
         yield server
 
 
 @pytest.fixture
 def env(tmp_path, monkeypatch, gemini):
-    monkeypatch.delenv("GOOGLE_GEMINI_BASE_URL", raising=False)
-    monkeypatch.setenv("GEMINI_API_KEY", "test-key")
-    monkeypatch.setenv("SCANBATCH_GEMINI_BASE_URL", gemini.base_url)
-    monkeypatch.setenv("SCANBATCH_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("SCANBATCH_GEMINI_RPM", "10000")
     monkeypatch.setenv("SCANBATCH_BACKLOG_POLL_SECONDS", "0.05")
-    return Settings()
+    return fake_gemini_env(monkeypatch, tmp_path, gemini.base_url)
 
 
 def batch_variant(google: FakeBatchAPI, **more) -> dict:
@@ -271,20 +240,15 @@ def test_an_interrupted_run_cancels_its_batch_at_google(dataset, env, google):
 @pytest.mark.slow
 def test_a_batch_variant_runs_through_the_notebook(dataset, env, google, tmp_path):
     import nbformat
-    import papermill
 
     out = tmp_path / "experiments.ipynb"
-    papermill.execute_notebook(
-        str(REPO_ROOT / "notebooks" / "experiments.ipynb"),
-        str(out),
-        parameters={
+    run_notebook(
+        out,
+        {
             "dataset": str(dataset),
             "variants": ["gemini:v1", batch_variant(google)],
             "run_name": "nb",
         },
-        kernel_name="python3",
-        cwd=str(REPO_ROOT),
-        progress_bar=False,
     )
     assert [c.display_name for c in google.creates] == ["scanbatch-exp-nb-1"]
     text = json.dumps([c.get("outputs", []) for c in nbformat.read(out, as_version=4).cells])
