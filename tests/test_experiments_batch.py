@@ -127,8 +127,12 @@ def test_interactive_and_batch_compared_the_batch_at_half_the_price(dataset, env
     assert not list(result.path.glob("batch-*"))  # the input and result files are gone
 
     # Google answered out of order; every answer went to its own record by key.
-    order = [line["key"] for line in google.result_lines(created.name)]
-    assert sorted(order, key=lambda k: int(k.split("/")[1])) != order
+    # The records are written in the result file's order, each read for the key it names.
+    order = [r["itemIndex"] for r in batch_records]
+    assert order != sorted(order) and sorted(order) == list(range(RECORDS))
+    # the input and the result file are deleted at Google once read
+    deleted = [path for method, path in google.requests if method == "DELETE"]
+    assert len(deleted) == 2 and all("/files/" in path for path in deleted)
     rows = {r["variant"]: r for r in compare(result).matrix_rows()}
     for name in ("gemini/v1", "gemini-v1-batch"):
         assert rows[name][f"{OVERALL} acc"] == 1.0, name
@@ -176,17 +180,27 @@ def test_an_expired_batch_fails_its_records_saying_so(dataset, env, google):
 
 
 @pytest.mark.parametrize(
-    ("outcome", "code", "words"),
-    [("fail", "backlog_batch_failed", "failed at Google (Batch processing failed"),
-     ("cancel", "backlog_batch_cancelled", "was cancelled at Google")],
+    ("outcome", "kept", "code", "words"),
+    [("fail", None, "backlog_batch_failed", "failed at Google (Batch processing failed"),
+     ("cancel", 4, "backlog_batch_cancelled", "was cancelled at Google")],
 )  # fmt: skip
 def test_a_failed_or_cancelled_batch_fails_its_records_with_its_code(
-    dataset, env, google, outcome, code, words
+    dataset, env, google, outcome, kept, code, words
 ):
     google.set_outcome(outcome)
+    google.cancelled_keep = kept  # a batch cancelled while running keeps what it answered
     result, _ = run(dataset, [batch_variant(google)], env)
-    assert {r["errorCode"] for r in result.records} == {code}
-    assert words in result.records[0]["errorMessage"]
+    failed = [r for r in result.records if r["status"] == "failed"]
+    assert len(failed) == RECORDS - (kept or 0)
+    assert {r["errorCode"] for r in failed} == {code}
+    assert (
+        words in failed[0]["errorMessage"] and "run the variant again" in failed[0]["errorMessage"]
+    )
+    answered = [r for r in result.records if r["status"] == "completed"]
+    assert len(answered) == (kept or 0)
+    assert compare(result).matrix_rows()[0]["artistName acc"] == pytest.approx(
+        (kept or 0) / RECORDS
+    )
 
 
 def test_a_second_run_is_answered_from_the_cache_without_a_batch(dataset, env, google):

@@ -14,8 +14,9 @@ the price, instead of one request each.
    extractor's `read_batch_answer`, matched against the catalog, cached and recorded. A line's
    error fails that record alone (`backlog_line_error`); a batch that FAILED, EXPIRED or was
    CANCELLED fails its records with a code saying which (`backlog_batch_failed`,
-   `backlog_batch_expired`, `backlog_batch_cancelled`), and a record the results leave out
-   fails with `backlog_no_answer`.
+   `backlog_batch_expired`, `backlog_batch_cancelled`; what a cancelled batch answered before
+   it stopped counts), and a record the results leave out fails with `backlog_no_answer`.
+   The input and result files are then deleted at Google (it would keep them 48 hours).
 
 Nothing is sent again: an experiment is re-run (the cache keeps what was answered), unlike the
 server's backlog, which re-submits.
@@ -190,21 +191,23 @@ class BatchVariantRun:
         if remote is None:
             return  # stopped: the batch was cancelled, the records failed
         self._record_batch(remote, finishedAt=utc_now())
-        if remote.state != BatchState.SUCCEEDED:
-            self._fail_all(
-                waiting,
+        if remote.state == BatchState.SUCCEEDED:
+            unanswered = ("backlog_no_answer", f"Google batch {remote.name} returned no answer")
+        else:
+            unanswered = (
                 FAILED_CODE.get(remote.state, "backlog_batch_failed"),
                 f"Google batch {remote.name} {_why(remote)}: run the variant again",
             )
-            return
-        try:
-            client.download_results(remote, self.results_path)
-        except GoogleBatchError as exc:
-            self._fail_all(
-                waiting, "backlog_google_error", f"could not download the results: {exc.message}"
-            )
-            return
-        self._read_results(waiting, remote)
+        # A batch cancelled at Google may still have answered some records: those count.
+        if remote.result_file is not None:
+            try:
+                client.download_results(remote, self.results_path)
+            except GoogleBatchError as exc:
+                unanswered = ("backlog_google_error", f"could not download the results: {exc}")
+            else:
+                self._read_results(waiting, remote)
+        self._fail_all(waiting, *unanswered)
+        self._tidy(client, [file_name, remote.result_file])
 
     def _wait(self, client: GoogleBatches, remote: RemoteBatch) -> RemoteBatch | None:
         """The batch once it has finished; None when the run was stopped first (the batch is
@@ -280,11 +283,17 @@ class BatchVariantRun:
                 record["cacheKey"], {"extraction": extraction.fields_json(), "usage": usage}
             )
             self._send(completed_record(record, found.item, extraction, usage, self.matcher))
-        self._fail_all(
-            waiting,
-            "backlog_no_answer",
-            f"Google batch {remote.name} returned no answer for this record",
-        )
+
+    def _tidy(self, client: GoogleBatches, files: list[str | None]) -> None:
+        """The input and result files deleted at Google, which would keep them 48 hours
+        against the project's Files storage; a failure only costs that storage."""
+        for name in files:
+            if name is None:
+                continue
+            try:
+                client.delete_file(name)
+            except GoogleBatchError as exc:
+                log.warning("%s: could not delete %s at Google: %s", self.label, name, exc)
 
     # -- records -----------------------------------------------------------------------------
 
