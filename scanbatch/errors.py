@@ -85,3 +85,16 @@ class ExtractionError(ScanbatchError):
         self.code = code
         self.retryable = retryable
         self.raw = raw
+
+
+class GoogleBatchError(ScanbatchError):
+    """A call to Google's Files or Batch API failed. ``retryable`` tells the caller whether
+    the same call may succeed later (network, 408, 429, 5xx) or never will as it is (a bad key,
+    a bad request, an unknown name); ``code`` is Google's HTTP status, None when none came."""
+
+    status = 502
+
+    def __init__(self, message: str, *, retryable: bool = False, code: int | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.code = code

@@ -234,6 +234,7 @@ class BacklogState(StrEnum):
     SUBMITTED = "submitted"  # Google has it, not yet running
     RUNNING = "running"
     ANSWERED = "answered"  # every record's answer is in; the job's notebook reads them
+    STOPPED = "stopped"  # the job ended (cancelled) before Google answered every record
     INTERACTIVE = "interactive"  # its extractor cannot batch: it runs as an interactive job
 
 
@@ -340,6 +341,48 @@ class ScanResponse(CamelModel):
     extraction: ExtractionJson
     matched_album_id: int | None = None
     matched_album: MatchedAlbum | None = None
+
+
+class DeliveryState(StrEnum):
+    """A completion webhook: `waiting` for its job to end, `due` (being tried, on the retry
+    schedule), `delivered` (a 2xx) or `failed` (the retry window passed)."""
+
+    WAITING = "waiting"
+    DUE = "due"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+
+
+class WebhookAttemptView(CamelModel):
+    attempt: int = Field(description="1 for the first attempt")
+    attempted_at: datetime
+    status_code: int | None = Field(None, description="the receiver's HTTP status, if any")
+    error: str | None = Field(None, description="why it did not count as delivered; null: a 2xx")
+    duration_ms: float
+
+
+class WebhookDeliveryView(CamelModel):
+    id: str = Field(description="the webhook-id header: the same on every attempt")
+    url: str = Field(description="the job's callbackUrl")
+    state: DeliveryState
+    event_type: str | None = Field(
+        None, description="scan.job.completed or scan.job.failed, once the job has ended"
+    )
+    payload: dict[str, Any] | None = Field(
+        None, description="the body sent (fixed when the job ends)"
+    )
+    created_at: datetime
+    due_at: datetime | None = Field(None, description="when the job ended")
+    next_attempt_at: datetime | None = None
+    finished_at: datetime | None = Field(None, description="when it was delivered or failed")
+    last_error: str | None = None
+    attempts: list[WebhookAttemptView]
+
+
+class WebhookDeliveryList(CamelModel):
+    deliveries: list[WebhookDeliveryView] = Field(
+        description="empty for a job sent without callbackUrl"
+    )
 
 
 class Health(CamelModel):

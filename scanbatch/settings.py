@@ -9,6 +9,7 @@ from contextvars import ContextVar
 from functools import cached_property
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import Field, PrivateAttr, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -45,6 +46,10 @@ SERVER_ONLY = frozenset(
         "backlog_retries",
         "backlog_poll_seconds",
         "backlog_file_bytes",
+        "webhook_hosts",
+        "webhook_timeout",
+        "webhook_retry_seconds",
+        "webhook_retry_scale",
     }
 )
 
@@ -69,6 +74,39 @@ def _default_extractor() -> str:
 
 
 ENV_PREFIX = "SCANBATCH_"
+# A secret, read from the environment by its one user (scanbatch.webhooks) like GEMINI_API_KEY:
+# never a field, so never in a settings table, a notebook parameter or an extractor's options.
+WEBHOOK_SECRET_ENV = "SCANBATCH_WEBHOOK_SECRET"
+
+
+def host_netloc(hostname: str, port: int | None) -> str:
+    """`host` or `host:port` as SCANBATCH_WEBHOOK_HOSTS lists it (an IPv6 address bracketed)."""
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    return host if port is None else f"{host}:{port}"
+
+
+def host_entry(entry: str) -> str:
+    """One SCANBATCH_WEBHOOK_HOSTS entry, normalised (lower case), or ValueError saying why."""
+    entry = entry.strip()
+    parts = urlsplit("//" + entry)
+    try:
+        port = parts.port
+    except ValueError:
+        port = -1
+    if (
+        not parts.hostname
+        or port == -1
+        or parts.username is not None
+        or parts.path
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in entry)
+    ):
+        raise ValueError(
+            f"{entry!r} is not a host: write host or host:port, e.g. hooks.example.org or "
+            "127.0.0.1:8123, without a scheme or a path"
+        )
+    return host_netloc(parts.hostname, port)
 
 
 class Settings(BaseSettings):
@@ -188,6 +226,33 @@ class Settings(BaseSettings):
         description="Largest input file of one Google batch (Google's limit: 2 GB); more "
         "records go in several batches.",
     )
+    webhook_hosts: str = Field(
+        "",
+        description="Comma-separated hosts (`host` or `host:port`) a job's `callbackUrl` may "
+        "name; no other address is ever called. `host` alone allows only the scheme's default "
+        "port. Empty: no callbacks.",
+    )
+    webhook_timeout: float = Field(
+        15.0,
+        gt=0,
+        le=300,
+        description="Seconds one completion webhook attempt may take (connect and answer) "
+        "before it counts as failed and is retried.",
+    )
+    webhook_retry_seconds: float = Field(
+        86400.0,
+        gt=0,
+        le=7 * 86400,
+        description="Seconds after a job ends during which its completion webhook is retried; "
+        "past it, the delivery is marked failed.",
+    )
+    webhook_retry_scale: float = Field(
+        1.0,
+        gt=0,
+        le=10,
+        description="Factor on the retry schedule of completion webhooks (Standard Webhooks': "
+        "at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h); tests shorten it.",
+    )
     host: str = Field("127.0.0.1", description="Address `scanbatch serve` binds.")
     port: int = Field(8000, ge=0, le=65535, description="Port `scanbatch serve` binds.")
     prompts_dir: Path = Field(
@@ -222,7 +287,7 @@ class Settings(BaseSettings):
             self._environ = {
                 name.upper(): value
                 for name, value in os.environ.items()
-                if name.upper().startswith(ENV_PREFIX)
+                if name.upper().startswith(ENV_PREFIX) and name.upper() != WEBHOOK_SECRET_ENV
             }
 
     def environment(self, prefix: str) -> dict[str, str]:
@@ -278,6 +343,16 @@ class Settings(BaseSettings):
     @cached_property
     def allowed_page_origins(self) -> frozenset[str]:
         return frozenset(o for o in self.page_origins.split(",") if o)
+
+    @field_validator("webhook_hosts")
+    @classmethod
+    def _hosts(cls, value: str) -> str:
+        return ",".join(host_entry(h) for h in value.split(",") if h.strip())
+
+    @cached_property
+    def allowed_webhook_hosts(self) -> frozenset[str]:
+        """`host:port` or `host` (the scheme's default port), lower case; IPv6 in brackets."""
+        return frozenset(h for h in self.webhook_hosts.split(",") if h)
 
     @field_validator("extractor")
     @classmethod

@@ -10,6 +10,7 @@ from scanbatch.images import check_pixels, check_size, sniff_mime
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import JobMode, Manifest
 from scanbatch.store import JobStore
+from scanbatch.store.webhooks import Callback
 from scanbatch.validation import parse_manifest
 
 
@@ -24,6 +25,7 @@ def create_job(
     idempotency_key: str | None = None,
     request_hash: str | None = None,
     mode: JobMode = JobMode.INTERACTIVE,
+    callback: Callback | None = None,
 ) -> str:
     """Write the folder first (`write_images` stores the photos, streaming if it likes), then
     the rows. Any failure removes the folder, so a refused request leaves nothing behind; a
@@ -41,6 +43,7 @@ def create_job(
             request_hash=request_hash,
             mode=mode,
             batched=mode == JobMode.BACKLOG and can_batch(extractor),
+            callback=callback,
         )
     except BaseException:
         folder.remove()

@@ -130,6 +130,25 @@ scan_reviews.reviewed_at TIMESTAMP WITH TIME ZONE NOT NULL
 schema_migrations.version INTEGER NOT NULL
 schema_migrations.name VARCHAR NOT NULL
 schema_migrations.applied_at TIMESTAMP WITH TIME ZONE NOT NULL
+webhook_attempts.delivery_id VARCHAR NOT NULL
+webhook_attempts.attempt INTEGER NOT NULL
+webhook_attempts.attempted_at TIMESTAMP WITH TIME ZONE NOT NULL
+webhook_attempts.status_code INTEGER
+webhook_attempts.error VARCHAR
+webhook_attempts.duration_ms DOUBLE NOT NULL
+webhook_deliveries.id VARCHAR NOT NULL
+webhook_deliveries.job_id UUID NOT NULL
+webhook_deliveries.url VARCHAR NOT NULL
+webhook_deliveries.job_url VARCHAR NOT NULL
+webhook_deliveries.state VARCHAR NOT NULL
+webhook_deliveries.event_type VARCHAR
+webhook_deliveries.payload VARCHAR
+webhook_deliveries.attempts INTEGER NOT NULL
+webhook_deliveries.created_at TIMESTAMP WITH TIME ZONE NOT NULL
+webhook_deliveries.due_at TIMESTAMP WITH TIME ZONE
+webhook_deliveries.next_attempt_at TIMESTAMP WITH TIME ZONE
+webhook_deliveries.finished_at TIMESTAMP WITH TIME ZONE
+webhook_deliveries.last_error VARCHAR
 api_keys PRIMARY KEY (id)
 api_keys UNIQUE (token_hash)
 backlog_batches PRIMARY KEY (id)
@@ -145,7 +164,10 @@ scan_review_history PRIMARY KEY (id)
 scan_review_history UNIQUE (job_id, item_index, revision)
 scan_reviews PRIMARY KEY (job_id, item_index)
 schema_migrations PRIMARY KEY (version)
+webhook_attempts PRIMARY KEY (delivery_id, attempt)
+webhook_deliveries PRIMARY KEY (id)
 index scan_jobs_user_created ON scan_jobs
+index webhook_deliveries_job ON webhook_deliveries
 view catalog_matched_album
 """  # noqa: E501 (a column type as duckdb names it)
 

@@ -199,6 +199,18 @@ def test_idempotency_key(client, tokens):
     assert other_user.get_json()["jobId"] != first.get_json()["jobId"]
     changed = post(client, tokens["director"], manifest, [("x.png", image_bytes("PNG"))], h)
     assert changed.status_code == 422 and "Idempotency-Key" in changed.get_json()["message"]
+    # The same photos and manifest in another mode are another request, not a retry.
+    as_backlog = client.post(
+        "/library/scan/batch",
+        data={
+            "images": [(io.BytesIO(b), name) for name, b in files],
+            "manifest": manifest,
+            "mode": "backlog",
+        },
+        headers={**bearer(tokens["director"]), **h},
+        content_type="multipart/form-data",
+    )
+    assert as_backlog.status_code == 422
     listing = client.get("/library/scan/batch", headers=bearer(tokens["director"])).get_json()
     assert listing["total"] == 1
 

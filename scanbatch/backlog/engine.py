@@ -40,7 +40,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scanbatch.backlog.google import BatchState, GoogleBatchError, read_result_lines
-
 from scanbatch.errors import ConfigError
 from scanbatch.extractors import Extractor, create_extractor
 from scanbatch.jobfolder import JobFolder
@@ -51,7 +50,6 @@ from scanbatch.store.backlog import BatchRow, ItemKey
 
 if TYPE_CHECKING:
     from scanbatch.backlog.google import GoogleBatches
-
     from scanbatch.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -106,6 +104,8 @@ class Backlog:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one round at a time (the thread, or a caller's step)
         self._retry_at = 0.0  # after a passing Google error, no call before this
+        self._cancelled: set[str] = set()  # Google batches this engine asked to cancel
+        self._swept = False
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -148,6 +148,8 @@ class Backlog:
     def step(self) -> float:
         """One round; returns the seconds until the next is due."""
         with self._lock:
+            if not self._swept:
+                self._sweep()
             if time.monotonic() < self._retry_at:
                 return self._retry_at - time.monotonic()
             try:
@@ -164,6 +166,19 @@ class Backlog:
             for job_id in self.store.backlog.ready_jobs():
                 self.on_ready(job_id)
             return self._next_due()
+
+    def _sweep(self) -> None:
+        """Batch files no open batch owns (a file being written when the server died, before
+        its batch was recorded: its records were still waiting, and are packed again) go:
+        each may be 2 GB."""
+        self._swept = True
+        if not self.folder.is_dir():
+            return
+        owned = {row.id for row in self.store.backlog.open_batches()}
+        for path in self.folder.glob(f"{DISPLAY_PREFIX}*.jsonl"):
+            if path.name.split(".", 1)[0] not in owned:
+                log.info("backlog: removing %s (no batch was recorded for it)", path.name)
+                path.unlink(missing_ok=True)
 
     def _next_due(self) -> float:
         now = _now()
@@ -273,9 +288,11 @@ class Backlog:
 
     def _advance(self, row: BatchRow) -> None:
         if row.state in ("packed", "uploaded"):
-            self._submit(row)
+            self._submit(row, wanted=not self._unwanted(row))
             return
         if row.state in ("pending", "running"):
+            if self._unwanted(row):
+                self._cancel(row)
             if row.next_poll_at is not None and row.next_poll_at > _now():
                 return
             self._poll(row)
@@ -289,18 +306,33 @@ class Backlog:
     def _path(self, row: BatchRow) -> Path:
         return self.folder / f"{row.id}.jsonl"
 
-    def _submit(self, row: BatchRow) -> None:
+    def _submit(self, row: BatchRow, *, wanted: bool = True) -> None:
+        """Upload and create the batch (`wanted` false: its jobs were cancelled meanwhile, so
+        nothing is sent; a batch a create may already have made is looked up and followed,
+        to be cancelled)."""
+        if not wanted and row.state == "packed":
+            self.store.backlog.settle(row.id, [], [])
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(row))
+            return
         google = self.google(row.extractor)
         file_name = row.file_name
+        # Only a batch left `uploaded` by an earlier round may have been created already (a
+        # create whose answer, or whose record, a crash lost): that one is looked up first.
+        # Looking up lists every batch of the key, so a fresh upload skips it.
+        created_maybe = row.state == "uploaded"
         if row.state == "packed":
             path = self._path(row)
             if not path.exists():  # lost with the disk: its records wait for the next batch
                 log.warning("backlog: %s has no input file; its records are sent again", row.id)
-                self._again_all(row, "its input file was lost")
+                self._again_all(row)
                 return
             file_name = google.upload(path, display_name=row.id)
             self.store.backlog.uploaded(row.id, file_name)
-        remote = google.find(row.id)
+        remote = google.find(row.id) if created_maybe else None
+        if remote is None and not wanted:
+            self.store.backlog.settle(row.id, [], [])
+            return
         if remote is None:
             assert file_name is not None
             remote = google.create(row.model, file_name, row.id)
@@ -335,101 +367,67 @@ class Backlog:
         path = self.folder / f"{row.id}.results.jsonl"
         private_dir(self.folder)
         self.google(row.extractor).download_results(remote, path)
-        answered: list[ItemKey] = []
-        again: list[ItemKey] = []
-        events: dict[str, list[BacklogEvent]] = defaultdict(list)
-        at = _now()
+        verdicts = _Verdicts(row, self.settings.backlog_retries)
         for line in read_result_lines(path):
             found = sent.pop(line.key, None)
             if found is None:  # not ours, or answered twice: the first answer counts
                 log.warning("backlog: %s answered an unknown key %r", row.id, line.key)
                 continue
             job_id, index, attempts = found
-            base = {"at": at, "batch": row.id, "google_batch": row.google_name, "item": index}
             if line.response is not None:
-                events[job_id].append(
-                    BacklogEvent(event="answered", response=line.response, **base)
-                )
-                answered.append((job_id, index))
+                verdicts.answer(job_id, index, line.response)
                 continue
             error = line.error or {}
             code = error.get("code")
             detail = " ".join(
                 str(x) for x in (code, error.get("status"), error.get("message")) if x
             )
-            if code in RETRYABLE_LINE_CODES and attempts <= self.settings.backlog_retries:
-                events[job_id].append(BacklogEvent(event="again", error_message=detail, **base))
-                again.append((job_id, index))
-            else:
-                events[job_id].append(
-                    BacklogEvent(
-                        event="answered",
-                        error_code="backlog_line_error",
-                        error_message=f"Google's Batch API could not answer this record "
-                        f"({detail or 'no detail'})",
-                        **base,
-                    )
+            message = f"Google's Batch API could not answer this record ({detail or 'no detail'})"
+            if code in RETRYABLE_LINE_CODES:
+                verdicts.again_or_fail(
+                    job_id, index, attempts, detail, "backlog_line_error", message
                 )
-                answered.append((job_id, index))
+            else:
+                verdicts.fail(job_id, index, "backlog_line_error", message)
         for job_id, index, attempts in sent.values():  # sent, never answered
-            base = {"at": at, "batch": row.id, "google_batch": row.google_name, "item": index}
-            if attempts <= self.settings.backlog_retries:
-                events[job_id].append(
-                    BacklogEvent(event="again", error_message="no answer in the results", **base)
-                )
-                again.append((job_id, index))
-            else:
-                events[job_id].append(
-                    BacklogEvent(
-                        event="answered",
-                        error_code="backlog_no_answer",
-                        error_message=f"Google's batch {row.google_name} returned no answer "
-                        f"for this record ({attempts} attempts)",
-                        **base,
-                    )
-                )
-                answered.append((job_id, index))
-        self._write_events(events)
-        self.store.backlog.settle(row.id, answered, again)
+            message = (
+                f"Google's batch {row.google_name} returned no answer for this record "
+                f"({attempts} attempts)"
+            )
+            verdicts.again_or_fail(
+                job_id, index, attempts, "no answer in the results", "backlog_no_answer", message
+            )
+        self._conclude(row, verdicts)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        self._forget_remote(row)
 
     def _settle(self, row: BatchRow, state: BatchState, error: str | None) -> None:
         """A batch that ended without results: its records go again, or fail with its code."""
         items = self.store.backlog.items_of(row.id)
-        answered, again = [], []
-        events: dict[str, list[BacklogEvent]] = defaultdict(list)
-        at = _now()
         why = {
             BatchState.FAILED: f"failed at Google ({error or 'no reason given'})",
             BatchState.EXPIRED: "expired: Google did not run it within 24 hours",
             BatchState.CANCELLED: "was cancelled at Google",
         }.get(state, state.value)
+        verdicts = _Verdicts(row, self.settings.backlog_retries)
         for job_id, index, attempts in items:
-            base = {"at": at, "batch": row.id, "google_batch": row.google_name, "item": index}
-            if attempts <= self.settings.backlog_retries:
-                events[job_id].append(BacklogEvent(event="again", error_message=why, **base))
-                again.append((job_id, index))
-            else:
-                events[job_id].append(
-                    BacklogEvent(
-                        event="answered",
-                        error_code=FAILED_CODE.get(state, "backlog_batch_failed"),
-                        error_message=f"Google batch {row.google_name} {why}; the record was "
-                        f"sent {attempts} times (SCANBATCH_BACKLOG_RETRIES "
-                        f"{self.settings.backlog_retries}): submit it again",
-                        **base,
-                    )
-                )
-                answered.append((job_id, index))
+            message = (
+                f"Google batch {row.google_name} {why}; the record was sent {attempts} times "
+                f"(SCANBATCH_BACKLOG_RETRIES {self.settings.backlog_retries}): submit it again"
+            )
+            code = FAILED_CODE.get(state, "backlog_batch_failed")
+            verdicts.again_or_fail(job_id, index, attempts, why, code, message)
         if items:
             log.warning("backlog: %s %s: %d record(s)", row.google_name, why, len(items))
-        self._write_events(events)
-        self.store.backlog.settle(row.id, answered, again)
+        self._conclude(row, verdicts)
+
+    def _conclude(self, row: BatchRow, verdicts: _Verdicts) -> None:
+        """Each job's folder told first (fsynced), then the store: no answer it counts is lost."""
+        self._write_events(verdicts.events)
+        self.store.backlog.settle(row.id, verdicts.answered, verdicts.again)
         self._forget_remote(row)
 
-    def _again_all(self, row: BatchRow, why: str) -> None:
+    def _again_all(self, row: BatchRow) -> None:
         keys = [(j, i) for j, i, _ in self.store.backlog.items_of(row.id)]
         self.store.backlog.settle(row.id, [], keys)
 
@@ -468,21 +466,67 @@ class Backlog:
 
     # -- cancel and delete ------------------------------------------------------------------
 
-    def release(self, batches: Iterable[BatchRow]) -> None:
-        """After a job was cancelled or deleted: each of its Google batches that holds no other
-        unfinished record is cancelled at Google (and deleted once it ends, when no record
-        of any job is left in it)."""
-        for row in batches:
-            if row.state not in ("pending", "running") or row.google_name is None:
-                continue
-            if self.store.backlog.live_items(row.id):
-                continue  # another job still waits for it
-            try:
-                self.google(row.extractor).cancel(row.google_name)
-                log.info("backlog: cancelled %s (no record in it is wanted)", row.google_name)
-            except GoogleBatchError as exc:
-                log.warning("backlog: could not cancel %s: %s", row.google_name, exc.message)
+    def release(self) -> None:
+        """A job was cancelled or deleted: its Google batches that hold no other unfinished
+        record are cancelled at Google, in the engine's next round (at once: it is woken)."""
         self.wake()
+
+    def _unwanted(self, row: BatchRow) -> bool:
+        """No record in the batch is wanted any more (their jobs cancelled or deleted)."""
+        return not self.store.backlog.live_items(row.id)
+
+    def _cancel(self, row: BatchRow) -> None:
+        assert row.google_name is not None
+        if row.google_name in self._cancelled:
+            return
+        try:
+            self.google(row.extractor).cancel(row.google_name)
+            self._cancelled.add(row.google_name)
+            log.info("backlog: cancelled %s (no record in it is wanted)", row.google_name)
+        except GoogleBatchError as exc:
+            log.warning("backlog: could not cancel %s: %s", row.google_name, exc.message)
+
+
+class _Verdicts:
+    """What a finished batch did to each of its records: answered (an answer, or an error
+    that ends the record) or sent again; and the events each job's folder gets."""
+
+    def __init__(self, row: BatchRow, retries: int) -> None:
+        self.row = row
+        self.retries = retries
+        self.at = _now()
+        self.answered: list[ItemKey] = []
+        self.again: list[ItemKey] = []
+        self.events: dict[str, list[BacklogEvent]] = defaultdict(list)
+
+    def _event(self, job_id: str, index: int, **fields: Any) -> None:
+        self.events[job_id].append(
+            BacklogEvent(
+                at=self.at,
+                batch=self.row.id,
+                google_batch=self.row.google_name,
+                item=index,
+                **fields,
+            )
+        )
+
+    def answer(self, job_id: str, index: int, response: dict[str, Any]) -> None:
+        self._event(job_id, index, event="answered", response=response)
+        self.answered.append((job_id, index))
+
+    def fail(self, job_id: str, index: int, code: str, message: str) -> None:
+        self._event(job_id, index, event="answered", error_code=code, error_message=message)
+        self.answered.append((job_id, index))
+
+    def again_or_fail(
+        self, job_id: str, index: int, attempts: int, why: str, code: str, message: str
+    ) -> None:
+        """Sent again while it has tries left (SCANBATCH_BACKLOG_RETRIES), else failed."""
+        if attempts <= self.retries:
+            self._event(job_id, index, event="again", error_message=why)
+            self.again.append((job_id, index))
+        else:
+            self.fail(job_id, index, code, message)
 
 
 class _Packed:

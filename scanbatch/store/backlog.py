@@ -95,8 +95,10 @@ class BacklogStore:
             )
         rows = records(
             cur.execute(
-                "SELECT i.state, b.google_name, b.state AS batch_state, b.submitted_at "
+                "SELECT i.state, b.google_name, b.state AS batch_state, b.submitted_at, "
+                "r.status IN ('completed', 'failed') AS finished "
                 "FROM backlog_items i LEFT JOIN backlog_batches b ON b.id = i.batch_id "
+                "JOIN scan_results r ON r.job_id = i.job_id AND r.item_index = i.item_index "
                 "WHERE i.job_id = ? ORDER BY i.item_index",
                 [job_id],
             )
@@ -158,15 +160,6 @@ class BacklogStore:
                 [batch_id],
             ).fetchone()
         return row[0]
-
-    def batches_of_job(self, job_id: str) -> list[BatchRow]:
-        with self.db.read() as cur:
-            rows = cur.execute(
-                f"SELECT {_BATCH_COLUMNS} FROM backlog_batches WHERE id IN (SELECT batch_id "
-                "FROM backlog_items WHERE job_id = ? AND batch_id IS NOT NULL)",
-                [parse_job_id(job_id)],
-            ).fetchall()
-        return [BatchRow(*r) for r in rows]
 
     # -- batches --------------------------------------------------------------------------
 
@@ -309,6 +302,13 @@ def backlog_view(rows: list[dict[str, Any]]) -> BacklogView:
     the Google batch furthest behind, answered when every item is."""
     if all(r["state"] == "answered" for r in rows):
         return BacklogView(state=BacklogState.ANSWERED, **_batch_of(rows))
+    if all(r["finished"] for r in rows):  # ended with records still out: cancelled
+        return BacklogView(
+            state=BacklogState.STOPPED,
+            note="The job ended before Google answered all of its records (cancelled): "
+            "those records were not read",
+            **_batch_of(rows),
+        )
     if any(r["state"] == "waiting" for r in rows):
         return BacklogView(state=BacklogState.WAITING, **_batch_of(rows))
     states = {r["batch_state"] for r in rows if r["state"] == "sent"}

@@ -32,6 +32,7 @@ from scanbatch.store.db import Database, parse_job_id, records, utcnow
 from scanbatch.store.job_cache import SUMMARY_COLUMNS, Entry, JobCache, summary
 from scanbatch.store.keys import KeyStore
 from scanbatch.store.reviews import ReviewStore, reviewed_message
+from scanbatch.store.webhooks import Callback, WebhookStore
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ class JobStore:
         self.keys = KeyStore(db)
         self.reviews = ReviewStore(db)
         self.catalog = CatalogStore(db)
+        self.webhooks = WebhookStore(db)
         # What was committed, in memory (scanbatch.store.job_cache): every job write re-reads
         # the view of the job it changed right after its commit and hands it over.
         self._cache = JobCache()
@@ -98,6 +100,7 @@ class JobStore:
                 self._local.depth = depth
                 if depth == 0:
                     self._cache.write_ended(job_id, fresh, reread)
+                    self.webhooks.after_write()
 
     @contextmanager
     def write_jobs(self, job_ids: list[str]) -> Iterator[Any]:
@@ -145,10 +148,11 @@ class JobStore:
         request_hash: str | None = None,
         mode: JobMode = JobMode.INTERACTIVE,
         batched: bool = False,
+        callback: Callback | None = None,
     ) -> str:
-        """The job and one pending result row per item, in one transaction; a backlog job's
-        rows of the backlog too (`batched`: its extractor can batch, so its items wait for a
-        Google batch)."""
+        """The job, one pending result row per item and its webhook delivery (with a
+        `callback`), in one transaction; a backlog job's rows of the backlog too (`batched`:
+        its extractor can batch, so its items wait for a Google batch)."""
         job_id = job_id or str(uuid.uuid4())
         now = utcnow()
         with self._job_write(job_id) as cur:
@@ -191,6 +195,8 @@ class JobStore:
             )
             if mode == JobMode.BACKLOG:
                 self.backlog.add_job(cur, job_id, len(manifest.items), extractor or "", batched)
+            if callback is not None:
+                self.webhooks.add(cur, job_id, callback, now)
         return job_id
 
     def _owned(self, cur: Any, job_id: str, user_id: str | None) -> tuple:
@@ -449,6 +455,7 @@ class JobStore:
             "updated_at = ?, completed_at = coalesce(completed_at, ?) WHERE id = ?",
             [completed, failed, status.value, now, now, job_id],
         )
+        self.webhooks.job_ended(cur, job_id, status, (total, completed, failed), now)
 
     def delete_job(
         self, job_id: str, user_id: str | None = None, *, with_reviews: bool = False
@@ -474,6 +481,7 @@ class JobStore:
                 cur.execute("DELETE FROM scan_review_history WHERE job_id = ?", [job_id])
                 cur.execute("DELETE FROM scan_results WHERE job_id = ?", [job_id])
                 self.backlog.forget_job(cur, job_id)
+                self.webhooks.delete_for_job(cur, job_id)
             with self._job_write(job_id) as cur:
                 cur.execute("DELETE FROM scan_jobs WHERE id = ?", [job_id])
             self.reviews.leases.forget_job(job_id)

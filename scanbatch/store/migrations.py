@@ -176,6 +176,40 @@ UPDATE scan_results SET field_confidence = {
 """
 
 
+# Completion webhooks (scanbatch.webhooks): a job's delivery is written with the job, waiting;
+# it becomes due in the transaction that ends the job, with its body fixed then (the same bytes
+# and webhook-id on every attempt). No foreign key: `scan_jobs` could not be rebuilt later with
+# another table referencing it, and `delete_job` removes these rows itself.
+_WEBHOOKS = """
+CREATE TABLE webhook_deliveries (
+    id VARCHAR PRIMARY KEY,
+    job_id UUID NOT NULL,
+    url VARCHAR NOT NULL,
+    job_url VARCHAR NOT NULL,
+    state VARCHAR NOT NULL CHECK (state IN ('waiting', 'due', 'delivered', 'failed')),
+    event_type VARCHAR,
+    payload VARCHAR,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at TIMESTAMPTZ NOT NULL,
+    due_at TIMESTAMPTZ,
+    next_attempt_at TIMESTAMPTZ,
+    finished_at TIMESTAMPTZ,
+    last_error VARCHAR
+);
+CREATE INDEX webhook_deliveries_job ON webhook_deliveries (job_id);
+
+CREATE TABLE webhook_attempts (
+    delivery_id VARCHAR NOT NULL,
+    attempt INTEGER NOT NULL,
+    attempted_at TIMESTAMPTZ NOT NULL,
+    status_code INTEGER,
+    error VARCHAR,
+    duration_ms DOUBLE NOT NULL,
+    PRIMARY KEY (delivery_id, attempt)
+);
+"""
+
+
 # The backlog (scanbatch.backlog): which jobs wait for Google's Batch API, each of their items'
 # trip (waiting, sent in which Google batch, answered; attempts), and each Google batch we
 # made, recorded under its display name before it is created, so a restart finds it again
@@ -232,6 +266,7 @@ def _migrations() -> list[Migration]:
         Migration(3, "reviews: the current truth per item and every review as history", _REVIEWS),
         Migration(4, "scan_jobs without manifest (never read)", _NO_MANIFEST),
         Migration(5, "scan_results.audit_key (the audit order) and field_confidence", _AUDIT),
+        Migration(6, "completion webhooks: deliveries and their attempts", _WEBHOOKS),
         Migration(
             7, "the backlog (Batch API jobs, items, batches); results' billing, cost", _BACKLOG
         ),

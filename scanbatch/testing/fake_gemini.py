@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 PATH_SUFFIX = ":generateContent"
 
@@ -112,9 +112,11 @@ def error_reply(
     retry_after: float | str | None = None,
     retry_delay: str | None = None,
     delay: float = 0.0,
+    status_name: str | None = None,
 ) -> Reply:
     """An error as Gemini sends it: `{"error": {code, message, status}}`, optionally with a
-    Retry-After header and/or a google.rpc.RetryInfo detail (`retry_delay` like "2s")."""
+    Retry-After header and/or a google.rpc.RetryInfo detail (`retry_delay` like "2s").
+    `status_name` overrides the status usual for the code (e.g. FAILED_PRECONDITION)."""
     statuses = {
         400: "INVALID_ARGUMENT",
         401: "UNAUTHENTICATED",
@@ -127,7 +129,7 @@ def error_reply(
     error: dict[str, Any] = {
         "code": status,
         "message": message or f"fake error {status}",
-        "status": statuses.get(status, "UNKNOWN"),
+        "status": status_name or statuses.get(status, "UNKNOWN"),
     }
     if retry_delay is not None:
         error["details"] = [
@@ -201,32 +203,17 @@ def image_digests(body: Any) -> list[str]:
 Responder = Callable[[RecordedRequest], "Reply | None"]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class ReplyHandler(BaseHTTPRequestHandler):
+    """What the loopback fakes' handlers share: HTTP/1.1 (the SDK keeps connections alive),
+    no log lines, and `send_reply`."""
+
     protocol_version = "HTTP/1.1"
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # keep test output clean
 
-    def do_POST(self) -> None:
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        try:
-            body: Any = json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            body = raw.decode("utf-8", "replace")
-        fake = self.server.fake
-        request = RecordedRequest(self.path, dict(self.headers.items()), body, time.monotonic())
-        fake._record(request)
-        if not self.path.split("?", 1)[0].endswith(PATH_SUFFIX):
-            self._send(Reply(404, {"error": {"code": 404, "message": f"no route {self.path}"}}))
-            return
-        reply = fake._next_reply(request)
-        if reply.delay > 0 and fake._closing.wait(reply.delay):
-            return  # the server is shutting down: drop the sleeping request
-        self._send(reply)
-
-    def _send(self, reply: Reply) -> None:
+    def send_reply(self, reply: Reply) -> None:
         if isinstance(reply.body, bytes):
             data, ctype = reply.body, "application/octet-stream"
         elif isinstance(reply.body, str):
@@ -245,15 +232,81 @@ class _Handler(BaseHTTPRequestHandler):
             pass  # the client gave up (timeout): that is the point of a slow reply
 
 
+class _Handler(ReplyHandler):
+    def do_POST(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            body = raw.decode("utf-8", "replace")
+        fake = self.server.fake
+        request = RecordedRequest(self.path, dict(self.headers.items()), body, time.monotonic())
+        fake._record(request)
+        if not self.path.split("?", 1)[0].endswith(PATH_SUFFIX):
+            self.send_reply(error_reply(404, f"no route {self.path}"))
+            return
+        reply = fake._next_reply(request)
+        if reply.delay > 0 and fake._closing.wait(reply.delay):
+            return  # the server is shutting down: drop the sleeping request
+        self.send_reply(reply)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
-    fake: FakeGemini
+    fake: Any
 
 
-class FakeGemini:
+class LoopbackFake:
+    """A fake HTTP API on 127.0.0.1 and a free port, run in a thread: a context manager whose
+    `base_url` the SDK is pointed at. Subclasses set `handler` and `thread_name`."""
+
+    handler: type[BaseHTTPRequestHandler]
+    thread_name = "loopback-fake"
+
+    def __init__(self) -> None:
+        self._closing = threading.Event()
+        self._server: _Server | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def base_url(self) -> str:
+        if self._server is None:
+            raise RuntimeError(f"{type(self).__name__} is not started: use it as a context manager")
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> Self:
+        self._server = _Server(("127.0.0.1", 0), self.handler)
+        self._server.fake = self
+        # A short poll interval: shutdown() waits up to one interval, once per test.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.02,), name=self.thread_name, daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def close(self) -> None:
+        self._closing.set()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class FakeGemini(LoopbackFake):
     """The fake server. `latency` delays every default (and responder) reply (benchmarks use
     1 s). `responder`, when given, answers each request the script does not; returning None
     leaves it to the default."""
+
+    handler = _Handler
+    thread_name = "fake-gemini"
 
     def __init__(
         self,
@@ -262,15 +315,13 @@ class FakeGemini:
         latency: float = 0.0,
         responder: Responder | None = None,
     ) -> None:
+        super().__init__()
         self.default = default if default is not None else extraction_reply()
         self.latency = latency
         self.responder = responder
         self.requests: list[RecordedRequest] = []
         self._queue: deque[Reply] = deque()
         self._lock = threading.Lock()
-        self._closing = threading.Event()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
     # --- scripting ---
 
@@ -306,35 +357,3 @@ class FakeGemini:
         """Seconds between consecutive request arrivals."""
         times = sorted(r.at for r in self.requests)
         return [b - a for a, b in itertools.pairwise(times)]
-
-    # --- lifecycle ---
-
-    @property
-    def base_url(self) -> str:
-        if self._server is None:
-            raise RuntimeError("FakeGemini is not started: use it as a context manager")
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> FakeGemini:
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.fake = self
-        # A short poll interval: shutdown() waits up to one interval, once per test.
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.02,), name="fake-gemini", daemon=True
-        )
-        self._thread.start()
-        return self
-
-    def close(self) -> None:
-        self._closing.set()
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def __enter__(self) -> FakeGemini:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()

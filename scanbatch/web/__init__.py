@@ -1,8 +1,8 @@
 """The HTTP façade, in three steps as flaskr's factory: `create_app(settings)` builds the Flask
 app that owns the job store (opens it, constructs the runner: nothing runs yet); `prepare(app)`
-does the start-up work on the data before the first request; `start(app)` starts the runner.
-`shutdown(app)` stops the runner and closes the store. The backlog's engine starts and stops
-with the runner."""
+does the start-up work on the data before the first request; `start(app)` starts the runner,
+the backlog's engine and the completion webhooks' sender. `shutdown(app)` stops them and closes
+the store."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from scanbatch.extractors import check_extractor
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings, load_settings
 from scanbatch.store import JobStore
-from scanbatch.web import batch, cors, keys, meta, review, scan, tickets
+from scanbatch.web import batch, cors, keys, meta, review, scan, tickets, webhooks
 from scanbatch.web.errors import register_error_handlers
 from scanbatch.web.polls import JobPolls
 from scanbatch.web.services import Services, attach, services_of
@@ -25,9 +25,10 @@ from scanbatch.web.uploads import (
     UploadRequest,
     remove_abandoned_staging,
 )
+from scanbatch.webhooks import WebhookSender
 
 # One line per blueprint; each documents its own routes (scanbatch.web.openapi.operation).
-BLUEPRINTS = [batch.bp, scan.bp, review.bp, tickets.bp, keys.bp, meta.bp]
+BLUEPRINTS = [batch.bp, scan.bp, review.bp, tickets.bp, keys.bp, meta.bp, webhooks.bp]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -44,7 +45,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.json.sort_keys = False
     store = JobStore.open(settings.store_path)
     runner = JobRunner(store, settings)
-    attach(app, Services(settings, store, runner, Backlog(store, settings, runner.submit)))
+    backlog = Backlog(store, settings, runner.submit)
+    attach(app, Services(settings, store, runner, backlog, WebhookSender(store, settings)))
     register_error_handlers(app)
     cors.register(app)
     for blueprint in BLUEPRINTS:
@@ -67,14 +69,17 @@ def prepare(app: Flask) -> None:
 
 def start(app: Flask) -> None:
     """Start processing: the runner resumes the jobs a previous server left unfinished, warms
-    its kernels and takes jobs from now on."""
+    its kernels and takes jobs from now on; the backlog follows its Google batches; completion
+    webhooks left due are sent."""
     svc = services_of(app)
     svc.runner.start()
     svc.backlog.start()
+    svc.webhooks.start()
 
 
 def shutdown(app: Flask) -> None:
     svc = services_of(app)
     svc.backlog.stop()
+    svc.webhooks.stop()
     svc.runner.stop()
     svc.store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from datetime import timedelta
 from pathlib import Path
@@ -26,6 +27,7 @@ from scanbatch.models import (
 from scanbatch.names import Role
 from scanbatch.store import parse_job_id
 from scanbatch.store.reviews import reviewed_message
+from scanbatch.store.webhooks import Callback
 from scanbatch.submit import create_job
 from scanbatch.validation import job_mode, parse_manifest
 from scanbatch.web.auth import current_key, require_write, visible_to
@@ -42,6 +44,7 @@ from scanbatch.web.uploads import (
     StagedFile,
     Staging,
 )
+from scanbatch.web.webhooks import CALLBACK_FIELD, callback_field
 
 MULTIPART_HINT = "send the batch as multipart/form-data with 'images' files and a 'manifest' field"
 
@@ -67,8 +70,16 @@ def _accepted(job_id: str, status: str, total: int) -> Response:
     return response
 
 
-def _request_hash(manifest_raw: str, files: list[StagedFile]) -> str:
+def _request_hash(
+    manifest_raw: str, files: list[StagedFile], mode: JobMode, callback: Callback | None
+) -> str:
+    """What makes a retried POST the same request: its manifest, photos, mode and callback
+    (the same Idempotency-Key with another `mode` or `callbackUrl` is another request: 422)."""
     digest = hashlib.sha256(manifest_raw.encode())
+    # Default and absent hash alike, so a job posted before these fields existed still matches.
+    if mode != JobMode.INTERACTIVE or callback is not None:
+        extra = {"mode": mode.value, "callbackUrl": callback.url if callback else None}
+        digest.update(json.dumps(extra, sort_keys=True).encode())
     for f in files:
         digest.update(f.sha256.digest())
     return digest.hexdigest()
@@ -120,6 +131,7 @@ BATCH_FORM = {
             "answered within 24 h; packed with other jobs' records); an extractor that cannot "
             "batch runs the job interactively and its backlog.state says so",
         },
+        "callbackUrl": CALLBACK_FIELD,
     },
 }
 SEED_MESSAGES = [
@@ -163,7 +175,9 @@ operation(
         ),
         400: "A seed check failed ("
         + "; ".join(SEED_MESSAGES)
-        + ") or a value is malformed; the message names the field",
+        + ") or a value is malformed (callbackUrl included: not http(s), over 2,000 "
+        "characters, its host not in SCANBATCH_WEBHOOK_HOSTS, or no SCANBATCH_WEBHOOK_SECRET); "
+        "the message names the field",
         403: FORBIDDEN,
         413: TOO_LARGE,
         422: "Idempotency-Key reused with a different request",
@@ -187,8 +201,9 @@ def submit_batch() -> Response:
         manifest_raw = single_field("manifest") if files else None
         manifest = parse_manifest(manifest_raw, len(files))
         mode = job_mode(single_field("mode"), manifest)
+        callback = callback_field(svc.settings)
         mimes = [f.mime_type() for f in files]
-        request_hash = _request_hash(manifest_raw, files)
+        request_hash = _request_hash(manifest_raw, files, mode, callback)
         with svc.submit_lock:  # lookup and create as one step, so a retried POST can't double
             if idem_key is not None:
                 found = svc.store.find_idempotent(key.user_id, idem_key, IDEMPOTENCY_WINDOW)
@@ -211,6 +226,7 @@ def submit_batch() -> Response:
                 idempotency_key=idem_key,
                 request_hash=request_hash,
                 mode=mode,
+                callback=callback,
             )
     finally:
         staging.cleanup()
@@ -285,9 +301,8 @@ def _cancel(job_id: str) -> str:
     svc = services()
     svc.store.get_job(job_id, visible_to(key))
     if svc.store.unfinished_items(job_id):
-        batches = svc.store.backlog.batches_of_job(job_id)
         svc.runner.cancel(job_id)
-        svc.backlog.release(batches)  # a Google batch no other job waits for is cancelled
+        svc.backlog.release()  # a Google batch no other job waits for is cancelled
     return job_id
 
 
@@ -350,9 +365,7 @@ def delete_batch(job_id: str) -> Response:
     # Whatever still runs for it ends first: the items, or the notebook of a job already
     # answered, which writes its report into the folder about to go; and its Google batches,
     # where no other job waits for them.
-    batches = svc.store.backlog.batches_of_job(job_id)
     svc.runner.cancel(job_id)
-    svc.backlog.release(batches)
     # Checked again as it deletes: a review saved during the cancel's wait is kept (409).
     try:
         svc.store.delete_job(job_id, with_reviews=force and key.role == Role.STATION_MANAGER)
@@ -362,6 +375,7 @@ def delete_batch(job_id: str) -> Response:
             "is cancelled, and kept)"
         ) from None
     JobFolder.for_job(svc.settings.jobs_dir, job_id).remove()
+    svc.backlog.release()
     return Response(status=204)
 
 

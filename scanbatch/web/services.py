@@ -1,5 +1,5 @@
-"""What one app serves with (`Services`: the settings, the store, the runner, the single scan's
-extractor, the export slots) and the one way
+"""What one app serves with (`Services`: the settings, the store, the runner, the completion
+webhooks' sender, the single scan's extractor, the export slots) and the one way
 to reach it: `services()` inside a request, `services_of(app)` for code that holds the app
 (the WSGI middleware in front of Flask, `scanbatch serve`). Only the factory attaches it
 (`scanbatch.web.create_app`).
@@ -22,6 +22,7 @@ from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore
 from scanbatch.tickets import TicketBook
+from scanbatch.webhooks import WebhookSender
 
 _EXTENSION = "scanbatch"
 # Golden-set exports streamed at once: each holds a server thread for its whole zip.
@@ -54,6 +55,7 @@ class Services:
     store: JobStore
     runner: JobRunner
     backlog: Backlog
+    webhooks: WebhookSender
     submit_lock: threading.Lock = field(default_factory=threading.Lock)
     # A per-process stationManager token for the local CLI (`scanbatch keys` while the server
     # holds the store); `scanbatch serve` writes it to a file only the data dir's owner reads.
