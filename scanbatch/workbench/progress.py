@@ -13,6 +13,11 @@ from scanbatch.client import ApiError, Client
 from scanbatch.models import BacklogState, JobMode, JobView
 from scanbatch.workbench.ui import Background, explain, show
 
+# A backlog job's states while its records are with Google's Batch API (or on their way).
+AT_GOOGLE = frozenset(
+    {BacklogState.WAITING, BacklogState.SENDING, BacklogState.SUBMITTED, BacklogState.RUNNING}
+)
+
 
 class JobBar(widgets.HBox):
     def __init__(self, job_id: str, total: int) -> None:
@@ -36,9 +41,7 @@ class JobBar(widgets.HBox):
         self.bar.value = done
         backlog = view.backlog if view.mode == JobMode.BACKLOG else None
         self.at_google = (
-            backlog is not None
-            and not view.status.finished
-            and backlog.state not in (BacklogState.ANSWERED, BacklogState.INTERACTIVE)
+            backlog is not None and not view.status.finished and backlog.state in AT_GOOGLE
         )
         self.bar.layout.display = "none" if self.at_google else ""
         if self.at_google:
