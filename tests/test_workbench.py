@@ -419,6 +419,46 @@ def test_a_backlog_job_is_sent_with_its_mode_and_its_bar_says_where_it_waits(
     assert "1 of 3 record(s) read" in bar.label.value
 
 
+def test_on_a_server_that_batches_a_backlog_job_waits_for_google_then_its_bar_fills(tmp_path):
+    """The server reads with gemini, against the Batch API fake: the choice offers the half
+    price, the job waits at Google (its bar says so, with the batch's state), then is read."""
+    from scanbatch.testing.fake_batch import FakeBatchAPI
+    from scanbatch.workbench.modes import Server, typical_estimate
+    from tests.test_backlog import server_for, tokens_for, wait_for
+
+    data_dir = tmp_path / "data"
+    tokens = tokens_for(data_dir)
+    with FakeBatchAPI(finish_after=None) as fake:
+        server = server_for(data_dir, fake, SCANBATCH_PAGE_ORIGINS=PAGE_ORIGIN).start()
+        try:
+            wb = signed_in(server, tokens["director"])
+            choice = wb.upload.choice
+            assert choice.server == Server("gemini", can_batch=True)
+            half = typical_estimate(choice.server, choice.prices).backlog
+            assert (
+                f"read by Google's Batch API at half the price (about {half:,.2f} USD per 1,000 "
+                "records), within 24 hours" in choice.note.value
+            )
+            choice.toggle.value = "backlog"
+            page = Page(wb, tmp_path)
+            page.choose(("item00_0_front_cover.jpg", image_bytes()),
+                        ("item01_0_front_cover.jpg", image_bytes("PNG")))  # fmt: skip
+            page.send()
+            (job_id,) = wb.upload.submitted
+            bar = wb.progress.bars[job_id]
+            wait_for(lambda: "state: submitted" in bar.label.value, 30, "the bar shows the batch")
+            assert bar.at_google and bar.bar.layout.display == "none"
+            assert "2 record(s) waiting for Google's Batch API (state: submitted, Google " \
+                "batch batches/" in bar.label.value  # fmt: skip
+            fake.finish()
+            assert wb.join()
+            assert not bar.at_google and bar.bar.value == 2 and "Done" in bar.label.value
+            view = Client(server.url, tokens["director"]).job(job_id)
+            assert view.mode == "backlog" and view.status == "completed"
+        finally:
+            server.stop()
+
+
 def test_review_correct_match_save_next_reopen_and_measure(live_server, server_tokens):
     alice = Client(live_server.url, server_tokens["director"])
     job = alice.submit(
