@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from scanbatch.errors import BadRequest
-from scanbatch.experiments import compare, read_variants, run_experiment
+from scanbatch.experiments import compare, load_dataset, read_variants, run_experiment
 from scanbatch.experiments.batch import display_name
 from scanbatch.experiments.compare import OVERALL
 from scanbatch.experiments.variants import Variant, validate_variants
@@ -203,6 +203,17 @@ def test_a_failed_or_cancelled_batch_fails_its_records_with_its_code(
     )
 
 
+def test_a_batch_google_refuses_fails_its_records_saying_why(dataset, env, google):
+    google.fail_next("create", 400, "Request contains an invalid argument.")
+    result, _ = run(dataset, [batch_variant(google)], env)
+    assert {r["errorCode"] for r in result.records} == {"backlog_google_error"}
+    assert result.records[0]["errorMessage"].startswith("could not submit: ")
+    assert "invalid argument" in result.records[0]["errorMessage"]
+    assert google.creates == []
+    # the uploaded file does not stay at Google
+    assert [m for m, path in google.requests if "/files/" in path and m == "DELETE"] == ["DELETE"]
+
+
 def test_a_second_run_is_answered_from_the_cache_without_a_batch(dataset, env, google):
     first, _ = run(dataset, [batch_variant(google)], env)
     assert len(google.creates) == 1
@@ -249,6 +260,38 @@ def test_an_interrupted_run_cancels_its_batch_at_google(dataset, env, google):
     [batch] = google.creates
     assert google.cancels == [batch.name]
     assert google.state(batch.name) == "BATCH_STATE_CANCELLED"
+
+
+def test_a_stopped_wait_cancels_the_batch_and_its_records_say_so(dataset, env, google, tmp_path):
+    from scanbatch.experiments.batch import BatchVariantRun
+    from scanbatch.experiments.cache import DiskCache
+    from scanbatch.experiments.catalog import choose_catalog
+    from scanbatch.experiments.execute import _prepare
+
+    google.finish_after = None
+    ds = load_dataset(dataset)
+    [variant] = validate_variants(read_variants([batch_variant(google)]), env)
+    prepared = _prepare(variant, env, choose_catalog(env, None, ds.meta))
+    stop = threading.Event()
+    meta: dict = {}
+    records: list[dict] = []
+    batch = BatchVariantRun(
+        prepared, ds.items, 1, cache=DiskCache(tmp_path / "cache"), matcher=None,
+        folder=tmp_path, run="stopped", position=0, poll_seconds=0.05,
+        on_notice=lambda text: stop.set() if "created for" in text else None,  # as Ctrl-C
+        stop=stop, meta=meta,
+    )  # fmt: skip
+    batch.run(records.append)
+    [created] = google.creates
+    assert google.cancels == [created.name]
+    assert len(records) == RECORDS and {r["errorCode"] for r in records} == {
+        "backlog_batch_cancelled"
+    }
+    assert records[0]["errorMessage"] == (
+        f"the run was stopped; Google batch {created.name} was cancelled"
+    )
+    assert meta["batch"]["state"] == "cancelled" and meta["batch"]["name"] == created.name
+    assert not list(tmp_path.glob("batch-*"))
 
 
 @pytest.mark.slow

@@ -136,7 +136,6 @@ class BatchVariantRun:
                     path.unlink()
 
     def _run(self) -> None:
-
         waiting: dict[str, _Waiting] = {}
         with self.input_path.open("w", encoding="utf-8") as fh:
             for r in range(self.repeat):
@@ -165,6 +164,9 @@ class BatchVariantRun:
                     waiting[line] = _Waiting(item, record)
         if not waiting:
             return
+        if self.stop.is_set():  # stopped while the file was written: nothing goes to Google
+            self._fail_all(waiting, "backlog_batch_cancelled", "the run was stopped")
+            return
         client = self.extractor.batch_client()
         try:
             self._through_google(client, waiting)
@@ -174,11 +176,13 @@ class BatchVariantRun:
     # -- at Google ---------------------------------------------------------------------------
 
     def _through_google(self, client: GoogleBatches, waiting: dict[str, _Waiting]) -> None:
+        file_name: str | None = None
         try:
             file_name = client.upload(self.input_path, display_name=self.display_name)
             remote = client.create(self.extractor.batch_model(), file_name, self.display_name)
         except GoogleBatchError as exc:
             self._fail_all(waiting, "backlog_google_error", f"could not submit: {exc.message}")
+            self._tidy(client, [file_name])
             return
         with contextlib.suppress(FileNotFoundError):
             self.input_path.unlink()  # photos, base64: Google has them now
@@ -300,8 +304,9 @@ class BatchVariantRun:
     def _record_batch(self, remote: RemoteBatch, **more: Any) -> None:
         batch = self.meta.setdefault("batch", {})
         batch.update(
-            name=remote.name, displayName=self.display_name, state=remote.state.value, **more
+            {"name": remote.name, "displayName": self.display_name, "state": remote.state.value}
         )
+        batch.update(more)
 
     def _send(self, record: dict[str, Any]) -> None:
         self._emitted.add((record["repeat"], record["itemIndex"]))
