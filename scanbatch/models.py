@@ -393,6 +393,11 @@ class Health(CamelModel):
     )
     version: str
     extractor: str
+    extractor_can_batch: bool = Field(
+        False,
+        description="whether the extractor sends backlog jobs through a batch API (at its "
+        "price); false: a backlog job runs as an interactive one",
+    )
     queued_jobs: int
     running_jobs: int
     warm_kernels: int = Field(description="notebook kernels started and waiting for a job")

@@ -282,6 +282,66 @@ def test_a_job_that_cannot_go_says_why_and_the_others_still_go(session, page, tm
     expect(page.locator(".sb-record")).to_have_count(0)
 
 
+@pytest.fixture(scope="module")
+def ocr_session(request, tmp_path_factory):
+    """`make run` with the offline `ocr` reader, which cannot batch: the module's own session
+    when it runs one (`make screenshots`), else a launcher of its own."""
+    if EXTRACTOR == "ocr":
+        yield request.getfixturevalue("session")
+        return
+    root = copy_work_tree(tmp_path_factory.mktemp("ocr-checkout"))
+    launcher = Launcher(root, SCANBATCH_EXTRACTOR="ocr").start()
+    yield {**launcher.banner, "launcher": launcher}
+    launcher.stop()
+
+
+def test_a_crate_sent_as_backlog_on_a_server_that_cannot_batch(ocr_session, page, shots, tmp_path):
+    """The upload's choice: Backlog, on a server reading with `ocr` (no batch API), says that
+    backlog jobs run as usual here; the crate goes with mode=backlog, and the job is a backlog
+    job that ran as usual. (In the module's browser: one playwright per process.)"""
+    from playwright.sync_api import expect
+
+    from scanbatch.testing.camera import camera_crate
+
+    crate = camera_crate(tmp_path / "crate", records=2, per_record=2, heic_every=None)
+    client = Client(ocr_session["api"], ocr_session["token"])
+    before = {j.job_id for j in client.jobs(limit=100).jobs}
+    errors: list[str] = []
+    tab = page.context.browser.new_page(viewport=VIEWPORT)
+    tab.on("pageerror", lambda e: errors.append(str(e)))
+    try:
+        tab.goto(ocr_session["page"])
+        expect(tab.get_by_text("Signed in to")).to_be_visible(timeout=60_000)
+        note = tab.locator(".sb-mode-note")
+        expect(note).to_contain_text("Read now: each record is read as soon as the job reaches")
+        expect(note).to_contain_text(
+            "Backlog: this server reads with ocr, which has no batch API, so backlog jobs run "
+            "as usual on this server: read now, at the usual price (free)."
+        )
+        expect(note).to_contain_text("Prices of ")
+        tab.locator(".sb-mode button", has_text="Backlog").click()
+        expect(tab.locator(".sb-mode .mod-active")).to_have_text("Backlog")
+        with tab.expect_file_chooser() as chooser:
+            tab.click(".sb-upload")
+        chooser.value.set_files([str(p) for p in crate])
+        expect(tab.locator(".sb-summary")).to_contain_text("4 photo(s) in 2 record(s)")
+        expect(tab.locator(".sb-record")).to_have_count(2)
+        tab.wait_for_timeout(500)  # the thumbnails in view are drawn one after the other
+        tab.screenshot(path=str(shots / "workbench-upload-backlog.png"))
+        tab.click(".sb-send")
+        expect(tab.get_by_text("Sent 1 job(s) to the backlog.")).to_be_visible(timeout=60_000)
+        expect(tab.locator(".sb-job-bar").get_by_text("Done")).to_have_count(1, timeout=120_000)
+    finally:
+        tab.close()
+    assert not errors, errors
+    [job] = [j for j in client.jobs(limit=100).jobs if j.job_id not in before]
+    view = client.job(job.job_id)
+    assert view.mode == "backlog" and view.total_items == 2
+    assert view.backlog is not None and view.backlog.state == "interactive"
+    assert "ocr" in (view.backlog.note or "")
+    assert view.status == "completed"
+
+
 def audit_sample_on_the_page(page, client: Client, shots: Path) -> None:
     """Order: Audit sample. The queue is the server's audit order (the API's `sort=audit`
     page, label for label), it says why it exists, and saving takes the records in it."""

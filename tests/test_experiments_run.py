@@ -75,10 +75,14 @@ def fake():
 
 @pytest.fixture
 def env(tmp_path, monkeypatch, fake):
+    return fake_gemini_env(monkeypatch, tmp_path, fake.base_url)
+
+
+def fake_gemini_env(monkeypatch, tmp_path: Path, base_url: str) -> Settings:
     """A Gemini key (for the fake only), the fake's URL, a private data dir, fast retries."""
     monkeypatch.delenv("GOOGLE_GEMINI_BASE_URL", raising=False)
     monkeypatch.setenv("GEMINI_API_KEY", "test-key")
-    monkeypatch.setenv("SCANBATCH_GEMINI_BASE_URL", fake.base_url)
+    monkeypatch.setenv("SCANBATCH_GEMINI_BASE_URL", base_url)
     monkeypatch.setenv("SCANBATCH_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SCANBATCH_GEMINI_MAX_RETRIES", "2")
     monkeypatch.setenv("SCANBATCH_GEMINI_RETRY_BASE_DELAY", "0.01")
@@ -307,23 +311,32 @@ def test_cli_bad_input_is_one_clear_line(env, args, message):
 # --- the notebook -------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_notebook_runs_headless_with_dataset_and_variants(env, fake, tmp_path):
-    import nbformat
+def run_notebook(out: Path, parameters: dict) -> None:
+    """notebooks/experiments.ipynb through papermill, as a headless run does, into `out`."""
     import papermill
 
-    out = tmp_path / "experiments.ipynb"
     papermill.execute_notebook(
         str(REPO_ROOT / "notebooks" / "experiments.ipynb"),
         str(out),
-        parameters={
+        parameters=parameters,
+        kernel_name="python3",
+        cwd=str(REPO_ROOT),
+        progress_bar=False,
+    )
+
+
+@pytest.mark.slow
+def test_notebook_runs_headless_with_dataset_and_variants(env, fake, tmp_path):
+    import nbformat
+
+    out = tmp_path / "experiments.ipynb"
+    run_notebook(
+        out,
+        {
             "dataset": str(SAMPLE),
             "variants": [{"extractor": "gemini", "prompt_version": "v1"}, "gemini:v2"],
             "run_name": "nb",
         },
-        kernel_name="python3",
-        cwd=str(REPO_ROOT),
-        progress_bar=False,
     )
     assert fake.request_count == 16
     nb = nbformat.read(out, as_version=4)
@@ -420,20 +433,12 @@ def test_a_golden_set_export_of_12_records_runs(env, tmp_path):
 @pytest.mark.slow
 def test_notebook_runs_headless_on_24_records(env, tmp_path):
     import nbformat
-    import papermill
 
     from tests.test_experiments import make_set
 
     dataset = make_set(tmp_path / "set24", 24)
     out = tmp_path / "experiments.ipynb"
-    papermill.execute_notebook(
-        str(REPO_ROOT / "notebooks" / "experiments.ipynb"),
-        str(out),
-        parameters={"dataset": str(dataset), "variants": ["fake"], "run_name": "nb24"},
-        kernel_name="python3",
-        cwd=str(REPO_ROOT),
-        progress_bar=False,
-    )
+    run_notebook(out, {"dataset": str(dataset), "variants": ["fake"], "run_name": "nb24"})
     run = load_run(env.data_dir / "experiments", "nb24")
     assert run.meta["dataset"]["items"] == 24 and len(run.records) == 24
     text = json.dumps([c.get("outputs", []) for c in nbformat.read(out, as_version=4).cells])

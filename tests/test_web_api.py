@@ -282,6 +282,8 @@ def test_healthz_says_warming_while_no_kernel_is_ready(client):
     body = client.get("/healthz").get_json()
     assert body["status"] == "warming" and body["warmKernels"] == 0
     assert body["queuedJobs"] == 0 and body["problem"] is None
+    # whether a backlog job goes through a batch API here (the page's upload choice says so)
+    assert body["extractorCanBatch"] is (body["extractor"] == "gemini")
 
 
 # -- the probe's cases (issue 13) --

@@ -87,7 +87,11 @@ class Page:
         r = requests.post(
             job["url"],
             files=[("images", self.files[i]) for i in job["files"]],
-            data={"manifest": job["manifest"]},
+            # as the script does: the mode goes only when it is the backlog
+            data={
+                "manifest": job["manifest"],
+                **({"mode": "backlog"} if job["mode"] == "backlog" else {}),
+            },
             headers={"Authorization": f"Bearer {job['ticket']}", "Origin": origin or self.origin},
             timeout=60,
         )
@@ -311,6 +315,148 @@ def test_the_page_refuses_what_the_server_refuses_in_the_same_words(
     unsigned.choose(("item00_0_front.jpg", image_bytes()))
     unsigned.send()
     assert "Sign in first" in unsigned.panel.message.value
+
+
+def test_the_choice_says_what_each_way_costs_and_how_long_it_takes():
+    from scanbatch.models import BacklogView, JobMode, JobView
+    from scanbatch.prices import load_prices
+    from scanbatch.workbench.modes import (
+        TYPICAL_INPUT_TOKENS,
+        TYPICAL_OUTPUT_TOKENS,
+        Server,
+        describe,
+        past_estimate,
+        typical_estimate,
+    )
+
+    prices = load_prices()
+    gemini = Server("gemini", can_batch=True)
+    typical = typical_estimate(gemini, prices)
+    one = prices.cost(
+        "gemini", "gemini-3-flash-preview", TYPICAL_INPUT_TOKENS, TYPICAL_OUTPUT_TOKENS
+    )
+    assert typical.now == pytest.approx(1000 * one) and typical.backlog == pytest.approx(500 * one)
+    text = describe(gemini, typical, prices)
+    assert f"at the usual price (about {1000 * one:,.2f} USD per 1,000 records)" in text
+    assert (
+        f"<b>Backlog</b>: read by Google's Batch API at half the price (about {500 * one:,.2f} "
+        "USD per 1,000 records), within 24 hours (usually much sooner); the records appear in the "
+        "review queue when they are back." in text
+    )
+    assert "assuming about 4,000 input and 400 output tokens a record (three photos) on " \
+        "gemini-3-flash-preview" in text  # fmt: skip
+    assert f"Prices of {prices.date} (prices.json)" in text
+
+    # The server's past jobs, when priced, say better: a backlog job's cost was the half price.
+    def view(cost, completed, mode=JobMode.INTERACTIVE, state=None):
+        backlog = BacklogView(state=state) if state else None
+        return JobView.model_construct(cost=cost, completed_items=completed, mode=mode,
+                                       backlog=backlog)  # fmt: skip
+
+    past = past_estimate(
+        [view(0.03, 10), view(0.015, 10, JobMode.BACKLOG, "answered"), view(None, 5)], prices
+    )
+    assert past.now == pytest.approx(3.0) and past.backlog == pytest.approx(1.5)
+    assert past.basis == "what the last 2 job(s) cost (20 records read)"
+    assert past_estimate([view(None, 4)], prices) is None
+    # The offline reader: free, and the backlog runs as usual.
+    ocr = Server("ocr", can_batch=False)
+    text = describe(ocr, typical_estimate(ocr, prices), prices)
+    assert "backlog jobs run as usual on this server" in text and "usual price (free)" in text
+
+
+def test_a_backlog_job_is_sent_with_its_mode_and_its_bar_says_where_it_waits(
+    live_server, server_tokens, tmp_path
+):
+    from scanbatch.models import BacklogView, JobView, Status
+    from scanbatch.workbench.progress import JobBar
+
+    wb = signed_in(live_server, server_tokens["director"])
+    choice = wb.upload.choice
+    # The test server reads with the `fake` extractor, which cannot batch.
+    assert (choice.server.extractor, choice.server.can_batch) == ("fake", False)
+    assert "this server reads with <code>fake</code>, which has no batch API, so backlog " \
+        "jobs run as usual on this server" in choice.note.value  # fmt: skip
+    assert "at the usual price (no price in the table)" in choice.note.value
+    assert html.escape('no price for fake: add "extractors": {"fake": ...}') in choice.note.value
+    assert choice.mode == "interactive"  # Read now unless chosen
+    choice.toggle.value = "backlog"
+    page = Page(wb, tmp_path)
+    page.choose(("item00_0_front_cover.jpg", image_bytes()), ("item01_0_front_cover.jpg",
+                image_bytes("PNG")))  # fmt: skip
+    page.send()
+    assert [r.status_code for r in page.answers] == [202]
+    (job_id,) = wb.upload.submitted
+    assert "Sent 1 job(s) to the backlog." in wb.upload.message.value
+    assert wb.join()
+    view = Client(live_server.url, server_tokens["director"]).job(job_id)
+    assert view.mode == "backlog" and view.backlog.state == "interactive"
+    assert view.status == "completed" and view.completed_items == 2
+    assert wb.progress.bars[job_id].bar.value == 2
+    # Read now again: no mode field at all.
+    choice.toggle.value = "interactive"
+    page.choose(("item00_0_front_cover.jpg", image_bytes()))
+    page.send()
+    assert wb.join()
+    assert Client(live_server.url, server_tokens["director"]).job(wb.upload.submitted[-1]).mode \
+        == "interactive"  # fmt: skip
+    # A job waiting at Google: its state in words, no bar standing still.
+    bar = JobBar("0123456789abcdef", 3)
+    waiting = JobView.model_construct(
+        job_id="0123456789abcdef", status=Status.PENDING, total_items=3, completed_items=0,
+        failed_items=0, mode="backlog", backlog=BacklogView(state="running", batch="batches/x1"),
+    )  # fmt: skip
+    bar.update(waiting)
+    assert bar.at_google and bar.bar.layout.display == "none"
+    assert "3 record(s) waiting for Google's Batch API (state: running, Google batch " \
+        "batches/x1)" in bar.label.value  # fmt: skip
+    answered = waiting.model_copy(
+        update={"backlog": BacklogView(state="answered"), "status": Status.PROCESSING,
+                "completed_items": 1}
+    )  # fmt: skip
+    bar.update(answered)
+    assert not bar.at_google and bar.bar.layout.display == "" and bar.bar.value == 1
+    assert "1 of 3 record(s) read" in bar.label.value
+
+
+def test_on_a_server_that_batches_a_backlog_job_waits_for_google_then_its_bar_fills(tmp_path):
+    """The server reads with gemini, against the Batch API fake: the choice offers the half
+    price, the job waits at Google (its bar says so, with the batch's state), then is read."""
+    from scanbatch.testing.fake_batch import FakeBatchAPI
+    from scanbatch.workbench.modes import Server, typical_estimate
+    from tests.test_backlog import server_for, tokens_for, wait_for
+
+    data_dir = tmp_path / "data"
+    tokens = tokens_for(data_dir)
+    with FakeBatchAPI(finish_after=None) as fake:
+        server = server_for(data_dir, fake, SCANBATCH_PAGE_ORIGINS=PAGE_ORIGIN).start()
+        try:
+            wb = signed_in(server, tokens["director"])
+            choice = wb.upload.choice
+            assert choice.server == Server("gemini", can_batch=True)
+            half = typical_estimate(choice.server, choice.prices).backlog
+            assert (
+                f"read by Google's Batch API at half the price (about {half:,.2f} USD per 1,000 "
+                "records), within 24 hours" in choice.note.value
+            )
+            choice.toggle.value = "backlog"
+            page = Page(wb, tmp_path)
+            page.choose(("item00_0_front_cover.jpg", image_bytes()),
+                        ("item01_0_front_cover.jpg", image_bytes("PNG")))  # fmt: skip
+            page.send()
+            (job_id,) = wb.upload.submitted
+            bar = wb.progress.bars[job_id]
+            wait_for(lambda: "state: submitted" in bar.label.value, 30, "the bar shows the batch")
+            assert bar.at_google and bar.bar.layout.display == "none"
+            assert "2 record(s) waiting for Google's Batch API (state: submitted, Google " \
+                "batch batches/" in bar.label.value  # fmt: skip
+            fake.finish()
+            assert wb.join()
+            assert not bar.at_google and bar.bar.value == 2 and "Done" in bar.label.value
+            view = Client(server.url, tokens["director"]).job(job_id)
+            assert view.mode == "backlog" and view.status == "completed"
+        finally:
+            server.stop()
 
 
 def test_review_correct_match_save_next_reopen_and_measure(live_server, server_tokens):

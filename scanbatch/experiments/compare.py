@@ -129,7 +129,11 @@ class Comparison:
         model = v.meta.get("model")
         costs = [
             self.prices.cost(
-                v.meta["extractor"], model, r.get("inputTokens"), r.get("outputTokens")
+                v.meta["extractor"],
+                model,
+                r.get("inputTokens"),
+                r.get("outputTokens"),
+                batch=r.get("billing") == "batch",  # a batch variant's records: half price
             )
             for r in done
         ]

@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import logging
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -49,31 +52,32 @@ def experiments_dir(settings: Settings) -> Path:
 
 
 @dataclass
-class _Prepared:
+class Prepared:
     variant: Variant
     extractor: Extractor | None
     reason: str | None  # why it cannot run here, one line
     identity: dict[str, Any] | None
 
 
-def _prepare(variant: Variant, settings: Settings, catalog: CatalogChoice) -> _Prepared:
+def _prepare(variant: Variant, settings: Settings, catalog: CatalogChoice) -> Prepared:
     try:
         extractor = build_extractor(variant, settings, catalog.matcher)
     except ConfigError as exc:
-        return _Prepared(variant, None, exc.message, None)
+        return Prepared(variant, None, exc.message, None)
     identity = request_identity(extractor)
     if extractor.reads_catalog:
         identity["catalog"] = catalog.sha256  # its answers depend on the catalog it reads
-    return _Prepared(variant, extractor, None, identity)
+    return Prepared(variant, extractor, None, identity)
 
 
-def _variant_meta(p: _Prepared) -> dict[str, Any]:
+def _variant_meta(p: Prepared) -> dict[str, Any]:
     meta: dict[str, Any] = {
         "name": p.variant.label,
         "spec": p.variant.model_dump(exclude_none=True),
         "extractor": p.variant.extractor,
         "runnable": p.extractor is not None,
         "reason": p.reason,
+        "mode": p.variant.mode,
     }
     if p.extractor is not None:
         options = effective_options(p.extractor)
@@ -87,7 +91,7 @@ def _variant_meta(p: _Prepared) -> dict[str, Any]:
 
 
 def _run_item_safely(
-    prepared: _Prepared, item: DatasetItem, repeat: int, cache: DiskCache, matcher: Any
+    prepared: Prepared, item: DatasetItem, repeat: int, cache: DiskCache, matcher: Any
 ) -> dict[str, Any]:
     """`_run_item`, with anything it did not foresee (a matcher bug, a full disk for the
     cache) turned into this item's error: one record must never end the whole run."""
@@ -107,16 +111,9 @@ def _run_item_safely(
         }
 
 
-def _run_item(
-    prepared: _Prepared,
-    item: DatasetItem,
-    repeat: int,
-    cache: DiskCache,
-    matcher: Any,
-) -> dict[str, Any]:
-    extractor = prepared.extractor
-    assert extractor is not None
-    key = cache_key(
+def item_cache_key(prepared: Prepared, item: DatasetItem, repeat: int) -> str:
+    """The cache key of one (variant, repeat, item): its request's identity, not its mode."""
+    return cache_key(
         {
             **(prepared.identity or {}),
             "photos": [[p.sha256, p.photo_type, p.mime_type] for p in item.photos],
@@ -126,54 +123,57 @@ def _run_item(
             "repeat": repeat,
         }
     )
+
+
+def base_record(prepared: Prepared, item: DatasetItem, repeat: int, key: str) -> dict[str, Any]:
     record: dict[str, Any] = {
         "variant": prepared.variant.label,
         "repeat": repeat,
         "itemIndex": item.index,
         "cacheKey": key,
     }
+    if prepared.variant.batch:
+        record["billing"] = "batch"  # priced at the batch price, cached or not
+    return record
+
+
+def failed_record(record: dict[str, Any], code: str, message: str, **more: Any) -> dict[str, Any]:
+    return {
+        **record,
+        "status": "failed",
+        "errorMessage": message,
+        "errorCode": code,
+        **more,
+        "finishedAt": utc_now(),
+    }
+
+
+def usage_of(extraction: Extraction) -> dict[str, Any]:
+    """What the cache keeps of an answer's usage besides its fields."""
+    u = extraction.usage
+    return {
+        "latencyMs": u.latency_ms if u and u.latency_ms is not None else None,
+        "inputTokens": u.input_tokens if u else None,
+        "outputTokens": u.output_tokens if u else None,
+        "retries": u.retries if u else 0,
+        "model": u.model if u else None,
+    }
+
+
+def cached_answer(cache: DiskCache, key: str) -> tuple[Extraction, dict[str, Any]] | None:
     hit = cache.get(key)
-    started = time.perf_counter()
-    if hit is not None:
-        extraction = Extraction.model_validate(hit["extraction"])
-        usage = hit.get("usage") or {}
-        record["cached"] = True
-    else:
-        record["cached"] = False
-        try:
-            photos = [p.load() for p in item.photos]
-            result = extractor.extract(photos, item.context)
-        except ExtractionError as exc:
-            return {
-                **record,
-                "status": "failed",
-                "errorMessage": exc.message,
-                "errorCode": exc.code,
-                "latencyMs": round((time.perf_counter() - started) * 1000, 1),
-                "finishedAt": utc_now(),
-            }
-        except Exception as exc:  # one named failure path: this item fails, the run goes on
-            log.exception("experiment item %d of %s failed", item.index, prepared.variant.label)
-            return {
-                **record,
-                "status": "failed",
-                "errorMessage": f"{type(exc).__name__}: {exc}",
-                "errorCode": "internal_error",
-                "latencyMs": round((time.perf_counter() - started) * 1000, 1),
-                "finishedAt": utc_now(),
-            }
-        extraction = result
-        u = result.usage
-        usage = {
-            "latencyMs": u.latency_ms if u and u.latency_ms is not None else None,
-            "inputTokens": u.input_tokens if u else None,
-            "outputTokens": u.output_tokens if u else None,
-            "retries": u.retries if u else 0,
-            "model": u.model if u else None,
-        }
-        if usage["latencyMs"] is None:
-            usage["latencyMs"] = round((time.perf_counter() - started) * 1000, 1)
-        cache.put(key, {"extraction": extraction.fields_json(), "usage": usage})
+    if hit is None:
+        return None
+    return Extraction.model_validate(hit["extraction"]), hit.get("usage") or {}
+
+
+def completed_record(
+    record: dict[str, Any],
+    item: DatasetItem,
+    extraction: Extraction,
+    usage: dict[str, Any],
+    matcher: Any,
+) -> dict[str, Any]:
     match = matcher.match(item.context, extraction) if matcher is not None else None
     matched = match is not None and match.album_id is not None
     return {
@@ -192,6 +192,45 @@ def _run_item(
     }
 
 
+def _run_item(
+    prepared: Prepared,
+    item: DatasetItem,
+    repeat: int,
+    cache: DiskCache,
+    matcher: Any,
+) -> dict[str, Any]:
+    extractor = prepared.extractor
+    assert extractor is not None
+    key = item_cache_key(prepared, item, repeat)
+    record = base_record(prepared, item, repeat, key)
+    hit = cached_answer(cache, key)
+    started = time.perf_counter()
+    if hit is not None:
+        extraction, usage = hit
+        record["cached"] = True
+    else:
+        record["cached"] = False
+        try:
+            photos = [p.load() for p in item.photos]
+            extraction = extractor.extract(photos, item.context)
+        except ExtractionError as exc:
+            return failed_record(record, exc.code, exc.message, latencyMs=_since(started))
+        except Exception as exc:  # one named failure path: this item fails, the run goes on
+            log.exception("experiment item %d of %s failed", item.index, prepared.variant.label)
+            return failed_record(
+                record, "internal_error", f"{type(exc).__name__}: {exc}", latencyMs=_since(started)
+            )
+        usage = usage_of(extraction)
+        if usage["latencyMs"] is None:
+            usage["latencyMs"] = _since(started)
+        cache.put(key, {"extraction": extraction.fields_json(), "usage": usage})
+    return completed_record(record, item, extraction, usage, matcher)
+
+
+def _since(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 1)
+
+
 def run_experiment(
     dataset: str | Path | Dataset,
     variants: str | Path | Sequence[Any] | None = None,
@@ -203,12 +242,15 @@ def run_experiment(
     concurrency: int | None = None,
     progress: bool = True,
     on_notice: Callable[[str], None] = print,
+    poll_seconds: float | None = None,
 ) -> RunRecord:
     """Run `variants` over `dataset` and record it under `<data_dir>/experiments/<run>/`.
 
     Every variant is validated first (a BadRequest before anything runs). A variant that cannot
     run here (e.g. Gemini without GEMINI_API_KEY) is reported through `on_notice` in one line
-    and recorded as not runnable; the others run."""
+    and recorded as not runnable; the others run. A variant with `"mode": "batch"` sends its
+    records through its extractor's batch API (`scanbatch.experiments.batch`), asking how the
+    batch stands every `poll_seconds` at first (None: SCANBATCH_BACKLOG_POLL_SECONDS)."""
     settings = settings or load_settings()
     if not isinstance(repeat, int) or isinstance(repeat, bool) or not 1 <= repeat <= 20:
         raise BadRequest(f"repeat must be a whole number from 1 to 20, got {repeat!r}")
@@ -253,19 +295,45 @@ def run_experiment(
     counts = {"records": 0, "failed": 0, "cacheHits": 0}
     started = time.perf_counter()
     bar = _progress_bar(total, progress)
+    done: queue.Queue[dict[str, Any]] = queue.Queue()
+    stop = threading.Event()  # set when the run is interrupted: a batch stops waiting
     pools = [
-        ThreadPoolExecutor(max_workers=_workers(p.variant, width), thread_name_prefix=f"exp-{i}")
+        ThreadPoolExecutor(
+            max_workers=1 if p.variant.batch else _workers(p.variant, width),
+            thread_name_prefix=f"exp-{i}",
+        )
         for i, p in enumerate(runnable)
     ]
     try:
-        futures = [
-            pool.submit(_run_item_safely, p, item, r, cache, catalog_choice.matcher)
-            for pool, p in zip(pools, runnable, strict=True)
-            for r in range(repeat)
-            for item in ds.items
-        ]
-        for future in as_completed(futures):
-            record = future.result()
+        for pool, p in zip(pools, runnable, strict=True):
+            if p.variant.batch:
+                from scanbatch.experiments.batch import BatchVariantRun
+
+                position = prepared.index(p)
+                batch = BatchVariantRun(
+                    p,
+                    ds.items,
+                    repeat,
+                    cache=cache,
+                    matcher=catalog_choice.matcher,
+                    folder=writer.path,
+                    run=writer.path.name,
+                    position=position,
+                    poll_seconds=poll_seconds or settings.backlog_poll_seconds,
+                    on_notice=on_notice,
+                    stop=stop,
+                    meta=meta["variants"][position],
+                )
+                pool.submit(batch.run, done.put)
+                continue
+            for r in range(repeat):
+                for item in ds.items:
+                    future = pool.submit(
+                        _run_item_safely, p, item, r, cache, catalog_choice.matcher
+                    )
+                    future.add_done_callback(partial(_deliver, done))
+        for _ in range(total):
+            record = done.get()
             writer.append(record)
             counts["records"] += 1
             counts["failed"] += record["status"] == "failed"
@@ -273,6 +341,7 @@ def run_experiment(
             if bar is not None:
                 bar.update(1)
     finally:
+        stop.set()
         for pool in pools:
             pool.shutdown(wait=True, cancel_futures=True)
         if bar is not None:
@@ -287,6 +356,11 @@ def run_experiment(
     meta["counts"] = counts
     writer.write_meta(meta)
     return load_run(root, writer.path)
+
+
+def _deliver(done: queue.Queue[dict[str, Any]], future: Future[dict[str, Any]]) -> None:
+    if not future.cancelled():  # an interrupted run cancels the items not yet started
+        done.put(future.result())  # never raises: `_run_item_safely` catches everything
 
 
 def _workers(variant: Variant, width: int) -> int:

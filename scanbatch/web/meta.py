@@ -5,6 +5,8 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify
 
 from scanbatch import __version__
+from scanbatch.errors import ConfigError
+from scanbatch.extractors import get_extractor_class
 from scanbatch.models import Health
 from scanbatch.web.openapi import Reply, openapi_document, operation
 from scanbatch.web.services import services
@@ -30,12 +32,20 @@ def healthz() -> Response:
         status="ok" if ready else "failing" if problem else "warming",
         version=__version__,
         extractor=svc.settings.extractor,
+        extractor_can_batch=can_batch(svc.settings.extractor),
         queued_jobs=svc.runner.queued,
         running_jobs=svc.runner.running,
         warm_kernels=ready,
         problem=problem,
     )
     return jsonify(health.to_json_dict())
+
+
+def can_batch(extractor: str) -> bool:
+    try:
+        return get_extractor_class(extractor).can_batch
+    except ConfigError:  # the server checked it when it started; a plugin gone since: no
+        return False
 
 
 operation(

@@ -16,6 +16,7 @@ import ipywidgets as widgets
 
 from scanbatch.client import Client
 from scanbatch.images import MAX_IMAGE_BYTES
+from scanbatch.models import JobMode
 from scanbatch.validation import MAX_IMAGES, MAX_IMAGES_PER_ITEM, MAX_ITEMS
 from scanbatch.workbench import grouping
 from scanbatch.workbench.grouping import (
@@ -28,6 +29,7 @@ from scanbatch.workbench.grouping import (
     SelectionError,
     parse_context,
 )
+from scanbatch.workbench.modes import ModeChoice
 from scanbatch.workbench.ui import explain, guarded, message_box, show
 from scanbatch.workbench.uploader import JobPost, Message, Uploader, manifest_text
 
@@ -85,7 +87,7 @@ def megabytes(size: int) -> str:
 
 class UploadPanel(widgets.VBox):
     def __init__(self, *, on_submitted: Callable[[str, int], None] | None = None) -> None:
-        self.client: Client | None = None
+        self._client: Client | None = None
         self.on_submitted = on_submitted
         self.photos: list[PhotoInfo] = []
         self.records: Grouped = Grouped()
@@ -128,6 +130,7 @@ class UploadPanel(widgets.VBox):
         self.summary = widgets.HTML()
         self.summary.add_class("sb-summary")
         self.message = message_box().add_class("sb-upload-message")
+        self.choice = ModeChoice()
         self._type_boxes: list[widgets.Dropdown] = []
         self._sync_pattern()
         self.how.observe(lambda _c: self._regroup(), "value")
@@ -143,9 +146,33 @@ class UploadPanel(widgets.VBox):
             "(◀ + ▶ under it)."
         )
         super().__init__(
-            [help_text, self.how, self.options, self.summary, self.message, self.uploader]
+            [
+                help_text,
+                self.how,
+                self.options,
+                self.summary,
+                self.message,
+                self.choice,
+                self.uploader,
+            ]
         )
         self._refresh()
+
+    @property
+    def client(self) -> Client | None:
+        return self._client
+
+    @client.setter
+    def client(self, client: Client | None) -> None:
+        self._client = client
+        if client is not None:
+            self._load_choice(client)
+
+    def _load_choice(self, client: Client) -> None:
+        try:
+            self.choice.load(client)
+        except Exception as exc:  # the choice still works; only its figures are missing
+            show(self.choice.note, f"Could not ask the server what reading costs: {explain(exc)}")
 
     # -- grouping controls ----------------------------------------------------------------
 
@@ -369,6 +396,7 @@ class UploadPanel(widgets.VBox):
                     bytes=size,
                     ticket=ticket.ticket,
                     url=ticket.url,
+                    mode=self.choice.mode,
                 )
             )
         if sending.done:
@@ -408,10 +436,11 @@ class UploadPanel(widgets.VBox):
         self.uploader.busy = False
         if not failed:
             self.clear()
+            backlog = " to the backlog" if self.choice.mode == JobMode.BACKLOG else ""
             show(
                 self.message,
-                f"Sent {len(sending.jobs)} job(s). Their progress is shown below; the records "
-                "appear under Review when read.",
+                f"Sent {len(sending.jobs)} job(s){backlog}. Their progress is shown below; the "
+                "records appear under Review when read.",
                 "ok",
             )
         else:

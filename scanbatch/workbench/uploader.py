@@ -31,6 +31,7 @@ class JobPost:
     bytes: int  # the photos' bytes together (the ticket is minted for exactly this)
     ticket: str
     url: str
+    mode: str = "interactive"  # "backlog": the form field mode=backlog goes with the files
 
     def message(self) -> Message:
         return {
@@ -41,6 +42,7 @@ class JobPost:
             "bytes": self.bytes,
             "ticket": self.ticket,
             "url": self.url,
+            "mode": self.mode,
         }
 
 

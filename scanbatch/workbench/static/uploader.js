@@ -399,6 +399,7 @@ function render({ model, el: root }) {
     const form = new FormData();
     for (const index of job.files) form.append("images", files[index], files[index].name);
     form.append("manifest", job.manifest);
+    if (job.mode === "backlog") form.append("mode", "backlog");
     const xhr = new XMLHttpRequest();
     const state = { loaded: 0, bytes: job.bytes };
     inFlight.set(job.job, state);
