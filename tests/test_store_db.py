@@ -91,3 +91,32 @@ def test_cached_values_hold_until_the_next_commit(tmp_path):
         assert db.cached("keys", compute) == 1 and len(calls) == 3
     finally:
         db.close()
+
+
+def test_a_reader_that_goes_idle_holds_no_transaction_open(tmp_path):
+    """A read that took one row (`fetchone`) leaves DuckDB's result, and so its transaction,
+    open until the cursor's next statement; a thread that then sleeps (the webhook sender
+    between deliveries) would keep every later write's undo in memory (found: +724 MiB over
+    5,000 backlog records). `Database.read` closes the result when the block ends."""
+    import threading
+
+    db = Database(tmp_path / "idle.duckdb")
+    with db.write() as cur:
+        cur.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, v VARCHAR)")
+        cur.execute("INSERT INTO t VALUES (1, '')")
+
+    def read_one_row() -> None:
+        with db.read() as cur:
+            cur.execute("SELECT count(*) FROM t").fetchone()
+
+    reader = threading.Thread(target=read_one_row)
+    reader.start()
+    reader.join()  # its cursor stays, idle, as a sleeping thread's does
+    for n in range(200):
+        with db.write() as cur:
+            cur.execute("UPDATE t SET v = ? WHERE id = 1", [str(n) * 50_000])
+    held = db.cursor().execute(
+        "SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'TRANSACTION'"
+    ).fetchone()[0]
+    db.close()
+    assert held < 5 * 2**20, f"{held / 2**20:.0f} MiB of undo held for an idle reader"

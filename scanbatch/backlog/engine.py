@@ -39,7 +39,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from scanbatch.backlog.google import BatchState, GoogleBatchError, read_result_lines
+from scanbatch.backlog.google import BatchState, GoogleBatchError, end_reason, read_result_lines
 from scanbatch.errors import ConfigError
 from scanbatch.extractors import Extractor, create_extractor
 from scanbatch.jobfolder import JobFolder
@@ -379,12 +379,7 @@ class Backlog:
             if line.response is not None:
                 verdicts.answer(job_id, index, line.response)
                 continue
-            error = line.error or {}
-            code = error.get("code")
-            detail = " ".join(
-                str(x) for x in (code, error.get("status"), error.get("message")) if x
-            )
-            message = f"Google's Batch API could not answer this record ({detail or 'no detail'})"
+            code, detail, message = line.error_code, line.error_detail, line.error_message
             if code in RETRYABLE_LINE_CODES:
                 verdicts.again_or_fail(
                     job_id, index, attempts, detail, "backlog_line_error", message
@@ -406,11 +401,7 @@ class Backlog:
     def _settle(self, row: BatchRow, state: BatchState, error: str | None) -> None:
         """A batch that ended without results: its records go again, or fail with its code."""
         items = self.store.backlog.items_of(row.id)
-        why = {
-            BatchState.FAILED: f"failed at Google ({error or 'no reason given'})",
-            BatchState.EXPIRED: "expired: Google did not run it within 24 hours",
-            BatchState.CANCELLED: "was cancelled at Google",
-        }.get(state, state.value)
+        why = end_reason(state, error)
         verdicts = _Verdicts(row, self.settings.backlog_retries)
         for job_id, index, attempts in items:
             message = (

@@ -108,11 +108,39 @@ class RemoteBatch:
     updated_at: datetime | None
 
 
+def end_reason(state: BatchState, error: str | None) -> str:
+    """How a batch that gave no results ended, in words: "<batch> expired: ..."."""
+    return {
+        BatchState.FAILED: f"failed at Google ({error or 'no reason given'})",
+        BatchState.EXPIRED: "expired: Google did not run it within 24 hours",
+        BatchState.CANCELLED: "was cancelled at Google",
+    }.get(state, state.value)
+
+
 @dataclass(frozen=True)
 class ResultLine:
     key: str  # exactly as sent, "<jobId>/<itemIndex>"
     response: dict[str, Any] | None  # the GenerateContentResponse JSON (REST camelCase)
     error: dict[str, Any] | None  # {"code": int, "message": str, "status": str}
+
+    @property
+    def error_code(self) -> object:
+        return (self.error or {}).get("code")
+
+    @property
+    def error_detail(self) -> str:
+        """Google's code, status and message of a line's error, as one phrase."""
+        error = self.error or {}
+        return " ".join(
+            str(x) for x in (error.get("code"), error.get("status"), error.get("message")) if x
+        )
+
+    @property
+    def error_message(self) -> str:
+        """What a record answered by this line's error says."""
+        return (
+            f"Google's Batch API could not answer this record ({self.error_detail or 'no detail'})"
+        )
 
 
 def _time(value: object) -> datetime | None:

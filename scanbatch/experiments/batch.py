@@ -39,7 +39,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from scanbatch.backlog.engine import FAILED_CODE, MAX_POLL_SECONDS
-from scanbatch.backlog.google import BatchState, GoogleBatchError, RemoteBatch, read_result_lines
+from scanbatch.backlog.google import (
+    BatchState,
+    GoogleBatchError,
+    RemoteBatch,
+    end_reason,
+    read_result_lines,
+)
 from scanbatch.errors import ExtractionError
 from scanbatch.experiments.cache import DiskCache
 from scanbatch.experiments.dataset import DatasetItem
@@ -200,7 +206,8 @@ class BatchVariantRun:
         else:
             unanswered = (
                 FAILED_CODE.get(remote.state, "backlog_batch_failed"),
-                f"Google batch {remote.name} {_why(remote)}: run the variant again",
+                f"Google batch {remote.name} {end_reason(remote.state, remote.error)}: run the "
+                "variant again",
             )
         # A batch cancelled at Google may still have answered some records: those count.
         if remote.result_file is not None:
@@ -265,17 +272,7 @@ class BatchVariantRun:
                 continue
             record = {**found.record, "googleBatch": remote.name}
             if line.response is None:
-                error = line.error or {}
-                detail = " ".join(
-                    str(x)
-                    for x in (error.get("code"), error.get("status"), error.get("message"))
-                    if x
-                )
-                self._fail(
-                    record,
-                    "backlog_line_error",
-                    f"Google's Batch API could not answer this record ({detail or 'no detail'})",
-                )
+                self._fail(record, "backlog_line_error", line.error_message)
                 continue
             try:
                 extraction = self.extractor.read_batch_answer(line.response)
@@ -330,11 +327,3 @@ class BatchVariantRun:
                     self._fail(
                         {**base_record(self.prepared, item, r, key), "cached": False}, code, message
                     )
-
-
-def _why(remote: RemoteBatch) -> str:
-    return {
-        BatchState.FAILED: f"failed at Google ({remote.error or 'no reason given'})",
-        BatchState.EXPIRED: "expired: Google did not run it within 24 hours",
-        BatchState.CANCELLED: "was cancelled at Google",
-    }.get(remote.state, remote.state.value)
