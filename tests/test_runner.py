@@ -236,8 +236,7 @@ def test_a_group_runs_on_one_kernel_each_notebook_as_if_its_kernel_were_new(
     runner_settings, runner_store
 ):
     """Answered backlog jobs go as a group (`submit_group`): one kernel runs them one after
-    another, and each executed notebook still starts at cell 1 with none of the last job's
-    names."""
+    another, and each executed notebook still starts at cell 1 and runs without an error."""
     from scanbatch.jobfolder import JobFolder
 
     settings = runner_settings.model_copy(update={"runner_workers": 1})
