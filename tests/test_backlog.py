@@ -145,8 +145,13 @@ def test_a_shelf_posted_as_backlog_is_read_matched_and_billed_at_the_batch_price
             records = [SHELF[n % 3] for n in range(10)]
             jobs = [post_backlog(server, token, records, shelf) for _ in range(3)]
             # Waiting for its batch: pending, with the backlog saying where it stands.
-            first = get_job(server, token, jobs[0])
+            r = requests.get(
+                f"{server.url}/library/scan/batch/{jobs[0]}", headers=bearer(token), timeout=10
+            )
+            first = r.json()
             assert first["mode"] == "backlog" and first["status"] == "pending"
+            # Google takes minutes to hours: the app is told to ask every minute, not 2 s.
+            assert r.headers["Retry-After"] == "60"
             assert first["backlog"]["state"] in ("waiting", "sending", "submitted")
             wait_for(lambda: fake.creates, what="a Google batch")
             name = fake.creates[0].name

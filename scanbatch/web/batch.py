@@ -33,7 +33,7 @@ from scanbatch.validation import job_mode, parse_manifest
 from scanbatch.web.auth import current_key, require_write, visible_to
 from scanbatch.web.forms import query_args, single_field, uploaded_images
 from scanbatch.web.openapi import JOB_ID, Reply, operation
-from scanbatch.web.polls import POLL_AFTER_SECONDS, job_answer
+from scanbatch.web.polls import job_answer, poll_after
 from scanbatch.web.services import services
 from scanbatch.web.tickets import redeem_for_batch
 from scanbatch.web.uploads import (
@@ -57,9 +57,8 @@ MAX_IDEMPOTENCY_KEY = 200
 def _job_response(view: JobView, status: int = 200) -> Response:
     response = jsonify(view.to_json_dict())
     response.status_code = status
-    if not view.status.finished:
-        # The app polls; tell it how often is useful.
-        response.headers["Retry-After"] = str(POLL_AFTER_SECONDS)
+    if (after := poll_after(view)) is not None:  # the app polls: how often is useful
+        response.headers["Retry-After"] = after
     return response
 
 

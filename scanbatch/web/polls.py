@@ -20,13 +20,30 @@ from typing import Any
 from flask import Flask
 from werkzeug.http import HTTP_STATUS_CODES, parse_etags, quote_etag
 
-from scanbatch.models import JobView
+from scanbatch.models import BacklogState, JobView
 from scanbatch.store import ApiKey
 from scanbatch.web.auth import key_for, visible_to
 from scanbatch.web.services import services_of
 
 POLL_PREFIX = "/library/scan/batch/"
 POLL_AFTER_SECONDS = 2
+# A backlog job waiting for Google's Batch API (minutes to hours): asking every 2 s is waste.
+BACKLOG_POLL_AFTER_SECONDS = 60
+_AT_GOOGLE = (
+    BacklogState.WAITING,
+    BacklogState.SENDING,
+    BacklogState.SUBMITTED,
+    BacklogState.RUNNING,
+)
+
+
+def poll_after(view: JobView) -> str | None:
+    """The Retry-After of an unfinished job's answer (None: finished, nothing to poll for)."""
+    if view.status.finished:
+        return None
+    if view.backlog is not None and view.backlog.state in _AT_GOOGLE:
+        return str(BACKLOG_POLL_AFTER_SECONDS)
+    return str(POLL_AFTER_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -44,8 +61,8 @@ def job_answer(app: Flask, key: ApiKey, job_id: str, if_none_match: str | None) 
     body, etag = _encoded(app, view)
     # The body belongs to one user and changes while the job runs: caches must ask each time.
     headers = [("ETag", quote_etag(etag)), ("Cache-Control", "private, no-cache")]
-    if not view.status.finished:
-        headers.append(("Retry-After", str(POLL_AFTER_SECONDS)))
+    if (after := poll_after(view)) is not None:
+        headers.append(("Retry-After", after))
     if parse_etags(if_none_match).contains_weak(etag):
         return Answer(304, headers, b"")
     entity = [("Content-Type", app.json.mimetype), ("Content-Length", str(len(body)))]
