@@ -115,8 +115,10 @@ def test_a_reader_that_goes_idle_holds_no_transaction_open(tmp_path):
     for n in range(200):
         with db.write() as cur:
             cur.execute("UPDATE t SET v = ? WHERE id = 1", [str(n) * 50_000])
-    held = db.cursor().execute(
-        "SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'TRANSACTION'"
-    ).fetchone()[0]
+    held = (
+        db.cursor()
+        .execute("SELECT memory_usage_bytes FROM duckdb_memory() WHERE tag = 'TRANSACTION'")
+        .fetchone()[0]
+    )
     db.close()
     assert held < 5 * 2**20, f"{held / 2**20:.0f} MiB of undo held for an idle reader"
