@@ -513,8 +513,9 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
 
     # From here on a signal runs the whole shutdown below: the runner has started, so even a
     # SIGTERM right after the "listening" line (what a supervisor waits for) must stop it.
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    # The caller's handlers come back when it returns: an in-process serve (a test, a
+    # notebook) must not leave a Ctrl-C that stops nothing.
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
     base_url = f"http://{settings.host}:{server.effective_port}"
     runtime = None
     try:
@@ -563,3 +564,5 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
             reporter.join()
         shutdown(app)
         print("scanbatch stopped", file=sys.stderr)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
