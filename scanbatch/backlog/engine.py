@@ -339,9 +339,7 @@ class Backlog:
             assert file_name is not None
             remote = google.create(row.model, file_name, row.id)
             _pause("created")
-        self.store.backlog.submitted(
-            row.id, remote.name, _row_state(remote.state), self._poll_at(0)
-        )
+        self.store.backlog.submitted(row.id, remote.name, remote.state.value, self._poll_at(0))
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self._path(row))
         log.info("backlog: %s is Google batch %s", row.id, remote.name)
@@ -353,7 +351,7 @@ class Backlog:
     def _poll(self, row: BatchRow) -> None:
         assert row.google_name is not None
         remote = self.google(row.extractor).get(row.google_name)
-        state = _row_state(remote.state)
+        state = remote.state.value
         if not remote.state.finished:
             polls = row.polls + 1 if state == row.state else 0
             self.store.backlog.polled(row.id, state, self._poll_at(polls))
@@ -567,10 +565,6 @@ def _by_job(items: Iterable[ItemKey]) -> dict[str, list[int]]:
     for job_id, index in items:
         out[job_id].append(index)
     return out
-
-
-def _row_state(state: BatchState) -> str:
-    return state.value
 
 
 def _pause(point: str) -> None:

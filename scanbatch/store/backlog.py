@@ -268,13 +268,6 @@ class BacklogStore:
             ).fetchall()
         return [BatchRow(*r) for r in rows]
 
-    def batch(self, batch_id: str) -> BatchRow | None:
-        with self.db.read() as cur:
-            row = cur.execute(
-                f"SELECT {_BATCH_COLUMNS} FROM backlog_batches WHERE id = ?", [batch_id]
-            ).fetchone()
-        return BatchRow(*row) if row else None
-
     def _jobs_of(self, batch_id: str) -> list[str]:
         with self.db.read() as cur:
             rows = cur.execute(
