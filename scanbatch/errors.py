@@ -54,6 +54,20 @@ class Unprocessable(ScanbatchError):
     status = 422
 
 
+class DiskFull(ScanbatchError):
+    """A write found no space left on the disk holding `path` (ENOSPC or EDQUOT). Nothing
+    half-written stays behind; the same request succeeds once space is freed."""
+
+    status = 507
+
+    def __init__(self, path: object) -> None:
+        super().__init__(
+            f"The disk holding {path} is full: nothing was saved. Free some space there "
+            "(`scanbatch usage` shows what takes it; `scanbatch prune` removes old photos) "
+            "and try again."
+        )
+
+
 class StoreLocked(ScanbatchError):
     """The DuckDB file is held by another process (DuckDB allows one writer per file)."""
 
