@@ -8,6 +8,7 @@ write transaction takes a process-wide lock (two writers on the same row raise
 from __future__ import annotations
 
 import contextlib
+import logging
 import re
 import threading
 import uuid
@@ -19,10 +20,12 @@ from typing import Any, TypeVar
 
 import duckdb
 
-from scanbatch.errors import BadRequest, StoreLocked
+from scanbatch.diskspace import is_disk_full
+from scanbatch.errors import BadRequest, DiskFull, StoreLocked
 from scanbatch.private import private_dir, private_file
 from scanbatch.store.migrations import MIGRATIONS_TABLE, _migrations
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 MEMO_ENTRIES = 32  # cached figures kept (one per metrics query: groupBy and scope)
 
@@ -67,7 +70,10 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
 class Database:
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
-        self._conn = _connect(self.path)
+        self._conn: duckdb.DuckDBPyConnection | None = _connect(self.path)
+        # Bumped when the connection is reopened (`_reopen`): a thread's cursor of an older
+        # connection is replaced at its next use.
+        self._epoch = 0
         self._local = threading.local()
         self._write_lock = threading.RLock()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
@@ -81,10 +87,18 @@ class Database:
         self.migrate()
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
+        if self._conn is None:  # a reopen failed: try again
+            with self._write_lock:
+                if self._conn is None:
+                    self._reopen(None)
         cur = getattr(self._local, "cursor", None)
+        if cur is not None and self._local.epoch != self._epoch:
+            self._forget(cur)  # of the connection that was reopened: this thread's own
+            cur = None
         if cur is None:
             cur = self._conn.cursor()
             self._local.cursor = cur
+            self._local.epoch = self._epoch
             with self._cursors_lock:
                 self._cursors.append(cur)
         return cur
@@ -107,23 +121,65 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """A serialised transaction. Any exception rolls back explicitly: after a failed
-        statement DuckDB's COMMIT would roll back silently, and we want the error instead."""
+        statement DuckDB's COMMIT would roll back silently, and we want the error instead.
+        A full disk is `DiskFull` naming the store (507), with nothing of the transaction
+        kept; the store takes writes again once space is freed (see scanbatch.diskspace)."""
         with self._write_lock:
-            cur = self.cursor()
             if getattr(self._local, "in_tx", False):  # nested: join the outer transaction
-                yield cur
+                yield self.cursor()
                 return
-            cur.execute("BEGIN TRANSACTION")
+            cur = self.cursor()
+            try:
+                cur.execute("BEGIN TRANSACTION")
+            except duckdb.FatalException as exc:  # invalidated by a statement outside a write
+                self._reopen(exc)
+                cur = self.cursor()
+                cur.execute("BEGIN TRANSACTION")
             self._local.in_tx = True
+            committing = False
             try:
                 yield cur
+                committing = True
                 cur.execute("COMMIT")
                 self.generation += 1
-            except BaseException:
-                cur.execute("ROLLBACK")
+            except BaseException as exc:
+                # A COMMIT that failed has ended the transaction already (a ROLLBACK would
+                # raise "no transaction is active" over the real error).
+                if not committing:
+                    with contextlib.suppress(duckdb.FatalException):
+                        cur.execute("ROLLBACK")
+                if isinstance(exc, duckdb.FatalException):
+                    self._reopen(exc)
+                if is_disk_full(exc) and not isinstance(exc, DiskFull):
+                    raise DiskFull(self.path) from exc
                 raise
             finally:
                 self._local.in_tx = False
+
+    def _reopen(self, cause: BaseException | None) -> None:
+        """A new connection in place of one DuckDB invalidated (a checkpoint that found the
+        disk full invalidates the database: every statement after it fails until the file is
+        opened again). Its commits are in the WAL and come back (measured: even while the
+        disk is still full). Called holding the write lock; other threads' cursors are
+        replaced at their next use, by their own thread."""
+        log.warning("the store %s failed (%s): opening it again", self.path, cause)
+        own = getattr(self._local, "cursor", None)
+        if own is not None:
+            self._forget(own)
+            self._local.cursor = None
+        if self._conn is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._conn.close()
+            self._conn = None
+        self._epoch += 1
+        self._conn = _connect(self.path)  # raising, the next use tries again
+
+    def _forget(self, cur: duckdb.DuckDBPyConnection) -> None:
+        with self._cursors_lock:
+            if cur in self._cursors:
+                self._cursors.remove(cur)
+        with contextlib.suppress(duckdb.Error):
+            cur.close()
 
     def cached(self, key: Hashable, compute: Callable[[], T]) -> T:
         """`compute()`, or what it returned before if nothing was committed since. Values are
@@ -169,7 +225,8 @@ class Database:
                 with contextlib.suppress(duckdb.Error):
                     cur.close()
             self._cursors.clear()
-        self._conn.close()
+        if self._conn is not None:
+            self._conn.close()
 
 
 def records(rel: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
