@@ -22,7 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanbatch.errors import ExtractionError
+from scanbatch.diskspace import is_disk_full, write_fully
+from scanbatch.errors import DiskFull, ExtractionError
 from scanbatch.images import EXTENSIONS, SNIFF_BYTES, sniff_mime
 from scanbatch.models import BacklogEvent, ItemOutcome, Manifest, Photo
 from scanbatch.private import DIR_MODE
@@ -206,11 +207,22 @@ class ResultsWriter:
         self._lock = threading.Lock()
 
     def append(self, outcome: ItemOutcome) -> None:
-        line = outcome.model_dump_json(by_alias=True) + "\n"
-        with self._lock, open(self.path, "a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
+        """A `DiskFull` naming the folder when the line does not fit: the file is cut back to
+        where it was, since a full disk may take part of a line before it refuses the rest
+        (and the next item's line would follow that part)."""
+        line = (outcome.model_dump_json(by_alias=True) + "\n").encode()
+        # Unbuffered: a short write is seen (and retried) here, and the cut needs no flush.
+        with self._lock, open(self.path, "ab", buffering=0) as fh:
+            start = os.fstat(fh.fileno()).st_size
+            try:
+                write_fully(fh.write, line)
+                fh.flush()
+                os.fsync(fh.fileno())
+            except OSError as exc:
+                if not is_disk_full(exc):
+                    raise
+                fh.truncate(start)
+                raise DiskFull(self.path.parent) from exc
 
 
 def first_per_item(outcomes: Iterable[ItemOutcome]) -> dict[int, ItemOutcome]:

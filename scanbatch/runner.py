@@ -19,11 +19,12 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from scanbatch.catalog_sync import CatalogSnapshot
-from scanbatch.errors import NotFound
+from scanbatch.diskspace import is_disk_full
+from scanbatch.errors import DiskFull, NotFound
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import ItemOutcome, JobMode, JobView
 from scanbatch.names import LOCAL_RUN_USER
@@ -38,6 +39,8 @@ CANCELLED = "cancelled"
 # Answered backlog jobs one kernel runs in a row (`submit_group`): enough to spread a start's
 # cost thin, few enough that a group's kernel does not live for hours.
 GROUP_SIZE = 25
+# Seconds between tries to read a job's results into a store whose disk was full.
+DISK_FULL_RETRY = 2.0
 
 OnOutcome = Callable[[ItemOutcome], None]
 
@@ -101,15 +104,46 @@ class JobRunner:
                 self.store.finish_job(job_id, "Job folder is missing: submit the batch again")
                 continue
             _kill_orphan(folder)
-            self._ingest(job_id, folder, 0)
-            if not self.store.unfinished_items(job_id):
-                self.store.finish_job(job_id)
-                continue
-            self.submit(job_id)
-            resumed.append(job_id)
+            try:
+                if self._settle(job_id, folder):
+                    resumed.append(job_id)
+            except DiskFull as exc:  # the server starts all the same: GETs answer
+                self._settle_later(job_id, exc)
         if resumed:
             log.info("resuming %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
         return resumed
+
+    def _settle(self, job_id: str, folder: JobFolder) -> bool:
+        """Ingest everything the job's folder holds; finish the job if that was all of it,
+        else queue it for its remaining items (True)."""
+        self._ingest(job_id, folder, 0)
+        if not self.store.unfinished_items(job_id):
+            self.store.finish_job(job_id)
+            return False
+        self.submit(job_id)
+        return True
+
+    def _settle_later(self, job_id: str, cause: DiskFull) -> None:
+        """The store's disk is full: the job's results wait in its folder (the kernel wrote
+        them there) until the store takes writes again, tried every DISK_FULL_RETRY seconds.
+        No restart is needed, and nothing is extracted twice."""
+        log.warning("job %s waits for space: %s", job_id, cause.message)
+
+        def retry() -> None:
+            if self._stopping.is_set():
+                return  # the next start resumes it
+            try:
+                self._settle(job_id, self._folder(job_id))
+            except DiskFull as again:
+                self._settle_later(job_id, again)
+            except NotFound:  # deleted meanwhile
+                pass
+            except Exception:
+                log.exception("job %s: could not resume after a full disk", job_id)
+
+        timer = threading.Timer(DISK_FULL_RETRY, retry)
+        timer.daemon = True
+        timer.start()
 
     def submit(self, job_id: str) -> None:
         """Queue the job, unless it is queued or running already: two runs of one job would
@@ -174,6 +208,9 @@ class JobRunner:
                 try:
                     last = n == len(group) - 1 or self._stopping.is_set()
                     proc = self._process(job_id, None, proc, last=last)
+                except DiskFull as exc:  # the store's: the job can be neither read in nor failed
+                    proc = None
+                    self._settle_later(job_id, exc)
                 except Exception:  # the runner must survive any job
                     log.exception("job %s: runner error", job_id)
                     proc = None
@@ -288,11 +325,14 @@ class JobRunner:
         if proc is None:
             proc, failure = self.pool.take_with(job)
         # Marked once the kernel has the job (its photos may be on their way already): this
-        # write is not on the path to the first request.
-        self.store.mark_processing(job_id)
+        # write is not on the path to the first request. The kernel has it now: from here on
+        # a full disk must not make this thread leave it running unwatched.
+        with _unless_disk_full(f"job {job_id}: not marked processing"):
+            self.store.mark_processing(job_id)
         if proc is None:
             return Run(None, folder, 0, f"Could not start a notebook kernel: {failure}")
-        folder.pid_path.write_text(str(proc.pid))
+        with _unless_disk_full(f"job {job_id}: no pid file (only a crash's cleanup uses it)"):
+            _write_pid(folder.pid_path, proc.pid)
         with self._lock:
             self._procs[job_id] = proc
         run = Run(proc, folder, 0)
@@ -303,7 +343,8 @@ class JobRunner:
                 # The last result finishes the job in the store (what is left of the notebook
                 # is its report, which cannot change an item); the worker still waits for the
                 # notebook: it is the job's audit trail.
-                run.offset = self._ingest(job_id, folder, run.offset, on_outcome)
+                with _unless_disk_full(f"job {job_id}: results wait in its folder", run.warned):
+                    run.offset = self._ingest(job_id, folder, run.offset, on_outcome)
                 if run.ended.is_set():
                     break
                 if time.monotonic() > deadline:
@@ -322,7 +363,8 @@ class JobRunner:
                 kill(proc)
             with self._lock:
                 self._procs.pop(job_id, None)
-        run.offset = self._ingest(job_id, folder, run.offset, on_outcome)
+        with _unless_disk_full(f"job {job_id}: results wait in its folder", run.warned):
+            run.offset = self._ingest(job_id, folder, run.offset, on_outcome)
         if timed_out:
             run.failure = (
                 f"Processing notebook exceeded SCANBATCH_NOTEBOOK_TIMEOUT "
@@ -382,6 +424,7 @@ class Run:
         self.offset = offset
         self.failure = failure
         self.last_event: dict = {}
+        self.warned: set[str] = set()  # full-disk warnings logged for this run
         self.ended = threading.Event()
         self.wake = threading.Event()  # something to look at: a result line, or the end
         if proc is None:
@@ -500,6 +543,29 @@ def wait_for_backlog(
                 time.sleep(delay)
     finally:
         engine.stop()
+
+
+@contextlib.contextmanager
+def _unless_disk_full(what: str, warned: set[str] | None = None) -> Iterator[None]:
+    """A write the run goes on without when the disk is full (logged, once per `warned`): it
+    is made again later (an ingest, from the same offset) or only helps (the pid file)."""
+    try:
+        yield
+    except DiskFull as exc:
+        if warned is None or what not in warned:
+            log.warning("%s: %s", what, exc.message)
+        if warned is not None:
+            warned.add(what)
+
+
+def _write_pid(path: Path, pid: int) -> None:
+    try:
+        path.write_text(str(pid))
+    except OSError as exc:
+        path.unlink(missing_ok=True)  # an empty one: nothing to read after a crash
+        if is_disk_full(exc):
+            raise DiskFull(path.parent) from exc
+        raise
 
 
 def _kill_orphan(folder: JobFolder) -> None:

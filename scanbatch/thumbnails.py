@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import logging
 import os
 import threading
 import uuid
@@ -14,10 +15,12 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
+from scanbatch.diskspace import is_disk_full
 from scanbatch.errors import Unprocessable
 from scanbatch.images import MAX_IMAGE_PIXELS, THUMBNAIL_SIZES, register_heif
 from scanbatch.jobfolder import JobFolder
 
+log = logging.getLogger(__name__)
 JPEG_QUALITY = 85
 # Decodes at once, across every request thread: each may hold a whole decoded photo (a PNG,
 # WebP or HEIC has no reduced-scale decode; up to 4 bytes a pixel of MAX_IMAGE_PIXELS).
@@ -72,20 +75,31 @@ def inline_img(jpeg: bytes, title: str = "") -> str:
     return f'<img src="data:image/jpeg;base64,{data}" title="{html.escape(title)}">'
 
 
-def cached_thumbnail(original: Path, size: int, folder: JobFolder) -> Path:
+def cached_thumbnail(original: Path, size: int, folder: JobFolder) -> Path | io.BytesIO:
     """The thumbnail of `original` (a photo of the job in `folder`) at `thumbnail_size(size)`,
     made on first request and then read from the folder's thumbnails. Written to a unique
     temporary name first, so two requests racing for the same thumbnail never serve a
-    half-written file."""
+    half-written file.
+
+    On a full disk the thumbnail is served from memory and not kept (made again next time):
+    a reviewer asked to see the photo, and a thumbnail needs no space to be shown. A 507 would
+    leave the review page without its photos, and the original instead may be a HEIC no
+    browser shows, or megabytes for a page of small pictures."""
     size = thumbnail_size(size)
     target = folder.thumbnail_path(original, size)
     if target.exists():
         return target
-    target.parent.mkdir(parents=True, exist_ok=True)
+    jpeg = jpeg_thumbnail(original.read_bytes(), size)
     tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_bytes(jpeg_thumbnail(original.read_bytes(), size))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(jpeg)
         os.replace(tmp, target)
+    except OSError as exc:
+        if not is_disk_full(exc):
+            raise
+        log.warning("not keeping the thumbnail %s: %s", target, exc)
+        return io.BytesIO(jpeg)
     finally:
-        tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)  # a partial one, never renamed into place
     return target

@@ -246,8 +246,13 @@ def write_notebooks_whole() -> None:
             with chdir(self._cwd):
                 folder, name = os.path.split(path)
                 partial = os.path.join(folder, f".{name}.partial")
-                super().write(buf, partial)
-                os.replace(partial, path)
+                try:
+                    super().write(buf, partial)
+                    os.replace(partial, path)
+                except BaseException:  # a full disk: the last whole notebook stays
+                    with contextlib.suppress(OSError):
+                        os.unlink(partial)
+                    raise
 
     papermill_io._handlers = [
         (scheme, WholeFileHandler() if scheme == "local" else handler)
@@ -260,6 +265,9 @@ def execute(job: dict[str, Any], km: KernelManager, kc: KernelClient) -> str | N
     why it failed, taken from papermill's exception."""
     import papermill
     from papermill.engines import papermill_engines
+
+    from scanbatch.diskspace import is_disk_full
+    from scanbatch.errors import DiskFull
 
     papermill_engines.register(ENGINE, connected_engine(kc))
     write_notebooks_whole()
@@ -291,6 +299,8 @@ def execute(job: dict[str, Any], km: KernelManager, kc: KernelClient) -> str | N
         return f"{exc.ename}: {exc.evalue}"
     except Exception as exc:  # the kernel died, the notebook could not be written, ...
         log.exception("notebook execution failed")
+        if is_disk_full(exc):  # say which disk, in the job's own words
+            exc = DiskFull(Path(job["output"]).parent)
         return f"{type(exc).__name__}: {exc}"
     return None
 

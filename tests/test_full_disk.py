@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import subprocess
 import threading
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from scanbatch.errors import DiskFull
-from scanbatch.store import Database
+from scanbatch.store import Database, JobStore
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import ServerProcess, bearer, keys
 
 MiB = 1024 * 1024
 TRUTH = {
@@ -139,3 +144,200 @@ def test_the_store_opens_itself_again_after_a_checkpoint_on_a_full_disk_invalida
                 assert cur.execute("SELECT count(*) FROM t").fetchone() == (2,)
         finally:
             db.close()
+
+
+# -- a real server ------------------------------------------------------------------------
+
+
+def _tokens(data: Path) -> dict[str, str]:
+    """Keys made in the store before the server opens it (one process per DuckDB file)."""
+    store = JobStore.open(data / "scanbatch.duckdb")
+    try:
+        return keys(store)
+    finally:
+        store.close()
+
+
+def _post_batch(srv: ServerProcess, token: str, contexts: list[dict]) -> requests.Response:
+    manifest = {
+        "items": [{"imageCount": 1, "photoTypes": ["front"], "context": c} for c in contexts]
+    }
+    return requests.post(
+        f"{srv.url}/library/scan/batch",
+        data={"manifest": json.dumps(manifest)},
+        files=[
+            ("images", (f"IMG_{i}.jpg", image_bytes(), "image/jpeg")) for i in range(len(contexts))
+        ],
+        headers=bearer(token),
+        timeout=30,
+    )
+
+
+def _scan(srv: ServerProcess, token: str) -> requests.Response:
+    return requests.post(
+        f"{srv.url}/library/scan",
+        data={"artist_name": "Can"},
+        files=[("images", ("front.jpg", image_bytes(), "image/jpeg"))],
+        headers=bearer(token),
+        timeout=30,
+    )
+
+
+def _get(srv: ServerProcess, token: str, path: str) -> requests.Response:
+    return requests.get(f"{srv.url}{path}", headers=bearer(token), timeout=30)
+
+
+def _gets_answer(srv: ServerProcess, token: str, job_id: str) -> None:
+    """What a station and its reviewers keep reading, whatever the disk."""
+    for path in (
+        "/healthz",
+        "/library/scan/batch",
+        f"/library/scan/batch/{job_id}",
+        "/library/scan/review/items",
+        f"/library/scan/batch/{job_id}/items/0/reviews",
+    ):
+        r = _get(srv, token, path)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+
+
+def _assert_full(r: requests.Response, disk: Path) -> None:
+    assert r.status_code == 507, r.text
+    body = r.json()
+    assert set(body) == {"status", "message"} and body["status"] == 507
+    assert str(disk) in body["message"] and "is full" in body["message"], body
+
+
+def _job_count(srv: ServerProcess, token: str) -> int:
+    return _get(srv, token, "/library/scan/batch").json()["total"]
+
+
+def _review(srv: ServerProcess, token: str, job_id: str, note: str) -> requests.Response:
+    # Over a tmpfs page (4 KiB) once in the WAL: a smaller commit may fit in the slack of the
+    # WAL's last page on a disk that is otherwise full, and be saved (rightly).
+    fields = {**TRUTH, "reviewText": "r" * 1000, "catalogNumber": "UAS 29 211 " + "c" * 900}
+    return requests.put(
+        f"{srv.url}/library/scan/batch/{job_id}/items/0/review",
+        json={"fields": fields, "matchedAlbumId": None, "note": note + "n" * 1500},
+        headers=bearer(token),
+        timeout=30,
+    )
+
+
+def _revisions(srv: ServerProcess, token: str, job_id: str) -> list[tuple[int, str]]:
+    reviews = _get(srv, token, f"/library/scan/batch/{job_id}/items/0/reviews").json()["reviews"]
+    return [(r["revision"], r["note"][:7]) for r in reviews]
+
+
+LONG = [{"stickerText": f"record {i} " + "s" * 2000, "artistName": "Can"} for i in range(3)]
+
+
+@pytest.fixture
+def jobs_on_small_disk(tmp_path):
+    """A server whose job folders are on a small disk of their own (the store is not)."""
+    data = tmp_path / "data"
+    tokens = _tokens(data)
+    with small_disk(data / "jobs", "8m") as jobs:
+        srv = ServerProcess(data).start()
+        try:
+            yield srv, tokens, jobs
+        finally:
+            srv.stop()
+
+
+def test_a_full_jobs_disk_refuses_uploads_fails_a_running_job_in_words_and_serves_thumbnails(
+    jobs_on_small_disk,
+):
+    srv, tokens, jobs = jobs_on_small_disk
+    token = tokens["director"]
+    done = _post_batch(srv, token, [{"artistName": "Can"}]).json()["jobId"]
+    assert srv.wait_finished(done, token)["status"] == "completed"
+    running = _post_batch(srv, token, [{"stickerText": "sleep:3"}, {"stickerText": "sleep:3"}])
+    running = running.json()["jobId"]
+    srv.poll(running, token, lambda b: b["status"] == "processing")
+
+    filler = fill(jobs)
+    before = sorted(p.name for p in jobs.iterdir())
+    refused = _post_batch(srv, token, [{"artistName": "Can"}, {"artistName": "Neu!"}])
+    _assert_full(refused, jobs)
+    assert sorted(p.name for p in jobs.iterdir()) == before  # no folder, no staging left
+    assert _job_count(srv, token) == 2  # no rows
+    _assert_full(_scan(srv, token), jobs)
+    assert sorted(p.name for p in jobs.iterdir()) == before
+
+    # The thumbnail cannot be kept: it is served all the same, made in memory.
+    thumb = _get(srv, token, f"/library/scan/batch/{done}/items/0/photos/0?size=200")
+    assert thumb.status_code == 200 and thumb.headers["Content-Type"] == "image/jpeg"
+    assert thumb.content[:3] == b"\xff\xd8\xff"
+    kept = jobs / done / "thumbnails"
+    assert not kept.exists() or list(kept.iterdir()) == []  # nothing half-written to serve later
+
+    # The running job's results cannot be written: it fails saying which disk is full.
+    failed = srv.wait_finished(running, token)
+    assert failed["status"] == "failed"
+    for item in failed["results"]:
+        assert item["status"] == "failed"
+        assert "is full" in item["errorMessage"] and str(jobs) in item["errorMessage"], item
+    assert not (jobs / running / ".process_batch.ipynb.partial").exists()
+    _gets_answer(srv, token, done)
+
+    # Space is freed: the same requests succeed, on the same server.
+    filler.unlink()
+    again = _post_batch(srv, token, [{"artistName": "Can"}, {"artistName": "Neu!"}])
+    assert again.status_code == 202, again.text
+    assert srv.wait_finished(again.json()["jobId"], token)["status"] == "completed"
+    assert _scan(srv, token).status_code == 200
+    thumb = _get(srv, token, f"/library/scan/batch/{done}/items/0/photos/0?size=200")
+    assert thumb.status_code == 200 and [p.suffix for p in kept.iterdir()] == [".jpg"]
+
+
+@pytest.fixture
+def store_on_small_disk(tmp_path):
+    """A server whose store is on a small disk; its job folders on another one."""
+    data = tmp_path / "data"
+    with small_disk(data, "24m"), small_disk(data / "jobs", "16m"):
+        tokens = _tokens(data)
+        srv = ServerProcess(data).start()
+        try:
+            yield srv, tokens, data
+        finally:
+            srv.stop()
+
+
+def test_a_full_store_disk_refuses_reviews_and_uploads_whole_and_ingests_once_space_is_freed(
+    store_on_small_disk,
+):
+    srv, tokens, data = store_on_small_disk
+    token = tokens["director"]
+    store = data / "scanbatch.duckdb"
+    done = _post_batch(srv, token, [{"artistName": "Can"}]).json()["jobId"]
+    assert srv.wait_finished(done, token)["status"] == "completed"
+    assert _review(srv, token, done, "first  ").status_code == 200
+    running = _post_batch(srv, token, [{"stickerText": "sleep:3"}, {"stickerText": "sleep:3"}])
+    running = running.json()["jobId"]
+    srv.poll(running, token, lambda b: b["status"] == "processing")
+
+    filler = fill(data)
+    _assert_full(_review(srv, token, done, "refused"), store)
+    assert _revisions(srv, token, done) == [(1, "first  ")]  # nothing half-saved
+    folders = sorted(p.name for p in (data / "jobs").iterdir())
+    _assert_full(_post_batch(srv, token, LONG), store)
+    assert sorted(p.name for p in (data / "jobs").iterdir()) == folders  # its folder went too
+    assert _job_count(srv, token) == 2
+    _gets_answer(srv, token, running)
+
+    # The running job's results wait in its folder; the store cannot take them yet.
+    time.sleep(4)
+    assert _get(srv, token, f"/library/scan/batch/{running}").json()["status"] != "completed"
+    assert (data / "jobs" / running / "results.jsonl").exists()
+    _gets_answer(srv, token, running)
+
+    filler.unlink()  # no restart: the same server goes on
+    finished = srv.wait_finished(running, token, timeout=60)
+    assert finished["status"] == "completed"
+    assert [i["status"] for i in finished["results"]] == ["completed", "completed"]
+    saved = _review(srv, token, done, "second ")
+    assert saved.status_code == 200 and saved.json()["revision"] == 2
+    assert _revisions(srv, token, done) == [(1, "first  "), (2, "second ")]
+    again = _post_batch(srv, token, LONG)
+    assert again.status_code == 202, again.text
+    assert srv.wait_finished(again.json()["jobId"], token)["status"] == "completed"

@@ -43,6 +43,7 @@ from scanbatch.web.uploads import (
     STAGING_KEY,
     StagedFile,
     Staging,
+    uploads_disk_full,
 )
 from scanbatch.web.webhooks import CALLBACK_FIELD, callback_field
 
@@ -185,6 +186,7 @@ operation(
 
 
 @bp.post("/batch")
+@uploads_disk_full
 def submit_batch() -> Response:
     key = require_write()
     svc = services()

@@ -1,6 +1,6 @@
 """One error shape everywhere: `{"status": <code>, "message": "<what is wrong and the fix>"}`,
-for our own errors, for Flask's (404, 405, 413) and for anything unexpected (500, logged, with
-no stack trace sent to the client)."""
+for our own errors, for Flask's (404, 405, 413), for a full disk wherever a write finds it (507)
+and for anything unexpected (500, logged, with no stack trace sent to the client)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import logging
 from flask import Flask, Response, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from scanbatch.errors import ScanbatchError
+from scanbatch.diskspace import is_disk_full
+from scanbatch.errors import DiskFull, ScanbatchError
+from scanbatch.web.services import services_of
 from scanbatch.web.uploads import MAX_REQUEST_BYTES, request_too_large_message
 
 log = logging.getLogger(__name__)
@@ -50,5 +52,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception) -> Response:
+        if is_disk_full(exc):  # a write no route guards: still the full disk's 507, not a 500
+            where = getattr(exc, "filename", None) or services_of(app).settings.data_dir
+            return _ours(DiskFull(where))
         log.exception("unhandled error on %s %s", request.method, request.path)
         return error_response(500, "Internal server error; the details are in the server log")

@@ -193,6 +193,12 @@ def _operation(op: Operation, refs: dict) -> dict[str, Any]:
         if (op.method, op.path) != ("post", "/library/scan/batch"):
             responses.setdefault(403, "An upload ticket, which only sends one batch")
     responses.setdefault(500, "Unexpected server error; the details are in the server log")
+    if op.method not in ("get", "head"):  # anything that writes may find the disk full
+        responses.setdefault(
+            507,
+            "The disk holding the store or the job folders is full: nothing was saved; free "
+            "some space and send the same request again",
+        )
     out["responses"] = {
         str(status): _reply(status, reply, refs) for status, reply in sorted(responses.items())
     }

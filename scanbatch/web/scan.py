@@ -34,6 +34,7 @@ from scanbatch.web.uploads import (
     MAX_FORM_FIELD_BYTES,
     STAGING_KEY,
     Staging,
+    uploads_disk_full,
 )
 
 if TYPE_CHECKING:
@@ -97,6 +98,7 @@ operation(
 
 
 @bp.post("")
+@uploads_disk_full
 def scan_one() -> Response:
     require_write()
     svc = services()

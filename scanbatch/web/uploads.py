@@ -7,23 +7,27 @@ into the job's folder (a rename on the same filesystem); a refused request remov
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import logging
 import shutil
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from flask import Request
+from flask import Request, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from scanbatch.audit import MAX_NOTE_CHARS, MAX_VALUE_CHARS
-from scanbatch.errors import BadRequest, PayloadTooLarge
+from scanbatch.diskspace import is_disk_full, write_fully
+from scanbatch.errors import BadRequest, DiskFull, PayloadTooLarge
 from scanbatch.images import MAX_IMAGE_BYTES, SNIFF_BYTES, check_pixels, check_size, sniff_mime
 from scanbatch.validation import MAX_IMAGES
 
 log = logging.getLogger(__name__)
+R = TypeVar("R")
 
 # The whole request: 50 files of 10 MiB plus the manifest and multipart framing. A request
 # declaring more is refused from its Content-Length alone, before any of it is read.
@@ -80,7 +84,9 @@ class StagedFile(io.FileIO):
         self.size += len(data)
         check_size(self.size, index=self.index)  # 413 as soon as the file passes the limit
         self.sha256.update(data)
-        return super().write(data)
+        # Werkzeug ignores the count a write returns: a short write near a full disk would
+        # keep a truncated photo. Written whole, or ENOSPC (a 507 from the route).
+        return write_fully(super().write, data)
 
     def mime_type(self) -> str:
         """The real type from the bytes, after checking the declared pixels (400 naming the
@@ -107,7 +113,8 @@ class Staging:
         max_files: int = MAX_IMAGES,
         too_many: str = f"Total images cannot exceed {MAX_IMAGES}",
     ) -> None:
-        self.dir = Path(root) / f"{TRANSIENT_PREFIXES[0]}{uuid.uuid4()}"
+        self.root = Path(root)
+        self.dir = self.root / f"{TRANSIENT_PREFIXES[0]}{uuid.uuid4()}"
         self.files: list[StagedFile] = []
         self.max_files = max_files
         self.too_many = too_many
@@ -124,6 +131,24 @@ class Staging:
         for f in self.files:
             f.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def uploads_disk_full(route: Callable[..., R]) -> Callable[..., R]:
+    """An upload route whose disk fills: 507 naming the folder its photos were staged in.
+    The route's own cleanup has run by then (its staging, a job folder being created), so
+    nothing of the refused request is left."""
+
+    @functools.wraps(route)
+    def guarded(*args: Any, **kwargs: Any) -> R:
+        try:
+            return route(*args, **kwargs)
+        except Exception as exc:
+            staging = request.environ.get(STAGING_KEY)
+            if staging is None or isinstance(exc, DiskFull) or not is_disk_full(exc):
+                raise
+            raise DiskFull(staging.root) from exc
+
+    return guarded
 
 
 class UploadRequest(Request):
