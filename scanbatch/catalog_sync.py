@@ -10,6 +10,7 @@ import logging
 import threading
 from pathlib import Path
 
+from scanbatch.diskspace import disk_full_guard
 from scanbatch.store import JobStore
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,9 @@ class CatalogSnapshot:
             if signature[0] == 0:
                 return None
             if signature != self._signature or not self.path.exists():
-                self.store.catalog.export_snapshot(self.path)
+                # A full disk: DiskFull, and the job waits for space (the runner's retry).
+                with disk_full_guard(self.path.parent):
+                    self.store.catalog.export_snapshot(self.path)
                 self._signature = signature
                 log.info("catalog snapshot written: %s (%d albums)", self.path, signature[0])
             return self.path

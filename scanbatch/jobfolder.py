@@ -22,8 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from scanbatch.diskspace import is_disk_full, write_fully
-from scanbatch.errors import DiskFull, ExtractionError
+from scanbatch.diskspace import disk_full_guard, write_fully
+from scanbatch.errors import ExtractionError
 from scanbatch.images import EXTENSIONS, SNIFF_BYTES, sniff_mime
 from scanbatch.models import BacklogEvent, ItemOutcome, Manifest, Photo
 from scanbatch.private import DIR_MODE
@@ -164,10 +164,7 @@ class JobFolder:
         if not events:
             return
         text = "".join(e.model_dump_json(by_alias=True, exclude_none=True) + "\n" for e in events)
-        with open(self.backlog_path, "a", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
+        append_whole(self.backlog_path, text.encode())
 
     def backlog_events(self) -> list[BacklogEvent]:
         """Every event in order (none for an interactive job); a torn last line is skipped."""
@@ -207,22 +204,21 @@ class ResultsWriter:
         self._lock = threading.Lock()
 
     def append(self, outcome: ItemOutcome) -> None:
-        """A `DiskFull` naming the folder when the line does not fit: the file is cut back to
-        where it was, since a full disk may take part of a line before it refuses the rest
-        (and the next item's line would follow that part)."""
         line = (outcome.model_dump_json(by_alias=True) + "\n").encode()
-        # Unbuffered: a short write is seen (and retried) here, and the cut needs no flush.
-        with self._lock, open(self.path, "ab", buffering=0) as fh:
-            start = os.fstat(fh.fileno()).st_size
-            try:
-                write_fully(fh.write, line)
-                fh.flush()
-                os.fsync(fh.fileno())
-            except OSError as exc:
-                if not is_disk_full(exc):
-                    raise
-                fh.truncate(start)
-                raise DiskFull(self.path.parent) from exc
+        with self._lock:
+            append_whole(self.path, line)
+
+
+def append_whole(path: Path, data: bytes) -> None:
+    """Append `data` to the file, fsynced, or raise `DiskFull` naming its folder with the file
+    cut back to where it was: a full disk may take part of the data before it refuses the
+    rest, and the next line would follow that part (a torn line in the middle of the file)."""
+    # Unbuffered: a short write is seen (and finished) here, and the cut needs no flush.
+    with open(path, "ab", buffering=0) as fh:
+        start = os.fstat(fh.fileno()).st_size
+        with disk_full_guard(path.parent, cleanup=lambda: fh.truncate(start)):
+            write_fully(fh.write, data)
+            os.fsync(fh.fileno())
 
 
 def first_per_item(outcomes: Iterable[ItemOutcome]) -> dict[int, ItemOutcome]:

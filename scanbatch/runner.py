@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from scanbatch.catalog_sync import CatalogSnapshot
-from scanbatch.diskspace import is_disk_full
+from scanbatch.diskspace import disk_full_guard
 from scanbatch.errors import DiskFull, NotFound
 from scanbatch.jobfolder import JobFolder
 from scanbatch.models import ItemOutcome, JobMode, JobView
@@ -124,9 +124,10 @@ class JobRunner:
         return True
 
     def _settle_later(self, job_id: str, cause: DiskFull) -> None:
-        """The store's disk is full: the job's results wait in its folder (the kernel wrote
-        them there) until the store takes writes again, tried every DISK_FULL_RETRY seconds.
-        No restart is needed, and nothing is extracted twice."""
+        """A disk the job needs is full (the store's, or the catalog snapshot's): its results
+        wait in its folder (the kernel wrote them there) until the store takes writes again,
+        tried every DISK_FULL_RETRY seconds. No restart is needed, and nothing is extracted
+        twice."""
         log.warning("job %s waits for space: %s", job_id, cause.message)
 
         def retry() -> None:
@@ -559,13 +560,9 @@ def _unless_disk_full(what: str, warned: set[str] | None = None) -> Iterator[Non
 
 
 def _write_pid(path: Path, pid: int) -> None:
-    try:
+    # An empty one would be nothing to read after a crash: it goes.
+    with disk_full_guard(path.parent, cleanup=lambda: path.unlink(missing_ok=True)):
         path.write_text(str(pid))
-    except OSError as exc:
-        path.unlink(missing_ok=True)  # an empty one: nothing to read after a crash
-        if is_disk_full(exc):
-            raise DiskFull(path.parent) from exc
-        raise
 
 
 def _kill_orphan(folder: JobFolder) -> None:

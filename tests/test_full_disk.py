@@ -15,15 +15,19 @@ import os
 import subprocess
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 import requests
 
 from scanbatch.errors import DiskFull
+from scanbatch.jobfolder import ResultsWriter, read_results
+from scanbatch.models import ItemOutcome, Status
 from scanbatch.store import Database, JobStore
 from scanbatch.testing.imaging import image_bytes
 from scanbatch.testing.servers import ServerProcess, bearer, keys
+from scanbatch.web.uploads import StagedFile
 
 MiB = 1024 * 1024
 TRUTH = {
@@ -144,6 +148,48 @@ def test_the_store_opens_itself_again_after_a_checkpoint_on_a_full_disk_invalida
                 assert cur.execute("SELECT count(*) FROM t").fetchone() == (2,)
         finally:
             db.close()
+
+
+def _outcome(index: int, error: str = "") -> ItemOutcome:
+    return ItemOutcome(
+        item_index=index,
+        status=Status.FAILED,
+        error_message=error or f"item {index}",
+        finished_at=datetime.now(UTC),
+    )
+
+
+def test_a_result_line_that_does_not_fit_is_cut_back_and_the_next_one_follows_whole(tmp_path):
+    """A full disk takes what fits of a write (a page here) before it refuses the rest: the
+    line's part must not stay, or the next line would follow it, torn, mid-file."""
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        writer = ResultsWriter(disk / "results.jsonl")
+        writer.append(_outcome(0))
+        kept = writer.path.read_bytes()
+        filler = fill(disk, leave=4096)
+        with pytest.raises(DiskFull) as refused:
+            writer.append(_outcome(1, "x" * 20_000))  # more than the page left
+        assert str(disk) in refused.value.message
+        assert writer.path.read_bytes() == kept
+
+        filler.unlink()
+        writer.append(_outcome(2))
+        outcomes, _ = read_results(writer.path)
+        assert [o.item_index for o in outcomes] == [0, 2]
+
+
+def test_a_staged_photo_is_written_whole_or_refused_never_kept_short(tmp_path):
+    """Werkzeug ignores the count a write returns: near a full disk a write takes only what
+    fits, and a photo would be kept cut short without a word."""
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        fill(disk, leave=4096)
+        staged = StagedFile(disk / "00", 0)
+        try:
+            with pytest.raises(OSError) as refused:
+                staged.write(b"\xff" * 12_000)
+            assert refused.value.errno == errno.ENOSPC
+        finally:
+            staged.close()
 
 
 # -- a real server ------------------------------------------------------------------------
