@@ -24,20 +24,14 @@ import requests
 from scanbatch.errors import DiskFull
 from scanbatch.jobfolder import ResultsWriter, read_results
 from scanbatch.models import ItemOutcome, Status
-from scanbatch.store import Database, JobStore
+from scanbatch.store import Database
 from scanbatch.testing.imaging import image_bytes
-from scanbatch.testing.servers import ServerProcess, bearer, keys
+from scanbatch.testing.servers import ServerProcess, bearer
 from scanbatch.web.uploads import StagedFile
+from tests.test_backlog import tokens_for
+from tests.test_web_review import TRUTH
 
 MiB = 1024 * 1024
-TRUTH = {
-    "artistName": "Can",
-    "albumTitle": "Tago Mago",
-    "labelName": "United Artists",
-    "catalogNumber": "UAS 29 211",
-    "reviewText": None,
-    "upc": None,
-}
 
 
 @contextlib.contextmanager
@@ -195,13 +189,15 @@ def test_a_staged_photo_is_written_whole_or_refused_never_kept_short(tmp_path):
 # -- a real server ------------------------------------------------------------------------
 
 
-def _tokens(data: Path) -> dict[str, str]:
-    """Keys made in the store before the server opens it (one process per DuckDB file)."""
-    store = JobStore.open(data / "scanbatch.duckdb")
+@contextlib.contextmanager
+def _serving(data: Path):
+    """A real server on `data`, with the usual users' keys (made before it opens the store)."""
+    tokens = tokens_for(data)
+    srv = ServerProcess(data).start()
     try:
-        return keys(store)
+        yield srv, tokens
     finally:
-        store.close()
+        srv.stop()
 
 
 def _post_batch(srv: ServerProcess, token: str, contexts: list[dict]) -> requests.Response:
@@ -281,13 +277,8 @@ LONG = [{"stickerText": f"record {i} " + "s" * 2000, "artistName": "Can"} for i 
 def jobs_on_small_disk(tmp_path):
     """A server whose job folders are on a small disk of their own (the store is not)."""
     data = tmp_path / "data"
-    tokens = _tokens(data)
-    with small_disk(data / "jobs", "8m") as jobs:
-        srv = ServerProcess(data).start()
-        try:
-            yield srv, tokens, jobs
-        finally:
-            srv.stop()
+    with small_disk(data / "jobs", "8m") as jobs, _serving(data) as (srv, tokens):
+        yield srv, tokens, jobs
 
 
 def test_a_full_jobs_disk_refuses_uploads_fails_a_running_job_in_words_and_serves_thumbnails(
@@ -340,13 +331,8 @@ def test_a_full_jobs_disk_refuses_uploads_fails_a_running_job_in_words_and_serve
 def store_on_small_disk(tmp_path):
     """A server whose store is on a small disk; its job folders on another one."""
     data = tmp_path / "data"
-    with small_disk(data, "24m"), small_disk(data / "jobs", "16m"):
-        tokens = _tokens(data)
-        srv = ServerProcess(data).start()
-        try:
-            yield srv, tokens, data
-        finally:
-            srv.stop()
+    with small_disk(data, "24m"), small_disk(data / "jobs", "16m"), _serving(data) as served:
+        yield (*served, data)
 
 
 def test_a_full_store_disk_refuses_reviews_and_uploads_whole_and_ingests_once_space_is_freed(
