@@ -186,6 +186,23 @@ def test_a_staged_photo_is_written_whole_or_refused_never_kept_short(tmp_path):
             staged.close()
 
 
+def test_a_full_disk_no_route_expected_is_still_a_507(app, settings, tmp_path):
+    """The error handler's net under every route: a real ENOSPC from a write nothing guards.
+    A failed write names no file (only a failed open does): the message names the data
+    folder."""
+    with small_disk(tmp_path / "disk", "1m") as disk:
+        fill(disk)
+
+        def unguarded() -> str:
+            (disk / "report.txt").write_bytes(b"x" * 8192)
+            return "written"
+
+        app.add_url_rule("/test/unguarded-write", view_func=unguarded)
+        r = app.test_client().get("/test/unguarded-write")
+        assert r.status_code == 507
+        assert r.get_json() == DiskFull(settings.data_dir).to_dict()
+
+
 # -- a real server ------------------------------------------------------------------------
 
 
