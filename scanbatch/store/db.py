@@ -170,9 +170,15 @@ class Database:
         if self._conn is not None:
             with contextlib.suppress(duckdb.Error):
                 self._conn.close()
-            self._conn = None
+        try:
+            conn = _connect(self.path)
+        except BaseException:
+            self._conn = None  # the next use tries again
+            raise
+        # Assigned before the epoch moves: a thread that sees the new epoch finds the new
+        # connection.
+        self._conn = conn
         self._epoch += 1
-        self._conn = _connect(self.path)  # raising, the next use tries again
 
     def _forget(self, cur: duckdb.DuckDBPyConnection) -> None:
         with self._cursors_lock:
