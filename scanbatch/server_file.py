@@ -10,6 +10,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from scanbatch.diskspace import disk_full_guard
+
 NAME = "server.json"
 # Whom the file's token acts as (scanbatch.web.auth.LOCAL_ADMIN): what reviews saved with it say.
 
@@ -26,14 +28,16 @@ def path(data_dir: Path) -> Path:
 
 
 def write(data_dir: Path, url: str, token: str) -> Path:
-    """Written whole (a private file renamed into place), for this process."""
+    """Written whole (a private file renamed into place), for this process; on a full disk,
+    `DiskFull` and no partial file."""
     target = path(data_dir)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump({"url": url, "pid": os.getpid(), "token": token}, fh)
-    os.replace(tmp, target)
+    with disk_full_guard(data_dir, cleanup=lambda: tmp.unlink(missing_ok=True)):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump({"url": url, "pid": os.getpid(), "token": token}, fh)
+        os.replace(tmp, target)
     return target
 
 

@@ -390,3 +390,29 @@ def test_a_full_store_disk_refuses_reviews_and_uploads_whole_and_ingests_once_sp
     again = _post_batch(srv, token, LONG)
     assert again.status_code == 202, again.text
     assert srv.wait_finished(again.json()["jobId"], token)["status"] == "completed"
+
+
+def test_a_server_restarted_on_a_full_disk_answers_and_takes_work_once_space_is_freed(tmp_path):
+    """A station's machine rebooted with its disk full: the server still starts (its
+    server.json cannot be written: it says so), GETs answer, writes are 507."""
+    data = tmp_path / "data"
+    with small_disk(data, "24m"):
+        with _serving(data) as (srv, tokens):
+            token = tokens["director"]
+            done = _post_batch(srv, token, [{"artistName": "Can"}]).json()["jobId"]
+            assert srv.wait_finished(done, token)["status"] == "completed"
+        filler = fill(data)
+        srv = ServerProcess(data).start()
+        try:
+            _gets_answer(srv, token, done)
+            _assert_full(_post_batch(srv, token, LONG), data)
+            assert [p.name for p in (data / "jobs").iterdir()] == [done]
+            assert not (data / "server.tmp").exists()
+
+            filler.unlink()
+            again = _post_batch(srv, token, [{"artistName": "Neu!"}])
+            assert again.status_code == 202, again.text
+            assert srv.wait_finished(again.json()["jobId"], token)["status"] == "completed"
+        finally:
+            srv.stop()
+        assert "server.json not written" in (tmp_path / "server.log").read_text()

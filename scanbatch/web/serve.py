@@ -31,7 +31,7 @@ from waitress.task import ErrorTask
 from waitress.utilities import Error, RequestEntityTooLarge, build_http_date
 
 from scanbatch import private, server_file
-from scanbatch.errors import ConfigError, PayloadTooLarge, ScanbatchError
+from scanbatch.errors import ConfigError, DiskFull, PayloadTooLarge, ScanbatchError
 from scanbatch.models import JobView
 from scanbatch.names import FIELDS, Role
 from scanbatch.settings import SHIPPED_DATA, Settings
@@ -519,7 +519,12 @@ def serve(settings: Settings, *, first_key: bool = True, demo: bool = False) -> 
     base_url = f"http://{settings.host}:{server.effective_port}"
     runtime = None
     try:
-        runtime = server_file.write(settings.data_dir, base_url, svc.admin_token)
+        try:
+            runtime = server_file.write(settings.data_dir, base_url, svc.admin_token)
+        except DiskFull as exc:
+            # A server restarted on a full disk still answers GETs, and 507 to writes, until
+            # space is freed; only local commands cannot find it (they say the store is held).
+            print(f"{exc.message} ({server_file.NAME} not written)", file=sys.stderr)
         if first_key and not any(k.revoked_at is None for k in svc.store.keys.list_all()):
             _key, token = svc.store.keys.create(FIRST_USER, Role.MUSIC_DIRECTOR)
             print(f"Created a first API key for user '{FIRST_USER}' (musicDirector). Keep it:")
