@@ -305,7 +305,7 @@ def test_a_full_jobs_disk_refuses_uploads_fails_a_running_job_in_words_and_serve
     token = tokens["director"]
     done = _post_batch(srv, token, [{"artistName": "Can"}]).json()["jobId"]
     assert srv.wait_finished(done, token)["status"] == "completed"
-    running = _post_batch(srv, token, [{"stickerText": "sleep:3"}, {"stickerText": "sleep:3"}])
+    running = _post_batch(srv, token, [{"stickerText": "sleep:5"}, {"stickerText": "sleep:5"}])
     running = running.json()["jobId"]
     srv.poll(running, token, lambda b: b["status"] == "processing")
 
@@ -375,9 +375,13 @@ def test_a_full_store_disk_refuses_reviews_and_uploads_whole_and_ingests_once_sp
     _gets_answer(srv, token, running)
 
     # The running job's results wait in its folder; the store cannot take them yet.
-    time.sleep(4)
+    results = data / "jobs" / running / "results.jsonl"
+    deadline = time.monotonic() + 60
+    while not (results.exists() and results.read_bytes().count(b"\n") == 2):
+        assert time.monotonic() < deadline, "the kernel wrote no results"
+        time.sleep(0.2)
+    time.sleep(1)  # the runner has tried to read them in (it wakes at each line)
     assert _get(srv, token, f"/library/scan/batch/{running}").json()["status"] != "completed"
-    assert (data / "jobs" / running / "results.jsonl").exists()
     _gets_answer(srv, token, running)
 
     filler.unlink()  # no restart: the same server goes on
