@@ -75,6 +75,15 @@ class JobFolder:
     def exists(self) -> bool:
         return self.manifest_path.exists()
 
+    def notebook_saved(self) -> bool:
+        """The executed notebook was saved at the end of its run (papermill records the run's
+        `end_time` in that save only): not the parameterised copy a killed run leaves."""
+        try:
+            notebook = json.loads(self.notebook_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return False
+        return bool(notebook.get("metadata", {}).get("papermill", {}).get("end_time"))
+
     def create(self, manifest: Manifest) -> None:
         self.path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         self.images_dir.mkdir(exist_ok=True, mode=DIR_MODE)
@@ -87,6 +96,20 @@ class JobFolder:
 
     def read_manifest(self) -> Manifest:
         return Manifest.model_validate_json(self.manifest_path.read_text())
+
+    @staticmethod
+    def left_running(jobs_dir: Path) -> list[JobFolder]:
+        """Folders whose run was not seen to its end: the pid file a run writes at its start
+        and its runner removes once the process has exited (after the notebook's save)."""
+        try:
+            entries = list(os.scandir(jobs_dir))
+        except FileNotFoundError:
+            return []
+        return [
+            JobFolder(Path(e.path))
+            for e in entries
+            if e.is_dir() and os.path.exists(os.path.join(e.path, PID_FILE))
+        ]
 
     # -- photos -----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from scanbatch.settings import Settings
+from scanbatch.warm_kernel import PAUSE_BEFORE_SAVE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,11 @@ def kernel_env() -> dict[str, str]:
     """The environment of notebook processes: the server's, without any SCANBATCH_* variable.
     Settings reach the kernel only as notebook parameters; secrets (GEMINI_API_KEY,
     GOOGLE_GEMINI_BASE_URL) only through this environment."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("SCANBATCH_")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SCANBATCH_") or k == PAUSE_BEFORE_SAVE_ENV
+    }
 
 
 def give(proc: subprocess.Popen, job: dict) -> None:
