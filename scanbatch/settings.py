@@ -50,6 +50,8 @@ SERVER_ONLY = frozenset(
         "webhook_timeout",
         "webhook_retry_seconds",
         "webhook_retry_scale",
+        "log_max_bytes",
+        "log_backups",
     }
 )
 
@@ -276,6 +278,15 @@ class Settings(BaseSettings):
     )
     dataset_max_files: int = Field(
         100_000, ge=1, description="Members an experiment may unpack from one dataset zip."
+    )
+    log_max_bytes: int = Field(
+        10 * 1024**2,
+        ge=4096,
+        description="Size at which a log in the data folder (`server.log`, `warm_kernels.log`) "
+        "is moved aside to `<name>.1`.",
+    )
+    log_backups: int = Field(
+        5, ge=1, le=100, description="Moved-aside logs kept per log file; the oldest goes."
     )
 
     # The SCANBATCH_* variables these settings were read with (none when they come from kernel
