@@ -21,6 +21,7 @@ from pydantic.alias_generators import to_camel
 
 from scanbatch.images import MAX_IMAGE_BYTES
 from scanbatch.names import FIELDS, Role
+from scanbatch.settings import MAX_KEEP_DAYS
 from scanbatch.wholenumbers import MAX_ID, WholeNumber
 
 
@@ -496,3 +497,90 @@ class ScanForm(BaseModel):
     def context(self) -> ScanContext | None:
         fields = self.model_dump(exclude={"photo_types"}, exclude_none=True)
         return ScanContext(**fields) if fields else None
+
+
+# -- retention and usage (scanbatch.retention, scanbatch.usage, /admin) -----------------------
+
+
+class PhotosPruned(CamelModel):
+    """Why a record has no photos: they were removed by the photo retention."""
+
+    at: datetime = Field(description="when the photos were removed")
+    why: str = Field(description="e.g. `older than 30 days, never reviewed`")
+
+
+class PruneRequest(CamelModel):
+    """Body of `POST /admin/prune`."""
+
+    older_than_days: int = Field(
+        ge=1,
+        le=MAX_KEEP_DAYS,
+        strict=True,
+        description="remove the photos of finished, unreviewed records whose job finished "
+        "more than this many days ago",
+    )
+    dry_run: bool = Field(
+        False, strict=True, description="only count what would go; nothing is removed"
+    )
+
+
+class PruneSummary(CamelModel):
+    """What a prune removed (or, with dryRun, would remove)."""
+
+    older_than_days: int
+    dry_run: bool
+    cutoff: datetime = Field(description="records of jobs finished before this were eligible")
+    records: int = Field(description="records whose photos went")
+    photos: int
+    thumbnails: int
+    bytes: int = Field(description="bytes freed: the photos' and their thumbnails'")
+    jobs: int = Field(description="jobs with at least one such record")
+
+
+class UsagePart(CamelModel):
+    bytes: int
+    files: int
+
+
+class UsageParts(CamelModel):
+    """The data folder, part by part; the parts add up to the whole folder."""
+
+    store: UsagePart = Field(description="the DuckDB file and its write-ahead log")
+    photos: UsagePart = Field(description="the records' photos, in the job folders")
+    thumbnails: UsagePart = Field(description="thumbnails made for reviews")
+    notebooks: UsagePart = Field(description="each job's executed notebook")
+    job_files: UsagePart = Field(
+        description="the rest of the job folders: manifests, results.jsonl, notebook logs"
+    )
+    experiments: UsagePart = Field(description="data/experiments: runs and their cache")
+    backlog: UsagePart = Field(description="data/backlog: the Batch API's input files")
+    logs: UsagePart = Field(description="server.log and warm_kernels.log, with rotated copies")
+    other: UsagePart = Field(description="everything else (catalog snapshot, runtime files)")
+
+
+class DiskSpace(CamelModel):
+    total_bytes: int
+    free_bytes: int
+
+
+class JobCounts(CamelModel):
+    pending: int
+    processing: int
+    completed: int
+    failed: int
+
+
+class UsageReport(CamelModel):
+    """`GET /admin/usage`: what the data folder holds, and how much room is left."""
+
+    data_dir: str
+    total_bytes: int = Field(description="the parts summed")
+    parts: UsageParts
+    disk: DiskSpace = Field(description="the filesystem holding the data folder")
+    jobs: JobCounts
+    records: int
+    reviewed_records: int
+    pruned_records: int = Field(description="records whose photos the retention removed")
+    keep_photos_days: int | None = Field(
+        description="SCANBATCH_KEEP_PHOTOS_DAYS; null: photos are kept forever"
+    )

@@ -1,0 +1,122 @@
+"""What the data folder holds, part by part (`GET /admin/usage`, `scanbatch usage`).
+
+One walk with `os.scandir`, reading sizes from the directory entries' `stat`, never a file's
+bytes: a station's folder holds hundreds of thousands of photos. Sizes are the files' lengths
+(what a backup copies), not the blocks they take."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from scanbatch.jobfolder import EXECUTED_NOTEBOOK, IMAGES, THUMBNAILS
+from scanbatch.models import DiskSpace, UsagePart, UsageParts, UsageReport
+from scanbatch.settings import Settings
+from scanbatch.store import JobStore
+from scanbatch.warm_pool import WARM_LOG
+
+EXPERIMENTS = "experiments"
+BACKLOG = "backlog"
+# The logs in the data folder, rotated copies too: the server's (as the launcher writes it,
+# scanbatch.workbench.local_server, not imported: it would load the widgets) and the kernels'.
+LOG_PREFIXES = ("server.log", WARM_LOG)
+
+
+class _Sizes:
+    def __init__(self) -> None:
+        self.parts = {name: [0, 0] for name in UsageParts.model_fields}
+
+    def add(self, part: str, size: int, files: int = 1) -> None:
+        self.parts[part][0] += size
+        self.parts[part][1] += files
+
+    def tree(self, part: str, path: str) -> None:
+        """Every file under `path` counts to `part`."""
+        try:
+            entries = list(os.scandir(path))
+        except (FileNotFoundError, NotADirectoryError, PermissionError):
+            return
+        for entry in entries:
+            self.entry(part, entry)
+
+    def entry(self, part: str, entry: os.DirEntry[str]) -> None:
+        try:
+            if entry.is_dir(follow_symlinks=False):
+                self.tree(part, entry.path)
+            else:
+                self.add(part, entry.stat(follow_symlinks=False).st_size)
+        except FileNotFoundError:  # removed while we walked (a prune, a finished upload)
+            pass
+
+
+def _job_part(name: str) -> str:
+    return "notebooks" if name == EXECUTED_NOTEBOOK else "job_files"
+
+
+def _top_part(name: str, store_name: str) -> str:
+    if name in (store_name, store_name + ".wal"):
+        return "store"
+    if name.startswith(LOG_PREFIXES):
+        return "logs"
+    return {EXPERIMENTS: "experiments", BACKLOG: "backlog"}.get(name, "other")
+
+
+def disk_parts(settings: Settings) -> UsageParts:
+    """The bytes and files of each part of the data folder; they add up to the whole folder."""
+    sizes = _Sizes()
+    try:
+        top = list(os.scandir(settings.data_dir))
+    except FileNotFoundError:
+        top = []
+    for entry in top:
+        if entry.path == str(settings.jobs_dir) and entry.is_dir(follow_symlinks=False):
+            _jobs(sizes, entry.path)
+        else:
+            sizes.entry(_top_part(entry.name, settings.store_path.name), entry)
+    return UsageParts(**{name: UsagePart(bytes=b, files=n) for name, (b, n) in sizes.parts.items()})
+
+
+def _jobs(sizes: _Sizes, jobs_dir: str) -> None:
+    for job in os.scandir(jobs_dir):
+        if not job.is_dir(follow_symlinks=False):
+            sizes.entry("job_files", job)
+            continue
+        try:
+            entries = list(os.scandir(job.path))
+        except FileNotFoundError:  # deleted while we walked
+            continue
+        for entry in entries:
+            if entry.name == IMAGES:
+                sizes.tree("photos", entry.path)
+            elif entry.name == THUMBNAILS:
+                sizes.tree("thumbnails", entry.path)
+            else:
+                sizes.entry(_job_part(entry.name), entry)
+
+
+def usage(store: JobStore, settings: Settings) -> UsageReport:
+    """The data folder's parts, the disk's room and the store's counts."""
+    parts = disk_parts(settings)
+    disk = shutil.disk_usage(settings.data_dir)
+    jobs, records, reviewed, pruned = store.retention.counts()
+    return UsageReport(
+        data_dir=str(settings.data_dir),
+        total_bytes=sum(getattr(parts, name).bytes for name in UsageParts.model_fields),
+        parts=parts,
+        disk=DiskSpace(total_bytes=disk.total, free_bytes=disk.free),
+        jobs=jobs,
+        records=records,
+        reviewed_records=reviewed,
+        pruned_records=pruned,
+        keep_photos_days=settings.keep_photos_days,
+    )
+
+
+def human_bytes(n: int) -> str:
+    """`n` bytes for a person: B, kB, MB, GB, TB (powers of 1000, as disks are sold)."""
+    size = float(n)
+    for unit in ("B", "kB", "MB", "GB"):
+        if size < 1000:
+            return f"{n} B" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    return f"{size:.1f} TB"
