@@ -486,3 +486,32 @@ def test_scanbatch_prune_on_the_store_when_no_server_runs(tmp_path, monkeypatch)
     assert result.stdout.startswith("Removed the photos of 1 record(s) of 1 job(s)")
     assert files_of(Settings(data_dir=data), (jobs["ancient"], 0)) == ([], [])
     assert files_of(Settings(data_dir=data), (jobs["old"], 0))[0]
+
+
+def test_the_review_tab_shows_a_pruned_record_with_a_sentence_instead_of_photos(served):
+    from scanbatch.workbench import Workbench
+
+    server, jobs, tokens = served
+    r = requests.post(
+        f"{server.url}/admin/prune",
+        json={"olderThanDays": 30},
+        headers=bearer(tokens["manager"]),
+        timeout=60,
+    )
+    assert r.status_code == 200  # taken already by an earlier test, or now
+    wb = Workbench(server.url, tokens["other"], sign_in=True)
+    assert wb.client is not None, wb.signin.message.value
+    wb.tabs.selected_index = 1
+    review = wb.review
+    review.job.value = jobs["ancient"]
+    assert review.shown is not None, review.message.value
+    assert review.shown.photos_pruned is not None
+    assert wb.join()
+    note = review.photo_note.value
+    assert "No photos" in note and "older than 30 days, never reviewed" in note
+    assert review.thumbs.children == () and review.large.layout.display == "none"
+    assert "no photos" in review.queue.options[0][0]
+    assert review.fields["artistName"].value == "Artist 0"  # the reading stays
+    review.save_button.click()
+    assert "Saved job" in review.message.value, review.message.value
+    assert "error" not in review.message.value.lower()
