@@ -49,6 +49,11 @@ class _Sizes:
             pass
 
 
+# A job folder's subfolders and the parts they count to (the thumbnails part is named as its
+# folder: the folder's name is spelled in scanbatch.jobfolder only).
+_JOB_FOLDERS = {IMAGES: "photos", THUMBNAILS: THUMBNAILS}
+
+
 def _job_part(name: str) -> str:
     return "notebooks" if name == EXECUTED_NOTEBOOK else "job_files"
 
@@ -86,10 +91,9 @@ def _jobs(sizes: _Sizes, jobs_dir: str) -> None:
         except FileNotFoundError:  # deleted while we walked
             continue
         for entry in entries:
-            if entry.name == IMAGES:
-                sizes.tree("photos", entry.path)
-            elif entry.name == THUMBNAILS:
-                sizes.tree("thumbnails", entry.path)
+            folder_part = _JOB_FOLDERS.get(entry.name)
+            if folder_part is not None:
+                sizes.tree(folder_part, entry.path)
             else:
                 sizes.entry(_job_part(entry.name), entry)
 
