@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    create_model,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -537,50 +538,7 @@ class PruneSummary(CamelModel):
     jobs: int = Field(description="jobs with at least one such record")
 
 
-class UsagePart(CamelModel):
-    bytes: int
-    files: int
-
-
-class UsageParts(CamelModel):
-    """The data folder, part by part; the parts add up to the whole folder."""
-
-    store: UsagePart = Field(description="the DuckDB file and its write-ahead log")
-    photos: UsagePart = Field(description="the records' photos, in the job folders")
-    thumbnails: UsagePart = Field(description="thumbnails made for reviews")
-    notebooks: UsagePart = Field(description="each job's executed notebook")
-    job_files: UsagePart = Field(
-        description="the rest of the job folders: manifests, results.jsonl, notebook logs"
-    )
-    experiments: UsagePart = Field(description="data/experiments: runs and their cache")
-    backlog: UsagePart = Field(description="data/backlog: the Batch API's input files")
-    logs: UsagePart = Field(description="server.log and warm_kernels.log, with rotated copies")
-    other: UsagePart = Field(description="everything else (catalog snapshot, runtime files)")
-
-
-class DiskSpace(CamelModel):
-    total_bytes: int
-    free_bytes: int
-
-
-class JobCounts(CamelModel):
-    pending: int
-    processing: int
-    completed: int
-    failed: int
-
-
-class UsageReport(CamelModel):
-    """`GET /admin/usage`: what the data folder holds, and how much room is left."""
-
-    data_dir: str
-    total_bytes: int = Field(description="the parts summed")
-    parts: UsageParts
-    disk: DiskSpace = Field(description="the filesystem holding the data folder")
-    jobs: JobCounts
-    records: int
-    reviewed_records: int
-    pruned_records: int = Field(description="records whose photos the retention removed")
-    keep_photos_days: int | None = Field(
-        description="SCANBATCH_KEEP_PHOTOS_DAYS; null: photos are kept forever"
-    )
+# Jobs by status, one count per status of the lifecycle.
+JobCounts = create_model(  # type: ignore[call-overload]
+    "JobCounts", __base__=CamelModel, **{status.value: (int, ...) for status in Status}
+)

@@ -9,14 +9,61 @@ from __future__ import annotations
 import os
 import shutil
 
+from pydantic import Field, create_model
+
 from scanbatch.jobfolder import EXECUTED_NOTEBOOK, IMAGES, THUMBNAILS
-from scanbatch.models import DiskSpace, UsagePart, UsageParts, UsageReport
+from scanbatch.models import CamelModel, JobCounts
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore
 from scanbatch.warm_pool import WARM_LOG
 
 EXPERIMENTS = "experiments"
 BACKLOG = "backlog"
+
+
+class UsagePart(CamelModel):
+    bytes: int
+    files: int
+
+
+# The parts of the data folder `GET /admin/usage` reports, and what each holds; they add up to
+# the whole folder.
+USAGE_PARTS = {
+    "store": "the DuckDB file and its write-ahead log",
+    "photos": "the records' photos, in the job folders",
+    THUMBNAILS: "thumbnails made for reviews",  # named as their folder
+    "notebooks": "each job's executed notebook",
+    "job_files": "the rest of the job folders: manifests, results.jsonl, notebook logs",
+    "experiments": "data/experiments: runs and their cache",
+    "backlog": "data/backlog: the Batch API's input files",
+    "logs": "server.log and warm_kernels.log, with rotated copies",
+    "other": "everything else (catalog snapshot, runtime files)",
+}
+UsageParts = create_model(  # type: ignore[call-overload]
+    "UsageParts",
+    __base__=CamelModel,
+    __doc__="The data folder, part by part; the parts add up to the whole folder.",
+    **{name: (UsagePart, Field(description=text)) for name, text in USAGE_PARTS.items()},
+)
+
+
+class UsageReport(CamelModel):
+    """`GET /admin/usage`: what the data folder holds, and how much room is left."""
+
+    data_dir: str
+    total_bytes: int = Field(description="the parts summed")
+    parts: UsageParts  # type: ignore[valid-type]
+    disk_free_bytes: int = Field(description="free on the filesystem holding the data folder")
+    disk_total_bytes: int = Field(description="the size of that filesystem")
+    jobs: JobCounts  # type: ignore[valid-type]
+    records: int
+    reviewed_records: int
+    pruned_records: int = Field(description="records whose photos the retention removed")
+    keep_photos_days: int | None = Field(
+        description="SCANBATCH_KEEP_PHOTOS_DAYS; null: photos are kept forever"
+    )
+
+
 # The logs in the data folder, rotated copies too: the server's (as the launcher writes it,
 # scanbatch.workbench.local_server, not imported: it would load the widgets) and the kernels'.
 LOG_PREFIXES = ("server.log", WARM_LOG)
@@ -102,17 +149,14 @@ def usage(store: JobStore, settings: Settings) -> UsageReport:
     """The data folder's parts, the disk's room and the store's counts."""
     parts = disk_parts(settings)
     disk = shutil.disk_usage(settings.data_dir)
-    jobs, records, reviewed, pruned = store.retention.counts()
     return UsageReport(
         data_dir=str(settings.data_dir),
         total_bytes=sum(getattr(parts, name).bytes for name in UsageParts.model_fields),
         parts=parts,
-        disk=DiskSpace(total_bytes=disk.total, free_bytes=disk.free),
-        jobs=jobs,
-        records=records,
-        reviewed_records=reviewed,
-        pruned_records=pruned,
+        disk_free_bytes=disk.free,
+        disk_total_bytes=disk.total,
         keep_photos_days=settings.keep_photos_days,
+        **store.retention.counts(),
     )
 
 

@@ -201,7 +201,7 @@ def test_a_dry_run_removes_nothing_and_gives_the_summary_the_prune_then_gives(st
     # Nothing is left to take, and the store says what went.
     again = prune(store, settings, DAYS)
     assert (again.records, again.photos, again.bytes) == (0, 0, 0)
-    assert store.retention.counts()[3] == 3
+    assert store.retention.counts()["pruned_records"] == 3
 
 
 def test_the_queue_says_photos_were_pruned_and_a_pruned_record_can_still_be_reviewed(
@@ -256,7 +256,7 @@ def test_deleting_a_job_forgets_its_pruned_records(store, settings):
     jobs = library(store, settings)
     prune(store, settings, DAYS)
     store.delete_job(jobs["ancient"])
-    assert store.retention.counts()[3] == 2
+    assert store.retention.counts()["pruned_records"] == 2
 
 
 def wait_for(condition, timeout=30.0):
@@ -274,7 +274,7 @@ def test_the_periodic_prune_runs_at_start_and_again_while_the_setting_is_set(sto
     off.start()  # SCANBATCH_KEEP_PHOTOS_DAYS unset: photos are kept forever
     time.sleep(0.5)
     off.stop()
-    assert store.retention.counts()[3] == 0
+    assert store.retention.counts()["pruned_records"] == 0
     kept = settings.model_copy(update={"keep_photos_days": DAYS})
     pruner = PhotoPruner(store, kept, every=0.2)
     pruner.start()

@@ -10,12 +10,11 @@ import requests
 from click.testing import CliRunner
 
 from scanbatch.cli import cli
-from scanbatch.models import UsageParts
 from scanbatch.retention import prune
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore
 from scanbatch.testing.servers import ServerProcess, bearer, keys
-from scanbatch.usage import human_bytes, usage
+from scanbatch.usage import UsageParts, human_bytes, usage
 from tests.test_retention import DAYS, library
 
 # Files beside the store and the job folders, as a station's data folder holds them.
@@ -107,7 +106,7 @@ def test_usage_parts_are_the_files_on_disk_and_add_up(tmp_path):
     assert report.parts.notebooks.files == 4 and report.parts.store.files >= 1
     assert report.jobs.model_dump() == {"pending": 0, "processing": 1, "completed": 3, "failed": 0}
     assert (report.records, report.reviewed_records, report.pruned_records) == (8, 1, 3)
-    assert 0 < report.disk.free_bytes <= report.disk.total_bytes
+    assert 0 < report.disk_free_bytes <= report.disk_total_bytes
     assert report.keep_photos_days is None and report.data_dir == str(settings.data_dir)
 
 

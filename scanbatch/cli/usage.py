@@ -7,8 +7,7 @@ import click
 
 from scanbatch.cli import settings
 from scanbatch.cli.through_server import local_or_server
-from scanbatch.models import UsageParts, UsageReport
-from scanbatch.usage import human_bytes
+from scanbatch.usage import UsageParts, UsageReport, human_bytes
 
 
 @click.command("usage")
@@ -31,7 +30,7 @@ def table(r: UsageReport) -> str:
         lines.append(f"{name.replace('_', ' '):<12} {human_bytes(part.bytes):>10} {part.files:>9}")
     lines.append(f"{'total':<12} {human_bytes(r.total_bytes):>10}")
     lines.append(
-        f"Disk: {human_bytes(r.disk.free_bytes)} free of {human_bytes(r.disk.total_bytes)}"
+        f"Disk: {human_bytes(r.disk_free_bytes)} free of {human_bytes(r.disk_total_bytes)}"
     )
     j = r.jobs
     lines.append(

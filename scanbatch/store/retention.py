@@ -114,8 +114,9 @@ class RetentionStore:
             ).fetchone()
         return None if row is None else PhotosPruned(at=row[0], why=row[1])
 
-    def counts(self) -> tuple[JobCounts, int, int, int]:
-        """Jobs by status, and the records: all, reviewed, with their photos removed."""
+    def counts(self) -> dict[str, Any]:
+        """Jobs by status (`jobs`), and the records: all (`records`), reviewed
+        (`reviewed_records`), with their photos removed (`pruned_records`)."""
         with self.db.read() as cur:
             by_status = dict(
                 cur.execute("SELECT status, count(*) FROM scan_jobs GROUP BY status").fetchall()
@@ -125,7 +126,12 @@ class RetentionStore:
                 "(SELECT count(*) FROM photo_prunes)"
             ).fetchone()
         jobs = JobCounts(**{s.value: by_status.get(s.value, 0) for s in Status})
-        return jobs, records, reviewed, pruned
+        return {
+            "jobs": jobs,
+            "records": records,
+            "reviewed_records": reviewed,
+            "pruned_records": pruned,
+        }
 
     def forget_job(self, cur: Any, job_id: str) -> None:
         """Inside `JobStore.delete_job`'s transaction: the job's records go."""

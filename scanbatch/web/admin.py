@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Response, jsonify
 
-from scanbatch.models import PruneRequest, PruneSummary, UsageReport
-from scanbatch.usage import usage
+from scanbatch.models import PruneRequest, PruneSummary
+from scanbatch.usage import UsageReport, usage
 from scanbatch.web.auth import require_manager
 from scanbatch.web.forms import json_body
 from scanbatch.web.openapi import operation
