@@ -423,6 +423,38 @@ def test_a_prune_through_the_server_answers_410_saying_when_and_why(served):
     assert lease.status_code == 200 and lease.json()["photosPruned"] is not None
 
 
+def test_the_golden_set_export_leaves_out_a_record_reviewed_without_its_photos(served):
+    import io
+    import json
+    import zipfile
+
+    server, jobs, tokens = served
+    director = bearer(tokens["director"])
+    requests.post(
+        f"{server.url}/admin/prune",
+        json={"olderThanDays": 30},
+        headers=bearer(tokens["manager"]),
+        timeout=60,
+    )
+    body = {"fields": {**dict.fromkeys(FIELDS), "artistName": "Can"}, "matchedAlbumId": None}
+    saved = requests.put(
+        f"{server.url}/library/scan/batch/{jobs['old']}/items/2/review",
+        json=body,
+        headers=director,
+        timeout=30,
+    )
+    assert saved.status_code == 200, saved.text
+    export = requests.get(f"{server.url}/library/scan/review/dataset", headers=director, timeout=60)
+    assert export.status_code == 200, export.text
+    with zipfile.ZipFile(io.BytesIO(export.content)) as z:
+        truth = json.loads(z.read("truth.json"))
+        names = set(z.namelist())
+    sources = [(t["source"]["jobId"], t["source"]["itemIndex"]) for t in truth["items"]]
+    assert (jobs["old"], 1) in sources and (jobs["old"], 2) not in sources
+    assert all(set(t["photos"]) <= names and t["photos"] for t in truth["items"])
+    assert export.headers["X-Reviewed-Items"] == str(len(sources))
+
+
 def test_the_server_prunes_by_itself_with_keep_photos_days(tmp_path):
     data = tmp_path / "data"
     jobs, tokens = built(data)

@@ -400,7 +400,10 @@ operation(
     "The golden set: a zip, streamed, of every reviewed item in the dataset format",
     query=DatasetQuery,
     responses={
-        200: Reply("A zip", content={"application/zip": {}}),
+        200: Reply(
+            "A zip (records whose photos the retention removed are left out)",
+            content={"application/zip": {}},
+        ),
         400: "since is not an ISO 8601 time with its zone",
         403: NOT_REVIEWER,
         503: Reply(
@@ -426,10 +429,15 @@ def review_dataset() -> Response:
         busy.headers["Retry-After"] = str(EXPORT_RETRY_AFTER)
         return busy
     try:
-        items = list(_reviews().reviewed(since=since))
-        photo_paths = [
-            [f.path for f in _photo_files(_folder(i.job_id), i.item_index)] for i in items
+        reviewed = list(_reviews().reviewed(since=since))
+        found = [[f.path for f in _photo_files(_folder(i.job_id), i.item_index)] for i in reviewed]
+        # A dataset item has its photos: a record reviewed after the retention removed them
+        # is left out (its review stays in the store and in the metrics).
+        kept = [
+            (i, p) for i, p in zip(reviewed, found, strict=True) if len(p) == len(i.photo_types)
         ]
+        items = [i for i, _ in kept]
+        photo_paths = [p for _, p in kept]
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         response = Response(
             golden_set.zip_stream(golden_set.dataset_entries(items, photo_paths)),
