@@ -236,7 +236,7 @@ def test_a_prune_stopped_halfway_is_finished_by_the_next_and_reviews_win(store, 
     assert store.retention.mark({old0: (2, 1)}, cutoff, reason(DAYS), now) == [old0]
     assert store.retention.unremoved() == [old0]
     photos, _ = files_of(settings, old0)
-    photos[0][0].unlink()  # and one photo already gone: fine
+    Path(photos[0][0]).unlink()  # and one photo already gone: fine
     # A record reviewed after the prune picked it keeps its photos: the mark checks again.
     assert store.retention.mark({old1: (2, 1)}, cutoff, reason(DAYS), now) == []
     # A record someone is reviewing right now is left for the next prune.
