@@ -73,7 +73,19 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from scanbatch.cli import audit, catalog, eval, experiment, export, keys, run, serve, synth
+    from scanbatch.cli import (
+        audit,
+        catalog,
+        eval,
+        experiment,
+        export,
+        keys,
+        prune,
+        run,
+        serve,
+        synth,
+        usage,
+    )
 
     cli.add_command(run.command)
     cli.add_command(keys.command)
@@ -84,6 +96,8 @@ def _register() -> None:
     cli.add_command(audit.command)
     cli.add_command(export.command)
     cli.add_command(experiment.experiment)
+    cli.add_command(prune.command)
+    cli.add_command(usage.command)
 
 
 _register()

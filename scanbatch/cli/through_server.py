@@ -35,12 +35,12 @@ class ServerClient:
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
         import requests
 
+        kwargs.setdefault("timeout", 30)  # a long call (a first prune) gives its own
         try:
             r = requests.request(
                 method,
                 self.url + path,
                 headers={"Authorization": f"Bearer {self.token}"},
-                timeout=30,
                 **kwargs,
             )
         except requests.RequestException as exc:
