@@ -84,3 +84,8 @@ def write_fully(write: Callable[[memoryview], int | None], data: bytes | memoryv
             raise OSError(errno.EAGAIN, "write would block")
         view = view[written:]
     return len(data)
+
+
+def same_disk(a: Path, b: Path) -> bool:
+    """Whether `a` and `b` (existing paths) are on one filesystem: freeing one frees the other."""
+    return os.stat(a).st_dev == os.stat(b).st_dev

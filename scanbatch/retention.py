@@ -11,12 +11,16 @@ and the next prune removes them (`RetentionStore.unremoved`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import threading
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from scanbatch.diskspace import same_disk
+from scanbatch.errors import DiskFull
 from scanbatch.jobfolder import ItemFiles, JobFolder
 from scanbatch.models import PruneSummary
 from scanbatch.settings import Settings
@@ -79,6 +83,59 @@ def _remove(
     return removed
 
 
+def _mark(
+    store: JobStore,
+    settings: Settings,
+    found: dict[ItemKey, ItemFiles],
+    cutoff: datetime,
+    why: str,
+    now: datetime,
+) -> tuple[list[ItemKey], dict[ItemKey, ItemFiles]]:
+    """Mark the chunk's records (`RetentionStore.mark`): the records marked, and the files
+    already removed to make room for the marks. A prune is what a full disk calls for, and
+    marking needs a little of the store's disk: when that is full and the photos are on the
+    same disk, the chunk's own files make the room first, thumbnails (made again on demand),
+    then one record's photos at a time. Those go before they are marked, the one exception to
+    the order: a stop then leaves records without photos, which the next prune marks."""
+    sizes = {k: (len(f.photos), f.bytes) for k, f in found.items()}
+    freed: dict[ItemKey, ItemFiles] = {}
+    try:
+        return store.retention.mark(sizes, cutoff, why, now), freed
+    except DiskFull:
+        if not same_disk(settings.store_path, settings.jobs_dir):
+            raise  # nothing here would free what the store needs
+    log.warning("photo retention: the store's disk is full; making room from the photos first")
+    for key, files in found.items():
+        freed[key] = ItemFiles(thumbnails=_unlinked(files.thumbnails))
+    for key in [None, *found]:  # the thumbnails alone first, then each record's photos
+        if key is not None:
+            freed[key].photos.extend(_unlinked(found[key].photos))
+        try:
+            return store.retention.mark(sizes, cutoff, why, now), freed
+        except DiskFull:
+            continue
+    raise DiskFull(settings.store_path)
+
+
+def _unlinked(files: list[tuple[str, int]]) -> list[tuple[str, int]]:
+    """The files of `files` this call removed."""
+    gone = []
+    for path, size in files:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+            gone.append((path, size))
+    return gone
+
+
+def _joined(a: ItemFiles | None, b: ItemFiles | None) -> ItemFiles:
+    out = ItemFiles()
+    for files in (a, b):
+        if files is not None:
+            out.photos += files.photos
+            out.thumbnails += files.thumbnails
+    return out
+
+
 def prune(
     store: JobStore,
     settings: Settings,
@@ -114,10 +171,10 @@ def prune(
             for (job_id, _), files in found.items():
                 tally.add(job_id, files)
             continue
-        sizes = {k: (len(f.photos), f.bytes) for k, f in found.items()}
-        marked = store.retention.mark(sizes, cutoff, reason(older_than_days), now)
-        for (job_id, _), files in _remove(store, settings, marked).items():
-            tally.add(job_id, files)
+        marked, freed = _mark(store, settings, found, cutoff, reason(older_than_days), now)
+        removed = _remove(store, settings, marked)
+        for key in marked:
+            tally.add(key[0], _joined(freed.get(key), removed.get(key)))
     return PruneSummary(
         older_than_days=older_than_days,
         dry_run=dry_run,

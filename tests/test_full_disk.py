@@ -13,6 +13,7 @@ import errno
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -24,11 +25,13 @@ import requests
 from scanbatch.errors import DiskFull
 from scanbatch.jobfolder import ResultsWriter, read_results
 from scanbatch.models import ItemOutcome, Status
-from scanbatch.store import Database
+from scanbatch.settings import Settings
+from scanbatch.store import Database, JobStore
 from scanbatch.testing.imaging import image_bytes
-from scanbatch.testing.servers import ServerProcess, bearer
+from scanbatch.testing.servers import ServerProcess, bearer, keys, launcher_env
 from scanbatch.web.uploads import StagedFile
 from tests.test_backlog import tokens_for
+from tests.test_retention import finished_job
 from tests.test_web_review import TRUTH
 
 MiB = 1024 * 1024
@@ -420,3 +423,40 @@ def test_a_server_restarted_on_a_full_disk_answers_and_takes_work_once_space_is_
         finally:
             srv.stop()
         assert "server.json not written" in (tmp_path / "server.log").read_text()
+
+
+def test_a_prune_frees_a_full_disk_the_store_shares_with_the_photos(tmp_path):
+    """What the 507 recommends must work on a disk 100 % full: marking records as pruned needs
+    a little of the store's disk, so the prune makes that room from the records' own files."""
+    data = tmp_path / "data"
+    with small_disk(data, "24m"):
+        settings = Settings(data_dir=data, extractor="fake")
+        store = JobStore.open(settings.store_path)
+        try:
+            old = [finished_job(store, settings, days_ago=40) for _ in range(3)]
+            tokens = keys(store)
+        finally:
+            store.close()
+        srv = ServerProcess(data).start()
+        try:
+            manager = tokens["manager"]
+            filler = fill(data)
+            _assert_full(_post_batch(srv, tokens["director"], LONG), data)
+
+            done = subprocess.run(
+                [sys.executable, "-m", "scanbatch.cli", "prune", "--older-than", "30"],
+                env=launcher_env(SCANBATCH_DATA_DIR=str(data)),
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            assert done.returncode == 0, done.stderr
+            assert done.stdout.startswith("Removed the photos of 6 record(s) of 3 job(s)")
+            assert "12 photo(s)" in done.stdout
+            gone = _get(srv, manager, f"/library/scan/batch/{old[0]}/items/0/photos/0")
+            assert gone.status_code == 410, gone.text  # marked: said when and why
+            assert [list((data / "jobs" / job / "images").iterdir()) for job in old] == [[]] * 3
+            assert filler.exists()  # the prune made the room, nothing else did
+        finally:
+            srv.stop()
+        assert "making room from the photos first" in (tmp_path / "server.log").read_text()
