@@ -73,7 +73,18 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from scanbatch.cli import audit, catalog, eval, experiment, export, keys, run, serve, synth
+    from scanbatch.cli import (
+        audit,
+        backup,
+        catalog,
+        eval,
+        experiment,
+        export,
+        keys,
+        run,
+        serve,
+        synth,
+    )
 
     cli.add_command(run.command)
     cli.add_command(keys.command)
@@ -84,6 +95,8 @@ def _register() -> None:
     cli.add_command(audit.command)
     cli.add_command(export.command)
     cli.add_command(experiment.experiment)
+    cli.add_command(backup.backup_command)
+    cli.add_command(backup.restore_command)
 
 
 _register()

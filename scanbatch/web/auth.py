@@ -79,8 +79,8 @@ def check_write(key: ApiKey) -> ApiKey:
     return key
 
 
-def require_manager() -> ApiKey:
+def require_manager(what: str = "manage API keys") -> ApiKey:
     key = current_key()
     if key.role != Role.STATION_MANAGER:
-        raise Forbidden(f"Role '{key.role}' may not manage API keys: that needs stationManager")
+        raise Forbidden(f"Role '{key.role}' may not {what}: that needs stationManager")
     return key
