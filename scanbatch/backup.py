@@ -18,6 +18,7 @@ into place, so a failed restore leaves the folder as it found it."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -155,8 +156,10 @@ class Backup:
     def chunks(self) -> Iterator[bytes]:
         """The tar, a chunk at a time (never a whole file in memory)."""
         try:
+            digests: dict[str, str] = {}
             for path in sorted((self.workdir / STORE).iterdir()):
-                yield from _member(f"{STORE}/{path.name}", path)
+                yield from _member(f"{STORE}/{path.name}", path, digests)
+            self.manifest["sha256"] = digests
             if self.photos:
                 files: dict[str, int] = {}
                 for job_id in self.job_ids:
@@ -220,9 +223,11 @@ def _padding(size: int) -> bytes:
     return b"\0" * (-size % TAR_BLOCK)
 
 
-def _member(name: str, path: Path) -> Iterator[bytes]:
+def _member(name: str, path: Path, digests: dict[str, str] | None = None) -> Iterator[bytes]:
     """One file as a tar member: its size is the file's when opened (a file only appended to
-    meanwhile, like results.jsonl, is archived as it was then); nothing if it is gone."""
+    meanwhile, like results.jsonl, is archived as it was then); nothing if it is gone. With
+    `digests`, its SHA-256 is put there under `name` (the store's files: Parquet does not
+    always notice a damaged byte)."""
     try:
         fh = open(path, "rb")  # noqa: SIM115 (closed below; a generator holds it)
     except FileNotFoundError:
@@ -231,13 +236,17 @@ def _member(name: str, path: Path) -> Iterator[bytes]:
         stat = os.fstat(fh.fileno())
         yield _header(name, stat.st_size, stat.st_mtime)
         left = stat.st_size
+        digest = hashlib.sha256()
         while left:
             chunk = fh.read(min(CHUNK, left))
             if not chunk:  # cannot happen to our files (never truncated): fail, do not lie
                 raise OSError(f"{path} shrank while it was archived")
             left -= len(chunk)
+            digest.update(chunk)
             yield chunk
         yield _padding(stat.st_size)
+        if digests is not None:
+            digests[name] = digest.hexdigest()
 
 
 def _member_bytes(name: str, data: bytes) -> Iterator[bytes]:
@@ -282,8 +291,12 @@ def restore(archive: Path, settings: Settings) -> Restored:
     try:
         manifest = _extract(archive, staging)
         store = staging / settings.store_path.name
-        _load(store, staging / STORE, manifest)
-        _check_photos(staging / JOBS, manifest)
+        try:
+            _check_digests(staging, manifest)
+            _load(store, staging / STORE, manifest)
+            _check_photos(staging / JOBS, manifest)
+        except BackupError as exc:
+            raise BackupError(f"{archive}: {exc.message}: nothing was restored") from None
         jobs = staging / JOBS
         if jobs.is_dir():
             with contextlib.suppress(FileNotFoundError):
@@ -460,6 +473,23 @@ def _load(store: Path, tables_dir: Path, manifest: dict[str, Any]) -> None:
     finally:
         db.close()
     private_file(store)
+
+
+def _check_digests(staging: Path, manifest: dict[str, Any]) -> None:
+    """The store's files are the bytes the backup wrote."""
+    digests = manifest.get("sha256")
+    if not isinstance(digests, dict):
+        raise BackupError(f"its {MANIFEST} has no sha256 of the store's files")
+    for name, expected in digests.items():
+        path = staging / name
+        if not _member_ok(name) or not path.is_file():
+            raise BackupError(f"it lacks {name}, which its {MANIFEST} lists")
+        digest = hashlib.sha256()
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+        if digest.hexdigest() != expected:
+            raise BackupError(f"{name} is damaged (its SHA-256 is not the one the backup wrote)")
 
 
 def _check_photos(jobs: Path, manifest: dict[str, Any]) -> None:

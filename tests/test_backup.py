@@ -1,0 +1,421 @@
+"""Backups taken while a real server works (20 reviewers saving, jobs ingesting), restored into
+a new folder and served again; and every way a restore must refuse."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import requests
+
+from scanbatch.backup import BackupError, restore, schema_version
+from scanbatch.client import Client
+from scanbatch.errors import Conflict, Unprocessable
+from scanbatch.names import FIELDS, Role
+from scanbatch.settings import Settings
+from scanbatch.store import Database, JobStore
+from scanbatch.store.check import check_store
+from scanbatch.testing.imaging import image_bytes
+from scanbatch.testing.servers import ServerProcess, bearer, keys
+from tests.webutil import post_batch
+
+REVIEWERS = 20
+SEEDED_JOBS = 4  # of 10 records: two records per reviewer
+SCANBATCH = str(Path(sys.executable).parent / "scanbatch")
+
+
+def _batch(url: str, token: str, items: int) -> str:
+    manifest = [{"imageCount": 1, "photoTypes": ["front"]} for _ in range(items)]
+    files = [(f"p{i}.jpg", image_bytes(), "image/jpeg") for i in range(items)]
+    return post_batch(url, token, manifest, files)
+
+
+def _settings(data_dir: Path) -> Settings:
+    return Settings(data_dir=data_dir, extractor="fake")
+
+
+def _listing(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.fixture(scope="module")
+def station(tmp_path_factory):
+    """A server whose store has the usual keys, 20 reviewers' and a revoked one, and
+    SEEDED_JOBS finished jobs."""
+    data = tmp_path_factory.mktemp("station") / "data"
+    store = JobStore.open(data / "scanbatch.duckdb")
+    tokens = keys(store)
+    reviewers = [
+        store.keys.create(f"reviewer{n:02d}", Role.MUSIC_DIRECTOR)[1] for n in range(REVIEWERS)
+    ]
+    gone, revoked = store.keys.create("gone", Role.MUSIC_DIRECTOR)
+    store.keys.revoke(gone.id)
+    store.close()
+    srv = ServerProcess(data).start()
+    jobs = [_batch(srv.url, tokens["director"], 10) for _ in range(SEEDED_JOBS)]
+    for job_id in jobs:
+        assert srv.wait_finished(job_id, tokens["director"])["status"] == "completed"
+    yield SimpleNamespace(
+        srv=srv, data=data, tokens=tokens, reviewers=reviewers, revoked=revoked, jobs=jobs
+    )
+    srv.stop()
+
+
+@dataclass(frozen=True)
+class Ack:
+    job_id: str
+    item_index: int
+    revision: int
+    reviewer: str
+    fields: dict
+    at: float  # time.monotonic() when the 200 arrived
+
+
+def _download(url: str, token: str, target: Path, photos: bool = True) -> requests.Response:
+    with requests.get(
+        f"{url}/admin/backup?photos={'true' if photos else 'false'}",
+        headers=bearer(token),
+        stream=True,
+        timeout=120,
+    ) as r:
+        assert r.status_code == 200, r.text
+        with open(target, "wb") as fh:
+            for chunk in r.iter_content(65536):
+                fh.write(chunk)
+    return r
+
+
+@pytest.fixture(scope="module")
+def backup_under_load(station, tmp_path_factory):
+    """The backup of the issue: taken while 20 reviewers save and jobs ingest. Which saves and
+    batches were acknowledged before the backup's request began."""
+    url = station.srv.url
+    records = [(j, i) for j in station.jobs for i in range(10)]
+    acks: list[Ack] = []
+    posted: list[tuple[str, float]] = []
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def review(n: int) -> None:
+        client = Client(url, station.reviewers[n])
+        mine = records[2 * n : 2 * n + 2]
+        round_ = 0
+        try:
+            while not stop.is_set():
+                job_id, index = mine[round_ % 2]
+                fields = {name: f"r{n} round {round_} {name}" for name in FIELDS}
+                saved = client.save_review(job_id, index, fields, None)
+                acks.append(
+                    Ack(job_id, index, saved.revision, saved.reviewer, fields, time.monotonic())
+                )
+                round_ += 1
+        except BaseException as exc:  # surfaced by the test
+            errors.append(exc)
+
+    def ingest() -> None:
+        try:
+            while not stop.is_set():
+                job_id = _batch(url, station.tokens["other"], 3)
+                posted.append((job_id, time.monotonic()))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=review, args=(n,)) for n in range(REVIEWERS)]
+    threads.append(threading.Thread(target=ingest))
+    for t in threads:
+        t.start()
+    try:
+        deadline = time.monotonic() + 60
+        while (len(acks) < 3 * REVIEWERS or len(posted) < 2) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        archive = tmp_path_factory.mktemp("backups") / "during-load.tar"
+        began = time.monotonic()
+        _download(url, station.tokens["manager"], archive)
+        acks_during = sum(1 for a in acks if a.at > began)
+        time.sleep(0.5)  # the writers go on after it too
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+    assert not errors, errors
+    return SimpleNamespace(
+        archive=archive,
+        acked=[a for a in acks if a.at < began],
+        posted=[j for j, at in posted if at < began],
+        acks_during=acks_during,
+        all_acks=acks,
+    )
+
+
+@pytest.fixture(scope="module")
+def restored(backup_under_load, station, tmp_path_factory):
+    """The archive restored into a new folder (checked), and a server started on it."""
+    data = tmp_path_factory.mktemp("restored") / "data"
+    done = restore(backup_under_load.archive, _settings(data))
+    db = Database(data / "scanbatch.duckdb")
+    try:
+        problems = check_store(db.cursor())
+    finally:
+        db.close()
+    srv = ServerProcess(data).start()
+    yield SimpleNamespace(srv=srv, data=data, done=done, problems=problems)
+    srv.stop()
+
+
+def test_reviews_saved_before_the_backup_began_are_all_restored_with_their_history(
+    backup_under_load, restored, station
+):
+    acked = backup_under_load.acked
+    assert len(acked) >= 3 * REVIEWERS
+    assert backup_under_load.acks_during > 0, "no save went on while the backup was taken"
+    assert restored.problems == []
+    by_item: dict[tuple[str, int], list[Ack]] = {}
+    for ack in acked:
+        by_item.setdefault((ack.job_id, ack.item_index), []).append(ack)
+    manager = Client(restored.srv.url, station.tokens["manager"])
+    for (job_id, index), saves in by_item.items():
+        history = {r.revision: r for r in manager.review_history(job_id, index)}
+        for ack in saves:
+            got = history.get(ack.revision)
+            assert got is not None, f"{job_id}/{index} revision {ack.revision} lost"
+            assert got.fields == ack.fields
+            assert got.reviewer == ack.reviewer
+        # The history has no gap: every revision from 1 up to the newest restored one.
+        assert sorted(history) == list(range(1, max(history) + 1))
+
+
+def test_jobs_and_results_are_the_same_on_the_restored_server(backup_under_load, restored, station):
+    director, other = station.tokens["director"], station.tokens["other"]
+    for job_id in station.jobs:  # finished before the backup: the same, field for field
+        before = requests.get(
+            f"{station.srv.url}/library/scan/batch/{job_id}", headers=bearer(director)
+        ).json()
+        after = requests.get(
+            f"{restored.srv.url}/library/scan/batch/{job_id}", headers=bearer(director)
+        ).json()
+        assert after == before
+    for job_id in backup_under_load.posted:  # accepted before the backup began: there
+        r = requests.get(f"{restored.srv.url}/library/scan/batch/{job_id}", headers=bearer(other))
+        assert r.status_code == 200, r.text
+    assert restored.done.jobs >= SEEDED_JOBS + len(backup_under_load.posted)
+
+
+def test_keys_work_on_the_restored_server_and_a_revoked_one_stays_revoked(restored, station):
+    url = restored.srv.url
+    for name in ("director", "dj", "manager"):
+        r = requests.get(f"{url}/library/scan/batch", headers=bearer(station.tokens[name]))
+        assert r.status_code == 200, (name, r.text)
+    r = requests.get(f"{url}/library/scan/batch", headers=bearer(station.revoked))
+    assert r.status_code == 401
+    assert set(r.json()) == {"status", "message"}
+
+
+def test_photos_are_restored_private(restored, station):
+    job_id = station.jobs[0]
+    photo = requests.get(
+        f"{restored.srv.url}/library/scan/batch/{job_id}/items/0/photos/0",
+        headers=bearer(station.tokens["director"]),
+    )
+    assert photo.status_code == 200
+    assert (
+        photo.content
+        == (station.data / "jobs" / job_id / "images")
+        .joinpath(next(p.name for p in (station.data / "jobs" / job_id / "images").iterdir()))
+        .read_bytes()
+    )
+    assert (restored.data / "scanbatch.duckdb").stat().st_mode & 0o777 == 0o600
+    for path in (restored.data / "jobs").rglob("*"):
+        assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
+    assert not [p for p in restored.data.iterdir() if p.name.startswith(".restore-")]
+
+
+def test_a_dj_or_no_token_may_not_take_a_backup(station):
+    url = f"{station.srv.url}/admin/backup"
+    r = requests.get(url, headers=bearer(station.tokens["dj"]))
+    assert r.status_code == 403
+    assert r.json()["status"] == 403 and "stationManager" in r.json()["message"]
+    r = requests.get(url)
+    assert r.status_code == 401
+    assert set(r.json()) == {"status", "message"}
+    r = requests.get(url + "?photos=maybe", headers=bearer(station.tokens["manager"]))
+    assert r.status_code == 400
+    assert "photos" in r.json()["message"]
+    assert not [p for p in station.data.iterdir() if p.name.startswith(".backup-")]
+
+
+def test_restore_refuses_a_folder_that_is_not_empty_and_leaves_it_untouched(
+    backup_under_load, station, tmp_path
+):
+    data = tmp_path / "data"
+    store = JobStore.open(data / "scanbatch.duckdb")
+    store.keys.create("someone", Role.DJ)
+    store.close()
+    before = _listing(data)
+    with pytest.raises(Conflict) as err:
+        restore(backup_under_load.archive, _settings(data))
+    assert str(data) in err.value.message and "empty folder" in err.value.message
+    assert _listing(data) == before
+    # A running server's folder: said so.
+    with pytest.raises(Conflict) as err:
+        restore(backup_under_load.archive, _settings(station.data))
+    assert "running" in err.value.message and "Stop it" in err.value.message
+
+
+def test_a_truncated_or_damaged_archive_restores_nothing(backup_under_load, tmp_path):
+    whole = backup_under_load.archive.read_bytes()
+    cases = {
+        "truncated.tar": whole[: len(whole) // 2],
+        "no-manifest.tar": whole[: whole.rfind(b"manifest.json") - 512 + 1],
+        "not-a-tar.tar": b"hello" * 1000,
+    }
+    # A parquet file's bytes damaged inside an otherwise whole archive.
+    at = whole.index(b"PAR1", whole.index(b"store/scan_results.parquet")) + 600
+    cases["damaged.tar"] = (
+        whole[:at] + bytes(b ^ 0xFF for b in whole[at : at + 64]) + whole[at + 64 :]
+    )
+    for name, data in cases.items():
+        archive = tmp_path / name
+        archive.write_bytes(data)
+        target = tmp_path / f"into-{name}"
+        with pytest.raises(BackupError) as err:
+            restore(archive, _settings(target))
+        assert str(archive) in err.value.message, name
+        assert "damaged" in err.value.message or "cut short" in err.value.message, name
+        assert not target.exists(), f"{name}: {list(target.rglob('*'))}"
+
+
+def _repacked(archive: Path, out: Path, change) -> Path:
+    """`archive` with its manifest changed by `change(manifest)`."""
+    with tarfile.open(archive) as src, tarfile.open(out, "w") as dst:
+        for member in src.getmembers():
+            data = src.extractfile(member).read()
+            if member.name == "manifest.json":
+                manifest = json.loads(data)
+                change(manifest)
+                data = json.dumps(manifest).encode()
+                member.size = len(data)
+            dst.addfile(member, io.BytesIO(data))
+    return out
+
+
+def test_an_archive_of_a_newer_schema_is_refused(backup_under_load, tmp_path):
+    newer = _repacked(
+        backup_under_load.archive,
+        tmp_path / "newer.tar",
+        lambda m: m.update(schemaVersion=schema_version() + 1),
+    )
+    target = tmp_path / "data"
+    with pytest.raises(Unprocessable) as err:
+        restore(newer, _settings(target))
+    assert "newer scanbatch" in err.value.message
+    assert not target.exists()
+
+
+def test_an_archive_of_an_older_schema_is_migrated_after_loading(tmp_path):
+    from scanbatch.backup import Backup
+
+    old = _settings(tmp_path / "old")
+    db = Database(old.store_path, target=schema_version() - 1)
+    store = JobStore(db)
+    with db.write() as cur:  # a job as that schema holds it (no billing, no cost)
+        cur.execute(
+            "INSERT INTO scan_jobs (id, user_id, status, total_items, created_at, updated_at) "
+            "VALUES ('6f1a2b3c-0000-4000-8000-000000000001', 'alice', 'pending', 1, now(), now())"
+        )
+        cur.execute(
+            "INSERT INTO scan_results (job_id, item_index, status, image_count, photo_types, "
+            "created_at, updated_at) VALUES ('6f1a2b3c-0000-4000-8000-000000000001', 0, "
+            "'pending', 1, '[\"front\"]', now(), now())"
+        )
+    archive = tmp_path / "old.tar"
+    Backup.take(db, old, photos=False).write(archive)
+    store.close()
+    done = restore(archive, _settings(tmp_path / "new"))
+    assert (done.schema_from, done.schema_to) == (schema_version() - 1, schema_version())
+    restored = JobStore.open(tmp_path / "new" / "scanbatch.duckdb")
+    try:
+        versions = [
+            r[0]
+            for r in restored.db.cursor()
+            .execute("SELECT version FROM schema_migrations ORDER BY version")
+            .fetchall()
+        ]
+        assert versions == list(range(1, schema_version() + 1))
+        assert restored.get_job("6f1a2b3c-0000-4000-8000-000000000001", None).total_items == 1
+    finally:
+        restored.close()
+
+
+def test_the_cli_backs_up_through_the_running_server_as_the_readme_says(station, tmp_path):
+    """`scanbatch backup FILE` with a relative FILE, the server running; then restored with
+    `scanbatch restore FILE` into an empty folder."""
+    env = {**os.environ, "SCANBATCH_DATA_DIR": str(station.data)}
+    env.pop("SCANBATCH_TOKEN", None)
+    (tmp_path / "backups").mkdir()
+    out = subprocess.run(
+        [SCANBATCH, "backup", "backups/nightly.tar", "--photos"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("wrote backups/nightly.tar: ")
+    assert " records, " in out.stdout and " reviews" in out.stdout
+    assert sorted(p.name for p in (tmp_path / "backups").iterdir()) == ["nightly.tar"]
+    env["SCANBATCH_DATA_DIR"] = str(tmp_path / "restored")
+    out = subprocess.run(
+        [SCANBATCH, "restore", "backups/nightly.tar"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("restored backups/nightly.tar into ")
+    # Again: the folder is not empty now.
+    out = subprocess.run(
+        [SCANBATCH, "restore", "backups/nightly.tar"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 1
+    assert out.stderr.startswith("scanbatch: error: ") and "is not empty" in out.stderr
+
+
+def test_the_cli_backs_up_a_store_no_server_holds(tmp_path):
+    data = tmp_path / "data"
+    store = JobStore.open(data / "scanbatch.duckdb")
+    store.keys.create("alice", Role.MUSIC_DIRECTOR)
+    store.close()
+    env = {**os.environ, "SCANBATCH_DATA_DIR": str(data)}
+    out = subprocess.run(
+        [SCANBATCH, "backup", "local.tar"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "0 records, 0 reviews" in out.stdout
+    assert (tmp_path / "local.tar").stat().st_mode & 0o777 == 0o600
