@@ -21,6 +21,7 @@ import requests
 from common import MiB, header, line, percentile, ratio
 
 from scanbatch.backup import restore
+from scanbatch.cli.through_server import ServerClient
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore
 from scanbatch.testing.servers import ServerProcess, bearer, keys
@@ -141,16 +142,10 @@ def main() -> None:
 
         def backup() -> None:
             t = time.perf_counter()
-            with requests.get(
-                f"{srv.url}/admin/backup?photos=false",
-                headers=bearer(tokens["manager"]),
-                stream=True,
-                timeout=600,
-            ) as r:
-                r.raise_for_status()
-                with open(archive, "wb") as fh:
-                    for chunk in r.iter_content(MiB):
-                        fh.write(chunk)
+            client = ServerClient(srv.url, tokens["manager"])  # what `scanbatch backup` uses
+            with client.stream("GET", "/admin/backup?photos=false") as r, open(archive, "wb") as fh:
+                for chunk in r.iter_content(MiB):
+                    fh.write(chunk)
             took.append(time.perf_counter() - t)
 
         try:

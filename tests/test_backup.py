@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from scanbatch.backup import BackupError, restore, schema_version
+from scanbatch.cli.through_server import ServerClient
 from scanbatch.client import Client
 from scanbatch.errors import Conflict, Unprocessable
 from scanbatch.names import FIELDS, Role
@@ -85,18 +86,23 @@ class Ack:
     at: float  # time.monotonic() when the 200 arrived
 
 
-def _download(url: str, token: str, target: Path, photos: bool = True) -> requests.Response:
-    with requests.get(
-        f"{url}/admin/backup?photos={'true' if photos else 'false'}",
-        headers=bearer(token),
-        stream=True,
+def _download(url: str, token: str, target: Path) -> None:
+    """GET /admin/backup?photos=true into `target`, with the CLI's own client."""
+    with ServerClient(url, token).stream("GET", "/admin/backup?photos=true") as r:
+        assert r.headers["Content-Type"] == "application/x-tar"
+        target.write_bytes(b"".join(r.iter_content(65536)))
+
+
+def _cli(*args: str, cwd: Path, data_dir: Path) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "SCANBATCH_TOKEN"}
+    return subprocess.run(
+        [SCANBATCH, *args],
+        cwd=cwd,
+        env={**env, "SCANBATCH_DATA_DIR": str(data_dir)},
+        capture_output=True,
+        text=True,
         timeout=120,
-    ) as r:
-        assert r.status_code == 200, r.text
-        with open(target, "wb") as fh:
-            for chunk in r.iter_content(65536):
-                fh.write(chunk)
-    return r
+    )
 
 
 @pytest.fixture(scope="module")
@@ -363,41 +369,18 @@ def test_an_archive_of_an_older_schema_is_migrated_after_loading(tmp_path):
 def test_the_cli_backs_up_through_the_running_server_as_the_readme_says(station, tmp_path):
     """`scanbatch backup FILE` with a relative FILE, the server running; then restored with
     `scanbatch restore FILE` into an empty folder."""
-    env = {**os.environ, "SCANBATCH_DATA_DIR": str(station.data)}
-    env.pop("SCANBATCH_TOKEN", None)
     (tmp_path / "backups").mkdir()
-    out = subprocess.run(
-        [SCANBATCH, "backup", "backups/nightly.tar", "--photos"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _cli("backup", "backups/nightly.tar", "--photos", cwd=tmp_path, data_dir=station.data)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("wrote backups/nightly.tar: ")
     assert " records, " in out.stdout and " reviews" in out.stdout
     assert sorted(p.name for p in (tmp_path / "backups").iterdir()) == ["nightly.tar"]
-    env["SCANBATCH_DATA_DIR"] = str(tmp_path / "restored")
-    out = subprocess.run(
-        [SCANBATCH, "restore", "backups/nightly.tar"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    restored = tmp_path / "restored"
+    out = _cli("restore", "backups/nightly.tar", cwd=tmp_path, data_dir=restored)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("restored backups/nightly.tar into ")
     # Again: the folder is not empty now.
-    out = subprocess.run(
-        [SCANBATCH, "restore", "backups/nightly.tar"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _cli("restore", "backups/nightly.tar", cwd=tmp_path, data_dir=restored)
     assert out.returncode == 1
     assert out.stderr.startswith("scanbatch: error: ") and "is not empty" in out.stderr
 
@@ -407,15 +390,7 @@ def test_the_cli_backs_up_a_store_no_server_holds(tmp_path):
     store = JobStore.open(data / "scanbatch.duckdb")
     store.keys.create("alice", Role.MUSIC_DIRECTOR)
     store.close()
-    env = {**os.environ, "SCANBATCH_DATA_DIR": str(data)}
-    out = subprocess.run(
-        [SCANBATCH, "backup", "local.tar"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    out = _cli("backup", "local.tar", cwd=tmp_path, data_dir=data)
     assert out.returncode == 0, out.stderr
     assert "0 records, 0 reviews" in out.stdout
     assert (tmp_path / "local.tar").stat().st_mode & 0o777 == 0o600
