@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 import tarfile
@@ -394,3 +395,45 @@ def test_the_cli_backs_up_a_store_no_server_holds(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "0 records, 0 reviews" in out.stdout
     assert (tmp_path / "local.tar").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_client_that_goes_away_leaves_no_copy_and_the_next_backup_starts(tmp_path):
+    """A backup larger than the server's send buffer, its client gone after 1 KiB: the
+    stream is abandoned, its copy of the store removed, and the next backup may start."""
+    data = tmp_path / "data"
+    store = JobStore.open(data / "scanbatch.duckdb")
+    token = keys(store)["manager"]
+    job_id = _batch_in_store(store, data)
+    store.close()
+    (data / "jobs" / job_id / "images" / "item00_0.jpg").write_bytes(os.urandom(4 * 1024 * 1024))
+    srv = ServerProcess(data, SCANBATCH_HTTP_SEND_BUFFER=str(64 * 1024)).start()
+    try:
+        host, port = srv.url.removeprefix("http://").split(":")
+        with socket.create_connection((host, int(port)), timeout=30) as sock:
+            sock.sendall(
+                f"GET /admin/backup?photos=true HTTP/1.1\r\nHost: {host}\r\n"
+                f"Authorization: Bearer {token}\r\n\r\n".encode()
+            )
+            assert sock.recv(1024).startswith(b"HTTP/1.1 200 ")
+            time.sleep(0.5)
+            # The stream waits for this client: its copy of the store is still there.
+            assert [p for p in data.iterdir() if p.name.startswith(".backup-")]
+        deadline = time.monotonic() + 60
+        while [p for p in data.iterdir() if p.name.startswith(".backup-")]:
+            assert time.monotonic() < deadline, "the backup's copy of the store stayed"
+            time.sleep(0.1)
+        r = requests.get(f"{srv.url}/admin/backup?photos=false", headers=bearer(token))
+        assert r.status_code == 200, r.text
+    finally:
+        srv.stop()
+
+
+def _batch_in_store(store: JobStore, data: Path) -> str:
+    """A pending one-photo job written straight into the store, with its job folder."""
+    from scanbatch.jobfolder import JobFolder
+    from scanbatch.models import Manifest
+
+    manifest = Manifest.model_validate({"items": [{"imageCount": 1, "photoTypes": ["front"]}]})
+    job_id = store.create_job("alice", manifest)
+    JobFolder.for_job(data / "jobs", job_id).create(manifest)
+    return job_id
