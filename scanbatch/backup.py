@@ -26,7 +26,7 @@ import shutil
 import tarfile
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -113,6 +113,8 @@ class Backup:
     photos: bool
     manifest: dict[str, Any]
     job_ids: list[str] = field(default_factory=list)
+    _on_close: list[Callable[[], None]] = field(default_factory=list, init=False, repr=False)
+    _closed: bool = field(default=False, init=False, repr=False)
 
     @classmethod
     def take(cls, db: Database, settings: Settings, *, photos: bool) -> Backup:
@@ -164,9 +166,12 @@ class Backup:
                 files: dict[str, int] = {}
                 for job_id in self.job_ids:
                     files[job_id] = 0
-                    for name, path in _folder_files(self.jobs_dir / job_id):
+                    for name, path in _folder_entries(self.jobs_dir / job_id, f"{JOBS}/{job_id}"):
+                        if path is None:
+                            yield _header(name, 0, datetime.now(UTC).timestamp(), directory=True)
+                            continue
                         sent = False
-                        for chunk in _member(f"{JOBS}/{job_id}/{name}", path):
+                        for chunk in _member(name, path):
                             sent = True
                             yield chunk
                         files[job_id] += sent
@@ -190,32 +195,47 @@ class Backup:
             os.fsync(fh.fileno())
         return size
 
+    def on_close(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once, when the archive is done with (sent, or abandoned)."""
+        self._on_close.append(callback)
+
     def close(self) -> None:
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        """Remove the copy of the store (once: the stream's end and the server both close)."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            for callback in self._on_close:  # first: whoever sees the copy gone may go on
+                callback()
+        finally:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _folder_files(folder: Path) -> Iterator[tuple[str, Path]]:
-    """(name inside the folder, path) of each file of a job folder to archive. A folder or
-    file removed meanwhile (the job deleted after the snapshot) is skipped."""
+def _folder_entries(folder: Path, name: str) -> Iterator[tuple[str, Path | None]]:
+    """(member name, path) of each file of a job folder to archive, and (member name, None)
+    of the folder and each folder in it, before what it holds (an empty `images/` is restored
+    too). A folder or file removed meanwhile (the job deleted after the snapshot) is skipped."""
     try:
         entries = sorted(os.scandir(folder), key=lambda e: e.name)
     except FileNotFoundError:
         return
+    yield name, None
     for entry in entries:
         if entry.name in NOT_ARCHIVED:
             continue
         if entry.is_dir(follow_symlinks=False):
-            for name, path in _folder_files(Path(entry.path)):
-                yield f"{entry.name}/{name}", path
+            yield from _folder_entries(Path(entry.path), f"{name}/{entry.name}")
         elif entry.is_file(follow_symlinks=False):
-            yield entry.name, Path(entry.path)
+            yield f"{name}/{entry.name}", Path(entry.path)
 
 
-def _header(name: str, size: int, mtime: float) -> bytes:
+def _header(name: str, size: int, mtime: float, *, directory: bool = False) -> bytes:
     info = tarfile.TarInfo(name)
     info.size = size
     info.mtime = int(mtime)
-    info.mode = FILE_MODE
+    info.mode = DIR_MODE if directory else FILE_MODE
+    if directory:
+        info.type = tarfile.DIRTYPE
     return info.tobuf(format=tarfile.PAX_FORMAT)
 
 
@@ -331,7 +351,9 @@ def restore(archive: Path, settings: Settings) -> Restored:
 def _require_empty(settings: Settings) -> None:
     data_dir = settings.data_dir
     running = server_file.read(data_dir)
-    if running is not None and _alive(running.pid):
+    # A server holds its store: without one, server.json is left from a server gone (and its
+    # pid may be another process's now).
+    if running is not None and settings.store_path.exists() and _alive(running.pid):
         raise Conflict(
             f"A server (pid {running.pid}, {running.url}) is running on {data_dir}: a restore "
             "never goes under a running server. Stop it, or restore into another folder "
@@ -365,8 +387,10 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def _member_ok(name: str) -> bool:
+def _member_ok(name: str, *, directory: bool = False) -> bool:
     parts = name.split("/")
+    if directory:  # a job folder or a folder in it
+        return len(parts) >= 2 and parts[0] == JOBS and _member_ok(name + "/-")
     if name == MANIFEST:
         return True
     if len(parts) == 2 and parts[0] == STORE:
@@ -385,13 +409,16 @@ def _extract(archive: Path, staging: Path) -> dict[str, Any]:
     """The archive unpacked into `staging` (every file private); its manifest, checked."""
 
     def only_ours(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
-        if not (member.isfile() and _member_ok(member.name)):
+        ours = (member.isfile() and _member_ok(member.name)) or (
+            member.isdir() and _member_ok(member.name, directory=True)
+        )
+        if not ours:
             raise BackupError(
                 f"{archive} holds {member.name!r}, which no scanbatch backup holds: it is not "
                 "one (or was changed): restore a file `scanbatch backup` wrote"
             )
         member = tarfile.data_filter(member, dest)
-        return member.replace(mode=FILE_MODE, deep=False)
+        return member.replace(mode=DIR_MODE if member.isdir() else FILE_MODE, deep=False)
 
     try:
         with tarfile.open(archive, "r|") as tar:

@@ -309,6 +309,9 @@ def _repacked(archive: Path, out: Path, change) -> Path:
     """`archive` with its manifest changed by `change(manifest)`."""
     with tarfile.open(archive) as src, tarfile.open(out, "w") as dst:
         for member in src.getmembers():
+            if member.isdir():
+                dst.addfile(member)
+                continue
             data = src.extractfile(member).read()
             if member.name == "manifest.json":
                 manifest = json.loads(data)
@@ -405,7 +408,7 @@ def test_a_client_that_goes_away_leaves_no_copy_and_the_next_backup_starts(tmp_p
     token = keys(store)["manager"]
     job_id = _batch_in_store(store, data)
     store.close()
-    (data / "jobs" / job_id / "images" / "item00_0.jpg").write_bytes(os.urandom(4 * 1024 * 1024))
+    (data / "jobs" / job_id / "images" / "item00_0.jpg").write_bytes(os.urandom(8 * 1024 * 1024))
     srv = ServerProcess(data, SCANBATCH_HTTP_SEND_BUFFER=str(64 * 1024)).start()
     try:
         host, port = srv.url.removeprefix("http://").split(":")

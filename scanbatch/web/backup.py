@@ -77,10 +77,8 @@ def take_backup() -> Response:
         _one_at_a_time.release()
         raise
 
-    def done() -> None:  # sent whole, or the client gone: the copy goes, the next may start
-        backup.close()
-        _one_at_a_time.release()
-
+    # Sent whole, or the client gone: the next backup may start, the copy goes.
+    backup.on_close(_one_at_a_time.release)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     response = Response(
         backup.chunks(),
@@ -91,5 +89,5 @@ def take_backup() -> Response:
             "X-Backup-Reviews": str(backup.reviews),
         },
     )
-    response.call_on_close(done)
+    response.call_on_close(backup.close)
     return response
