@@ -440,3 +440,25 @@ def _batch_in_store(store: JobStore, data: Path) -> str:
     job_id = store.create_job("alice", manifest)
     JobFolder.for_job(data / "jobs", job_id).create(manifest)
     return job_id
+
+
+def test_a_snapshot_holds_the_store_as_at_its_first_statement(tmp_path):
+    """DuckDB fixes a transaction's snapshot at its first statement, not at BEGIN: writes
+    committed after that (from other threads, as the server's) are not in what it copies."""
+    db = Database(tmp_path / "s.duckdb")
+    store = JobStore(db)
+    store.keys.create("before", Role.DJ)
+    try:
+        with db.snapshot() as cur:
+            (version,) = cur.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            writer = threading.Thread(target=store.keys.create, args=("after", Role.DJ))
+            writer.start()
+            writer.join()
+            target = tmp_path / "keys.parquet"
+            cur.execute(f"COPY (SELECT * FROM api_keys) TO '{target}' (FORMAT parquet)")
+            copied = cur.execute(f"SELECT user_id FROM read_parquet('{target}')").fetchall()
+        assert version == schema_version()
+        assert copied == [("before",)]
+        assert len(store.keys.list_all()) == 2
+    finally:
+        store.close()

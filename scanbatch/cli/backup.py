@@ -19,6 +19,7 @@ from scanbatch.errors import ScanbatchError
 from scanbatch.private import FILE_MODE
 
 DOWNLOAD_CHUNK = 1024 * 1024
+SNAPSHOT_SECONDS = 600
 
 
 def _size(n: int) -> str:
@@ -34,7 +35,9 @@ def _download(server: ServerClient, photos: bool, tmp: Path) -> None:
 
     flag = "true" if photos else "false"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    with os.fdopen(fd, "wb") as fh, server.stream("GET", f"/admin/backup?photos={flag}") as r:
+    path = f"/admin/backup?photos={flag}"
+    # The server copies the store's tables before its first byte: seconds, not a stalled one.
+    with os.fdopen(fd, "wb") as fh, server.stream("GET", path, timeout=(30, SNAPSHOT_SECONDS)) as r:
         try:
             for chunk in r.iter_content(DOWNLOAD_CHUNK):
                 fh.write(chunk)
@@ -59,6 +62,10 @@ def backup_command(file: Path, photos: bool) -> None:
     running server when one holds the store. Restore it with `scanbatch restore FILE`.
     """
     tmp = file.with_name(file.name + ".tmp")
+    if not tmp.parent.is_dir():
+        raise ScanbatchError(
+            f"{tmp.parent} is not a folder: create it, or write the backup elsewhere"
+        )
     try:
         local_or_server(
             lambda store: Backup.take(store.db, settings(), photos=photos).write(tmp),

@@ -47,12 +47,12 @@ class ServerClient:
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         import requests
 
+        kwargs.setdefault("timeout", 30)
         try:
             r = requests.request(
                 method,
                 self.url + path,
                 headers={"Authorization": f"Bearer {self.token}"},
-                timeout=30,
                 **kwargs,
             )
         except requests.RequestException as exc:
