@@ -405,8 +405,10 @@ def test_a_client_that_goes_away_leaves_no_copy_and_the_next_backup_starts(tmp_p
     job_id = _batch_in_store(store, data)
     store.close()
     (data / "jobs" / job_id / "images" / "item00_0.jpg").write_bytes(os.urandom(8 * 1024 * 1024))
+    (data / ".backup-left-by-a-killed-server" / "store").mkdir(parents=True)
     srv = ServerProcess(data, SCANBATCH_HTTP_SEND_BUFFER=str(64 * 1024)).start()
     try:
+        assert not (data / ".backup-left-by-a-killed-server").exists()  # removed at start
         host, port = srv.url.removeprefix("http://").split(":")
         with socket.create_connection((host, int(port)), timeout=30) as sock:
             sock.sendall(
