@@ -301,10 +301,13 @@ def test_a_truncated_or_damaged_archive_restores_nothing(backup_under_load, tmp_
         assert not target.exists(), f"{name}: {list(target.rglob('*'))}"
 
 
-def _repacked(archive: Path, out: Path, change) -> Path:
-    """`archive` with its manifest changed by `change(manifest)`."""
+def _repacked(archive: Path, out: Path, change=lambda manifest: None, drop=()) -> Path:
+    """`archive` with its manifest changed by `change(manifest)`, without the members named
+    in `drop`."""
     with tarfile.open(archive) as src, tarfile.open(out, "w") as dst:
         for member in src.getmembers():
+            if member.name in drop:
+                continue
             if member.isdir():
                 dst.addfile(member)
                 continue
@@ -460,3 +463,15 @@ def test_a_snapshot_holds_the_store_as_at_its_first_statement(tmp_path):
         assert len(store.keys.list_all()) == 2
     finally:
         store.close()
+
+
+def test_an_archive_missing_a_photo_it_lists_restores_nothing(backup_under_load, station, tmp_path):
+    job_id = station.jobs[0]
+    with tarfile.open(backup_under_load.archive) as tar:
+        photo = next(n for n in tar.getnames() if n.startswith(f"jobs/{job_id}/images/"))
+    archive = _repacked(backup_under_load.archive, tmp_path / "short.tar", drop={photo})
+    target = tmp_path / "data"
+    with pytest.raises(BackupError) as err:
+        restore(archive, _settings(target))
+    assert f"{job_id} (" in err.value.message and "miss files" in err.value.message
+    assert not target.exists()
