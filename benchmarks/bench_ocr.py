@@ -29,10 +29,11 @@ from scanbatch.evaluate import evaluate
 from scanbatch.extractors import ocr_engine
 from scanbatch.extractors.ocr import OcrExtractor
 from scanbatch.jobfolder import JobFolder
-from scanbatch.models import Manifest
+from scanbatch.models import DatasetManifest, Manifest
 from scanbatch.pipeline import process_folder
 from scanbatch.settings import SHIPPED_DATA
 from scanbatch.synth import generate_set
+from scanbatch.validation import batch_slices
 
 GOALS = {  # field -> minimum exact accuracy
     "artistName": 0.9,
@@ -78,14 +79,20 @@ def _matcher(csv_path: Path, tmp: Path) -> CatalogMatcher:
     return matcher
 
 
-def _job_folder(set_dir: Path, truth_items: list[dict], tmp: Path) -> JobFolder:
-    manifest = Manifest.model_validate_json((set_dir / "manifest.json").read_text())
-    folder = JobFolder(tmp / "job")
-    folder.create(manifest)
-    for item in truth_items:
-        for position, name in enumerate(item["photos"]):
-            folder.write_image(item["itemIndex"], position, (set_dir / name).read_bytes())
-    return folder
+def _job_folders(set_dir: Path, truth_items: list[dict], tmp: Path) -> list[tuple[int, JobFolder]]:
+    """The set as the station's batches (a dataset is not a batch: at most 10 records each),
+    one job folder per batch, with the index of its first record in the set."""
+    dataset = DatasetManifest.model_validate_json((set_dir / "manifest.json").read_text())
+    photos = {item["itemIndex"]: item["photos"] for item in truth_items}
+    folders = []
+    for part in batch_slices([item.image_count for item in dataset.items]):
+        folder = JobFolder(tmp / f"job{part.start:04d}")
+        folder.create(Manifest(items=dataset.items[part.start : part.stop]))
+        for index in part:
+            for position, name in enumerate(photos[index]):
+                folder.write_image(index - part.start, position, (set_dir / name).read_bytes())
+        folders.append((part.start, folder))
+    return folders
 
 
 def main() -> None:
@@ -107,12 +114,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         matcher = _matcher(_catalog_csv(truth), tmp)
-        folder = _job_folder(set_dir, items, tmp)
+        folders = _job_folders(set_dir, items, tmp)
         extractor = OcrExtractor(catalog=matcher)
         ocr_engine.warm_up(extractor.options.det_side)  # type: ignore[attr-defined]
         load_before = os.getloadavg()[0]
         cpu0, wall0 = time.process_time(), time.perf_counter()
-        outcomes = process_folder(folder, extractor, matcher=matcher, concurrency=args.concurrency)
+        outcomes = [
+            outcome.model_copy(update={"item_index": first + outcome.item_index})
+            for first, folder in folders
+            for outcome in process_folder(
+                folder, extractor, matcher=matcher, concurrency=args.concurrency
+            )
+        ]
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
         load_after = os.getloadavg()[0]
     report = evaluate(items, outcomes)

@@ -17,7 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from scanbatch.evaluate import normalize
 from scanbatch.images import THUMBNAIL_SIZES
-from scanbatch.models import CamelModel, MatchedAlbum, Status
+from scanbatch.models import CamelModel, MatchedAlbum, PhotosPruned, Status
 from scanbatch.names import FIELDS
 from scanbatch.wholenumbers import MAX_ID, WholeNumber
 
@@ -139,6 +139,11 @@ class ReviewItem(CamelModel):
     model: str | None
     prompt_version: str | None
     photos: list[PhotoRef]
+    photos_pruned: PhotosPruned | None = Field(
+        None,
+        description="set when the photo retention removed the record's photos (then `photos` "
+        "is empty): when and why; the reading stays and may still be reviewed",
+    )
     review: ReviewView | None
     lease: LeaseView | None = Field(
         None, description="who is reviewing the record now (POST /library/scan/review/next)"

@@ -40,6 +40,12 @@ class Conflict(ScanbatchError):
     status = 409
 
 
+class Gone(ScanbatchError):
+    """What was here was removed on purpose (a photo the retention pruned): do not ask again."""
+
+    status = 410
+
+
 class PreconditionFailed(ScanbatchError):
     """An If-Match / If-None-Match that no longer holds: someone saved meanwhile."""
 

@@ -19,7 +19,7 @@ import os
 import shutil
 import threading
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scanbatch.errors import ExtractionError
@@ -44,6 +44,25 @@ class PhotoFile:
 
     path: Path
     mime_type: str
+
+
+@dataclass
+class ItemFiles:
+    """An item's photos and thumbnails on disk, each as (path, size in bytes). Paths are
+    strings: a prune lists hundreds of thousands, and making a Path of each cost a fifth of
+    its time (measured)."""
+
+    photos: list[tuple[str, int]] = field(default_factory=list)
+    thumbnails: list[tuple[str, int]] = field(default_factory=list)
+
+    @property
+    def bytes(self) -> int:
+        return sum(size for _, size in self.photos) + sum(size for _, size in self.thumbnails)
+
+
+def _item_prefix(item_index: int) -> str:
+    """How the names of an item's photos, and of their thumbnails, begin."""
+    return f"item{item_index:02d}_"
 
 
 def _entry(name: str) -> property:
@@ -75,6 +94,15 @@ class JobFolder:
     def exists(self) -> bool:
         return self.manifest_path.exists()
 
+    def notebook_saved(self) -> bool:
+        """The executed notebook was saved at the end of its run (papermill records the run's
+        `end_time` in that save only): not the parameterised copy a killed run leaves."""
+        try:
+            notebook = json.loads(self.notebook_path.read_text())
+        except (FileNotFoundError, ValueError):
+            return False
+        return bool(notebook.get("metadata", {}).get("papermill", {}).get("end_time"))
+
     def create(self, manifest: Manifest) -> None:
         self.path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
         self.images_dir.mkdir(exist_ok=True, mode=DIR_MODE)
@@ -87,6 +115,20 @@ class JobFolder:
 
     def read_manifest(self) -> Manifest:
         return Manifest.model_validate_json(self.manifest_path.read_text())
+
+    @staticmethod
+    def left_running(jobs_dir: Path) -> list[JobFolder]:
+        """Folders whose run was not seen to its end: the pid file a run writes at its start
+        and its runner removes once the process has exited (after the notebook's save)."""
+        try:
+            entries = list(os.scandir(jobs_dir))
+        except FileNotFoundError:
+            return []
+        return [
+            JobFolder(Path(e.path))
+            for e in entries
+            if e.is_dir() and os.path.exists(os.path.join(e.path, PID_FILE))
+        ]
 
     # -- photos -----------------------------------------------------------------------------
 
@@ -106,7 +148,7 @@ class JobFolder:
         return path
 
     def image_paths(self, item_index: int) -> list[Path]:
-        prefix = f"item{item_index:02d}_"
+        prefix = _item_prefix(item_index)
         found = [p for p in self.images_dir.iterdir() if p.name.startswith(prefix)]
         return sorted(found, key=lambda p: int(p.stem.split("_")[1]))
 
@@ -133,6 +175,44 @@ class JobFolder:
     def thumbnail_path(self, photo: Path, size: int) -> Path:
         """Where the JPEG thumbnail of `photo` at `size` px is kept."""
         return self.thumbnails_dir / f"{photo.stem}_{size}.jpg"
+
+    def item_files(self, item_indexes: Iterable[int]) -> dict[int, ItemFiles]:
+        """The photos and thumbnails of these items, with their sizes: one listing of each
+        folder, whatever the number of items (a prune reads thousands of job folders)."""
+        wanted = {_item_prefix(i): i for i in item_indexes}
+        found = {i: ItemFiles() for i in wanted.values()}
+        width = len(_item_prefix(0))
+        for folder, thumbnails in ((self.images_dir, False), (self.thumbnails_dir, True)):
+            try:
+                entries = list(os.scandir(folder))
+            except FileNotFoundError:  # no thumbnails made yet, or the job deleted meanwhile
+                continue
+            for entry in entries:
+                item = wanted.get(entry.name[:width])
+                if item is None:
+                    continue
+                try:
+                    size = entry.stat(follow_symlinks=False).st_size
+                except FileNotFoundError:
+                    continue
+                files = found[item].thumbnails if thumbnails else found[item].photos
+                files.append((entry.path, size))
+        return found
+
+    def remove_item_files(self, item_indexes: Iterable[int]) -> dict[int, ItemFiles]:
+        """Remove the photos and thumbnails of these items; what was removed, per item. A
+        file already gone (removed by a prune that was stopped halfway) is not counted."""
+        removed: dict[int, ItemFiles] = {}
+        for item, files in self.item_files(item_indexes).items():
+            gone = ItemFiles()
+            for path, size in files.photos:
+                if _unlink(path):
+                    gone.photos.append((path, size))
+            for path, size in files.thumbnails:
+                if _unlink(path):
+                    gone.thumbnails.append((path, size))
+            removed[item] = gone
+        return removed
 
     # -- results ----------------------------------------------------------------------------
 
@@ -185,6 +265,14 @@ class JobFolder:
         if not any(e.event == "sent" for e in events):
             return None
         return {e.item: e for e in events if e.event == "answered" and e.item is not None}
+
+
+def _unlink(path: str) -> bool:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def recorded_mime(path: Path) -> str:

@@ -15,12 +15,14 @@ from pydantic import (
     Field,
     StringConstraints,
     WithJsonSchema,
+    create_model,
     field_validator,
 )
 from pydantic.alias_generators import to_camel
 
 from scanbatch.images import MAX_IMAGE_BYTES
 from scanbatch.names import FIELDS, Role
+from scanbatch.settings import MAX_KEEP_DAYS
 from scanbatch.wholenumbers import MAX_ID, WholeNumber
 
 
@@ -496,3 +498,47 @@ class ScanForm(BaseModel):
     def context(self) -> ScanContext | None:
         fields = self.model_dump(exclude={"photo_types"}, exclude_none=True)
         return ScanContext(**fields) if fields else None
+
+
+# -- retention and usage (scanbatch.retention, scanbatch.usage, /admin) -----------------------
+
+
+class PhotosPruned(CamelModel):
+    """Why a record has no photos: they were removed by the photo retention."""
+
+    at: datetime = Field(description="when the photos were removed")
+    why: str = Field(description="e.g. `older than 30 days, never reviewed`")
+
+
+class PruneRequest(CamelModel):
+    """Body of `POST /admin/prune`."""
+
+    older_than_days: int = Field(
+        ge=1,
+        le=MAX_KEEP_DAYS,
+        strict=True,
+        description="remove the photos of finished, unreviewed records whose job finished "
+        "more than this many days ago",
+    )
+    dry_run: bool = Field(
+        False, strict=True, description="only count what would go; nothing is removed"
+    )
+
+
+class PruneSummary(CamelModel):
+    """What a prune removed (or, with dryRun, would remove)."""
+
+    older_than_days: int
+    dry_run: bool
+    cutoff: datetime = Field(description="records of jobs finished before this were eligible")
+    records: int = Field(description="records whose photos went")
+    photos: int
+    thumbnails: int
+    bytes: int = Field(description="bytes freed: the photos' and their thumbnails'")
+    jobs: int = Field(description="jobs with at least one such record")
+
+
+# Jobs by status, one count per status of the lifecycle.
+JobCounts = create_model(  # type: ignore[call-overload]
+    "JobCounts", __base__=CamelModel, **{status.value: (int, ...) for status in Status}
+)

@@ -61,6 +61,7 @@ class JobRunner:
         self._lock = threading.Lock()
         self._procs: dict[str, subprocess.Popen] = {}
         self._cancelled: set[str] = set()
+        self._unsaved: set[str] = set()  # finished jobs queued to complete their notebook
         self._finished: dict[str, threading.Event] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
@@ -109,7 +110,28 @@ class JobRunner:
             resumed.append(job_id)
         if resumed:
             log.info("resuming %d unfinished job(s): %s", len(resumed), ", ".join(resumed))
+        self._complete_notebooks()
         return resumed
+
+    def _complete_notebooks(self) -> None:
+        """Finished jobs whose notebook a killed server never saved (killed between the last
+        result, which finishes the job, and the save): their notebook runs again, to leave the
+        job's audit trail. Every item is in `results.jsonl`, so nothing is extracted again."""
+        unsaved = []
+        for folder in JobFolder.left_running(self.settings.jobs_dir):
+            _kill_orphan(folder)
+            if not self._answered(folder.job_id) or folder.notebook_saved():
+                continue
+            with self._lock:
+                self._unsaved.add(folder.job_id)
+            self.submit(folder.job_id)
+            unsaved.append(folder.job_id)
+        if unsaved:
+            log.info(
+                "completing the notebook of %d finished job(s) left unsaved: %s",
+                len(unsaved),
+                ", ".join(unsaved),
+            )
 
     def submit(self, job_id: str) -> None:
         """Queue the job, unless it is queued or running already: two runs of one job would
@@ -185,6 +207,7 @@ class JobRunner:
                     with self._lock:
                         event = self._finished.pop(job_id, None)
                         self._cancelled.discard(job_id)
+                        self._unsaved.discard(job_id)
                     if event is not None:
                         event.set()
             if proc is not None:  # the group ended early (stopping): its kernel goes
@@ -207,7 +230,9 @@ class JobRunner:
         """`process`, on `proc` (a process whose kernel ran the group's previous job, waiting
         for the next) or a warm one from the pool. Returns the process, waiting for another
         job, when `last` is false and its run ended well; else it has been let go."""
-        if not self.store.unfinished_items(job_id):  # cancelled or deleted while queued
+        with self._lock:
+            unsaved = job_id in self._unsaved
+        if not unsaved and not self.store.unfinished_items(job_id):  # cancelled or deleted
             return proc if not last else self._let_go(proc)
         folder = self._folder(job_id)
         snapshot = self.snapshot.ensure()

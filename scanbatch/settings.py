@@ -50,6 +50,9 @@ SERVER_ONLY = frozenset(
         "webhook_timeout",
         "webhook_retry_seconds",
         "webhook_retry_scale",
+        "log_max_bytes",
+        "log_backups",
+        "keep_photos_days",
     }
 )
 
@@ -74,6 +77,7 @@ def _default_extractor() -> str:
 
 
 ENV_PREFIX = "SCANBATCH_"
+MAX_KEEP_DAYS = 36_500  # a hundred years: any longer is a typo, not a retention policy
 # A secret, read from the environment by its one user (scanbatch.webhooks) like GEMINI_API_KEY:
 # never a field, so never in a settings table, a notebook parameter or an extractor's options.
 WEBHOOK_SECRET_ENV = "SCANBATCH_WEBHOOK_SECRET"
@@ -277,6 +281,24 @@ class Settings(BaseSettings):
     dataset_max_files: int = Field(
         100_000, ge=1, description="Members an experiment may unpack from one dataset zip."
     )
+    log_max_bytes: int = Field(
+        10 * 1024**2,
+        ge=4096,
+        description="Size at which a log in the data folder (`server.log`, `warm_kernels.log`) "
+        "is moved aside to `<name>.1`.",
+    )
+    log_backups: int = Field(
+        5, ge=1, le=100, description="Moved-aside logs kept per log file; the oldest goes."
+    )
+    keep_photos_days: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_KEEP_DAYS,
+        description="Days the photos of finished records nobody reviewed are kept (counted "
+        "from their job's end); the server removes older ones at start and every 6 hours, as "
+        "`scanbatch prune` does. Reviewed records keep theirs; results stay. Unset: kept forever.",
+        json_schema_extra={"shown_default": "unset (kept forever)"},
+    )
 
     # The SCANBATCH_* variables these settings were read with (none when they come from kernel
     # parameters): each extractor reads its own options from them (`scanbatch.extractors`).
@@ -313,7 +335,7 @@ class Settings(BaseSettings):
             return (init_settings,)
         return (init_settings, env_settings, dotenv_settings, file_secret_settings)
 
-    @field_validator("seed_catalog", mode="before")
+    @field_validator("seed_catalog", "keep_photos_days", mode="before")
     @classmethod
     def _empty_is_none(cls, value: object) -> object:
         return None if value == "" else value

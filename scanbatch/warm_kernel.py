@@ -56,6 +56,9 @@ WARM_NICENESS = 19
 # no cell as a coroutine (the notebook awaits nothing): without the history database and the
 # check for top-level `await`, a cell costs the kernel ~6.5 ms of CPU instead of ~8.5 ms.
 KERNEL_ARGUMENTS = ["--HistoryManager.enabled=False", "--InteractiveShell.autoawait=False"]
+# Tests hold a run here, after its last cell and before its notebook is saved, to kill the
+# server in that window: the variable names a file the run creates when it gets there.
+PAUSE_BEFORE_SAVE_ENV = "SCANBATCH_TEST_PAUSE_BEFORE_NOTEBOOK_SAVE"
 HEAD_START_WAIT = 5.0  # seconds the notebook waits for the kernel to start the job's items
 START_ATTEMPTS = 3
 START_TIMEOUT = 60
@@ -231,28 +234,45 @@ def connected_engine(kc: KernelClient) -> type:
     return ConnectedEngine
 
 
-def write_notebooks_whole() -> None:
+def write_notebooks_whole() -> Any:
     """Make papermill replace its output notebook instead of rewriting it in place.
 
     papermill's local handler truncates the file and then writes it, at each of a run's two
     saves; anyone reading the notebook in between (the notebook endpoint, a browser, a
     benchmark) would get a torn file. papermill looks its handler up per path and has
-    no public way to swap the one for plain paths, so the registered instance is replaced."""
+    no public way to swap the one for plain paths, so the registered instance is replaced.
+    Returns it; its `before_write`, when set, runs before each write."""
     from papermill.iorw import LocalHandler, papermill_io
     from papermill.utils import chdir
 
     class WholeFileHandler(LocalHandler):
+        before_write: Any = None
+
         def write(self, buf: str, path: str) -> None:
+            if self.before_write is not None:
+                self.before_write()
             with chdir(self._cwd):
                 folder, name = os.path.split(path)
                 partial = os.path.join(folder, f".{name}.partial")
                 super().write(buf, partial)
                 os.replace(partial, path)
 
+    whole = WholeFileHandler()
     papermill_io._handlers = [
-        (scheme, WholeFileHandler() if scheme == "local" else handler)
+        (scheme, whole if scheme == "local" else handler)
         for scheme, handler in papermill_io._handlers
     ]
+    return whole
+
+
+def pause_before_save() -> None:
+    """Test-only (PAUSE_BEFORE_SAVE_ENV): wait here, for a kill, once the marker is written."""
+    marker = os.environ.get(PAUSE_BEFORE_SAVE_ENV)
+    if not marker:
+        return
+    Path(marker).write_text(str(os.getpid()))
+    while True:
+        time.sleep(60)
 
 
 def execute(job: dict[str, Any], km: KernelManager, kc: KernelClient) -> str | None:
@@ -262,7 +282,7 @@ def execute(job: dict[str, Any], km: KernelManager, kc: KernelClient) -> str | N
     from papermill.engines import papermill_engines
 
     papermill_engines.register(ENGINE, connected_engine(kc))
-    write_notebooks_whole()
+    handler = write_notebooks_whole()
 
     common = {
         "parameters": job["parameters"],
@@ -277,6 +297,7 @@ def execute(job: dict[str, Any], km: KernelManager, kc: KernelClient) -> str | N
         # included (measured: 0.78 s vs 0.67 s for a 10-item job under load, 0.64 s for the
         # old two-cell notebook).
         papermill.execute_notebook(job["input"], job["output"], prepare_only=True, **common)
+        handler.before_write = pause_before_save  # the next write is the run's only save
         papermill.execute_notebook(
             job["input"],
             job["output"],

@@ -18,7 +18,9 @@ import threading
 import time
 from collections.abc import Callable
 
+from scanbatch.logfiles import rotate_if_over
 from scanbatch.settings import Settings
+from scanbatch.warm_kernel import PAUSE_BEFORE_SAVE_ENV
 
 log = logging.getLogger(__name__)
 
@@ -118,7 +120,9 @@ class WarmPool:
         except Exception:  # the warm-up is an optimisation: the job gets its own parameters
             log.exception("could not work out warm-up parameters")
             parameters = {}
-        with open(self.settings.data_dir / WARM_LOG, "ab") as log_file:
+        warm_log = self.settings.data_dir / WARM_LOG
+        rotate_if_over(warm_log, self.settings.log_max_bytes, self.settings.log_backups)
+        with open(warm_log, "ab") as log_file:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "scanbatch.warm_kernel", json.dumps(parameters)],
                 stdin=subprocess.PIPE,
@@ -218,7 +222,11 @@ def kernel_env() -> dict[str, str]:
     """The environment of notebook processes: the server's, without any SCANBATCH_* variable.
     Settings reach the kernel only as notebook parameters; secrets (GEMINI_API_KEY,
     GOOGLE_GEMINI_BASE_URL) only through this environment."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("SCANBATCH_")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("SCANBATCH_") or k == PAUSE_BEFORE_SAVE_ENV
+    }
 
 
 def give(proc: subprocess.Popen, job: dict) -> None:

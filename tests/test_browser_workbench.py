@@ -762,3 +762,30 @@ def test_a_page_opened_with_no_server_starts_one_in_a_browser(tmp_path, shots, p
             tree = [left.pid, *(c.pid for c in psutil.Process(left.pid).children(recursive=True))]
             os.killpg(left.pid, signal.SIGTERM)
             assert wait_gone(tree, timeout=30) == []
+
+
+def test_a_record_whose_photos_were_pruned_shows_why_in_their_place(page, shots, tmp_path):
+    """A launcher on a data folder whose old unreviewed records' photos its server pruned at
+    start (SCANBATCH_KEEP_PHOTOS_DAYS): the review tab says so where the photos were, and
+    shows no image, broken or not."""
+    from playwright.sync_api import expect
+
+    from tests.test_retention import built
+
+    root = copy_work_tree(tmp_path / "checkout")
+    built(root / "data")  # its least confident record, a failed one, lost its photos
+    launcher = Launcher(root, SCANBATCH_EXTRACTOR=EXTRACTOR, SCANBATCH_KEEP_PHOTOS_DAYS="30")
+    launcher.start()
+    tab = page.context.browser.new_page(viewport=VIEWPORT)
+    try:
+        tab.goto(launcher.banner["page"])
+        tab.get_by_role("tab", name="Review").click()
+        note = tab.locator(".sb-photo-note")
+        expect(note.get_by_text("No photos")).to_be_visible(timeout=60_000)
+        expect(note).to_contain_text("(older than 30 days, never reviewed)")
+        expect(tab.locator(".sb-photo-button")).to_have_count(0)
+        assert [img for img in tab.evaluate(PHOTOS) if img["shown"]] == []
+        tab.screenshot(path=str(shots / "workbench-review-pruned.png"))
+    finally:
+        tab.close()
+        launcher.stop()

@@ -160,6 +160,57 @@ def test_kill_9_mid_job_then_restart_completes_every_item_once(tmp_path):
     assert not (data_dir / "jobs" / job_id / "papermill.pid").exists()
 
 
+def test_kill_9_before_the_notebook_is_saved_then_restart_completes_it(tmp_path):
+    """The crash window: the last result finishes the job (the app has its answer), and the
+    notebook is saved after. A server killed in between left a notebook with only its
+    parameters; the restarted server runs it again from the job folder, extracting nothing."""
+    from scanbatch.jobfolder import JobFolder
+    from scanbatch.warm_kernel import PAUSE_BEFORE_SAVE_ENV
+
+    data_dir = tmp_path / "data"
+    store = JobStore.open(data_dir / "scanbatch.duckdb")
+    token = keys(store)["director"]
+    store.close()
+    paused = tmp_path / "paused-before-save"
+    first = ServerProcess(data_dir, **{PAUSE_BEFORE_SAVE_ENV: str(paused)}).start()
+    job_id = submit(first, token, ["", "", "fail"]).json()["jobId"]
+    answered = first.wait_finished(job_id, token)
+    deadline = time.monotonic() + 60
+    while not paused.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert paused.exists(), "the run never reached its save"
+    folder = JobFolder.for_job(data_dir / "jobs", job_id)
+    results_before = folder.results_path.read_text()
+    assert not folder.notebook_saved()  # the window: only the parameterised copy is on disk
+    first.kill()
+    assert not folder.notebook_saved()
+
+    second = ServerProcess(data_dir).start()
+    try:
+        deadline = time.monotonic() + 90
+        while not folder.notebook_saved() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert folder.notebook_saved(), "the restarted server did not complete the notebook"
+        while folder.pid_path.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        after = second.wait_finished(job_id, token)
+        page = requests.get(
+            f"{second.url}/library/scan/batch/{job_id}/notebook",
+            headers=bearer(token),
+            timeout=30,
+        )
+    finally:
+        second.stop()
+    assert folder.results_path.read_text() == results_before  # nothing extracted again
+    assert [r["status"] for r in after["results"]] == [r["status"] for r in answered["results"]]
+    assert after["status"] == answered["status"]
+    assert page.status_code == 200
+    notebook = json.loads(folder.notebook_path.read_text())
+    outputs = [o for cell in notebook["cells"] for o in cell.get("outputs", [])]
+    assert outputs, "the completed notebook has no outputs"
+    assert not folder.pid_path.exists()
+
+
 @pytest.mark.parametrize("target", ["process group", "server alone"])
 def test_kill_9_of_the_server_ends_its_kernels(tmp_path, target):
     """Kernels run in sessions of their own (so the runner can kill one job's group): a server

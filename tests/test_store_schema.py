@@ -70,6 +70,13 @@ catalog_matched_album.code_number INTEGER
 catalog_matched_album.genre_name VARCHAR
 catalog_matched_album.format_name VARCHAR
 catalog_matched_album.label VARCHAR
+photo_prunes.job_id UUID NOT NULL
+photo_prunes.item_index INTEGER NOT NULL
+photo_prunes.pruned_at TIMESTAMP WITH TIME ZONE NOT NULL
+photo_prunes.reason VARCHAR NOT NULL
+photo_prunes.photos INTEGER NOT NULL
+photo_prunes.bytes BIGINT NOT NULL
+photo_prunes.removed_at TIMESTAMP WITH TIME ZONE
 scan_jobs.id UUID NOT NULL
 scan_jobs.user_id VARCHAR NOT NULL
 scan_jobs.status VARCHAR NOT NULL
@@ -157,6 +164,7 @@ backlog_jobs PRIMARY KEY (job_id)
 catalog_albums PRIMARY KEY (id)
 catalog_artists PRIMARY KEY (id)
 catalog_artists UNIQUE (artist_key)
+photo_prunes PRIMARY KEY (job_id, item_index)
 scan_jobs PRIMARY KEY (id)
 scan_results FOREIGN KEY (job_id)
 scan_results PRIMARY KEY (job_id, item_index)
@@ -219,6 +227,9 @@ SHIPPED = {
     3: "188f9c000029c88d",
     4: "a85cd79b0510afac",
     5: "09ed5e8adf0b2727",
+    6: "865110e5965fa587",
+    7: "ae7effb674649144",
+    8: "134c778bde61b976",
 }
 
 

@@ -81,9 +81,11 @@ def _register() -> None:
         experiment,
         export,
         keys,
+        prune,
         run,
         serve,
         synth,
+        usage,
     )
 
     cli.add_command(run.command)
@@ -97,6 +99,8 @@ def _register() -> None:
     cli.add_command(experiment.experiment)
     cli.add_command(backup.backup_command)
     cli.add_command(backup.restore_command)
+    cli.add_command(prune.command)
+    cli.add_command(usage.command)
 
 
 _register()

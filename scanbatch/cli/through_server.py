@@ -47,7 +47,7 @@ class ServerClient:
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         import requests
 
-        kwargs.setdefault("timeout", 30)
+        kwargs.setdefault("timeout", 30)  # a long call (a first prune) gives its own
         try:
             r = requests.request(
                 method,

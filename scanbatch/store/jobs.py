@@ -1,6 +1,6 @@
 """The job store: scan jobs and their per-item results on one DuckDB file, and the rooms beside
-them on the same file (API keys, reviews, the catalog), each its own object: `store.keys`,
-`store.reviews`, `store.catalog`."""
+them on the same file (API keys, reviews, the catalog, photo retention), each its own object:
+`store.keys`, `store.reviews`, `store.catalog`, `store.retention`."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from scanbatch.store.catalog import CatalogStore
 from scanbatch.store.db import Database, parse_job_id, records, utcnow
 from scanbatch.store.job_cache import SUMMARY_COLUMNS, Entry, JobCache, summary
 from scanbatch.store.keys import KeyStore
+from scanbatch.store.retention import RetentionStore
 from scanbatch.store.reviews import ReviewStore, reviewed_message
 from scanbatch.store.webhooks import Callback, WebhookStore
 
@@ -66,6 +67,7 @@ class JobStore:
         self.reviews = ReviewStore(db)
         self.catalog = CatalogStore(db)
         self.webhooks = WebhookStore(db)
+        self.retention = RetentionStore(db)
         # What was committed, in memory (scanbatch.store.job_cache): every job write re-reads
         # the view of the job it changed right after its commit and hands it over.
         self._cache = JobCache()
@@ -482,6 +484,7 @@ class JobStore:
                 cur.execute("DELETE FROM scan_results WHERE job_id = ?", [job_id])
                 self.backlog.forget_job(cur, job_id)
                 self.webhooks.delete_for_job(cur, job_id)
+                self.retention.forget_job(cur, job_id)
             with self._job_write(job_id) as cur:
                 cur.execute("DELETE FROM scan_jobs WHERE id = ?", [job_id])
             self.reviews.leases.forget_job(job_id)

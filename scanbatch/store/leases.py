@@ -52,6 +52,13 @@ class LeaseBook:
         found = {k: self.current(k, now) for k in keys}
         return {k: lease for k, lease in found.items() if lease is not None}
 
+    def held(self) -> set[ItemKey]:
+        """Every record someone holds now."""
+        now = self.now()
+        with self.lock:
+            self._expire(now)
+            return set(self._leases)
+
     def held_by_others(self, holder: str) -> set[ItemKey]:
         now = self.now()
         with self.lock:

@@ -257,6 +257,24 @@ ALTER TABLE scan_results ADD COLUMN cost DOUBLE;
 """
 
 
+# Photo retention (scanbatch.retention): the records whose photos were removed, when and why
+# (the photo routes answer 410 with it), and what that freed. A row is written before any file
+# goes; `removed_at` once they are gone, so a prune stopped between the two finishes the
+# removal on its next run. No foreign key, as for the webhooks: `delete_job` removes these.
+_RETENTION = """
+CREATE TABLE photo_prunes (
+    job_id UUID NOT NULL,
+    item_index INTEGER NOT NULL,
+    pruned_at TIMESTAMPTZ NOT NULL,
+    reason VARCHAR NOT NULL,
+    photos INTEGER NOT NULL,
+    bytes BIGINT NOT NULL,
+    removed_at TIMESTAMPTZ,
+    PRIMARY KEY (job_id, item_index)
+);
+"""
+
+
 def _migrations() -> list[Migration]:
     from scanbatch.catalog import CATALOG_MIGRATION_SQL
 
@@ -269,6 +287,9 @@ def _migrations() -> list[Migration]:
         Migration(6, "completion webhooks: deliveries and their attempts", _WEBHOOKS),
         Migration(
             7, "the backlog (Batch API jobs, items, batches); results' billing, cost", _BACKLOG
+        ),
+        Migration(
+            8, "photo retention: records whose photos were removed, when and why", _RETENTION
         ),
     ]
 

@@ -36,7 +36,7 @@ from scanbatch.audit import (
 from scanbatch.catalog.lookup import matched_albums
 from scanbatch.errors import BadRequest, Conflict, NotFound, PreconditionFailed
 from scanbatch.estimates import MATCH, OVERALL, Records, all_fields
-from scanbatch.models import Status
+from scanbatch.models import PhotosPruned, Status
 from scanbatch.names import FIELDS
 from scanbatch.store.db import Database, parse_job_id, records, utcnow
 from scanbatch.store.leases import ItemKey, Lease, LeaseBook, held_message
@@ -243,10 +243,11 @@ class ReviewStore:
     ) -> list[ReviewItem]:
         """Everything about the records `keys` (those that exist), in that order."""
         rel = cur.execute(
-            f"SELECT {_ITEM_COLUMNS} FROM (SELECT unnest(?::UUID[]) AS job_id, "
-            "unnest(?::INTEGER[]) AS item_index) k "
+            f"SELECT {_ITEM_COLUMNS}, p.pruned_at, p.reason AS pruned_why "
+            "FROM (SELECT unnest(?::UUID[]) AS job_id, unnest(?::INTEGER[]) AS item_index) k "
             "JOIN scan_results r ON r.job_id = k.job_id AND r.item_index = k.item_index "
-            f"{_JOINS}",
+            f"{_JOINS} "
+            "LEFT JOIN photo_prunes p ON p.job_id = r.job_id AND p.item_index = r.item_index",
             [[j for j, _ in keys], [i for _, i in keys]],
         )
         found = {(str(r["job_id"]), r["item_index"]): r for r in records(rel)}
@@ -257,6 +258,13 @@ class ReviewStore:
         for r in rows:
             job = str(r["job_id"])
             types = json.loads(r["photo_types"])
+            pruned = (
+                PhotosPruned(at=r["pruned_at"].astimezone(UTC), why=r["pruned_why"])
+                if r["pruned_at"] is not None
+                else None
+            )
+            # A pruned record lists no photos, even while a prune is still removing them.
+            listed = [] if pruned else photos(job, r["item_index"], types)
             items.append(
                 ReviewItem(
                     job_id=job,
@@ -279,8 +287,9 @@ class ReviewStore:
                             mime_type=mime,
                             url=photo_url(job, r["item_index"], n),
                         )
-                        for n, (photo_type, mime) in enumerate(photos(job, r["item_index"], types))
+                        for n, (photo_type, mime) in enumerate(listed)
                     ],
+                    photos_pruned=pruned,
                     review=_review_view(r) if r["review_id"] else None,
                     lease=_lease_view(leases.get((job, r["item_index"]))),
                     version=version_of(r["revision"] if r["review_id"] else 0),

@@ -1,8 +1,8 @@
 """The HTTP façade, in three steps as flaskr's factory: `create_app(settings)` builds the Flask
 app that owns the job store (opens it, constructs the runner: nothing runs yet); `prepare(app)`
 does the start-up work on the data before the first request; `start(app)` starts the runner,
-the backlog's engine and the completion webhooks' sender. `shutdown(app)` stops them and closes
-the store."""
+the backlog's engine, the completion webhooks' sender and the photo retention (with
+SCANBATCH_KEEP_PHOTOS_DAYS). `shutdown(app)` stops them and closes the store."""
 
 from __future__ import annotations
 
@@ -12,10 +12,22 @@ from scanbatch.backlog.engine import Backlog
 from scanbatch.backup import remove_abandoned as remove_abandoned_backups
 from scanbatch.catalog_sync import seed_catalog_if_empty
 from scanbatch.extractors import check_extractor
+from scanbatch.retention import PhotoPruner
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings, load_settings
 from scanbatch.store import JobStore
-from scanbatch.web import backup, batch, cors, keys, meta, review, scan, tickets, webhooks
+from scanbatch.web import (
+    admin,
+    backup,
+    batch,
+    cors,
+    keys,
+    meta,
+    review,
+    scan,
+    tickets,
+    webhooks,
+)
 from scanbatch.web.errors import register_error_handlers
 from scanbatch.web.polls import JobPolls
 from scanbatch.web.services import Services, attach, services_of
@@ -29,7 +41,17 @@ from scanbatch.web.uploads import (
 from scanbatch.webhooks import WebhookSender
 
 # One line per blueprint; each documents its own routes (scanbatch.web.openapi.operation).
-BLUEPRINTS = [batch.bp, scan.bp, review.bp, tickets.bp, keys.bp, meta.bp, webhooks.bp, backup.bp]
+BLUEPRINTS = [
+    batch.bp,
+    scan.bp,
+    review.bp,
+    tickets.bp,
+    keys.bp,
+    meta.bp,
+    webhooks.bp,
+    admin.bp,
+    backup.bp,
+]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -47,7 +69,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     store = JobStore.open(settings.store_path)
     runner = JobRunner(store, settings)
     backlog = Backlog(store, settings, runner.submit_group)
-    attach(app, Services(settings, store, runner, backlog, WebhookSender(store, settings)))
+    sender = WebhookSender(store, settings)
+    attach(app, Services(settings, store, runner, backlog, sender, PhotoPruner(store, settings)))
     register_error_handlers(app)
     cors.register(app)
     for blueprint in BLUEPRINTS:
@@ -72,15 +95,17 @@ def prepare(app: Flask) -> None:
 def start(app: Flask) -> None:
     """Start processing: the runner resumes the jobs a previous server left unfinished, warms
     its kernels and takes jobs from now on; the backlog follows its Google batches; completion
-    webhooks left due are sent."""
+    webhooks left due are sent; with SCANBATCH_KEEP_PHOTOS_DAYS, old photos are pruned."""
     svc = services_of(app)
     svc.runner.start()
     svc.backlog.start()
     svc.webhooks.start()
+    svc.pruner.start()
 
 
 def shutdown(app: Flask) -> None:
     svc = services_of(app)
+    svc.pruner.stop()
     svc.backlog.stop()
     svc.webhooks.stop()
     svc.runner.stop()

@@ -28,10 +28,11 @@ from scanbatch.audit import (
     ReviewView,
     version_of,
 )
-from scanbatch.errors import BadRequest, Forbidden, NotFound
+from scanbatch.errors import BadRequest, Forbidden, Gone, NotFound
 from scanbatch.jobfolder import JobFolder, PhotoFile
 from scanbatch.models import MAX_IMAGES_PER_ITEM, MAX_ITEMS, ErrorBody
 from scanbatch.names import WRITE_ROLES, Role
+from scanbatch.retention import gone_message
 from scanbatch.store import ApiKey, parse_job_id
 from scanbatch.store.reviews import ReviewStore
 from scanbatch.thumbnails import cached_thumbnail
@@ -151,6 +152,7 @@ operation(
         200: Reply("The image", content={"image/*": {}}),
         400: "A malformed job id, index or size",
         404: "No such job (or not visible to the caller), item or photo",
+        410: "The photo retention removed the record's photos: the message says when and why",
         422: "A thumbnail was asked of a photo with more pixels than thumbnails are made from",
     },
 )
@@ -167,6 +169,9 @@ def photo(job_id: str, item_index: str, n: str) -> Response:
     view = services().store.get_job(job_id, owner)  # 404 for another user's job
     if index >= view.total_items:
         raise NotFound(f"Job has no item {index}: its items are 0..{view.total_items - 1}")
+    pruned = services().store.retention.pruned(job_id, index)
+    if pruned is not None:
+        raise Gone(gone_message(pruned.at, pruned.why))
     folder = _folder(job_id)
     files = _photo_files(folder, index)
     if position >= len(files):
@@ -395,7 +400,10 @@ operation(
     "The golden set: a zip, streamed, of every reviewed item in the dataset format",
     query=DatasetQuery,
     responses={
-        200: Reply("A zip", content={"application/zip": {}}),
+        200: Reply(
+            "A zip (records whose photos the retention removed are left out)",
+            content={"application/zip": {}},
+        ),
         400: "since is not an ISO 8601 time with its zone",
         403: NOT_REVIEWER,
         503: Reply(
@@ -421,10 +429,15 @@ def review_dataset() -> Response:
         busy.headers["Retry-After"] = str(EXPORT_RETRY_AFTER)
         return busy
     try:
-        items = list(_reviews().reviewed(since=since))
-        photo_paths = [
-            [f.path for f in _photo_files(_folder(i.job_id), i.item_index)] for i in items
+        reviewed = list(_reviews().reviewed(since=since))
+        found = [[f.path for f in _photo_files(_folder(i.job_id), i.item_index)] for i in reviewed]
+        # A dataset item has its photos: a record reviewed after the retention removed them
+        # is left out (its review stays in the store and in the metrics).
+        kept = [
+            (i, p) for i, p in zip(reviewed, found, strict=True) if len(p) == len(i.photo_types)
         ]
+        items = [i for i, _ in kept]
+        photo_paths = [p for _, p in kept]
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         response = Response(
             golden_set.zip_stream(golden_set.dataset_entries(items, photo_paths)),

@@ -1,8 +1,8 @@
 """What one app serves with (`Services`: the settings, the store, the runner, the completion
-webhooks' sender, the single scan's extractor, the export slots) and the one way
-to reach it: `services()` inside a request, `services_of(app)` for code that holds the app
-(the WSGI middleware in front of Flask, `scanbatch serve`). Only the factory attaches it
-(`scanbatch.web.create_app`).
+webhooks' sender, the photo retention's pruner, the single scan's extractor, the export slots)
+and the one way to reach it: `services()` inside a request, `services_of(app)` for code that
+holds the app (the WSGI middleware in front of Flask, `scanbatch serve`). Only the factory
+attaches it (`scanbatch.web.create_app`).
 
 This module imports nothing else of `scanbatch.web`, so every web module can import it."""
 
@@ -18,6 +18,7 @@ from flask import Flask, current_app
 
 from scanbatch.backlog.engine import Backlog
 from scanbatch.extractors import Extractor, create_extractor
+from scanbatch.retention import PhotoPruner
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore
@@ -56,6 +57,7 @@ class Services:
     runner: JobRunner
     backlog: Backlog
     webhooks: WebhookSender
+    pruner: PhotoPruner
     submit_lock: threading.Lock = field(default_factory=threading.Lock)
     # A per-process stationManager token for the local CLI (`scanbatch keys` while the server
     # holds the store); `scanbatch serve` writes it to a file only the data dir's owner reads.

@@ -109,7 +109,15 @@ def _start(
     # server may run with a looser umask than the server, which claims the folder itself).
     with open(os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE), "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "scanbatch.cli", "serve", "--no-first-key"],
+            [
+                sys.executable,
+                "-m",
+                "scanbatch.cli",
+                "serve",
+                "--no-first-key",
+                "--log-file",
+                str(log),
+            ],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,

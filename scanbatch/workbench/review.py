@@ -115,6 +115,20 @@ def held_text(lease: LeaseView) -> str:
     return f"{lease.holder} is reviewing this record (until {clock(lease.until)})"
 
 
+def photo_note(item: ReviewItem) -> str:
+    """Above the photos: how to see one large, or, for a record whose photos the retention
+    removed, a sentence in their place (never empty images)."""
+    pruned = item.photos_pruned
+    if pruned is None:
+        return "<small>Click a photo's button to see it large.</small>"
+    return (
+        '<div style="padding:8px;margin:4px 0;background:#f3f0e6;border-left:4px solid #b08900">'
+        f"<b>No photos:</b> they were removed on {pruned.at:%Y-%m-%d} "
+        f"({html.escape(pruned.why)}). What was read stays below, and the record can still be "
+        "reviewed from the record itself.</div>"
+    )
+
+
 def queue_label(item: ReviewItem, me: str | None = None) -> str:
     values = {k: (v or {}).get("value") for k, v in (item.extraction or {}).items()}
     if item.status.value == "failed":
@@ -126,7 +140,8 @@ def queue_label(item: ReviewItem, me: str | None = None) -> str:
     mark = "✓ " if item.review else ""
     what = f"{values.get('artistName') or '?'} – {values.get('albumTitle') or '?'}"
     lease = lease_mark(item.lease, me)
-    return f"{mark}{conf} · {what} · job {item.job_id[:8]} #{item.item_index}" + (
+    gone = " · no photos" if item.photos_pruned else ""
+    return f"{mark}{conf} · {what} · job {item.job_id[:8]} #{item.item_index}{gone}" + (
         f" · {lease}" if lease else ""
     )
 
@@ -354,9 +369,11 @@ class ReviewPanel(widgets.VBox):
             ),
         )
         self.conflict.add_class("sb-conflict")
+        self.photo_note = widgets.HTML()  # how to see a photo large, or why there is none
+        self.photo_note.add_class("sb-photo-note")
         self.record.children = (
             self.header,
-            widgets.HTML("<small>Click a photo's button to see it large.</small>"),
+            self.photo_note,
             self.thumbs,
             self.large,
             widgets.HTML(
@@ -701,9 +718,10 @@ class ReviewPanel(widgets.VBox):
                 "as history."
             )
         if item.error_message:
+            shows = "the record itself shows" if item.photos_pruned else "the photos show"
             text += (
                 '<br><span style="color:#8a1c1c">Could not be read: '
-                f"{html.escape(item.error_message)}</span> — type what the photos show."
+                f"{html.escape(item.error_message)}</span> — type what {shows}."
             )
         return f'<div style="font-size:1.05em;margin:6px 0">{text}</div>'
 
@@ -728,6 +746,7 @@ class ReviewPanel(widgets.VBox):
         self.show_large(item, n)
 
     def _show_thumbs(self, item: ReviewItem) -> None:
+        self.photo_note.value = photo_note(item)
         pending = []
         with self._slot_lock:
             self._slot_photos = []
