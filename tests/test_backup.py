@@ -29,6 +29,7 @@ from scanbatch.store import Database, JobStore
 from scanbatch.store.check import check_store
 from scanbatch.testing.imaging import image_bytes
 from scanbatch.testing.servers import ServerProcess, bearer, keys
+from tests.test_retention import finished_job
 from tests.webutil import post_batch
 
 REVIEWERS = 20
@@ -57,7 +58,7 @@ def _listing(folder: Path) -> dict[str, tuple[int, int]]:
 @pytest.fixture(scope="module")
 def station(tmp_path_factory):
     """A server whose store has the usual keys, 20 reviewers' and a revoked one, and
-    SEEDED_JOBS finished jobs."""
+    SEEDED_JOBS finished jobs; and a job of 45 days ago whose photos were pruned."""
     data = tmp_path_factory.mktemp("station") / "data"
     store = JobStore.open(data / "scanbatch.duckdb")
     tokens = keys(store)
@@ -66,13 +67,24 @@ def station(tmp_path_factory):
     ]
     gone, revoked = store.keys.create("gone", Role.MUSIC_DIRECTOR)
     store.keys.revoke(gone.id)
+    pruned = finished_job(store, _settings(data), days_ago=45)
     store.close()
     srv = ServerProcess(data).start()
+    prune = ServerClient(srv.url, tokens["manager"]).call(
+        "POST", "/admin/prune", json={"olderThanDays": 30, "dryRun": False}
+    )
+    assert prune["records"] == 2
     jobs = [_batch(srv.url, tokens["director"], 10) for _ in range(SEEDED_JOBS)]
     for job_id in jobs:
         assert srv.wait_finished(job_id, tokens["director"])["status"] == "completed"
     yield SimpleNamespace(
-        srv=srv, data=data, tokens=tokens, reviewers=reviewers, revoked=revoked, jobs=jobs
+        srv=srv,
+        data=data,
+        tokens=tokens,
+        reviewers=reviewers,
+        revoked=revoked,
+        jobs=jobs,
+        pruned=pruned,
     )
     srv.stop()
 
@@ -244,6 +256,13 @@ def test_photos_are_restored_private(restored, station):
     for path in (restored.data / "jobs").rglob("*"):
         assert path.stat().st_mode & 0o777 == (0o700 if path.is_dir() else 0o600), path
     assert not [p for p in restored.data.iterdir() if p.name.startswith(".restore-")]
+    # A pruned photo is still gone, saying when and why.
+    gone = requests.get(
+        f"{restored.srv.url}/library/scan/batch/{station.pruned}/items/0/photos/0",
+        headers=bearer(station.tokens["director"]),
+    )
+    assert gone.status_code == 410
+    assert "older than 30 days" in gone.json()["message"]
 
 
 def test_a_dj_or_no_token_may_not_take_a_backup(station):

@@ -50,6 +50,11 @@ CHECKS = (
         "ON r.job_id = b.job_id AND r.item_index = b.item_index",
     ),
     (
+        "photo prunes of records that do not exist",
+        "SELECT count(*) FROM photo_prunes p ANTI JOIN scan_results r "
+        "ON r.job_id = p.job_id AND r.item_index = p.item_index",
+    ),
+    (
         "webhook deliveries of jobs that do not exist",
         "SELECT count(*) FROM webhook_deliveries d ANTI JOIN scan_jobs j ON j.id = d.job_id",
     ),
