@@ -77,15 +77,9 @@ def station(tmp_path_factory):
     jobs = [_batch(srv.url, tokens["director"], 10) for _ in range(SEEDED_JOBS)]
     for job_id in jobs:
         assert srv.wait_finished(job_id, tokens["director"])["status"] == "completed"
-    yield SimpleNamespace(
-        srv=srv,
-        data=data,
-        tokens=tokens,
-        reviewers=reviewers,
-        revoked=revoked,
-        jobs=jobs,
-        pruned=pruned,
-    )
+    station = SimpleNamespace(srv=srv, data=data, tokens=tokens, reviewers=reviewers)
+    station.revoked, station.jobs, station.pruned = revoked, jobs, pruned
+    yield station
     srv.stop()
 
 
