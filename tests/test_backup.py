@@ -347,13 +347,15 @@ def test_an_archive_of_a_newer_schema_is_refused(backup_under_load, tmp_path):
     assert not target.exists()
 
 
-def test_an_archive_of_an_older_schema_is_migrated_after_loading(tmp_path):
+# 4: the oldest schema whose scan_jobs is today's (no manifest); 7: before photo_prunes.
+@pytest.mark.parametrize("version", sorted({4, 7, schema_version() - 1}))
+def test_an_archive_of_an_older_schema_is_migrated_after_loading(tmp_path, version):
     from scanbatch.backup import Backup
 
     old = _settings(tmp_path / "old")
-    db = Database(old.store_path, target=schema_version() - 1)
+    db = Database(old.store_path, target=version)
     store = JobStore(db)
-    with db.write() as cur:  # a job as that schema holds it (no billing, no cost)
+    with db.write() as cur:  # a job as that schema holds it (only the columns of schema 1)
         cur.execute(
             "INSERT INTO scan_jobs (id, user_id, status, total_items, created_at, updated_at) "
             "VALUES ('6f1a2b3c-0000-4000-8000-000000000001', 'alice', 'pending', 1, now(), now())"
@@ -367,7 +369,7 @@ def test_an_archive_of_an_older_schema_is_migrated_after_loading(tmp_path):
     Backup.take(db, old, photos=False).write(archive)
     store.close()
     done = restore(archive, _settings(tmp_path / "new"))
-    assert (done.schema_from, done.schema_to) == (schema_version() - 1, schema_version())
+    assert (done.schema_from, done.schema_to) == (version, schema_version())
     restored = JobStore.open(tmp_path / "new" / "scanbatch.duckdb")
     try:
         versions = [
