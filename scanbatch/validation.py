@@ -52,6 +52,7 @@ _NAMES = {
     "model_type": "an object",
     "model_attributes_type": "an object",
     "bool_type": "true or false",
+    "bool_parsing": "true or false",
     "uuid_parsing": "a UUID",
     "uuid_type": "a UUID",
     "datetime_parsing": "an ISO 8601 time with its zone, e.g. 2026-11-26T09:00:00Z",

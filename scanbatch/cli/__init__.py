@@ -75,6 +75,7 @@ def cli() -> None:
 def _register() -> None:
     from scanbatch.cli import (
         audit,
+        backup,
         catalog,
         eval,
         experiment,
@@ -96,6 +97,8 @@ def _register() -> None:
     cli.add_command(audit.command)
     cli.add_command(export.command)
     cli.add_command(experiment.experiment)
+    cli.add_command(backup.backup_command)
+    cli.add_command(backup.restore_command)
     cli.add_command(prune.command)
     cli.add_command(usage.command)
 

@@ -5,13 +5,16 @@ stationManager token are in `<data dir>/server.json`, readable only by the data 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from scanbatch import server_file
 from scanbatch.cli import settings
 from scanbatch.errors import ScanbatchError, StoreLocked
 from scanbatch.settings import Settings
 from scanbatch.store import JobStore
+
+if TYPE_CHECKING:
+    import requests
 
 T = TypeVar("T")
 
@@ -33,6 +36,15 @@ class ServerClient:
         return None if found is None else cls(found.url, found.token)
 
     def call(self, method: str, path: str, **kwargs: Any) -> Any:
+        """The JSON body of the server's answer; a ScanbatchError with its message on >= 400."""
+        return _body(self._request(method, path, **kwargs))
+
+    def stream(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """The server's answer with its body not read yet (`iter_content`, a download); a
+        ScanbatchError with its message on >= 400. Close it (`with`) when done."""
+        return self._request(method, path, stream=True, **kwargs)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         import requests
 
         kwargs.setdefault("timeout", 30)  # a long call (a first prune) gives its own
@@ -45,13 +57,18 @@ class ServerClient:
             )
         except requests.RequestException as exc:
             raise ServerUnreachable(f"The server at {self.url} did not answer: {exc}") from None
-        try:
-            body = r.json()
-        except ValueError:
-            body = {"message": r.text[:200]}
         if r.status_code >= 400:
-            raise ScanbatchError(f"{body.get('message')} (HTTP {r.status_code} from {self.url})")
-        return body
+            message = _body(r).get("message")
+            r.close()
+            raise ScanbatchError(f"{message} (HTTP {r.status_code} from {self.url})")
+        return r
+
+
+def _body(r: requests.Response) -> Any:
+    try:
+        return r.json()
+    except ValueError:
+        return {"message": r.text[:200]}
 
 
 def local_or_server(local: Callable[[JobStore], T], remote: Callable[[ServerClient], T]) -> T:

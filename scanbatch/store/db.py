@@ -68,7 +68,9 @@ def _connect(path: Path) -> duckdb.DuckDBPyConnection:
 
 
 class Database:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, target: int | None = None) -> None:
+        """`target`: migrate only up to that version (a restore loads a backup's tables at
+        the schema they were taken at, then migrates the rest)."""
         self.path = Path(path)
         self._conn: duckdb.DuckDBPyConnection | None = _connect(self.path)
         # Bumped when the connection is reopened (`_reopen`): a thread's cursor of an older
@@ -84,7 +86,7 @@ class Database:
         self.generation = 0
         self._memo: dict[Hashable, tuple[int, Any]] = {}
         self._memo_lock = threading.Lock()
-        self.migrate()
+        self.migrate(target)
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         if self._conn is None:  # a reopen failed: try again
@@ -203,8 +205,22 @@ class Database:
                 del self._memo[next(iter(self._memo))]  # the oldest
         return value
 
-    def migrate(self) -> list[int]:
-        """Apply the migrations not yet recorded, each in its own transaction, in order."""
+    @contextmanager
+    def snapshot(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own in one read transaction: every statement in the block sees the
+        store as it was at the block's first statement (DuckDB's MVCC: writes go on meanwhile,
+        and a snapshot starts at the first statement after BEGIN, not at BEGIN; measured)."""
+        cur = self._conn.cursor()
+        try:
+            cur.execute("BEGIN TRANSACTION")
+            yield cur
+            cur.execute("COMMIT")
+        finally:
+            cur.close()
+
+    def migrate(self, target: int | None = None) -> list[int]:
+        """Apply the migrations not yet recorded (up to version `target` if given), each in
+        its own transaction, in order."""
         applied_now = []
         with self.write() as cur:
             cur.execute(MIGRATIONS_TABLE)
@@ -215,6 +231,8 @@ class Database:
         for migration in _migrations():
             if migration.version in done:
                 continue
+            if target is not None and migration.version > target:
+                break
             with self.write() as cur:
                 for statement in _statements(migration.sql):
                     cur.execute(statement)

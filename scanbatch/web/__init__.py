@@ -9,13 +9,25 @@ from __future__ import annotations
 from flask import Flask
 
 from scanbatch.backlog.engine import Backlog
+from scanbatch.backup import remove_abandoned as remove_abandoned_backups
 from scanbatch.catalog_sync import seed_catalog_if_empty
 from scanbatch.extractors import check_extractor
 from scanbatch.retention import PhotoPruner
 from scanbatch.runner import JobRunner
 from scanbatch.settings import Settings, load_settings
 from scanbatch.store import JobStore
-from scanbatch.web import admin, batch, cors, keys, meta, review, scan, tickets, webhooks
+from scanbatch.web import (
+    admin,
+    backup,
+    batch,
+    cors,
+    keys,
+    meta,
+    review,
+    scan,
+    tickets,
+    webhooks,
+)
 from scanbatch.web.errors import register_error_handlers
 from scanbatch.web.polls import JobPolls
 from scanbatch.web.services import Services, attach, services_of
@@ -29,7 +41,17 @@ from scanbatch.web.uploads import (
 from scanbatch.webhooks import WebhookSender
 
 # One line per blueprint; each documents its own routes (scanbatch.web.openapi.operation).
-BLUEPRINTS = [batch.bp, scan.bp, review.bp, tickets.bp, keys.bp, meta.bp, webhooks.bp, admin.bp]
+BLUEPRINTS = [
+    batch.bp,
+    scan.bp,
+    review.bp,
+    tickets.bp,
+    keys.bp,
+    meta.bp,
+    webhooks.bp,
+    admin.bp,
+    backup.bp,
+]
 
 
 def create_app(settings: Settings | None = None) -> Flask:
@@ -59,13 +81,14 @@ def create_app(settings: Settings | None = None) -> Flask:
 
 def prepare(app: Flask) -> None:
     """The start-up work on the data, before the app answers its first request: upload
-    folders left by a killed server are removed, and an empty catalog is seeded (so matching
-    works out of the box). Once per app, before any request: a later call could remove the
-    upload folder of a request under way."""
+    folders and backup copies left by a killed server are removed, and an empty catalog is
+    seeded (so matching works out of the box). Once per app, before any request: a later call
+    could remove the upload folder of a request under way."""
     svc = services_of(app)
     # Holding the store means no other server runs on this data: any upload folder is
     # left over from one that was killed mid-request.
     remove_abandoned_staging(svc.settings.jobs_dir)
+    remove_abandoned_backups(svc.settings.data_dir)
     seed_catalog_if_empty(svc.store, svc.settings.seed_catalog)
 
 
