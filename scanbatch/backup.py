@@ -35,6 +35,7 @@ from typing import Any
 import duckdb
 
 from scanbatch import __version__, server_file
+from scanbatch.diskspace import disk_full_guard
 from scanbatch.errors import BadRequest, Conflict, Unprocessable
 from scanbatch.jobfolder import PID_FILE, THUMBNAILS
 from scanbatch.private import DIR_MODE, FILE_MODE, private_dir, private_file
@@ -119,23 +120,29 @@ class Backup:
     @classmethod
     def take(cls, db: Database, settings: Settings, *, photos: bool) -> Backup:
         private_dir(settings.data_dir)
-        workdir = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=settings.data_dir))
-        try:
-            (workdir / STORE).mkdir(mode=DIR_MODE)
-            with db.snapshot() as cur:
-                # The first statement fixes the snapshot every COPY below reads.
-                (version,) = cur.execute("SELECT max(version) FROM schema_migrations").fetchone()
-                rows = {}
-                for table in store_tables(cur):
-                    target = workdir / STORE / f"{table}.parquet"
-                    cur.execute(
-                        f'COPY (SELECT * FROM "{table}") TO {_literal(target)} (FORMAT parquet)'
-                    )
-                    (rows[table],) = cur.execute(f'SELECT count(*) FROM "{table}"').fetchone()
-                job_ids = [str(r[0]) for r in cur.execute("SELECT id FROM scan_jobs").fetchall()]
-        except BaseException:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise
+        # The copy is on the data folder's disk: full, it is a 507 naming it, and goes.
+        with disk_full_guard(settings.data_dir):
+            workdir = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=settings.data_dir))
+            try:
+                (workdir / STORE).mkdir(mode=DIR_MODE)
+                with db.snapshot() as cur:
+                    # The first statement fixes the snapshot every COPY below reads.
+                    (version,) = cur.execute(
+                        "SELECT max(version) FROM schema_migrations"
+                    ).fetchone()
+                    rows = {}
+                    for table in store_tables(cur):
+                        target = workdir / STORE / f"{table}.parquet"
+                        cur.execute(
+                            f'COPY (SELECT * FROM "{table}") TO {_literal(target)} (FORMAT parquet)'
+                        )
+                        (rows[table],) = cur.execute(f'SELECT count(*) FROM "{table}"').fetchone()
+                    job_ids = [
+                        str(r[0]) for r in cur.execute("SELECT id FROM scan_jobs").fetchall()
+                    ]
+            except BaseException:
+                shutil.rmtree(workdir, ignore_errors=True)
+                raise
         manifest = {
             "format": FORMAT,
             "formatVersion": FORMAT_VERSION,

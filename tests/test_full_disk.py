@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from scanbatch.backup import read_manifest
 from scanbatch.errors import DiskFull
 from scanbatch.jobfolder import ResultsWriter, read_results
 from scanbatch.models import ItemOutcome, Status
@@ -443,13 +444,7 @@ def test_a_prune_frees_a_full_disk_the_store_shares_with_the_photos(tmp_path):
             filler = fill(data)
             _assert_full(_post_batch(srv, tokens["director"], LONG), data)
 
-            done = subprocess.run(
-                [sys.executable, "-m", "scanbatch.cli", "prune", "--older-than", "30"],
-                env=launcher_env(SCANBATCH_DATA_DIR=str(data)),
-                capture_output=True,
-                text=True,
-                timeout=120,
-            )
+            done = _scanbatch(data, "prune", "--older-than", "30")
             assert done.returncode == 0, done.stderr
             assert done.stdout.startswith("Removed the photos of 6 record(s) of 3 job(s)")
             assert "12 photo(s)" in done.stdout
@@ -460,3 +455,67 @@ def test_a_prune_frees_a_full_disk_the_store_shares_with_the_photos(tmp_path):
         finally:
             srv.stop()
         assert "making room from the photos first" in (tmp_path / "server.log").read_text()
+
+
+# -- backups ------------------------------------------------------------------------------
+
+
+def _scanbatch(data: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "scanbatch.cli", *args],
+        env=launcher_env(SCANBATCH_DATA_DIR=str(data)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_backup_whose_target_disk_fills_leaves_no_file_and_the_server_unaffected(tmp_path):
+    data = tmp_path / "data"
+    with _serving(data) as (srv, tokens), small_disk(tmp_path / "usb", "2m") as usb:
+        token = tokens["director"]
+        done = _post_batch(srv, token, [{"artistName": "Can"}, {"artistName": "Neu!"}])
+        done = done.json()["jobId"]
+        assert srv.wait_finished(done, token)["status"] == "completed"
+        whole = _scanbatch(data, "backup", str(tmp_path / "whole.tar"), "--photos")
+        assert whole.returncode == 0, whole.stderr
+        size = (tmp_path / "whole.tar").stat().st_size
+
+        filler = fill(usb, leave=size // 2)  # it fills half-way through the archive
+        cut = _scanbatch(data, "backup", str(usb / "nightly.tar"), "--photos")
+        assert cut.returncode == 1, cut.stderr
+        assert f"The disk holding {usb} is full" in cut.stderr, cut.stderr
+        assert "Traceback" not in cut.stderr
+        assert sorted(p.name for p in usb.iterdir()) == ["filler"]  # no FILE, no FILE.tmp
+        _gets_answer(srv, token, done)
+        assert not list(data.glob(".backup-*"))  # the server's copy went with the download
+        again = _scanbatch(data, "backup", str(tmp_path / "again.tar"))
+        assert again.returncode == 0, again.stderr  # the one-backup slot is free
+
+        filler.unlink()
+        nightly = _scanbatch(data, "backup", str(usb / "nightly.tar"), "--photos")
+        assert nightly.returncode == 0, nightly.stderr
+        assert read_manifest(usb / "nightly.tar")["tables"]["scan_results"] == 2
+
+
+def test_a_backup_on_a_full_data_disk_is_507_and_leaves_no_copy_of_the_store(tmp_path):
+    data = tmp_path / "data"
+    with small_disk(data, "24m"), _serving(data) as (srv, tokens):
+        token = tokens["director"]
+        done = _post_batch(srv, token, [{"artistName": "Can"}]).json()["jobId"]
+        assert srv.wait_finished(done, token)["status"] == "completed"
+        filler = fill(data)
+        refused = requests.get(
+            f"{srv.url}/admin/backup", headers=bearer(tokens["manager"]), timeout=60
+        )
+        _assert_full(refused, data)
+        cli = _scanbatch(data, "backup", str(tmp_path / "nightly.tar"))
+        assert cli.returncode == 1 and f"The disk holding {data} is full" in cli.stderr
+        assert not (tmp_path / "nightly.tar").exists()
+        assert not list(data.glob(".backup-*"))
+        _gets_answer(srv, token, done)
+
+        filler.unlink()
+        cli = _scanbatch(data, "backup", str(tmp_path / "nightly.tar"))
+        assert cli.returncode == 0, cli.stderr
+        assert read_manifest(tmp_path / "nightly.tar")["tables"]["scan_jobs"] == 1

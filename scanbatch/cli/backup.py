@@ -15,6 +15,7 @@ import click
 from scanbatch.backup import Backup, read_manifest, restore
 from scanbatch.cli import settings
 from scanbatch.cli.through_server import ServerClient, local_or_server
+from scanbatch.diskspace import disk_full_guard
 from scanbatch.errors import ScanbatchError
 from scanbatch.private import FILE_MODE
 
@@ -67,12 +68,14 @@ def backup_command(file: Path, photos: bool) -> None:
             f"{tmp.parent} is not a folder: create it, or write the backup elsewhere"
         )
     try:
-        local_or_server(
-            lambda store: Backup.take(store.db, settings(), photos=photos).write(tmp),
-            lambda server: _download(server, photos, tmp),
-        )
-        manifest = read_manifest(tmp)  # a whole archive: its manifest is written last
-        os.replace(tmp, file)
+        # FILE's disk full: a one-line error naming it (the data folder's names its own).
+        with disk_full_guard(tmp.parent):
+            local_or_server(
+                lambda store: Backup.take(store.db, settings(), photos=photos).write(tmp),
+                lambda server: _download(server, photos, tmp),
+            )
+            manifest = read_manifest(tmp)  # a whole archive: its manifest is written last
+            os.replace(tmp, file)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

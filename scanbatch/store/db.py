@@ -88,19 +88,25 @@ class Database:
         self._memo_lock = threading.Lock()
         self.migrate(target)
 
-    def cursor(self) -> duckdb.DuckDBPyConnection:
+    def _connection(self) -> duckdb.DuckDBPyConnection:
         if self._conn is None:  # a reopen failed: try again
             with self._write_lock:
                 if self._conn is None:
                     self._reopen(None)
+        assert self._conn is not None
+        return self._conn
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        epoch = self._epoch  # read first: the connection is at least that new (`_reopen`)
+        conn = self._connection()
         cur = getattr(self._local, "cursor", None)
-        if cur is not None and self._local.epoch != self._epoch:
+        if cur is not None and self._local.epoch != epoch:
             self._forget(cur)  # of the connection that was reopened: this thread's own
             cur = None
         if cur is None:
-            cur = self._conn.cursor()
+            cur = conn.cursor()
             self._local.cursor = cur
-            self._local.epoch = self._epoch
+            self._local.epoch = epoch
             with self._cursors_lock:
                 self._cursors.append(cur)
         return cur
@@ -210,7 +216,7 @@ class Database:
         """A cursor of its own in one read transaction: every statement in the block sees the
         store as it was at the block's first statement (DuckDB's MVCC: writes go on meanwhile,
         and a snapshot starts at the first statement after BEGIN, not at BEGIN; measured)."""
-        cur = self._conn.cursor()
+        cur = self._connection().cursor()
         try:
             cur.execute("BEGIN TRANSACTION")
             yield cur

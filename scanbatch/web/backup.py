@@ -51,6 +51,8 @@ operation(
         ),
         400: "photos is not true or false",
         403: FORBIDDEN,
+        507: "The data folder's disk is full: the copy of the store the archive is made from "
+        "does not fit (nothing is left of it); free some space and try again",
         503: Reply(
             "A backup is being taken already; retry after Retry-After seconds",
             model=ErrorBody,
