@@ -40,6 +40,7 @@ from scanbatch.errors import BadRequest, Conflict, Unprocessable
 from scanbatch.jobfolder import PID_FILE, THUMBNAILS
 from scanbatch.private import DIR_MODE, FILE_MODE, private_dir, private_file
 from scanbatch.settings import Settings
+from scanbatch.store import JobStore
 from scanbatch.store.check import check_rows, check_store
 from scanbatch.store.db import Database
 from scanbatch.store.migrations import _migrations
@@ -118,14 +119,14 @@ class Backup:
     _closed: bool = field(default=False, init=False, repr=False)
 
     @classmethod
-    def take(cls, db: Database, settings: Settings, *, photos: bool) -> Backup:
+    def take(cls, store: JobStore, settings: Settings, *, photos: bool) -> Backup:
         private_dir(settings.data_dir)
         # The copy is on the data folder's disk: full, it is a 507 naming it, and goes.
         with disk_full_guard(settings.data_dir):
             workdir = Path(tempfile.mkdtemp(prefix=BACKUP_PREFIX, dir=settings.data_dir))
             try:
                 (workdir / STORE).mkdir(mode=DIR_MODE)
-                with db.snapshot() as cur:
+                with store.db.snapshot() as cur:
                     # The first statement fixes the snapshot every COPY below reads.
                     (version,) = cur.execute(
                         "SELECT max(version) FROM schema_migrations"

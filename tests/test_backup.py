@@ -366,7 +366,7 @@ def test_an_archive_of_an_older_schema_is_migrated_after_loading(tmp_path, versi
             "'pending', 1, '[\"front\"]', now(), now())"
         )
     archive = tmp_path / "old.tar"
-    Backup.take(db, old, photos=False).write(archive)
+    Backup.take(store, old, photos=False).write(archive)
     store.close()
     done = restore(archive, _settings(tmp_path / "new"))
     assert (done.schema_from, done.schema_to) == (version, schema_version())

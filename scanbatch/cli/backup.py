@@ -71,7 +71,7 @@ def backup_command(file: Path, photos: bool) -> None:
         # FILE's disk full: a one-line error naming it (the data folder's names its own).
         with disk_full_guard(tmp.parent):
             local_or_server(
-                lambda store: Backup.take(store.db, settings(), photos=photos).write(tmp),
+                lambda store: Backup.take(store, settings(), photos=photos).write(tmp),
                 lambda server: _download(server, photos, tmp),
             )
             manifest = read_manifest(tmp)  # a whole archive: its manifest is written last

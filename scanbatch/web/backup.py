@@ -74,7 +74,7 @@ def take_backup() -> Response:
         return busy
     try:
         svc = services()
-        backup = Backup.take(svc.store.db, svc.settings, photos=photos)
+        backup = Backup.take(svc.store, svc.settings, photos=photos)
     except BaseException:
         _one_at_a_time.release()
         raise
