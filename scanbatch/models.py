@@ -404,6 +404,11 @@ class Health(CamelModel):
     running_jobs: int
     warm_kernels: int = Field(description="notebook kernels started and waiting for a job")
     problem: str | None = Field(None, description="why the latest kernel start failed")
+    disk_free_bytes: int | None = Field(
+        None,
+        description="free space on the disk of the data folder (writes answer 507 once it is "
+        "full); a stationManager's `GET /admin/usage` says what takes the rest",
+    )
 
 
 class KeyCreate(CamelModel):

@@ -413,11 +413,14 @@ def test_a_server_restarted_on_a_full_disk_answers_and_takes_work_once_space_is_
         srv = ServerProcess(data).start()
         try:
             _gets_answer(srv, token, done)
+            # What a station's monitoring reads: the data folder's disk is full.
+            assert _get(srv, token, "/healthz").json()["diskFreeBytes"] < 64 * 1024
             _assert_full(_post_batch(srv, token, LONG), data)
             assert [p.name for p in (data / "jobs").iterdir()] == [done]
             assert not (data / "server.tmp").exists()
 
             filler.unlink()
+            assert _get(srv, token, "/healthz").json()["diskFreeBytes"] > 1024 * 1024
             again = _post_batch(srv, token, [{"artistName": "Neu!"}])
             assert again.status_code == 202, again.text
             assert srv.wait_finished(again.json()["jobId"], token)["status"] == "completed"

@@ -3,6 +3,7 @@ pending; tests/test_server.py runs real jobs on a real server)."""
 
 import io
 import json
+import shutil
 import uuid
 
 import pytest
@@ -277,13 +278,15 @@ def test_server_refuses_to_start_with_an_unusable_extractor(settings, monkeypatc
         create_app(settings.model_copy(update={"extractor": "nope"}))
 
 
-def test_healthz_says_warming_while_no_kernel_is_ready(client):
+def test_healthz_says_warming_while_no_kernel_is_ready(client, settings):
     # This app's runner is not started: no kernel is coming, and a job would wait.
     body = client.get("/healthz").get_json()
     assert body["status"] == "warming" and body["warmKernels"] == 0
     assert body["queuedJobs"] == 0 and body["problem"] is None
     # whether a backlog job goes through a batch API here (the page's upload choice says so)
     assert body["extractorCanBatch"] is (body["extractor"] == "gemini")
+    # The data folder's free space, for a station's monitoring (a full disk makes writes 507).
+    assert abs(body["diskFreeBytes"] - shutil.disk_usage(settings.data_dir).free) < 256 * 1024**2
 
 
 # -- the probe's cases (issue 13) --

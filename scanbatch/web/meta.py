@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 from flask import Blueprint, Response, jsonify
 
 from scanbatch import __version__
@@ -37,8 +40,16 @@ def healthz() -> Response:
         running_jobs=svc.runner.running,
         warm_kernels=ready,
         problem=problem,
+        disk_free_bytes=_free_bytes(svc.settings.data_dir),
     )
     return jsonify(health.to_json_dict())
+
+
+def _free_bytes(folder: Path) -> int | None:
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:  # a probe answers whatever the disk does
+        return None
 
 
 def can_batch(extractor: str) -> bool:
