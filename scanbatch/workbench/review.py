@@ -124,8 +124,8 @@ def photo_note(item: ReviewItem) -> str:
     return (
         '<div style="padding:8px;margin:4px 0;background:#f3f0e6;border-left:4px solid #b08900">'
         f"<b>No photos:</b> they were removed on {pruned.at:%Y-%m-%d} "
-        f"({html.escape(pruned.why)}). What was read stays below, and the record can still be "
-        "reviewed from the record itself.</div>"
+        f"({html.escape(pruned.why)}). What was read stays below: to review it, check it against "
+        "the sleeve and label of the record in hand.</div>"
     )
 
 
@@ -718,7 +718,7 @@ class ReviewPanel(widgets.VBox):
                 "as history."
             )
         if item.error_message:
-            shows = "the record itself shows" if item.photos_pruned else "the photos show"
+            shows = "the sleeve and label show" if item.photos_pruned else "the photos show"
             text += (
                 '<br><span style="color:#8a1c1c">Could not be read: '
                 f"{html.escape(item.error_message)}</span> — type what {shows}."
